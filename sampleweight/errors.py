@@ -1,0 +1,32 @@
+"""Errors a user can act on.
+
+Every error raised because of user input (a bad option, a bad plugin, a bad data set) derives from
+`SampleWeightError`. The CLI turns these into one red line on stderr and exit code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SampleWeightError(Exception):
+    """Base class of all errors caused by user input; the message says what is wrong and how to fix it."""
+
+
+class ConfigError(SampleWeightError, ValueError):
+    """An option or configuration value is invalid (unknown name, wrong type, missing fact)."""
+
+
+class PluginError(SampleWeightError):
+    """A plugin could not be loaded or registered something invalid (e.g. a duplicate name)."""
+
+
+class WeightError(SampleWeightError, ValueError):
+    """A weighter returned weights that are not a finite, non-negative vector with one entry per sample."""
+
+
+class LossError(SampleWeightError, ValueError):
+    """A loss returned something that is not one finite loss per sample, or the training loss is not finite."""
+
+
+class DataError(SampleWeightError, ValueError):
+    """A data set is missing, malformed or inconsistent (missing images, unknown labels, empty classes)."""

@@ -1,0 +1,220 @@
+"""Stateless functional forms of the paper's losses and weightings.
+
+Each function is the equation it names, on tensors, with no state and no registry: the built-in
+plugins are thin stateful wrappers around these (as torchmetrics keeps ``functional/`` beside its
+classes), and they are what a user calls who wants one formula in their own code.
+
+Equations refer to the paper (``docs/weighting.md`` restates them):
+Eq. 5 cross-entropy, Eq. 6 focal loss, Eq. 7 class balance, Eq. 8 effective number of samples,
+Eq. 9 curriculum pacing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "class_balance_weights",
+    "cross_entropy",
+    "curriculum_mask",
+    "curriculum_pace",
+    "curriculum_size",
+    "effective_number_weights",
+    "focal_loss",
+    "normalize_class_weights",
+]
+
+
+def cross_entropy(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
+    """Per-sample softmax cross-entropy (Eq. 5): ``l_j = -log p_j(y_j)``.
+
+    Args:
+        logits: Scores [B, C] (any float dtype; computed in float32 or wider).
+        targets: Class indices [B].
+        label_smoothing: As in ``torch.nn.functional.cross_entropy``; 0 is the paper's loss.
+
+    Returns:
+        Losses [B], float32 (float64 for float64 input).
+    """
+    return F.cross_entropy(_wide(logits), targets, reduction="none", label_smoothing=label_smoothing)
+
+
+def focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    gamma: float = 1.0,
+    alpha: Tensor | Sequence[float] | None = None,
+) -> Tensor:
+    """Per-sample softmax focal loss (Eq. 6): ``l_j = -alpha_{y_j} (1 - p_j)^gamma log p_j``.
+
+    Computed from ``log_softmax`` so it stays finite for very large logits; ``1 - p`` is taken as
+    ``-expm1(log p)`` so it keeps its precision when ``p`` is close to 1. With ``gamma = 0`` and no
+    ``alpha`` the result is exactly `cross_entropy`.
+
+    Args:
+        logits: Scores [B, C].
+        targets: Class indices [B].
+        gamma: Focusing parameter, ``>= 0`` (the paper found 1 best).
+        alpha: Optional per-class factors [C] (``alpha_y`` multiplies the loss of a class-y sample).
+
+    Returns:
+        Losses [B], float32 (float64 for float64 input).
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+        >>> focal_loss(logits, torch.tensor([0, 0]), gamma=0.0).allclose(cross_entropy(logits, torch.tensor([0, 0])))
+        True
+    """
+    if gamma < 0:
+        raise ValueError(f"focal loss needs gamma >= 0, got {gamma}")
+    logits = _wide(logits)
+    log_p = logits.log_softmax(dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    if gamma == 0:
+        loss = -log_p
+    else:
+        # clamp: (1-p)^gamma has an infinite slope at p = 1 for gamma < 1; the clamped value has zero
+        # gradient there instead of inf * 0 = NaN, and the loss itself is 0 either way.
+        one_minus_p = (-torch.expm1(log_p)).clamp_min(torch.finfo(log_p.dtype).tiny)
+        loss = -one_minus_p.pow(gamma) * log_p
+    if alpha is not None:
+        alpha_t = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
+        loss = loss * alpha_t[targets]
+    return loss
+
+
+def class_balance_weights(class_counts: Tensor) -> Tensor:
+    """Class-balance weights (Eq. 7): ``w_c = N / N_c`` with ``N = sum_c N_c``.
+
+    A class with no samples gets the weight of a class with one sample (``N``), the largest finite
+    weight, instead of ``inf``.
+
+    Args:
+        class_counts: Training-set counts per class [C] (integers >= 0, at least one positive).
+
+    Returns:
+        Weights [C], float32.
+    """
+    counts = _checked_counts(class_counts)
+    return (counts.sum() / counts.clamp_min(1)).float()
+
+
+def effective_number_weights(class_counts: Tensor, beta: float | None = None) -> Tensor:
+    """Effective-number weights (Eq. 8, Cui et al. 2019): ``w_c = (1 - beta) / (1 - beta^{N_c})``.
+
+    Computed in float64 with ``log1p``/``expm1`` so that ``beta`` close to 1 (the default
+    ``(N - 1) / N`` for N in the thousands) loses no precision. A class with no samples gets the
+    weight of a class with one sample (1), the largest finite weight.
+
+    Args:
+        class_counts: Training-set counts per class [C].
+        beta: In [0, 1). Default ``(N - 1) / N``, with N the training-set size.
+
+    Returns:
+        Weights [C], float32.
+    """
+    counts = _checked_counts(class_counts)
+    total = float(counts.sum())
+    if beta is None:
+        beta = (total - 1.0) / total
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"effective-number beta must lie in [0, 1), got {beta}")
+    n = counts.clamp_min(1)
+    if beta == 0.0:
+        return torch.ones_like(n, dtype=torch.float32)
+    # 1 - beta^n = -expm1(n * log(beta)); 1 - beta = -expm1(log(beta))
+    log_beta = math.log(beta)
+    return (-math.expm1(log_beta) / -torch.expm1(n * log_beta)).float()
+
+
+def normalize_class_weights(weights: Tensor, mode: str) -> Tensor:
+    """Rescale per-class weights.
+
+    Args:
+        weights: Per-class weights [C].
+        mode: ``"none"`` (unchanged, the paper), ``"classes"`` (mean over the classes is 1, as
+            Cui et al. do: ``w * C / sum(w)``). Batch normalisation (``"batch"``) depends on the
+            batch and is applied per batch by the weighters.
+
+    Returns:
+        Weights [C].
+    """
+    if mode == "classes":
+        return weights * (weights.numel() / weights.sum())
+    if mode in ("none", "batch"):
+        return weights
+    raise ValueError(f"normalize must be one of 'none', 'classes', 'batch', got {mode!r}")
+
+
+def curriculum_pace(num_epochs: int, batch_size: int) -> float:
+    """The paper's default pacing rate alpha (Eq. 9): ``alpha = 2 ln(2M - 1) / E``.
+
+    With it, ``m(0) = M/2`` and ``m(e) = M`` for every ``e >= E/2`` (all weights 1 in the second half
+    of training).
+
+    Args:
+        num_epochs: E, total training epochs (> 0).
+        batch_size: M, the nominal batch size (> 0).
+
+    Returns:
+        alpha (0 for M = 1, where m = M from the start).
+    """
+    if num_epochs <= 0 or batch_size <= 0:
+        raise ValueError(f"curriculum pacing needs num_epochs > 0 and batch_size > 0, got {num_epochs}, {batch_size}")
+    return 2.0 * math.log(2 * batch_size - 1) / num_epochs
+
+
+def curriculum_size(batch_len: int, epoch: int, pace: float) -> int:
+    """How many samples of a batch a curriculum weighter keeps (Eq. 9).
+
+    ``m = round(B * exp(alpha e) / (1 + exp(alpha e)))``, rounding half up, kept within ``[1, B]``.
+    ``B`` is the length of this batch, so a short last batch scales the same fraction.
+
+    Args:
+        batch_len: B, the number of samples in this batch (>= 1).
+        epoch: e, 0-based.
+        pace: alpha (see `curriculum_pace`).
+
+    Returns:
+        m, an integer in [1, B].
+    """
+    fraction = 1.0 / (1.0 + math.exp(-pace * epoch)) if pace * epoch > -700 else 0.0
+    # 1e-9 absorbs float error so that an exact .5 (e.g. B * (2M-1)/(2M) at e = E/2) rounds up
+    m = math.floor(batch_len * fraction + 0.5 + 1e-9)
+    return min(batch_len, max(1, m))
+
+
+def curriculum_mask(losses: Tensor, keep: int, *, hardest: bool) -> Tensor:
+    """Weights 1 for the ``keep`` highest (``hardest``) or lowest losses of a batch, 0 for the rest.
+
+    Ties are broken deterministically by position: among equal losses the earlier sample is kept.
+
+    Args:
+        losses: Per-sample losses [B].
+        keep: Number of samples to keep, in [0, B].
+        hardest: True for OHEM (highest losses), False for SPL (lowest).
+
+    Returns:
+        Weights [B] of 0s and 1s, in the dtype of ``losses``.
+    """
+    order = torch.sort(losses, descending=hardest, stable=True).indices
+    mask = torch.zeros_like(losses)
+    mask[order[:keep]] = 1
+    return mask
+
+
+def _wide(logits: Tensor) -> Tensor:
+    """Losses are computed in float32 at least (bf16/fp16 logits under autocast lose too much)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _checked_counts(class_counts: Tensor | Sequence[int]) -> Tensor:
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+    if counts.numel() == 0 or bool((counts < 0).any()) or float(counts.sum()) <= 0:
+        raise ValueError(f"class_counts must be >= 0 with a positive total, got {counts.tolist()}")
+    return counts

@@ -1,0 +1,55 @@
+"""The plugin hooks. Hooks only *register* things; nothing on the per-batch path goes through pluggy.
+
+A plugin is a module declared under ``[project.entry-points.sampleweight]`` that implements any of
+these hooks, decorated with ``sampleweight.hookimpl``. An implementation may take fewer arguments
+than its spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "sampleweight"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+Register = Callable[[str, Callable[..., Any]], None]
+
+
+@hookspec
+def register_weighters(register: Register) -> None:
+    """Register weighter factories.
+
+    Args:
+        register: ``register(name, factory)``. ``name`` is lowercase snake_case and unique across all
+            plugins. ``factory(**options)`` returns a `sampleweight.Weighter`; it is called with the
+            user's options plus whichever dataset-level facts its signature names: ``class_counts``
+            (LongTensor [C], training-set counts), ``num_classes``, ``num_epochs``, ``batch_size``,
+            ``class_names``.
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register per-sample loss factories.
+
+    Args:
+        register: ``register(name, factory)``. ``factory(**options)`` returns an ``nn.Module`` mapping
+            ``(model_output, targets [B])`` to per-sample losses [B] (no reduction). The factory
+            receives dataset-level facts its signature names, as for weighters.
+    """
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register timm-style model factories.
+
+    Args:
+        register: ``register(name, fn)`` where ``fn(pretrained: bool = False, **kwargs) -> nn.Module``
+            has the shape of a timm ``@register_model`` entry point. The model is added to timm's
+            registry, so ``timm.create_model(name, ...)`` builds it after ``import sampleweight``.
+    """
