@@ -1,3 +1,50 @@
-"""sampleweight: sample-weighting strategies for torch/timm image classifiers on imbalanced data."""
+"""sampleweight: sample-weighting strategies for torch/timm image classifiers on imbalanced data.
 
+Example:
+    >>> import sampleweight as sw
+    >>> criterion = sw.WeightedLoss("focal", "ohem", gamma=1.0, num_epochs=150, batch_size=20)
+
+Importing the package loads the plugins' models into timm's registry, so that
+``timm.create_model("cbam_vgg16", ...)`` works after ``import sampleweight``; weighters and losses are
+looked up in the same registry on first use.
+"""
+
+from importlib import metadata as _metadata
+
+from sampleweight import functional as functional
+from sampleweight.errors import (
+    ConfigError as ConfigError,
+    DataError as DataError,
+    LossError as LossError,
+    PluginError as PluginError,
+    SampleWeightError as SampleWeightError,
+    WeightError as WeightError,
+)
+from sampleweight.factory import (
+    create_loss as create_loss,
+    create_weighter as create_weighter,
+    list_losses as list_losses,
+    list_models as list_models,
+    list_weighters as list_weighters,
+)
 from sampleweight.hookspecs import hookimpl as hookimpl
+from sampleweight.plugins import (
+    PluginInfo as PluginInfo,
+    get_registry as _get_registry,
+    list_plugins as list_plugins,
+)
+from sampleweight.weighted_loss import WeightedLoss as WeightedLoss
+from sampleweight.weighting import (
+    BaseWeighter as BaseWeighter,
+    ProductWeighter as ProductWeighter,
+    Weighter as Weighter,
+    WeightingBatch as WeightingBatch,
+)
+
+try:
+    __version__ = _metadata.version("sampleweight")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+# Models must be in timm's registry as soon as the package is imported (timm has no lazy lookup).
+_get_registry()

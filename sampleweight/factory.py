@@ -1,0 +1,214 @@
+"""Build weighters and losses by name, handing each factory the options and facts it declares.
+
+A factory is called with the user's options plus the dataset-level facts its signature names
+(pluggy-style "declare what you need"): ``class_counts`` (LongTensor [C], training-set counts),
+``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``. ``num_classes`` follows from
+``class_counts`` or ``class_names`` when not given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from sampleweight.errors import ConfigError
+from sampleweight.plugins import SINGULAR, Registered, Registry, get_registry
+from sampleweight.weighting import ProductWeighter, Weighter
+
+__all__ = [
+    "FACTS",
+    "accepted_options",
+    "create_loss",
+    "create_weighter",
+    "list_losses",
+    "list_models",
+    "list_weighters",
+    "lookup",
+    "resolve_facts",
+]
+
+FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
+
+
+def list_weighters(registry: Registry | None = None) -> list[str]:
+    """Names of all registered weighters, sorted."""
+    return sorted((registry or get_registry()).weighters)
+
+
+def list_losses(registry: Registry | None = None) -> list[str]:
+    """Names of all registered losses, sorted."""
+    return sorted((registry or get_registry()).losses)
+
+
+def list_models(registry: Registry | None = None) -> list[str]:
+    """Names of all models registered by plugins (all of timm's own work too), sorted."""
+    return sorted((registry or get_registry()).models)
+
+
+def create_weighter(name: str | Sequence[str], *, registry: Registry | None = None, **options: Any) -> Weighter:
+    """Create a weighter by name.
+
+    Args:
+        name: A registered name (``"ohem"``), several joined by ``+`` (``"ohem+es"``) or a list of
+            names: the weights of several weighters multiply.
+        registry: Where to look names up; default the process-wide registry.
+        **options: Options of the weighter(s) and dataset facts (``class_counts``, ``num_classes``,
+            ``num_epochs``, ``batch_size``, ``class_names``). Each is given to every component
+            whose factory names it; an option no component accepts is an error.
+
+    Returns:
+        A `Weighter` (a `ProductWeighter` for several names).
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed), unknown option, missing fact.
+
+    Example:
+        >>> import sampleweight as sw, torch
+        >>> w = sw.create_weighter("ohem+es", class_counts=torch.tensor([90, 10]), num_epochs=10, batch_size=4)
+    """
+    names = _split_names(name)
+    facts = resolve_facts(options)
+    entries = [lookup(registry, "weighters", n) for n in names]
+    _check_unused(options, entries, "weighter")
+    weighters = [_build(entry, options, facts, "weighter") for entry in entries]
+    return weighters[0] if len(weighters) == 1 else ProductWeighter(weighters)
+
+
+def create_loss(name: str, *, registry: Registry | None = None, **options: Any) -> nn.Module:
+    """Create a per-sample loss by name: ``loss(model_output, targets [B]) -> losses [B]``.
+
+    Args:
+        name: A registered loss name (``"ce"``, ``"focal"``, ...).
+        registry: Where to look the name up; default the process-wide registry.
+        **options: Options of the loss (e.g. ``gamma``) and dataset facts it declares.
+
+    Returns:
+        The loss module.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed) or option.
+    """
+    entry = lookup(registry, "losses", name)
+    facts = resolve_facts(options)
+    _check_unused(options, [entry], "loss")
+    return _build(entry, options, facts, "loss")
+
+
+def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names a factory accepts; None when it takes ``**kwargs`` (accepts anything)."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {p.name for p in params if p.kind in kinds}
+
+
+def resolve_facts(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset facts among ``options``, checked, with ``num_classes`` derived where possible."""
+    facts = {k: options[k] for k in FACTS if options.get(k) is not None}
+    if "class_counts" in facts:
+        counts = torch.as_tensor(facts["class_counts"])
+        if (
+            counts.ndim != 1
+            or counts.numel() == 0
+            or (counts.is_floating_point() and bool((counts != counts.round()).any()))
+        ):
+            raise ConfigError(f"class_counts must be a 1-D sequence of integer counts, got {facts['class_counts']!r}")
+        counts = counts.long()
+        if bool((counts < 0).any()) or int(counts.sum()) <= 0:
+            raise ConfigError(f"class_counts must be >= 0 with a positive total, got {counts.tolist()}")
+        facts["class_counts"] = counts
+    sizes = {
+        "class_counts": len(facts["class_counts"]) if "class_counts" in facts else None,
+        "class_names": len(facts["class_names"]) if "class_names" in facts else None,
+        "num_classes": facts.get("num_classes"),
+    }
+    known = {k: v for k, v in sizes.items() if v is not None}
+    if len(set(known.values())) > 1:
+        raise ConfigError(f"the number of classes disagrees between {known}; pass consistent facts")
+    if known:
+        facts["num_classes"] = next(iter(known.values()))
+    for key in ("num_classes", "num_epochs", "batch_size"):
+        if key in facts and (not isinstance(facts[key], int) or isinstance(facts[key], bool) or facts[key] <= 0):
+            raise ConfigError(f"{key} must be a positive integer, got {facts[key]!r}")
+    return facts
+
+
+def _split_names(name: str | Sequence[str]) -> list[str]:
+    parts = name.split("+") if isinstance(name, str) else [p for n in name for p in n.split("+")]
+    names = [p.strip() for p in parts]
+    if not names or any(not n for n in names):
+        raise ConfigError(f"empty weighter name in {name!r}; use e.g. 'ohem' or 'ohem+es'")
+    return names
+
+
+def lookup(registry: Registry | None, kind: str, name: str) -> Registered:
+    """The registered entry ``name`` of ``kind``; an unknown name lists the valid ones."""
+    table = (registry or get_registry()).kind(kind)
+    if name in table:
+        return table[name]
+    singular = SINGULAR[kind]
+    close = difflib.get_close_matches(name, table, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"unknown {singular} {name!r}; choose one of: {', '.join(sorted(table)) or '(none registered)'}.{hint}"
+        f" (`sampleweight plugins` lists what each plugin registers)"
+    )
+
+
+def _check_unused(options: Mapping[str, Any], entries: Sequence[Registered], what: str) -> None:
+    accepted: set[str] = set(FACTS)
+    for entry in entries:
+        names = accepted_options(entry.factory)
+        if names is None:
+            return
+        accepted |= names
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        valid = sorted(accepted - set(FACTS))
+        label = "+".join(e.name for e in entries)
+        raise ConfigError(
+            f"{what} {label!r} does not accept option(s) {', '.join(unknown)}; "
+            f"its options are: {', '.join(valid) or '(none)'}"
+        )
+
+
+def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, Any], what: str) -> Any:
+    names = accepted_options(entry.factory)
+    given = {**options, **facts}
+    kwargs = dict(given) if names is None else {k: v for k, v in given.items() if k in names}
+    _check_required(entry, kwargs, what)
+    try:
+        obj = entry.factory(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    if what == "weighter":
+        with contextlib.suppress(AttributeError):  # a read-only name stays as it is
+            obj.name = entry.name
+    return obj
+
+
+def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> None:
+    params = inspect.signature(entry.factory).parameters.values()
+    missing = [
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.name not in kwargs
+    ]
+    if missing:
+        explain = {
+            "class_counts": "training-set counts per class",
+            "num_epochs": "total training epochs",
+            "batch_size": "the nominal batch size",
+            "num_classes": "number of classes",
+        }
+        needs = ", ".join(f"{m} ({explain[m]})" if m in explain else m for m in missing)
+        raise ConfigError(f"{what} {entry.name!r} needs {needs}; pass {missing[0]}=...")

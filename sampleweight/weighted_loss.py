@@ -1,0 +1,196 @@
+"""`WeightedLoss`: a per-sample loss and a weighter, reduced as the paper's Eq. 3."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from sampleweight.errors import ConfigError, LossError
+from sampleweight.factory import FACTS, accepted_options, create_loss, create_weighter, lookup
+from sampleweight.plugins import Registry
+from sampleweight.weighting import Weighter, WeightingBatch, check_weights, weighter_name
+
+__all__ = ["WeightedLoss"]
+
+
+class WeightedLoss(nn.Module):
+    """``(1/B) sum_j w_j l_j``: per-sample losses weighted by a weighter (Eq. 3).
+
+    The weights are computed from the detached losses and carry no gradient, so the gradient is
+    ``(1/B) sum_j w_j grad l_j``. ``B`` is the length of the batch (a short last batch divides by its
+    own size).
+
+    Keyword options are routed by name: dataset facts (``class_counts``, ``num_classes``,
+    ``num_epochs``, ``batch_size``, ``class_names``) go to every factory that declares them; any
+    other option goes to the loss or the weighter(s), whichever accepts it. An option both accept
+    is ambiguous: pass it in ``loss_options`` or ``weighter_options`` instead.
+
+    Args:
+        loss: A registered loss name (``"ce"``, ``"focal"``, ...) or a per-sample loss module
+            ``(output, targets) -> [B]``.
+        weighter: A registered weighter name, several (``"ohem+es"`` or a list; weights multiply),
+            or a `Weighter` object.
+        loss_options: Options for the loss only.
+        weighter_options: Options for the weighter(s) only.
+        validate: Check every weight vector (shape [B], finite, >= 0) and raise a `WeightError`
+            naming the weighter that produced a bad one. Costs one host sync per batch.
+        registry: Where names are looked up; default the process-wide registry.
+        **options: Facts and options, routed as above.
+
+    Attributes:
+        epoch: The epoch weighters see (set it with `set_epoch`).
+        step: Batches weighted so far.
+        last_weights: The weights of the last batch [B] (detached), for logging.
+        last_losses: The unweighted per-sample losses of the last batch [B] (detached).
+
+    Example:
+        >>> import sampleweight as sw, torch
+        >>> criterion = sw.WeightedLoss("focal", "ohem", gamma=1.0, num_epochs=150, batch_size=20)
+        >>> criterion.set_epoch(0)
+        >>> loss = criterion(torch.randn(20, 7, requires_grad=True), torch.randint(0, 7, (20,)))
+        >>> int(criterion.last_weights.sum())
+        10
+    """
+
+    def __init__(
+        self,
+        loss: str | nn.Module = "ce",
+        weighter: str | Sequence[str] | Weighter = "none",
+        *,
+        loss_options: Mapping[str, Any] | None = None,
+        weighter_options: Mapping[str, Any] | None = None,
+        validate: bool = True,
+        registry: Registry | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        to_loss, to_weighter = _route(loss, weighter, options, registry)
+        to_loss.update(loss_options or {})
+        to_weighter.update(weighter_options or {})
+        if isinstance(loss, str):
+            loss = create_loss(loss, registry=registry, **to_loss)
+        elif not callable(loss):
+            raise ConfigError(f"loss must be a registered name or a module, got {type(loss).__name__}")
+        if isinstance(weighter, (str, list, tuple)):
+            weighter = create_weighter(weighter, registry=registry, **to_weighter)
+        elif not isinstance(weighter, Weighter):
+            raise ConfigError(
+                f"weighter must be a registered name or a Weighter (callable with state_dict/load_state_dict), "
+                f"got {type(weighter).__name__}"
+            )
+        self.loss = loss
+        self.weighter = weighter
+        self.validate = validate
+        self.epoch = 0
+        self.step = 0
+        self.last_weights: Tensor | None = None
+        self.last_losses: Tensor | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the (0-based) epoch that the weighters see from the next batch on."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def forward(
+        self,
+        output: Any,
+        targets: Tensor,
+        *,
+        epoch: int | None = None,
+        indices: Tensor | None = None,
+    ) -> Tensor:
+        """Weighted mean loss of one batch.
+
+        Args:
+            output: The model's output (logits [B, C], or whatever the loss takes).
+            targets: Class indices [B].
+            epoch: Overrides the epoch set by `set_epoch` for this batch.
+            indices: Dataset indices of the samples [B], for weighters that keep per-sample state.
+
+        Returns:
+            A scalar tensor.
+        """
+        losses = self.loss(output, targets)
+        batch_len = targets.shape[0]
+        if not isinstance(losses, Tensor) or tuple(losses.shape) != (batch_len,):
+            shape = list(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise LossError(
+                f"loss {type(self.loss).__name__} returned {shape} for a batch of {batch_len}; "
+                f"a per-sample loss must return shape [{batch_len}] (no reduction)"
+            )
+        batch = WeightingBatch(
+            losses=losses.detach(),
+            targets=targets,
+            epoch=self.epoch if epoch is None else epoch,
+            step=self.step,
+            indices=indices,
+        )
+        weights = self.weighter(batch)
+        weights = check_weights(weights, batch, weighter_name(self.weighter)) if self.validate else weights.detach()
+        self.last_weights, self.last_losses = weights, batch.losses
+        self.step += 1
+        return (weights.to(losses.dtype) * losses).mean()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+        if not isinstance(self.weighter, nn.Module):
+            state["weighter"] = dict(self.weighter.state_dict())
+        return state
+
+    def set_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        if "weighter" in state and not isinstance(self.weighter, nn.Module):
+            self.weighter.load_state_dict(state["weighter"])
+
+    def extra_repr(self) -> str:
+        return f"epoch={self.epoch}, step={self.step}"
+
+
+def _route(
+    loss: str | nn.Module,
+    weighter: str | Sequence[str] | Weighter,
+    options: Mapping[str, Any],
+    registry: Registry | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options between the loss and the weighter(s) by the names their factories accept."""
+    facts = {k: v for k, v in options.items() if k in FACTS}
+    rest = {k: v for k, v in options.items() if k not in FACTS}
+    loss_accepts = _accepts(loss, "losses", registry)
+    weighter_accepts = _accepts(weighter, "weighters", registry)
+    to_loss, to_weighter = (
+        dict(facts if isinstance(loss, str) else {}),
+        dict(facts if isinstance(weighter, (str, list, tuple)) else {}),
+    )
+    for key, value in rest.items():
+        for_loss, for_weighter = key in loss_accepts, key in weighter_accepts
+        if for_loss and for_weighter:
+            raise ConfigError(
+                f"option {key!r} is accepted by both the loss and the weighter; pass it as "
+                f"loss_options={{{key!r}: ...}} or weighter_options={{{key!r}: ...}}"
+            )
+        if not (for_loss or for_weighter):
+            raise ConfigError(
+                f"option {key!r} is accepted by neither the loss nor the weighter; loss options: "
+                f"{', '.join(sorted(loss_accepts - set(FACTS))) or '(none)'}; weighter options: "
+                f"{', '.join(sorted(weighter_accepts - set(FACTS))) or '(none)'}"
+            )
+        (to_loss if for_loss else to_weighter)[key] = value
+    return to_loss, to_weighter
+
+
+def _accepts(spec: Any, kind: str, registry: Registry | None) -> set[str]:
+    """Option names the named factories accept (empty for objects, which take no options)."""
+    if isinstance(spec, str):
+        names = spec.split("+") if kind == "weighters" else [spec]
+    elif isinstance(spec, (list, tuple)):
+        names = [p for n in spec for p in n.split("+")]
+    else:
+        return set()
+    accepted: set[str] = set()
+    for name in names:
+        options = accepted_options(lookup(registry, kind, name.strip()).factory)
+        accepted |= options if options is not None else set()
+    return accepted

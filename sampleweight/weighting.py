@@ -1,0 +1,175 @@
+"""What a weighter is: the batch it sees, the protocol it follows, and the checks on what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from sampleweight.errors import WeightError
+
+__all__ = [
+    "BaseWeighter",
+    "ProductWeighter",
+    "Weighter",
+    "WeightingBatch",
+    "check_weights",
+    "weighter_name",
+]
+
+
+@dataclass(frozen=True)
+class WeightingBatch:
+    """What a weighter sees for one batch.
+
+    Attributes:
+        losses: Per-sample losses [B], detached (a weighter never back-propagates).
+        targets: Class indices [B].
+        epoch: 0-based training epoch.
+        step: Number of batches weighted before this one by the same `WeightedLoss` (not reset per
+            epoch).
+        indices: Dataset indices of the samples [B], or None when the loop does not provide them
+            (weighters that keep per-sample history need them).
+    """
+
+    losses: Tensor
+    targets: Tensor
+    epoch: int = 0
+    step: int = 0
+    indices: Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        """B, the number of samples in the batch."""
+        return self.losses.shape[0]
+
+
+@runtime_checkable
+class Weighter(Protocol):
+    """Anything that turns a `WeightingBatch` into per-sample weights.
+
+    ``__call__`` returns a tensor [B] on the device of ``batch.losses``, finite, ``>= 0``, with no
+    gradient. ``state_dict``/``load_state_dict`` round-trip whatever state the weighter keeps, so a
+    resumed run weights exactly as an uninterrupted one.
+    """
+
+    def __call__(self, batch: WeightingBatch) -> Tensor: ...
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any: ...
+
+
+class BaseWeighter(nn.Module):
+    """Convenient base for weighters: implement `forward(batch) -> weights [B]`.
+
+    Being an ``nn.Module`` gives a weighter ``.to(device)`` for per-class weight tables (register
+    them as buffers, and index them on the device with no host sync), and ``state_dict`` /
+    ``load_state_dict`` for buffers and, through ``get_extra_state``/``set_extra_state``, for any
+    Python-side state. A stateless weighter writes only ``forward``.
+
+    Attributes:
+        name: The name the weighter was registered under (set by `sampleweight.create_weighter`),
+            used in error messages.
+    """
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = self.name or type(self).__name__
+
+    def forward(self, batch: WeightingBatch) -> Tensor:  # pragma: no cover - documented contract
+        """Return per-sample weights [B] for ``batch``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(batch) -> weights [B]")
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+class ProductWeighter(BaseWeighter):
+    """Several weighters at once: the weights multiply (e.g. ``"ohem+es"``).
+
+    Each component's weights are checked before they are multiplied, so a bad vector is blamed on
+    the weighter that produced it.
+
+    Args:
+        weighters: The components, applied to the same batch.
+    """
+
+    def __init__(self, weighters: Sequence[Weighter]) -> None:
+        super().__init__()
+        if not weighters:
+            raise ValueError("ProductWeighter needs at least one weighter")
+        self.components = list(weighters)
+        # Register module components so .to(device) and state_dict reach them.
+        self.parts = nn.ModuleList(w for w in self.components if isinstance(w, nn.Module))
+        self.name = "+".join(weighter_name(w) for w in self.components)
+
+    def forward(self, batch: WeightingBatch) -> Tensor:
+        weights = None
+        for component in self.components:
+            part = check_weights(component(batch), batch, weighter_name(component))
+            weights = part if weights is None else weights * part
+        return weights
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {str(i): dict(w.state_dict()) for i, w in enumerate(self.components) if not isinstance(w, nn.Module)}
+
+    def set_extra_state(self, state: Mapping[str, Any]) -> None:
+        for i, w in enumerate(self.components):
+            if not isinstance(w, nn.Module) and str(i) in state:
+                w.load_state_dict(state[str(i)])
+
+
+def weighter_name(weighter: object) -> str:
+    """The name to show for a weighter in messages: its registered name, else its class name."""
+    return getattr(weighter, "name", "") or type(weighter).__name__
+
+
+def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
+    """Check that ``weights`` is a finite, non-negative float vector with one entry per sample.
+
+    Args:
+        weights: What the weighter returned.
+        batch: The batch it was given.
+        name: The weighter's name, for the error message.
+
+    Returns:
+        ``weights``, detached.
+
+    Raises:
+        WeightError: Naming the weighter, the problem and the fix.
+    """
+    expected = (batch.size,)
+    if not isinstance(weights, Tensor):
+        raise WeightError(
+            f"weighter {name!r} returned {type(weights).__name__}, expected a float tensor of shape "
+            f"{list(expected)}; return one weight per sample"
+        )
+    if tuple(weights.shape) != expected:
+        raise WeightError(
+            f"weighter {name!r} returned weights of shape {list(weights.shape)} for a batch of "
+            f"{batch.size}; it must return one weight per sample, shape {list(expected)}"
+        )
+    if not weights.is_floating_point():
+        raise WeightError(f"weighter {name!r} returned {weights.dtype} weights; return a float tensor")
+    weights = weights.detach()
+    finite = torch.isfinite(weights)
+    # One host sync for both conditions.
+    if not bool((finite & (weights >= 0)).all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        if bad:
+            raise WeightError(
+                f"weighter {name!r} returned non-finite weights (NaN or inf) at batch positions "
+                f"{bad[:8]} (epoch {batch.epoch}, step {batch.step}); weights must be finite"
+            )
+        negative = (weights < 0).nonzero().flatten().tolist()
+        raise WeightError(
+            f"weighter {name!r} returned negative weights at batch positions {negative[:8]} "
+            f"(epoch {batch.epoch}, step {batch.step}); weights must be >= 0"
+        )
+    return weights

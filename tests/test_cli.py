@@ -1,0 +1,78 @@
+"""The command line skeleton: --help, --version, plugins (table and JSON), exit code 2 on user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import sampleweight as sw
+from sampleweight.cli import app
+
+runner = CliRunner()
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "third_party_plugin"
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "plugins" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"sampleweight {sw.__version__}"
+
+
+def test_plugins_json_lists_builtins_with_plain_string_names() -> None:
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    infos = {p["name"]: p for p in json.loads(result.output)}
+    assert infos["weighters"]["weighters"] == ["none", "cb", "es", "spl", "ohem"]
+    assert infos["losses"]["distribution"] == "sampleweight" and infos["losses"]["error"] is None
+
+
+def test_plugins_table(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0
+    assert "none, cb, es, spl, ohem" in result.output and "ce, focal" in result.output
+
+
+def test_plugins_command_shows_a_mounted_third_party_plugin_and_a_broken_one(mount_plugin, tmp_path) -> None:
+    site = mount_plugin("sampleweight-isqrt", "0.1.0", entry_points={"isqrt": "sampleweight_isqrt"})
+    broken = mount_plugin(
+        "sw-test-broken",
+        entry_points={"broken": "sw_test_broken"},
+        modules={"sw_test_broken": "raise RuntimeError('cannot start')\n"},
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(broken), str(EXAMPLE_PLUGIN)]), "COLUMNS": "250"}
+    out = subprocess.run(
+        [sys.executable, "-m", "sampleweight", "plugins", "--json"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    infos = {p["name"]: p for p in json.loads(out.stdout)}
+    assert infos["isqrt"]["weighters"] == ["isqrt"] and infos["isqrt"]["version"] == "0.1.0"
+    assert infos["broken"]["error"].startswith("RuntimeError: cannot start")
+    table = subprocess.run([sys.executable, "-m", "sampleweight", "plugins"], env=env, capture_output=True, text=True)
+    assert table.returncode == 0 and "isqrt" in table.stdout and "failed: RuntimeError: cannot start" in table.stdout
+
+
+def test_user_error_exits_2_with_one_line() -> None:
+    from sampleweight.cli import user_errors
+
+    @user_errors
+    def fails() -> None:
+        raise sw.ConfigError("unknown weighter 'x'; choose one of: cb, es")
+
+    import typer
+
+    probe = typer.Typer()
+    probe.command()(fails)
+    result = runner.invoke(probe, [])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: unknown weighter 'x'; choose one of: cb, es"]
+    assert "Traceback" not in result.output
