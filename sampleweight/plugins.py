@@ -148,7 +148,7 @@ def load_plugins(
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - an import failure is the plugin's, recorded
                 info.error = _describe(exc)
                 continue
             _add_plugin(registry, info, plugin)
@@ -198,7 +198,7 @@ def _add_plugin(registry: Registry, info: PluginInfo, plugin: object) -> None:
     pm = registry.plugin_manager
     try:
         pm.register(plugin, name=_pluggy_name(pm, info))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - bad hook signatures are the plugin's, recorded
         info.error = _describe(exc)
         return
     try:
@@ -214,7 +214,7 @@ def _add_plugin(registry: Registry, info: PluginInfo, plugin: object) -> None:
         for kind in KINDS:
             caller = pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
             caller(register=_registrar(registry, info, kind, staged[kind]))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failing hook or duplicate name rejects this plugin
         pm.unregister(plugin)
         info.error = exc.args[0] if isinstance(exc, PluginError) else _describe(exc)
         return

@@ -1,0 +1,164 @@
+"""Training configuration: the paper's defaults, validated by pydantic, loadable from TOML/YAML/JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sampleweight.errors import ConfigError
+
+__all__ = ["PAPER_EPOCHS", "PAPER_LR", "TrainConfig", "load_config", "validation_message"]
+
+# The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
+PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
+PAPER_EPOCHS = {"hierarchical_vgg16": 250}
+DEFAULT_EPOCHS = 150
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs. Unset fields take the paper's values.
+
+    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    data: str = Field("synthetic", description="Data set folder, or 'synthetic[:N]' for the embedded one.")
+    split: int = Field(0, ge=0, description="Which of the lesion-grouped 80/20 splits (the paper uses 0 and 1).")
+    seed: int = Field(0, ge=0, description="Seed of the splits, the initialisation and the data order.")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    image_size: int = Field(299, ge=16, le=2048)
+    cache_dir: Path | None = Field(None, description="Image cache folder (default: the per-user cache).")
+    workers: int = Field(2, ge=0, le=64, description="Data-loader worker processes.")
+    # model
+    model: str = "cbam_vgg16"
+    backbone: str | None = Field(None, description="timm backbone (default: the model's, VGG16).")
+    pretrained: bool = True
+    pretrained_path: Path | None = None
+    drop_rate: float = Field(0.5, ge=0, lt=1)
+    # loss and weighting
+    loss: str = "ce"
+    gamma: float | None = Field(None, ge=0, description="Focal loss gamma (default 1 for 'focal').")
+    loss_options: dict[str, Any] = Field(default_factory=dict)
+    weighters: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    weighter_options: dict[str, Any] = Field(default_factory=dict)
+    # optimisation
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float | None = Field(None, gt=0, description="Learning rate (default: ADAM 1e-5, SGD 1e-4).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD Nesterov momentum.")
+    weight_decay: float = Field(0.0, ge=0)
+    lr_milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of training where lr /= 10.")
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    epochs: int | None = Field(None, ge=1, description="Default: 150 flat, 250 hierarchical.")
+    batch_size: int = Field(20, ge=1)
+    # execution
+    device: str | None = Field(None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.")
+    precision: Literal["fp32", "bf16"] | None = Field(None, description="Default: bf16 on CUDA, fp32 on CPU.")
+    channels_last: bool | None = Field(None, description="Default: on for CUDA.")
+    compile: bool = False
+    out: Path | None = None
+    quiet: bool = False
+
+    @field_validator("weighters")
+    @classmethod
+    def _split_plus(cls, value: list[str]) -> list[str]:
+        names = [part.strip() for item in value for part in item.split("+")]
+        if any(not name for name in names):
+            raise ValueError("empty weighter name")
+        return names
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < f < 1 for f in value) or list(value) != sorted(value):
+            raise ValueError("milestones must be increasing fractions of training in (0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _paper_defaults(self) -> TrainConfig:
+        if self.lr is None:
+            object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", PAPER_EPOCHS.get(self.model, DEFAULT_EPOCHS))
+        if self.gamma is not None and self.loss == "ce":
+            raise ValueError("gamma is a focal-loss option; use --loss focal (or hierarchical) with --gamma")
+        return self
+
+    @property
+    def weighter_spec(self) -> str:
+        """The weighters joined with ``+`` (``"ohem+es"``)."""
+        return "+".join(self.weighters)
+
+    @property
+    def run_name(self) -> str:
+        """A readable name: model-loss-weighting-optimizer-sN."""
+        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` from a TOML, YAML or JSON file (optional) with ``overrides`` on top.
+
+    Args:
+        path: The file; its suffix picks the format (``.toml``, ``.yaml``/``.yml``, ``.json``).
+        **overrides: Values that replace the file's (e.g. command-line flags); None values are ignored.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, or a value is invalid (the field and the
+            reason are named).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = _read(Path(path))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source=str(path) if path else None)) from None
+
+
+def validation_message(exc: ValidationError, source: str | None = None) -> str:
+    """One line per invalid field: ``field: reason (got value)``."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "config"
+        value = f" (got {error['input']!r})" if error["type"] != "missing" and "input" in error else ""
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown option; valid options: {', '.join(TrainConfig.model_fields)}")
+        else:
+            lines.append(f"{field}: {error['msg']}{value}")
+    where = f" in {source}" if source else ""
+    return f"invalid configuration{where}: " + "; ".join(lines)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text()
+        if suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error is the file's
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of options, got {type(data).__name__}")
+    return data
