@@ -1,0 +1,137 @@
+"""The run directory: ``config.json``, ``metrics.jsonl``, ``metrics.json``, ``checkpoint.pt``, ``predictions.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sampleweight.checkpoint import atomic_write_text
+from sampleweight.errors import ConfigError
+
+__all__ = ["RunDirectory", "read_predictions", "write_predictions"]
+
+MIN_FREE_BYTES = 256 * 2**20
+
+
+class RunDirectory:
+    """One run's output folder, as DESIGN.md fixes it.
+
+    Args:
+        path: The folder (created if missing).
+        min_free_bytes: Refuse to start when the disk has less free space than this.
+
+    Raises:
+        ConfigError: The folder cannot be created or written, or the disk is (nearly) full; raised
+            before any training starts.
+    """
+
+    CONFIG = "config.json"
+    EPOCHS = "metrics.jsonl"
+    FINAL = "metrics.json"
+    CHECKPOINT = "checkpoint.pt"
+    PREDICTIONS = "predictions.csv"
+
+    def __init__(self, path: str | Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the run directory {self.path}: {exc.strerror or exc}") from None
+        free = shutil.disk_usage(self.path).free
+        if free < min_free_bytes:
+            raise ConfigError(
+                f"only {free / 2**20:.0f} MiB free on the disk of {self.path}; a run needs at least "
+                f"{min_free_bytes / 2**20:.0f} MiB for checkpoints: free some space or choose another --out"
+            )
+
+    @property
+    def checkpoint(self) -> Path:
+        """Path of the latest checkpoint."""
+        return self.path / self.CHECKPOINT
+
+    def is_finished(self) -> bool:
+        """True when the run wrote its final metrics."""
+        return (self.path / self.FINAL).is_file()
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write the resolved configuration."""
+        atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, default=str) + "\n")
+
+    def read_config(self) -> dict[str, Any]:
+        """The configuration a previous run wrote."""
+        path = self.path / self.CONFIG
+        if not path.is_file():
+            raise ConfigError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
+        return json.loads(path.read_text())
+
+    def append_epoch(self, record: dict[str, Any]) -> None:
+        """Append one line to ``metrics.jsonl`` (flushed and synced, so a crash keeps it)."""
+        with open(self.path / self.EPOCHS, "a") as handle:
+            handle.write(json.dumps(record, default=_plain) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """The per-epoch records written so far."""
+        path = self.path / self.EPOCHS
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def truncate_epochs(self, before: int) -> None:
+        """Keep only the per-epoch records of epochs ``< before`` (on resume, drop what the checkpoint lacks)."""
+        kept = [r for r in self.epochs() if r["epoch"] < before]
+        atomic_write_text(self.path / self.EPOCHS, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_final(self, metrics: dict[str, Any]) -> None:
+        """Write ``metrics.json``."""
+        atomic_write_text(self.path / self.FINAL, json.dumps(metrics, indent=2, default=_plain) + "\n")
+
+    def write_predictions(
+        self, image_ids: Sequence[str], targets: Any, scores: Any, class_names: Sequence[str]
+    ) -> None:
+        """Write ``predictions.csv``: ``image,true,pred`` (class names) and one score column per class."""
+        write_predictions(self.path / self.PREDICTIONS, image_ids, targets, scores, class_names)
+
+
+def write_predictions(
+    path: str | Path, image_ids: Sequence[str], targets: Any, scores: Any, class_names: Sequence[str]
+) -> None:
+    """Write a predictions CSV (see `RunDirectory.write_predictions`); ``targets`` may be None (unlabelled)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    predicted = scores.argmax(axis=1)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "true", "pred", *class_names])
+    for i, image in enumerate(image_ids):
+        true = "" if targets is None else class_names[int(targets[i])]
+        writer.writerow([image, true, class_names[predicted[i]], *(f"{s:.6g}" for s in scores[i])])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_predictions(path: str | Path) -> tuple[list[str], list[str], list[str], np.ndarray, list[str]]:
+    """Read a predictions CSV: ``(images, true, pred, scores [N, C], class_names)``."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    classes = header[3:]
+    scores = np.array([[float(v) for v in row[3:]] for row in body], dtype=np.float64).reshape(len(body), len(classes))
+    return [r[0] for r in body], [r[1] for r in body], [r[2] for r in body], scores, classes
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -1,0 +1,82 @@
+"""TrainConfig: the paper's defaults, files in three formats, flags over files, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sampleweight as sw
+from sampleweight.config import TrainConfig, load_config
+
+
+def test_paper_defaults() -> None:
+    config = TrainConfig()
+    assert (config.batch_size, config.optimizer, config.lr, config.epochs) == (20, "adam", 1e-5, 150)
+    assert (config.image_size, config.drop_rate, config.pretrained, config.lr_milestones) == (
+        299,
+        0.5,
+        True,
+        (0.5, 0.75),
+    )
+    sgd = TrainConfig(optimizer="sgd")
+    assert (sgd.lr, sgd.momentum) == (1e-4, 0.9)
+    assert TrainConfig(model="hierarchical_vgg16").epochs == 250
+    assert TrainConfig(lr=3e-4).lr == 3e-4
+
+
+def test_weighters_split_on_plus() -> None:
+    assert TrainConfig(weighters=["ohem+es"]).weighters == ["ohem", "es"]
+    assert TrainConfig(weighters=["ohem", "es"]).weighter_spec == "ohem+es"
+
+
+@pytest.mark.parametrize("suffix", ["toml", "yaml", "json"])
+def test_files_load_and_flags_override(tmp_path, suffix: str) -> None:
+    text = {
+        "toml": 'model = "hierarchical_vgg16"\noptimizer = "sgd"\nweighters = ["es"]\nepochs = 7\n',
+        "yaml": "model: hierarchical_vgg16\noptimizer: sgd\nweighters: [es]\nepochs: 7\n",
+        "json": json.dumps({"model": "hierarchical_vgg16", "optimizer": "sgd", "weighters": ["es"], "epochs": 7}),
+    }[suffix]
+    path = tmp_path / f"paper.{suffix}"
+    path.write_text(text)
+    config = load_config(path, weighters=["ohem"], epochs=None)
+    assert (config.model, config.optimizer, config.lr, config.epochs, config.weighters) == (
+        "hierarchical_vgg16",
+        "sgd",
+        1e-4,
+        7,
+        ["ohem"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": -1.0}, r"lr: Input should be greater than 0 \(got -1.0\)"),
+        ({"optimizer": "rmsprop"}, r"optimizer: Input should be 'adam' or 'sgd'"),
+        ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1"),
+        ({"colour": True}, "colour: unknown option; valid options: data, split"),
+        ({"gamma": 2.0}, "gamma is a focal-loss option"),
+        ({"lr_milestones": (0.8, 0.5)}, "milestones must be increasing"),
+    ],
+)
+def test_invalid_values_name_the_field_and_reason(overrides, message: str) -> None:
+    with pytest.raises(sw.ConfigError, match=message):
+        load_config(**overrides)
+
+
+def test_bad_files(tmp_path) -> None:
+    with pytest.raises(sw.ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("model = [unclosed\n")
+    with pytest.raises(sw.ConfigError, match="cannot parse config file"):
+        load_config(bad)
+    other = tmp_path / "config.ini"
+    other.write_text("[x]\n")
+    with pytest.raises(sw.ConfigError, match=r"must end in \.toml, \.yaml, \.yml or \.json"):
+        load_config(other)
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(sw.ConfigError, match="must hold a table of options"):
+        load_config(listed)

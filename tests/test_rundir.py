@@ -1,0 +1,76 @@
+"""Run directory files, atomic checkpoints, RNG capture, and refusing an unwritable --out."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import sampleweight as sw
+from sampleweight.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from sampleweight.rundir import RunDirectory, read_predictions
+
+
+def test_checkpoint_is_atomic_when_saving_fails(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1})
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
+
+
+def test_rng_round_trip() -> None:
+    state = capture_rng()
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng(state)
+    second = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
+
+
+def test_epochs_append_and_truncate(tmp_path) -> None:
+    run = RunDirectory(tmp_path / "run")
+    for epoch in range(4):
+        run.append_epoch({"epoch": epoch, "loss": np.float32(0.5)})
+    run.truncate_epochs(before=2)
+    assert [r["epoch"] for r in run.epochs()] == [0, 1]
+    assert run.epochs()[0]["loss"] == 0.5
+
+
+def test_predictions_round_trip(tmp_path) -> None:
+    run = RunDirectory(tmp_path)
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    run.write_predictions(["a", "b"], [0, 1], scores, ["MEL", "NV", "BCC"])
+    images, true, pred, read_scores, classes = read_predictions(run.path / "predictions.csv")
+    assert (images, true, pred, classes) == (["a", "b"], ["MEL", "NV"], ["MEL", "BCC"], ["MEL", "NV", "BCC"])
+    np.testing.assert_allclose(read_scores, scores)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by the file-in-the-way case")
+def test_unwritable_out_fails_before_training(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(sw.ConfigError, match="cannot write to the run directory"):
+        RunDirectory(locked / "run")
+
+
+def test_out_that_is_a_file_fails_before_training(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(sw.ConfigError, match="cannot write to the run directory"):
+        RunDirectory(blocker / "run")
+
+
+def test_full_disk_fails_before_training(tmp_path) -> None:
+    with pytest.raises(sw.ConfigError, match="MiB free on the disk"):
+        RunDirectory(tmp_path / "run", min_free_bytes=2**62)
