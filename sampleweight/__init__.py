@@ -33,6 +33,7 @@ from sampleweight.plugins import (
     get_registry as _get_registry,
     list_plugins as list_plugins,
 )
+from sampleweight.taxonomy import ISIC2018_TAXONOMY as ISIC2018_TAXONOMY, Taxonomy as Taxonomy
 from sampleweight.weighted_loss import WeightedLoss as WeightedLoss
 from sampleweight.weighting import (
     BaseWeighter as BaseWeighter,

@@ -1,0 +1,46 @@
+"""Built-in model plugin: the paper's two models and the hierarchical loss that trains the second.
+
+Registers, through the same hooks a third-party plugin uses:
+
+- models ``cbam_vgg16`` (flat: VGG16 -> CBAM -> fc) and ``hierarchical_vgg16`` (VGG16 -> dynamic
+  CBAM -> LSTM over a `sampleweight.taxonomy.Taxonomy`), added to timm's registry by the core;
+- loss ``hierarchical`` (Eq. 10: a CE or focal term per level of the true path).
+
+``docs/models.md`` describes the architectures, shapes, weights and the loss.
+"""
+
+from __future__ import annotations
+
+from sampleweight.hookspecs import Register, hookimpl
+from sampleweight_plugins.models.cbam import Attention, Cbam
+from sampleweight_plugins.models.cbam_vgg16 import CbamOutput, CbamVGG16, cbam_vgg16
+from sampleweight_plugins.models.hierarchical_loss import HierarchicalLoss, hierarchical_loss
+from sampleweight_plugins.models.hierarchical_vgg16 import HierarchicalVGG16, TreeOutput, hierarchical_vgg16
+
+__all__ = [
+    "Attention",
+    "Cbam",
+    "CbamOutput",
+    "CbamVGG16",
+    "HierarchicalLoss",
+    "HierarchicalVGG16",
+    "TreeOutput",
+    "cbam_vgg16",
+    "hierarchical_loss",
+    "hierarchical_vgg16",
+    "register_losses",
+    "register_models",
+]
+
+
+@hookimpl
+def register_models(register: Register) -> None:
+    """Register ``cbam_vgg16`` and ``hierarchical_vgg16`` (timm entry points)."""
+    register("cbam_vgg16", cbam_vgg16)
+    register("hierarchical_vgg16", hierarchical_vgg16)
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    """Register the ``hierarchical`` loss (options ``base``, ``gamma``, ``taxonomy``)."""
+    register("hierarchical", hierarchical_loss)
