@@ -10,6 +10,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -94,6 +95,166 @@ def plugins(
             status,
         )
     console.print(table)
+
+
+DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
+
+
+@app.command()
+@user_errors
+def train(
+    config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON file of options; flags override it."),
+    data: str | None = typer.Option(None, help=DATA_HELP),
+    model: str | None = typer.Option(None, help="cbam_vgg16, hierarchical_vgg16, a plugin model or any timm model."),
+    backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
+    pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
+    pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
+    loss: str | None = typer.Option(None, help="ce, focal, hierarchical or a plugin loss."),
+    gamma: float | None = typer.Option(None, help="Focal-loss gamma (default 1)."),
+    weighter: list[str] | None = typer.Option(
+        None, help="none, cb, es, spl, ohem, ... Repeat (or join with +): weights multiply."
+    ),
+    optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
+    lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
+    batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
+    image_size: int | None = typer.Option(None, help="Input size (default 299)."),
+    split: int | None = typer.Option(None, help="Lesion-grouped 80/20 split: 0 or 1 (the paper's two)."),
+    seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
+    device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
+    precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    workers: int | None = typer.Option(None, help="Data-loading worker threads."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
+    ),
+    out: Path | None = typer.Option(None, help="Run directory (config, metrics, checkpoint, predictions)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+    quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
+) -> None:
+    """Train one model x loss x weighting x optimizer and write a run directory."""
+    from sampleweight.config import load_config
+    from sampleweight.rundir import RunDirectory
+    from sampleweight.training import train as run_training
+
+    flags = dict(
+        data=data,
+        model=model,
+        backbone=backbone,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        loss=loss,
+        gamma=gamma,
+        weighters=weighter or None,
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        split=split,
+        seed=seed,
+        device=device,
+        precision=precision,
+        compile=compile,
+        workers=workers,
+        cache_dir=cache_dir,
+        out=out,
+        quiet=quiet,
+    )
+    if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
+        config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
+    settings = load_config(config, **flags)
+    try:
+        metrics = run_training(settings, resume=resume)
+    except KeyboardInterrupt:
+        where = f"; continue it with: sampleweight train --out {settings.out} --resume" if settings.out else ""
+        err_console.print(
+            f"[yellow]interrupted[/]: the last finished epoch is saved{where}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(code=130) from None
+    console.print(_metrics_line(metrics, settings.out), highlight=False)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory or a checkpoint.pt file."),
+    data: str = typer.Option(..., help=DATA_HELP),
+    out: Path | None = typer.Option(
+        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate)."
+    ),
+    device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
+    batch_size: int = typer.Option(64, help="Evaluation batch size."),
+    cache_dir: Path | None = typer.Option(None, help="Image cache folder."),
+) -> None:
+    """Score a trained model on another data set (e.g. the ISIC 2018 validation or test release)."""
+    from sampleweight.evaluation import evaluate as run_evaluation
+
+    metrics, where = run_evaluation(run, data, out=out, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    console.print(_metrics_line(metrics, where), highlight=False)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's run directories."),
+    epochs: int = typer.Option(6, help="Epochs per run."),
+    images: int = typer.Option(1500, help="Synthetic images."),
+    image_size: int = typer.Option(64, help="Image size."),
+    quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of progress bars."),
+) -> None:
+    """The embedded default: none vs es vs ohem (CE) on the synthetic data set, a few minutes on a CPU."""
+    from sampleweight.demo import run_demo
+
+    run_demo(out=out, epochs=epochs, images=images, image_size=image_size, quiet=quiet, console=console)
+
+
+@app.command()
+@user_errors
+def prepare(
+    data: str = typer.Option(..., help=DATA_HELP),
+    image_size: int = typer.Option(299, help="Side of the cached images (the model's input size)."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
+    ),
+    workers: int | None = typer.Option(None, help="Decoding threads (default: all cores)."),
+    colour_constancy: bool = typer.Option(
+        True, "--colour-constancy/--no-colour-constancy", help="Shades of Gray, p = 6."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave out unreadable images and bad rows, and report them."
+    ),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if a valid cache exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Decode, colour-normalise and resize every image once into the on-disk cache that training reads."""
+    from sampleweight.data import prepare as prepare_images
+
+    summary = prepare_images(
+        data,
+        image_size,
+        cache_dir,
+        colour_constancy=colour_constancy,
+        workers=workers,
+        skip_bad=skip_bad,
+        force=force,
+        progress=not as_json,
+    )
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+        return
+    state = "reused" if summary.reused else f"built in {summary.seconds:.1f}s"
+    where = summary.path or "in memory (synthetic)"
+    console.print(
+        f"{summary.layout}: {summary.num_images} images at {summary.image_size}px, {summary.size_mb:.0f} MB, "
+        f"{state} -> {where}",
+        highlight=False,
+    )
+
+
+def _metrics_line(metrics: dict[str, Any], where: Path | None) -> str:
+    figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("acc", "bacc", "mpr", "mf1"))
+    return f"{figures}" + (f"   -> {where}" if where else "")
 
 
 def main() -> None:

@@ -34,13 +34,16 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: int = Field(299, ge=16, le=2048)
     cache_dir: Path | None = Field(None, description="Image cache folder (default: the per-user cache).")
-    workers: int = Field(2, ge=0, le=64, description="Data-loader worker processes.")
+    workers: int | None = Field(None, ge=0, le=64, description="Loader worker processes (default 0 on CPU, 8 CUDA).")
     # model
     model: str = "cbam_vgg16"
     backbone: str | None = Field(None, description="timm backbone (default: the model's, VGG16).")
     pretrained: bool = True
     pretrained_path: Path | None = None
     drop_rate: float = Field(0.5, ge=0, lt=1)
+    taxonomy: dict[str, Any] | None = Field(
+        None, description="Label tree of the hierarchical model/loss (default ISIC 2018), as Taxonomy.to_config()."
+    )
     # loss and weighting
     loss: str = "ce"
     gamma: float | None = Field(None, ge=0, description="Focal loss gamma (default 1 for 'focal').")

@@ -181,8 +181,10 @@ def _check_unused(options: Mapping[str, Any], entries: Sequence[Registered], wha
 
 def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, Any], what: str) -> Any:
     names = accepted_options(entry.factory)
-    given = {**options, **facts}
-    kwargs = dict(given) if names is None else {k: v for k, v in given.items() if k in names}
+    if names is None:  # **kwargs: the user's options only; facts go to factories that name them
+        kwargs = {k: v for k, v in options.items() if k not in FACTS}
+    else:
+        kwargs = {k: v for k, v in {**options, **facts}.items() if k in names}
     _check_required(entry, kwargs, what)
     try:
         obj = entry.factory(**kwargs)

@@ -172,7 +172,7 @@ def test_disable_env_skips_plugins(mount_plugin, monkeypatch) -> None:
     registry = plugins.load_plugins(register_timm=False)
     disabled = {p.name for p in registry.plugins if p.disabled}
     assert disabled == {"good", "losses"}
-    assert "double" not in sw.list_weighters(registry) and sw.list_losses(registry) == []
+    assert "double" not in sw.list_weighters(registry) and sw.list_losses(registry) == ["hierarchical"]
 
 
 def test_the_example_third_party_plugin_is_used_by_name(mount_plugin) -> None:

@@ -20,7 +20,8 @@ def batch_of(losses: list[float], targets: list[int], epoch: int = 0) -> Weighti
 
 def test_builtin_names(registry) -> None:
     assert sw.list_weighters(registry) == ["cb", "es", "none", "ohem", "spl"]
-    assert sw.list_losses(registry) == ["ce", "focal"]
+    assert sw.list_losses(registry) == ["ce", "focal", "hierarchical"]
+    assert sw.list_models(registry) == ["cbam_vgg16", "hierarchical_vgg16"]
 
 
 def test_none_is_all_ones(registry) -> None:
@@ -156,3 +157,17 @@ def test_builtins_satisfy_the_protocol(registry) -> None:
             weighter = sw.create_weighter(name, registry=registry, class_counts=[3, 1], num_epochs=2, batch_size=2)
             assert isinstance(weighter, sw.Weighter)
             assert weighter.name == name
+
+
+def test_facts_reach_only_factories_that_name_them(registry) -> None:
+    from sampleweight.plugins import PluginInfo, Registered
+
+    received = {}
+
+    def open_factory(**kwargs):
+        received.update(kwargs)
+        return sw.create_weighter("none", registry=registry)
+
+    registry.weighters["open"] = Registered("open", open_factory, PluginInfo("test"))
+    sw.create_weighter("open", registry=registry, class_counts=[1, 2], num_epochs=3, anything=1)
+    assert received == {"anything": 1}

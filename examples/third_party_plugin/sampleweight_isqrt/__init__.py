@@ -33,5 +33,5 @@ class InverseSqrtFrequency(sw.BaseWeighter):
 
 
 @sw.hookimpl
-def register_weighters(register):  # noqa: ANN001 - documented by sampleweight's hookspec
+def register_weighters(register):
     register("isqrt", InverseSqrtFrequency)

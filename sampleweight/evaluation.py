@@ -1,0 +1,106 @@
+"""``sampleweight evaluate``: a trained model on another data set (e.g. the ISIC 2018 validation/test release)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sampleweight.checkpoint import load_checkpoint
+from sampleweight.config import TrainConfig
+from sampleweight.data import BatchAugment, build_eval_dataset, read_dataset
+from sampleweight.errors import ConfigError, DataError
+from sampleweight.loader import make_loader
+from sampleweight.metrics import classification_metrics
+from sampleweight.rundir import RunDirectory, write_predictions
+from sampleweight.taxonomy import as_taxonomy
+from sampleweight.training import HIERARCHICAL_MODELS, build_model, predict, resolve_device
+
+__all__ = ["evaluate", "load_trained_model"]
+
+
+def load_trained_model(
+    run_or_checkpoint: str | Path, device: torch.device
+) -> tuple[torch.nn.Module, TrainConfig, tuple[str, ...]]:
+    """The model of a run directory (or a ``checkpoint.pt``), its config and its class names.
+
+    Raises:
+        ConfigError: No checkpoint there.
+    """
+    path = Path(run_or_checkpoint)
+    checkpoint = path / RunDirectory.CHECKPOINT if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise ConfigError(
+            f"no checkpoint at {checkpoint}: pass a run directory (with {RunDirectory.CHECKPOINT}) or the file"
+        )
+    state = load_checkpoint(checkpoint, map_location=device)
+    config = TrainConfig(**state["config"])
+    classes = tuple(state["classes"])
+    taxonomy = None
+    if config.model in HIERARCHICAL_MODELS or config.taxonomy is not None:
+        taxonomy = as_taxonomy(config.taxonomy).with_classes(classes)
+    model = build_model(
+        config.model_copy(update={"pretrained": False, "pretrained_path": None}), len(classes), taxonomy
+    )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, classes
+
+
+def evaluate(
+    run_or_checkpoint: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    quiet: bool = False,
+) -> tuple[dict[str, Any], Path]:
+    """Score a trained model on every image of ``data``; write ``metrics.json`` and ``predictions.csv``.
+
+    Args:
+        run_or_checkpoint: A run directory or its ``checkpoint.pt``.
+        data: A data set (any layout `read_dataset` detects; the ISIC 2018 validation or test release
+            with its ground-truth CSV).
+        out: Output folder (default ``RUN/evaluate``).
+        device: Device (default CUDA when available).
+        batch_size: Evaluation batch size.
+        cache_dir: Image cache folder.
+        quiet: No progress bar while caching.
+
+    Returns:
+        The metrics and the output folder.
+
+    Raises:
+        DataError: The data set's classes are not the model's.
+    """
+    torch_device = resolve_device(device)
+    model, config, classes = load_trained_model(run_or_checkpoint, torch_device)
+    records = read_dataset(data)
+    if tuple(records.classes) != classes:
+        raise DataError(
+            f"{data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
+            "evaluate on data with the same classes in the same order"
+        )
+    dataset = build_eval_dataset(
+        records, image_size=config.image_size, augment="batch", cache_dir=cache_dir, progress=not quiet
+    )
+    loader = make_loader(dataset, batch_size, torch_device, workers=0)
+    normalize = BatchAugment(config.image_size).to(torch_device).eval()
+    autocast = (
+        torch.autocast(torch_device.type, dtype=torch.bfloat16)
+        if torch_device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    targets, scores = predict(model, loader, torch_device, autocast, normalize)
+    metrics = {**classification_metrics(targets, scores.argmax(1), classes), "data": str(data)}
+    source = Path(run_or_checkpoint)
+    directory = RunDirectory(
+        Path(out) if out is not None else (source if source.is_dir() else source.parent) / "evaluate"
+    )
+    image_ids = [records.image_ids[i] for i in dataset.record_indices]
+    write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, targets, scores, classes)
+    directory.write_final(metrics)
+    return metrics, directory.path

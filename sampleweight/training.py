@@ -1,0 +1,358 @@
+"""The training engine: one run of any registered model x loss x weighter(s) x optimizer.
+
+`train(config)` is what ``sampleweight train`` calls, and what a notebook calls. Per epoch: the
+weighters see the epoch, each batch's loss is ``(1/B) sum w l`` (`WeightedLoss`), the validation
+side is scored with the paper's metrics, one line goes to ``metrics.jsonl`` and the checkpoint is
+replaced atomically. Every source of randomness is reseeded from ``(seed, epoch)`` at the start of
+an epoch, so a run resumed from a checkpoint ends with exactly the weights and metrics of an
+uninterrupted one (on the CPU; cuDNN autotuning makes CUDA runs close, not bit-identical).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+from torch import Tensor, nn
+
+from sampleweight.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from sampleweight.config import TrainConfig, load_config
+from sampleweight.errors import ConfigError, LossError
+from sampleweight.factory import list_models
+from sampleweight.loader import TrainingData, load_split
+from sampleweight.metrics import classification_metrics
+from sampleweight.progress import TrainingProgress
+from sampleweight.rundir import RunDirectory
+from sampleweight.taxonomy import Taxonomy, as_taxonomy
+from sampleweight.weighted_loss import WeightedLoss
+
+__all__ = ["Run", "build_model", "predict", "prepare_run", "resolve_device", "train"]
+
+
+@dataclass
+class Run:
+    """Everything a run holds while it trains (built by `prepare_run`)."""
+
+    config: TrainConfig
+    device: torch.device
+    model: nn.Module
+    criterion: WeightedLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: TrainingData
+    directory: RunDirectory | None
+    start_epoch: int = 0
+
+
+def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
+    """Train one model and return its final validation metrics.
+
+    Args:
+        config: A `TrainConfig` (or a dict of its fields).
+        resume: Continue the run in ``config.out`` from its last finished epoch.
+
+    Returns:
+        The final metrics (as written to ``metrics.json``): ``acc``, ``bacc``, ``mpr``, ``mf1``,
+        ``per_class``, ``confusion``, ``classes``.
+
+    Raises:
+        ConfigError: Invalid options, unwritable ``out``, nothing to resume.
+        DataError: A bad data set.
+        LossError: The training loss became NaN/inf (the last good checkpoint is kept).
+        WeightError: A weighter produced invalid weights.
+    """
+    config = config if isinstance(config, TrainConfig) else load_config(**config)
+    run = prepare_run(config, resume=resume)
+    cfg = run.config
+    autocast = _autocast(run.device, cfg.precision)
+    history = run.directory.epochs() if run.directory else []
+    with TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name) as progress:
+        progress.start(run.start_epoch, len(run.data.train))
+        if not cfg.quiet:
+            progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {run.device}", highlight=False)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            _seed_epoch(cfg.seed, epoch)
+            started = time.perf_counter()
+            train_loss, weight_mean = _train_epoch(run, epoch, autocast, progress)
+            seconds = time.perf_counter() - started
+            targets, scores = predict(
+                run.model, run.data.val, run.device, autocast, run.data.normalize, bool(cfg.channels_last)
+            )
+            metrics = classification_metrics(targets, scores.argmax(1), run.data.classes)
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "mean_weight": weight_mean,
+                "lr": run.optimizer.param_groups[0]["lr"],
+                "seconds": seconds,
+                "images_per_second": len(run.data.train.dataset) / seconds,
+                **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
+            }
+            run.scheduler.step()
+            history.append(record)
+            if run.directory:
+                run.directory.append_epoch(record)
+                save_checkpoint(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
+            progress.end_epoch(epoch, record)
+    final = {**metrics, "epochs": cfg.epochs, "run": cfg.run_name}
+    if run.directory:
+        run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes)
+        run.directory.write_final(final)
+    return final
+
+
+def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
+    """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming."""
+    directory = RunDirectory(config.out) if config.out is not None else None
+    if resume:
+        if directory is None:
+            raise ConfigError("--resume needs --out, the run directory to continue")
+        if not directory.checkpoint.is_file():
+            raise ConfigError(f"nothing to resume in {directory.path}: it has no {RunDirectory.CHECKPOINT}")
+    device = resolve_device(config.device)
+    config = _resolve_execution(config, device)
+    data = load_split(config, device)
+    torch.manual_seed(config.seed)
+    taxonomy = _taxonomy(config, data.classes)
+    model = build_model(config, num_classes=len(data.classes), taxonomy=taxonomy).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss, options = _loss(config, taxonomy)
+    criterion = WeightedLoss(
+        loss,
+        config.weighters,
+        loss_options=options,
+        weighter_options=config.weighter_options,
+        class_counts=data.class_counts,
+        class_names=list(data.classes),
+        num_epochs=config.epochs,
+        batch_size=config.batch_size,
+    ).to(device)
+    optimizer = _optimizer(config, model)
+    milestones = sorted({max(1, math.ceil(f * config.epochs)) for f in config.lr_milestones})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=config.lr_decay)
+    run = Run(config, device, model, criterion, optimizer, scheduler, data, directory)
+    if resume:
+        _restore(run, directory.checkpoint)
+    elif directory is not None:
+        directory.truncate_epochs(before=0)
+        directory.write_config(config.model_dump(mode="json"))
+    if config.compile:
+        run.model = torch.compile(run.model)
+    return run
+
+
+def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None = None) -> nn.Module:
+    """``timm.create_model`` with the config's model, backbone, dropout and pretrained weights."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": config.drop_rate}
+    if taxonomy is not None:
+        kwargs["taxonomy"] = taxonomy
+    ours = config.model in list_models()
+    if not timm.is_model(config.model):
+        similar = timm.list_models(f"*{config.model}*")[:8]
+        hint = f"; similar timm models: {', '.join(similar)}" if similar else ""
+        raise ConfigError(
+            f"unknown model {config.model!r}; sampleweight's models: {', '.join(list_models())}, or any timm model "
+            f"(timm.list_models()){hint}"
+        )
+    if config.backbone is not None:
+        if not ours:
+            raise ConfigError(f"--backbone applies to {', '.join(list_models())}; {config.model!r} is a timm model")
+        kwargs["backbone"] = config.backbone
+    if config.pretrained_path is not None:
+        if ours:
+            kwargs["pretrained_path"] = str(config.pretrained_path)
+        else:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(config.pretrained_path)}
+    pretrained = config.pretrained or config.pretrained_path is not None
+    return timm.create_model(config.model, pretrained=pretrained, **kwargs)
+
+
+HIERARCHICAL_MODELS = ("hierarchical_vgg16",)
+
+
+def _taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
+    """The label tree, in the data's class order, when the model or the loss is hierarchical."""
+    if config.model not in HIERARCHICAL_MODELS and config.loss != "hierarchical" and config.taxonomy is None:
+        return None
+    return as_taxonomy(config.taxonomy).with_classes(classes)
+
+
+def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
+    """The loss name and its options. A hierarchical model trains with Eq. 10: ``ce``/``focal`` at every level."""
+    options: dict[str, Any] = dict(config.loss_options)
+    if config.gamma is not None:
+        options["gamma"] = config.gamma
+    name = config.loss
+    if config.model in HIERARCHICAL_MODELS and name in ("ce", "focal"):
+        name, options["base"] = "hierarchical", name
+    if name == "hierarchical":
+        options["taxonomy"] = taxonomy
+    return name, options
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``name`` as a device; default CUDA when available. An unavailable device is a `ConfigError`."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    normalize: nn.Module | None = None,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every sample, in the order of ``batches``.
+
+    Args:
+        model: The model (put in eval mode for the call, then back in its previous mode).
+        batches: ``(images, labels, indices)`` batches, images uint8 or float.
+        device: Where the model is.
+        autocast: Mixed-precision context (None: full precision).
+        normalize: Turns a uint8 batch into the model's input (`BatchAugment` in eval mode).
+        channels_last: Feed the model channels-last input.
+
+    Returns:
+        ``(targets [N], scores [N, C])``: scores are ``softmax(output)`` (for a model that returns
+        log-probabilities, such as the hierarchical one, these are its probabilities).
+    """
+    was_training = model.training
+    model.eval()
+    targets, scores = [], []
+    for images, labels, _ in batches:
+        images = images.to(device, non_blocking=True)
+        x = normalize(images) if normalize is not None else images.float()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast or contextlib.nullcontext():
+            output = model(x)
+        scores.append(output.float().softmax(1).cpu())
+        targets.append(labels)
+    model.train(was_training)
+    return torch.cat(targets).numpy(), torch.cat(scores).numpy()
+
+
+def _train_epoch(
+    run: Run, epoch: int, autocast: contextlib.AbstractContextManager, progress: TrainingProgress
+) -> tuple[float, float]:
+    """One pass over the training side; returns the mean loss and the mean weight per sample."""
+    model, criterion, optimizer, device = run.model, run.criterion, run.optimizer, run.device
+    model.train()
+    criterion.set_epoch(epoch)
+    generator = run.data.set_epoch(epoch, run.config.seed)
+    loss_sum, weight_sum, seen = 0.0, 0.0, 0
+    for step, (images, labels, indices) in enumerate(run.data.train):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        x = run.data.augment(images, generator=generator)
+        if run.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            output = model(x)
+        loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
+        value = loss.item()
+        if not math.isfinite(value):
+            raise LossError(
+                f"the training loss became {value} at epoch {epoch}, step {step} (run {run.config.run_name}); "
+                "the last good checkpoint is kept. Lower --lr, or check the data and the weighter's weights"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_len = labels.shape[0]
+        loss_sum += value * batch_len
+        weight_sum += float(criterion.last_weights.sum())
+        seen += batch_len
+        progress.advance(value)
+    return loss_sum / seen, weight_sum / seen
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _resolve_execution(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """Fill the device-dependent defaults: bf16 and channels_last on CUDA, fp32 on CPU."""
+    cuda = device.type == "cuda"
+    updates: dict[str, Any] = {"device": str(device)}
+    if config.precision is None:
+        updates["precision"] = "bf16" if cuda else "fp32"
+    if config.channels_last is None:
+        updates["channels_last"] = cuda
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    return config.model_copy(update=updates)
+
+
+def _autocast(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Reseed the global generators from (seed, epoch): dropout etc. do not depend on resumption."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
+    model = getattr(run.model, "_orig_mod", run.model)
+    return {
+        "epoch": next_epoch,
+        "model": model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "criterion": run.criterion.state_dict(),
+        "rng": capture_rng(),
+        "config": run.config.model_dump(mode="json"),
+        "classes": list(run.data.classes),
+    }
+
+
+def _restore(run: Run, path: Path) -> None:
+    state = load_checkpoint(path, map_location=run.device)
+    saved = TrainConfig(**state["config"])
+    for key in ("model", "backbone", "loss", "weighters", "optimizer", "data", "split", "seed", "image_size"):
+        if getattr(saved, key) != getattr(run.config, key):
+            raise ConfigError(
+                f"--resume with a different {key} ({getattr(run.config, key)!r}) than the run in "
+                f"{run.directory.path} ({getattr(saved, key)!r}); resume with the same options or start a new --out"
+            )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.criterion.load_state_dict(state["criterion"])
+    restore_rng(state["rng"])
+    run.start_epoch = int(state["epoch"])
+    run.directory.truncate_epochs(before=run.start_epoch)

@@ -1,0 +1,255 @@
+"""The training engine and the train / evaluate / demo commands, end to end on tiny synthetic runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+from typer.testing import CliRunner
+
+import sampleweight as sw
+from sampleweight.cli import app
+from sampleweight.rundir import RunDirectory, read_predictions
+from sampleweight.training import train
+
+runner = CliRunner()
+TINY = ["--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+        "--batch-size", "16", "--quiet"]  # fmt: skip
+
+
+def tiny_config(out: Path | None, **overrides) -> dict:
+    config = dict(
+        data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=2,
+        lr=1e-3, quiet=True, out=out,
+    )  # fmt: skip
+    return {**config, **overrides}
+
+
+def test_cli_train_writes_the_run_directory(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", *TINY, "--epochs", "2", "--weighter", "ohem", "--weighter", "es", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "predictions.csv",
+    ]  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["weighters"] == ["ohem", "es"] and config["device"] == "cpu" and config["precision"] == "fp32"
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert {"train_loss", "mean_weight", "lr", "seconds", "val_acc", "val_bacc", "val_mpr", "val_mf1"} <= set(epochs[0])
+    final = json.loads((out / "metrics.json").read_text())
+    assert {"acc", "bacc", "mpr", "mf1", "per_class", "confusion", "classes"} <= set(final)
+    assert final["classes"] == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert set(final["per_class"]["NV"]) == {"recall", "precision", "f1", "support"}
+    assert final["bacc"] == epochs[-1]["val_bacc"]
+
+
+def test_final_metrics_equal_scikit_learn_on_the_written_predictions(tmp_path) -> None:
+    final = train(tiny_config(tmp_path, epochs=1))
+    images, true, pred, scores, classes = read_predictions(tmp_path / "predictions.csv")
+    assert classes == final["classes"] and len(images) == final["n"] == len(set(images))
+    assert pred == [classes[i] for i in scores.argmax(1)]
+    labels = sorted(set(true))
+    assert final["acc"] == pytest.approx(skm.accuracy_score(true, pred))
+    assert final["bacc"] == pytest.approx(skm.recall_score(true, pred, labels=labels, average="macro"))
+    assert final["mpr"] == pytest.approx(
+        skm.precision_score(true, pred, labels=labels, average="macro", zero_division=0)
+    )
+    assert final["mf1"] == pytest.approx(skm.f1_score(true, pred, labels=labels, average="macro", zero_division=0))
+    np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-4)
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch) -> None:
+    whole = train(tiny_config(tmp_path / "whole", epochs=3, weighters=["ohem"]))
+
+    from sampleweight import progress
+
+    original = progress.TrainingProgress.end_epoch
+
+    def interrupt_after_second_epoch(self, epoch, record):
+        original(self, epoch, record)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "parts", epochs=3, weighters=["ohem"]))
+    monkeypatch.undo()
+    assert not (tmp_path / "parts" / "metrics.json").exists()
+    resumed = train(tiny_config(tmp_path / "parts", epochs=3, weighters=["ohem"]), resume=True)
+    assert resumed == whole
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["criterion"] == b["criterion"] or all(
+        torch.equal(a["criterion"][k], b["criterion"][k]) if isinstance(a["criterion"][k], torch.Tensor)
+        else a["criterion"][k] == b["criterion"][k] for k in a["criterion"]
+    )  # fmt: skip
+    lines = RunDirectory(tmp_path / "parts").epochs()
+    assert [line["epoch"] for line in lines] == [0, 1, 2]
+    assert [line["val_bacc"] for line in lines] == [
+        line["val_bacc"] for line in RunDirectory(tmp_path / "whole").epochs()
+    ]
+
+
+def test_cli_resume_reads_the_runs_own_config(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert [line["epoch"] for line in RunDirectory(out).epochs()] == [0, 1]
+
+
+def test_resume_with_different_options_is_refused(tmp_path) -> None:
+    train(tiny_config(tmp_path, epochs=1))
+    with pytest.raises(sw.ConfigError, match="--resume with a different loss"):
+        train(tiny_config(tmp_path, epochs=2, loss="focal"), resume=True)
+    with pytest.raises(sw.ConfigError, match="nothing to resume"):
+        train(tiny_config(tmp_path / "empty", epochs=1), resume=True)
+
+
+def test_hierarchical_model_trains_with_the_hierarchical_focal_loss(tmp_path) -> None:
+    final = train(
+        tiny_config(tmp_path, model="hierarchical_vgg16", loss="focal", gamma=1.0, weighters=["es"], epochs=1)
+    )
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"] == "hierarchical_vgg16" and config["epochs"] == 1
+    _, _, _, scores, _ = read_predictions(tmp_path / "predictions.csv")
+    np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-4)
+    assert 0.0 <= final["bacc"] <= 1.0
+
+
+def test_bf16_autocast_on_cpu(tmp_path, monkeypatch) -> None:
+    seen: list[torch.dtype] = []
+    original = torch.nn.Linear.forward
+
+    def spy(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", spy)
+    final = train(tiny_config(tmp_path, epochs=1, precision="bf16"))
+    assert torch.bfloat16 in seen
+    assert np.isfinite([final[k] for k in ("acc", "bacc", "mpr", "mf1")]).all()
+    assert json.loads((tmp_path / "config.json").read_text())["precision"] == "bf16"
+
+
+def test_evaluate_a_run_on_another_data_set(tmp_path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(run, epochs=1))
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60:7", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    images, true, pred, _, _ = read_predictions(tmp_path / "eval" / "predictions.csv")
+    assert len(images) == metrics["n"] == 60
+    assert metrics["acc"] == pytest.approx(np.mean(np.array(true) == np.array(pred)))
+    # the checkpoint file works as well, and defaults to RUN/evaluate
+    result = runner.invoke(app, ["evaluate", str(run / "checkpoint.pt"), "--data", "synthetic:60:7"])
+    assert result.exit_code == 0 and (run / "evaluate" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--weighter", "ohm"], "unknown weighter 'ohm'; choose one of: cb, es, none, ohem, spl"),
+        (["--data", "/nonexistent/isic"], "/nonexistent/isic"),
+        (["--lr", "-1"], "lr: Input should be greater than 0"),
+        (["--loss", "dice"], "unknown loss 'dice'"),
+        (["--model", "not_a_model"], "unknown model 'not_a_model'"),
+        (["--device", "cuda:3"], "CUDA is not available"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message: str) -> None:
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+NAN_PLUGIN = """
+import torch
+import sampleweight as sw
+
+class NanAfterFirstEpoch(sw.BaseWeighter):
+    def forward(self, batch):
+        weights = torch.ones_like(batch.losses)
+        if batch.epoch >= 1:
+            weights[0] = float("nan")
+        return weights
+
+calls = {"n": 0}
+
+class NanLoss(torch.nn.Module):
+    def forward(self, logits, targets):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        return loss * float("nan") if calls["n"] > 8 else loss
+
+@sw.hookimpl
+def register_weighters(register):
+    register("nan_after_first", NanAfterFirstEpoch)
+
+@sw.hookimpl
+def register_losses(register):
+    register("nan_later", NanLoss)
+"""
+
+
+def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, mount_plugin) -> None:
+    mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_after_first", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "weighter 'nan_after_first' returned non-finite weights" in result.output and "epoch 1" in result.output
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin) -> None:
+    mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--loss", "nan_later", "--out", str(out)])
+    assert result.exit_code == 2
+    # 128 training images / 16 = 8 steps per epoch: the 9th call is epoch 1, step 0
+    assert "the training loss became nan at epoch 1, step 0" in result.output
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_keyboard_interrupt_in_the_cli_leaves_a_resumable_run(tmp_path, monkeypatch) -> None:
+    from sampleweight import progress
+
+    def interrupt(self, epoch, record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "2", "--out", str(out)])
+    assert result.exit_code == 130
+    assert f"continue it with: sampleweight train --out {out} --resume" in result.output
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_demo_prints_the_comparison_table(tmp_path, monkeypatch) -> None:
+    from sampleweight import demo
+
+    real = demo.demo_config
+
+    def tiny(weighter, out, **kwargs):
+        return real(weighter, out, **kwargs).model_copy(update={"backbone": "test_resnet", "batch_size": 16})
+
+    monkeypatch.setattr(demo, "demo_config", tiny)
+    monkeypatch.setenv("COLUMNS", "150")
+    args = ["demo", "--out", str(tmp_path), "--epochs", "1", "--images", "160", "--image-size", "32", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for word in ("none", "es", "ohem", "Acc", "BAcc", "mPR", "mF1", str(tmp_path)):
+        assert word in result.output
+    assert all((tmp_path / w / "metrics.json").is_file() for w in ("none", "es", "ohem"))
