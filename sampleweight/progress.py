@@ -79,4 +79,7 @@ class TrainingProgress:
             self.console.print(f"{self.title}: {summary}" if self.title else summary, highlight=False, soft_wrap=True)
             return
         self._progress.update(self._epoch_task, completed=epoch + 1, info=f"val BAcc {self._bacc:.3f}")
-        self._progress.reset(self._batch_task, total=self._batches, info="")
+        if epoch + 1 < self.epochs:
+            self._progress.reset(self._batch_task, total=self._batches, info="")
+        else:
+            self._progress.remove_task(self._batch_task)
