@@ -1,0 +1,63 @@
+"""Smoke tests: every benchmark script runs at its smallest size and writes well-formed JSON.
+
+Benchmarks are not tests (their figures live in docs/benchmarks.md); these only keep the scripts working.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HAM10000 = Path(os.environ.get("SAMPLEWEIGHT_HAM10000") or ROOT.parent / "shared" / "data" / "HAM10000")
+needs_ham10000 = pytest.mark.skipif(
+    not (HAM10000 / "HAM10000_metadata.csv").is_file(),
+    reason=f"real HAM10000 copy not found at {HAM10000} (set SAMPLEWEIGHT_HAM10000 to its folder)",
+)
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weighting_overhead_smoke(tmp_path) -> None:
+    out = tmp_path / "w.json"
+    load("weighting_overhead").main(
+        ["--backbone", "test_resnet", "--image-size", "32", "--rounds", "2", "--loss-repeats", "2", "--out", str(out)]
+    )
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "weighting_overhead"
+    results = report["results"]
+    assert {"plain CE", "ce + none", "ce + es", "ce + ohem", "ce + ohem+es"} <= set(results)
+    assert results["plain CE"]["step_ratio"] == 1.0
+    assert all(row["step_ms"] > 0 and row["loss_us"] > 0 for row in results.values())
+
+
+@needs_ham10000
+def test_trainer_vs_loop_smoke(tmp_path) -> None:
+    out = tmp_path / "t.json"
+    args = ["--data", str(HAM10000), "--limit", "60", "--backbone", "test_resnet", "--image-size", "32",
+            "--epochs", "1", "--jpeg-workers", "0", "--rounds", "1", "--out", str(out)]  # fmt: skip
+    load("trainer_vs_loop").main(args)
+    report = json.loads(out.read_text())
+    assert set(report["images_per_second"]) == {"ours", "loop (cached)", "loop (JPEG)"}
+    assert report["ratio_vs_cached_loop"] > 0 and report["ratio_vs_jpeg_loop"] > 0
+
+
+@needs_ham10000
+def test_data_pipeline_smoke(tmp_path) -> None:
+    out = tmp_path / "d.json"
+    load("data_pipeline").main(
+        ["--data", str(HAM10000), "--limit", "20", "--image-size", "32", "--epochs", "1", "--out", str(out),
+         "--cache-dir", str(tmp_path / "cache")]
+    )  # fmt: skip
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["image_size"] == 32 and row["images"] == 20
+    assert all(row[key] > 0 for key in ("decode", "build", "cached_item", "cached_batch", "speedup"))
