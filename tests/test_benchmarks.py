@@ -61,3 +61,18 @@ def test_data_pipeline_smoke(tmp_path) -> None:
     (row,) = json.loads(out.read_text())["results"]
     assert row["image_size"] == 32 and row["images"] == 20
     assert all(row[key] > 0 for key in ("decode", "build", "cached_item", "cached_batch", "speedup"))
+
+
+def test_gpu_throughput_runs_on_the_cpu_at_toy_size(tmp_path) -> None:
+    out = tmp_path / "g.json"
+    args = ["--device", "cpu", "--backbone", "test_resnet", "--image-size", "32", "--batch-sizes", "2",
+            "--steps", "1", "--loader-steps", "1", "--matmul-size", "64", "--workers", "0",
+            "--data", str(tmp_path / "absent"), "--out", str(out)]  # fmt: skip
+    load("gpu_throughput").main(args)
+    report = json.loads(out.read_text())
+    assert {(r["model"], r["config"]) for r in report["steps"]} == {
+        (model, config) for model in ("cbam_vgg16", "hierarchical_vgg16") for config in ("fp32", "bf16", "bf16+cl")
+    }
+    assert all(r["images_per_second"] > 0 and r["tflops"] > 0 for r in report["steps"])
+    assert 0 <= report["loader"]["wait_share"] <= 1
+    assert report["estimate"]["total_grid_hours"] > 0
