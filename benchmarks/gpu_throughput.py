@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> dict:
 def print_tables(report: dict, console: Console) -> None:
     table = Table(
         title=f"{report['card']} ({report['date']}): {report['backbone']} at {report['image_size']} px; "
-        f"ceiling {report['ceiling_tflops']:.0f} TFLOP/s"
+        f"ceiling {report['ceiling_tflops']:.3g} TFLOP/s"
     )
     for column in ("model", "batch", "config", "step ms", "images/s", "TFLOP/s", "% ceiling"):
         table.add_column(column, justify="left" if column in ("model", "config") else "right")
