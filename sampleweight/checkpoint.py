@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sampleweight.errors import ConfigError
+
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
@@ -41,8 +43,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint` (it holds RNG states, so not weights-only)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=False)
+    """Load a checkpoint written by `save_checkpoint` (it holds RNG states, so not weights-only).
+
+    Load on the CPU (the default) and let ``load_state_dict`` copy onto the model's device.
+
+    Raises:
+        ConfigError: The file is missing or is not a checkpoint.
+    """
+    try:
+        state = torch.load(Path(path), map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise ConfigError(f"no checkpoint at {path}") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling errors of any kind mean "not a checkpoint"
+        raise ConfigError(f"{path} is not a sampleweight checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
+        raise ConfigError(f"{path} is not a sampleweight checkpoint (no model/config/epoch entries)")
+    return state
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -79,6 +95,7 @@ def restore_rng(state: dict[str, Any]) -> None:
     """Restore what `capture_rng` captured."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors whatever map_location the checkpoint was loaded with.
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -87,7 +87,18 @@ class RunDirectory:
         path = self.path / self.EPOCHS
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # torn by a crash mid-write; its epoch is redone on resume
+                    break
+                raise ConfigError(
+                    f"{path} is corrupt at line {i + 1}; delete the run directory or fix the line"
+                ) from None
+        return records
 
     def truncate_epochs(self, before: int) -> None:
         """Keep only the per-epoch records of epochs ``< before`` (on resume, drop what the checkpoint lacks)."""

@@ -96,8 +96,9 @@ def test_isic2018_training_layout_with_lesion_groupings(tmp_path: Path, in_folde
     assert len(records.paths) == 21  # ATTRIBUTION.txt is not an image
 
 
-def test_isic2018_without_groupings_uses_image_ids_as_groups(tmp_path: Path) -> None:
-    records = read_dataset(make_isic(tmp_path, groupings=False))
+def test_isic2018_without_groupings_uses_image_ids_as_groups_and_warns(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="no ISIC2018_Task3_Training_LesionGroupings.csv: each image is treated"):
+        records = read_dataset(make_isic(tmp_path, groupings=False))
     assert records.groups == records.image_ids
 
 

@@ -16,7 +16,7 @@ from sampleweight.rundir import RunDirectory, read_predictions
 
 def test_checkpoint_is_atomic_when_saving_fails(tmp_path, monkeypatch) -> None:
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"epoch": 1})
+    save_checkpoint(path, {"epoch": 1, "model": {}, "config": {}})
 
     def broken_save(obj, handle):
         handle.write(b"partial")
@@ -24,9 +24,9 @@ def test_checkpoint_is_atomic_when_saving_fails(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="No space left"):
-        save_checkpoint(path, {"epoch": 2})
+        save_checkpoint(path, {"epoch": 2, "model": {}, "config": {}})
     monkeypatch.undo()
-    assert load_checkpoint(path) == {"epoch": 1}
+    assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
 
 
@@ -74,3 +74,24 @@ def test_out_that_is_a_file_fails_before_training(tmp_path) -> None:
 def test_full_disk_fails_before_training(tmp_path) -> None:
     with pytest.raises(sw.ConfigError, match="MiB free on the disk"):
         RunDirectory(tmp_path / "run", min_free_bytes=2**62)
+
+
+def test_load_checkpoint_errors_are_config_errors(tmp_path) -> None:
+    with pytest.raises(sw.ConfigError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a pickle")
+    with pytest.raises(sw.ConfigError, match="is not a sampleweight checkpoint"):
+        load_checkpoint(junk)
+    other = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(1)}, other)
+    with pytest.raises(sw.ConfigError, match="no model/config/epoch entries"):
+        load_checkpoint(other)
+
+
+def test_a_torn_last_metrics_line_is_dropped(tmp_path) -> None:
+    run = RunDirectory(tmp_path)
+    run.append_epoch({"epoch": 0})
+    with open(run.path / RunDirectory.EPOCHS, "a") as handle:
+        handle.write('{"epoch": 1, "tra')
+    assert run.epochs() == [{"epoch": 0}]

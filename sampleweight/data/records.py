@@ -27,6 +27,7 @@ import csv
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -536,6 +537,13 @@ def _read_isic(detail: tuple, subset: str | None, skip_bad: bool) -> DatasetReco
             cells = cells + [""] * (len(g_header) - len(cells))
             if cells[g_col["lesion_id"]]:
                 groups[cells[g_col["image"]]] = cells[g_col["lesion_id"]]
+    elif name == "Training":  # splitting without lesion ids can put one lesion on both sides
+        warnings.warn(
+            f"{folder} has no {groupings.name}: each image is treated as its own lesion, so images of one "
+            "lesion may land on both sides of a split; put the ISIC 2018 lesion groupings file beside the "
+            "ground truth (or use the HAM10000 release, whose metadata has lesion ids)",
+            stacklevel=3,
+        )
     else:
         log.info("data: no %s; each image is its own lesion group", groupings.name)
     index = _index_images([images])
