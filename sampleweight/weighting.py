@@ -16,7 +16,9 @@ __all__ = [
     "ProductWeighter",
     "Weighter",
     "WeightingBatch",
+    "check_form",
     "check_weights",
+    "invalid",
     "weighter_name",
 ]
 
@@ -110,10 +112,15 @@ class ProductWeighter(BaseWeighter):
         self.name = "+".join(weighter_name(w) for w in self.components)
 
     def forward(self, batch: WeightingBatch) -> Tensor:
-        weights = None
-        for component in self.components:
-            part = check_weights(component(batch), batch, weighter_name(component))
-            weights = part if weights is None else weights * part
+        outputs = [check_form(component(batch), batch, weighter_name(component)) for component in self.components]
+        weights = outputs[0]
+        for output in outputs[1:]:
+            weights = weights * output
+        # One host sync for every component and the product together; name the culprit only on failure.
+        if bool(torch.stack([invalid(w) for w in [*outputs, weights]]).any()):
+            for component, output in zip(self.components, outputs, strict=True):
+                check_weights(output, batch, weighter_name(component))
+            check_weights(weights, batch, self.name)  # finite parts, overflowing product
         return weights
 
     def get_extra_state(self) -> dict[str, Any]:
@@ -130,16 +137,13 @@ def weighter_name(weighter: object) -> str:
     return getattr(weighter, "name", "") or type(weighter).__name__
 
 
-def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
-    """Check that ``weights`` is a finite, non-negative float vector with one entry per sample.
+def invalid(weights: Tensor) -> Tensor:
+    """True (a 0-dim bool tensor, no host sync) when some weight is NaN, infinite or negative."""
+    return ~((weights >= 0) & (weights < float("inf"))).all()  # NaN fails both comparisons
 
-    Args:
-        weights: What the weighter returned.
-        batch: The batch it was given.
-        name: The weighter's name, for the error message.
 
-    Returns:
-        ``weights``, detached.
+def check_form(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
+    """Check what needs no host sync: a float tensor [B] on the device of the losses; returns it detached.
 
     Raises:
         WeightError: Naming the weighter, the problem and the fix.
@@ -157,11 +161,31 @@ def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
         )
     if not weights.is_floating_point():
         raise WeightError(f"weighter {name!r} returned {weights.dtype} weights; return a float tensor")
-    weights = weights.detach()
-    finite = torch.isfinite(weights)
-    # One host sync for both conditions.
-    if not bool((finite & (weights >= 0)).all()):
-        bad = (~finite).nonzero().flatten().tolist()
+    if weights.device != batch.losses.device:
+        raise WeightError(
+            f"weighter {name!r} returned weights on {weights.device} for losses on {batch.losses.device}; "
+            "create them on batch.losses.device (e.g. torch.ones_like(batch.losses))"
+        )
+    return weights.detach()
+
+
+def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
+    """Check that ``weights`` is a finite, non-negative float vector with one entry per sample.
+
+    Args:
+        weights: What the weighter returned.
+        batch: The batch it was given.
+        name: The weighter's name, for the error message.
+
+    Returns:
+        ``weights``, detached.
+
+    Raises:
+        WeightError: Naming the weighter, the problem, the batch positions and the fix.
+    """
+    weights = check_form(weights, batch, name)
+    if bool(invalid(weights)):  # the one host sync
+        bad = (~torch.isfinite(weights)).nonzero().flatten().tolist()
         if bad:
             raise WeightError(
                 f"weighter {name!r} returned non-finite weights (NaN or inf) at batch positions "

@@ -101,6 +101,7 @@ def test_unknown_and_ambiguous_options_raise(registry) -> None:
         (torch.ones(3, 1), r"shape \[3, 1\]"),
         (torch.ones(3, dtype=torch.long), "torch.int64 weights; return a float tensor"),
         ([1.0, 1.0, 1.0], "returned list"),
+        (torch.ones(3, device="meta"), r"returned weights on meta for losses on cpu; create them on batch.losses.device"),
     ],
 )
 def test_bad_weights_raise_naming_the_weighter(registry, weights, message: str) -> None:
