@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         config = TrainConfig(
             data=str(data), backbone=args.backbone, pretrained=False, image_size=args.image_size, epochs=args.epochs,
             batch_size=args.batch_size, lr=1e-4, weighters=["ohem"], out=work / "run", cache_dir=cache_dir,
-            quiet=True, device="cpu",
+            quiet=True, device="cpu", overwrite=True,
         )  # fmt: skip
         train(config)
 

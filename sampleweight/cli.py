@@ -112,12 +112,14 @@ def train(
     loss: str | None = typer.Option(None, help="ce, focal, hierarchical or a plugin loss."),
     gamma: float | None = typer.Option(None, help="Focal-loss gamma (default 1)."),
     weighter: list[str] | None = typer.Option(
-        None, help="none, cb, es, spl, ohem, ... Repeat (or join with +): weights multiply."
+        None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
     ),
     optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
     lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
-    batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
+    batch_size: int | None = typer.Option(
+        None, help="Batch size M (default 20); under torchrun the global batch, shared by the processes."
+    ),
     image_size: int | None = typer.Option(None, help="Input size (default 299)."),
     split: int | None = typer.Option(None, help="Lesion-grouped 80/20 split: 0 or 1 (the paper's two)."),
     seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
@@ -130,10 +132,13 @@ def train(
     ),
     out: Path | None = typer.Option(None, help="Run directory (config, metrics, checkpoint, predictions)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+    overwrite: bool | None = typer.Option(None, "--overwrite", help="Start over in an --out that holds a run."),
+    skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
     quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
 ) -> None:
     """Train one model x loss x weighting x optimizer and write a run directory."""
     from sampleweight.config import load_config
+    from sampleweight.distributed import is_main
     from sampleweight.rundir import RunDirectory
     from sampleweight.training import train as run_training
 
@@ -160,6 +165,8 @@ def train(
         cache_dir=cache_dir,
         out=out,
         quiet=quiet,
+        overwrite=overwrite,
+        skip_bad=skip_bad,
     )
     if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
         config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
@@ -167,12 +174,17 @@ def train(
     try:
         metrics = run_training(settings, resume=resume)
     except KeyboardInterrupt:
-        where = f"; continue it with: sampleweight train --out {settings.out} --resume" if settings.out else ""
-        err_console.print(
-            f"[yellow]interrupted[/]: the last finished epoch is saved{where}", highlight=False, soft_wrap=True
-        )
+        saved = settings.out is not None and (settings.out / RunDirectory.CHECKPOINT).is_file()
+        if is_main():
+            message = (
+                f"the last finished epoch is saved; continue it with: sampleweight train --out {settings.out} --resume"
+                if saved
+                else "no epoch had finished, nothing is saved"
+            )
+            err_console.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
-    console.print(_metrics_line(metrics, settings.out), highlight=False)
+    if is_main():  # under torchrun, rank 0 speaks for the run
+        console.print(_metrics_line(metrics, settings.out), highlight=False)
 
 
 @app.command()
@@ -184,13 +196,16 @@ def evaluate(
         None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate)."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
-    batch_size: int = typer.Option(64, help="Evaluation batch size."),
+    batch_size: int = typer.Option(64, min=1, help="Evaluation batch size."),
     cache_dir: Path | None = typer.Option(None, help="Image cache folder."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out (and report) unreadable images."),
 ) -> None:
     """Score a trained model on another data set (e.g. the ISIC 2018 validation or test release)."""
     from sampleweight.evaluation import evaluate as run_evaluation
 
-    metrics, where = run_evaluation(run, data, out=out, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    metrics, where = run_evaluation(
+        run, data, out=out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad
+    )
     console.print(_metrics_line(metrics, where), highlight=False)
 
 

@@ -34,6 +34,7 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: int = Field(299, ge=16, le=2048)
     cache_dir: Path | None = Field(None, description="Image cache folder (default: the per-user cache).")
+    skip_bad: bool = Field(False, description="Leave out (and report) unreadable images and bad rows.")
     workers: int | None = Field(None, ge=0, le=64, description="Loader worker processes (default 0 on CPU, 8 CUDA).")
     # model
     model: str = "cbam_vgg16"
@@ -65,6 +66,7 @@ class TrainConfig(BaseModel):
     channels_last: bool | None = Field(None, description="Default: on for CUDA.")
     compile: bool = False
     out: Path | None = None
+    overwrite: bool = Field(False, description="Start over in an --out that already holds a run.")
     quiet: bool = False
 
     @field_validator("weighters")

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sampleweight.config import TrainConfig
+from sampleweight.config import TrainConfig, load_config
 from sampleweight.training import train
 
 __all__ = ["DEMO_WEIGHTERS", "demo_config", "results_table", "run_demo"]
@@ -30,7 +30,7 @@ def demo_config(weighter: str, out: Path, *, epochs: int, images: int, image_siz
     (``resnet10t``, no download), 64 px images, a few epochs and, to learn from scratch in that
     time, ADAM at lr 1e-3.
     """
-    return TrainConfig(
+    return load_config(
         data=f"synthetic:{images}",
         model="cbam_vgg16",
         backbone="resnet10t",
@@ -40,6 +40,7 @@ def demo_config(weighter: str, out: Path, *, epochs: int, images: int, image_siz
         lr=1e-3,
         weighters=[weighter],
         out=out / weighter,
+        overwrite=True,  # the demo always starts over
         quiet=quiet,
     )
 

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from sampleweight.checkpoint import load_checkpoint
-from sampleweight.config import TrainConfig
+from sampleweight.config import TrainConfig, validation_message
 from sampleweight.data import BatchAugment, build_eval_dataset, read_dataset
 from sampleweight.errors import ConfigError, DataError
 from sampleweight.loader import make_loader
 from sampleweight.metrics import classification_metrics
 from sampleweight.rundir import RunDirectory, write_predictions
-from sampleweight.taxonomy import as_taxonomy
-from sampleweight.training import HIERARCHICAL_MODELS, build_model, predict, resolve_device
+from sampleweight.training import (
+    HIERARCHICAL_MODELS,
+    autocast_for,
+    build_model,
+    decide,
+    predict,
+    resolve_device,
+    taxonomy_of_model,
+)
 
 __all__ = ["evaluate", "load_trained_model"]
 
@@ -35,14 +42,16 @@ def load_trained_model(
         raise ConfigError(
             f"no checkpoint at {checkpoint}: pass a run directory (with {RunDirectory.CHECKPOINT}) or the file"
         )
-    state = load_checkpoint(checkpoint, map_location=device)
-    config = TrainConfig(**state["config"])
+    state = load_checkpoint(checkpoint)
+    try:
+        config = TrainConfig(**state["config"])
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source=f"the checkpoint {checkpoint}")) from None
     classes = tuple(state["classes"])
-    taxonomy = None
-    if config.model in HIERARCHICAL_MODELS or config.taxonomy is not None:
-        taxonomy = as_taxonomy(config.taxonomy).with_classes(classes)
     model = build_model(
-        config.model_copy(update={"pretrained": False, "pretrained_path": None}), len(classes), taxonomy
+        config.model_copy(update={"pretrained": False, "pretrained_path": None}),
+        len(classes),
+        taxonomy_of_model(config, classes),
     )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, classes
@@ -56,6 +65,7 @@ def evaluate(
     device: str | None = None,
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
+    skip_bad: bool = False,
     quiet: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """Score a trained model on every image of ``data``; write ``metrics.json`` and ``predictions.csv``.
@@ -68,6 +78,7 @@ def evaluate(
         device: Device (default CUDA when available).
         batch_size: Evaluation batch size.
         cache_dir: Image cache folder.
+        skip_bad: Leave out (and report) unreadable images and bad rows instead of failing.
         quiet: No progress bar while caching.
 
     Returns:
@@ -78,29 +89,37 @@ def evaluate(
     """
     torch_device = resolve_device(device)
     model, config, classes = load_trained_model(run_or_checkpoint, torch_device)
-    records = read_dataset(data)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    records = read_dataset(data, skip_bad=skip_bad)
     if tuple(records.classes) != classes:
         raise DataError(
             f"{data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
             "evaluate on data with the same classes in the same order"
         )
     dataset = build_eval_dataset(
-        records, image_size=config.image_size, augment="batch", cache_dir=cache_dir, progress=not quiet
+        records,
+        image_size=config.image_size,
+        augment="batch",
+        cache_dir=cache_dir,
+        progress=not quiet,
+        skip_bad=skip_bad,
     )
     loader = make_loader(dataset, batch_size, torch_device, workers=0)
     normalize = BatchAugment(config.image_size).to(torch_device).eval()
-    autocast = (
-        torch.autocast(torch_device.type, dtype=torch.bfloat16)
-        if torch_device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    targets, scores = predict(model, loader, torch_device, autocast, normalize)
-    metrics = {**classification_metrics(targets, scores.argmax(1), classes), "data": str(data)}
+    precision = config.precision if torch_device.type == "cuda" else "fp32"  # as trained; bf16 needs CUDA
+    targets, scores = predict(model, loader, torch_device, autocast_for(torch_device, precision), normalize)
+    predictions = decide(scores, model.taxonomy if config.model in HIERARCHICAL_MODELS else None)
+    metrics = {
+        **classification_metrics(targets, predictions, classes),
+        "decoding": "greedy" if config.model in HIERARCHICAL_MODELS else "argmax",
+        "data": str(data),
+    }
     source = Path(run_or_checkpoint)
     directory = RunDirectory(
         Path(out) if out is not None else (source if source.is_dir() else source.parent) / "evaluate"
     )
     image_ids = [records.image_ids[i] for i in dataset.record_indices]
-    write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, targets, scores, classes)
+    write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, targets, scores, classes, predictions)
     directory.write_final(metrics)
     return metrics, directory.path

@@ -6,13 +6,14 @@ classes), and they are what a user calls who wants one formula in their own code
 
 Equations refer to the paper (``docs/weighting.md`` restates them):
 Eq. 5 cross-entropy, Eq. 6 focal loss, Eq. 7 class balance, Eq. 8 effective number of samples,
-Eq. 9 curriculum pacing.
+Eq. 9 curriculum pacing (and its per-class form, the paper's proposed future work).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,9 @@ from torch import Tensor
 
 __all__ = [
     "class_balance_weights",
+    "class_curriculum_mask",
     "cross_entropy",
+    "curriculum_fraction",
     "curriculum_mask",
     "curriculum_pace",
     "curriculum_size",
@@ -169,6 +172,21 @@ def curriculum_pace(num_epochs: int, batch_size: int) -> float:
     return 2.0 * math.log(2 * batch_size - 1) / num_epochs
 
 
+def curriculum_fraction(epoch: int, pace: float) -> float:
+    """The share of a batch a curriculum weighter keeps at ``epoch`` (Eq. 9).
+
+    ``s(e) = exp(alpha e) / (1 + exp(alpha e))``.
+
+    Args:
+        epoch: e, 0-based.
+        pace: alpha (see `curriculum_pace`).
+
+    Returns:
+        s(e) in [0, 1]: 1/2 at e = 0, rising to 1.
+    """
+    return 1.0 / (1.0 + math.exp(-pace * epoch)) if pace * epoch > -700 else 0.0
+
+
 def curriculum_size(batch_len: int, epoch: int, pace: float) -> int:
     """How many samples of a batch a curriculum weighter keeps (Eq. 9).
 
@@ -183,9 +201,7 @@ def curriculum_size(batch_len: int, epoch: int, pace: float) -> int:
     Returns:
         m, an integer in [1, B].
     """
-    fraction = 1.0 / (1.0 + math.exp(-pace * epoch)) if pace * epoch > -700 else 0.0
-    # 1e-9 absorbs float error so that an exact .5 (e.g. B * (2M-1)/(2M) at e = E/2) rounds up
-    m = math.floor(batch_len * fraction + 0.5 + 1e-9)
+    m = _round_half_up(batch_len * curriculum_fraction(epoch, pace))
     return min(batch_len, max(1, m))
 
 
@@ -206,6 +222,73 @@ def curriculum_mask(losses: Tensor, keep: int, *, hardest: bool) -> Tensor:
     mask = torch.zeros_like(losses)
     mask[order[:keep]] = 1
     return mask
+
+
+def class_curriculum_mask(losses: Tensor, targets: Tensor, fraction: float, *, hardest: bool) -> Tensor:
+    """Per-class curriculum selection: within each class, weight 1 for its hardest (or easiest) samples.
+
+    For every class ``c`` present in the batch with ``n_c`` samples, the ``round(n_c * fraction)``
+    samples of highest (``hardest``) or lowest loss among them get weight 1, rounding half up as
+    `curriculum_size` does and keeping at least one sample per class present; the rest get 0. With
+    ``fraction = curriculum_fraction(e, alpha)`` this is the paper's pacing applied to each class
+    separately (the class-aware OHEM the paper proposes as future work). Ties are broken by
+    position: among equal losses of one class the earlier sample is kept.
+
+    Vectorised: one stable sort by loss, then one stable sort by class, so the samples end up grouped
+    by class and ordered by loss within each class; no host synchronisation.
+
+    Args:
+        losses: Per-sample losses [B].
+        targets: Class indices [B].
+        fraction: s in [0, 1], the share of each class to keep.
+        hardest: True for class-aware OHEM (highest losses), False for class-aware SPL (lowest).
+
+    Returns:
+        Weights [B] of 0s and 1s, in the dtype of ``losses``.
+
+    Example:
+        >>> losses = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2])
+        >>> class_curriculum_mask(losses, torch.tensor([0, 0, 0, 1, 2]), 0.5, hardest=True).tolist()
+        [0.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    if losses.ndim != 1 or targets.shape != losses.shape:
+        shapes = f"{list(losses.shape)} and {list(targets.shape)}"
+        raise ValueError(f"losses and targets must both have shape [B], got {shapes}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    batch_len = losses.shape[0]
+    if batch_len == 0:
+        return torch.zeros_like(losses)
+    by_loss = torch.sort(losses, descending=hardest, stable=True).indices
+    order = by_loss[torch.sort(targets[by_loss], stable=True).indices]  # by class, then by loss, then position
+    grouped = targets[order]
+    position = torch.arange(batch_len, device=losses.device)
+    starts = torch.ones(batch_len, dtype=torch.bool, device=losses.device)
+    starts[1:] = grouped[1:] != grouped[:-1]
+    group = starts.long().cumsum(0) - 1
+    rank_in_class = position - torch.where(starts, position, 0).cummax(0).values
+    class_size = torch.zeros(batch_len, dtype=torch.long, device=losses.device).index_add_(
+        0, group, torch.ones_like(group)
+    )[group]
+    keep = torch.minimum(_round_half_up(class_size.to(_exact_dtype(losses)) * fraction).clamp_min(1), class_size)
+    mask = torch.empty_like(losses)
+    mask[order] = (rank_in_class < keep).to(losses.dtype)
+    return mask
+
+
+def _round_half_up(value: Any) -> Any:
+    """``floor(value + 0.5)`` for a float (-> int) or a float tensor (-> long tensor).
+
+    The 1e-9 absorbs float error, so that an exact .5 (e.g. ``B * (2M-1)/(2M)`` at ``e = E/2``)
+    rounds up. Both forms take the same steps in float64, so they round identically.
+    """
+    shifted = value + 0.5 + 1e-9
+    return math.floor(shifted) if isinstance(shifted, float) else shifted.floor().long()
+
+
+def _exact_dtype(reference: Tensor) -> torch.dtype:
+    """float64, as the Python floats of `curriculum_size`; MPS has no float64, so float32 there."""
+    return torch.float32 if reference.device.type == "mps" else torch.float64
 
 
 def _wide(logits: Tensor) -> Tensor:

@@ -249,27 +249,38 @@ def _registrar(
 
 
 def _register_timm_models(registry: Registry) -> None:
-    """Add registered models to timm's registry; a name timm already has for another model is an error."""
+    """Add registered models to timm's registry.
+
+    A name timm already uses for another model rejects the plugin that registered it, as a duplicate
+    name does: all of its registrations are withdrawn and its error is recorded.
+    """
     if not registry.models:
         return
     import timm.models
 
-    for name, entry in registry.models.items():
+    for name, entry in list(registry.models.items()):
         existing = timm.models.is_model(name) and timm.models.model_entrypoint(name)
-        if existing:
-            if getattr(existing, "__wrapped__", existing) is entry.factory:
-                continue
-            error = (
+        if existing and getattr(existing, "__wrapped__", existing) is not entry.factory:
+            _reject(
+                registry,
+                entry.plugin,
                 f"model {name!r} of plugin {entry.plugin.label} clashes with timm's own model "
-                f"{existing.__module__}.{name}; choose another name"
+                f"{existing.__module__}.{name}; choose another name",
             )
-            entry.plugin.error = error
-            entry.plugin.models.remove(name)
-            warnings.warn(error, stacklevel=3)
-            continue
-        timm.models.register_model(_named(name, entry.factory))
-    for name in [n for n, e in registry.models.items() if n not in e.plugin.models]:
-        del registry.models[name]
+    for name, entry in registry.models.items():
+        if not timm.models.is_model(name):
+            timm.models.register_model(_named(name, entry.factory))
+
+
+def _reject(registry: Registry, info: PluginInfo, error: str) -> None:
+    """Withdraw everything ``info``'s plugin registered and record why."""
+    for kind in KINDS:
+        table = registry.kind(kind)
+        for name in getattr(info, kind):
+            table.pop(name, None)
+        getattr(info, kind).clear()
+    info.error = error
+    warnings.warn(f"sampleweight plugin {info.label} failed to load: {error}", stacklevel=4)
 
 
 def _named(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:

@@ -100,6 +100,21 @@ class RunDirectory:
                 ) from None
         return records
 
+    def start_fresh(self, *, overwrite: bool = False) -> None:
+        """Prepare for a new run: refuse a folder that holds one, unless ``overwrite`` (then clear it).
+
+        Raises:
+            ConfigError: The folder holds a run (a checkpoint or final metrics) and ``overwrite`` is off.
+        """
+        held = [name for name in (self.CHECKPOINT, self.FINAL, self.PREDICTIONS) if (self.path / name).exists()]
+        if held and not overwrite:
+            raise ConfigError(
+                f"{self.path} already holds a run ({', '.join(held)}); continue it with --resume, "
+                "start over with --overwrite, or choose another --out"
+            )
+        for name in (*held, self.EPOCHS):
+            (self.path / name).unlink(missing_ok=True)
+
     def truncate_epochs(self, before: int) -> None:
         """Keep only the per-epoch records of epochs ``< before`` (on resume, drop what the checkpoint lacks)."""
         kept = [r for r in self.epochs() if r["epoch"] < before]
@@ -110,18 +125,37 @@ class RunDirectory:
         atomic_write_text(self.path / self.FINAL, json.dumps(metrics, indent=2, default=_plain) + "\n")
 
     def write_predictions(
-        self, image_ids: Sequence[str], targets: Any, scores: Any, class_names: Sequence[str]
+        self,
+        image_ids: Sequence[str],
+        targets: Any,
+        scores: Any,
+        class_names: Sequence[str],
+        predicted: Any = None,
     ) -> None:
         """Write ``predictions.csv``: ``image,true,pred`` (class names) and one score column per class."""
-        write_predictions(self.path / self.PREDICTIONS, image_ids, targets, scores, class_names)
+        write_predictions(self.path / self.PREDICTIONS, image_ids, targets, scores, class_names, predicted)
 
 
 def write_predictions(
-    path: str | Path, image_ids: Sequence[str], targets: Any, scores: Any, class_names: Sequence[str]
+    path: str | Path,
+    image_ids: Sequence[str],
+    targets: Any,
+    scores: Any,
+    class_names: Sequence[str],
+    predicted: Any = None,
 ) -> None:
-    """Write a predictions CSV (see `RunDirectory.write_predictions`); ``targets`` may be None (unlabelled)."""
+    """Write a predictions CSV (see `RunDirectory.write_predictions`).
+
+    Args:
+        path: The CSV file.
+        image_ids: One id per row.
+        targets: True class indices, or None (unlabelled data: the ``true`` column stays empty).
+        scores: Class probabilities [N, C].
+        class_names: Column names of the scores.
+        predicted: The model's decisions [N] (default: the most probable class).
+    """
     scores = np.asarray(scores, dtype=np.float64)
-    predicted = scores.argmax(axis=1)
+    predicted = scores.argmax(axis=1) if predicted is None else np.asarray(predicted)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["image", "true", "pred", *class_names])

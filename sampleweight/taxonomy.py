@@ -19,6 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from sampleweight.errors import ConfigError
 
 __all__ = ["ISIC2018_CLASSES", "ISIC2018_TAXONOMY", "ISIC2018_TREE", "Taxonomy", "as_taxonomy"]
@@ -241,6 +244,36 @@ class Taxonomy:
             f"the data's class order {data} differs from the taxonomy's {list(self._classes)}; "
             f"use taxonomy.with_classes(data_class_names) so class indices agree"
         )
+
+    def greedy_decode(self, leaf_scores: Tensor) -> Tensor:
+        """The greedy path decision from leaf scores: at each level, the child holding the most mass.
+
+        For leaf log-probabilities that are a product of conditional decisions (the hierarchical
+        model's output) the mass under a child is proportional to its conditional probability, so this
+        is the level-by-level argmax decoding of Barata & Marques (2019), computed from the leaves
+        alone. It can differ from ``leaf_scores.argmax(1)``.
+
+        Args:
+            leaf_scores: Leaf log-probabilities (or log-scores) [B, C] in this taxonomy's class order.
+
+        Returns:
+            Class indices [B].
+        """
+        scores = leaf_scores.float() if leaf_scores.dtype != torch.float64 else leaf_scores
+        nodes = self.nodes
+        index = {node: i for i, node in enumerate(nodes)}
+        membership = torch.zeros(len(nodes), self.num_classes, dtype=torch.bool, device=scores.device)
+        for node in nodes:
+            membership[index[node], list(self.leaves_under(node))] = True
+        masses = scores.unsqueeze(1).masked_fill(~membership, float("-inf")).logsumexp(dim=-1)  # [B, nodes]
+        current = torch.full((scores.shape[0],), index[self.root], dtype=torch.long, device=scores.device)
+        for node in self.internal_nodes:  # breadth-first: a node's parent is decided before it
+            kids = torch.tensor([index[kid] for kid in self.children(node)], device=scores.device)
+            current = torch.where(current == index[node], kids[masses[:, kids].argmax(dim=1)], current)
+        to_class = torch.full((len(nodes),), -1, dtype=torch.long, device=scores.device)
+        for name in self.classes:
+            to_class[index[name]] = self.class_index(name)
+        return to_class[current]
 
     # -- value semantics ---------------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ side is scored with the paper's metrics, one line goes to ``metrics.jsonl`` and 
 replaced atomically. Every source of randomness is reseeded from ``(seed, epoch)`` at the start of
 an epoch, so a run resumed from a checkpoint ends with exactly the weights and metrics of an
 uninterrupted one (on the CPU; cuDNN autotuning makes CUDA runs close, not bit-identical).
+
+Launched by ``torchrun`` as several processes, the same function trains with DistributedDataParallel:
+each process loads its share of every global batch (`sampleweight.loader`), `WeightedLoss` weights the
+global batch, validation predictions are gathered from all processes, and only rank 0 writes the run
+directory and prints (`sampleweight.distributed`, ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from pydantic import ValidationError
+from rich.console import Console
 from torch import Tensor, nn
 
+from sampleweight import distributed
 from sampleweight.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from sampleweight.config import TrainConfig, load_config
+from sampleweight.config import TrainConfig, load_config, validation_message
 from sampleweight.errors import ConfigError, LossError
 from sampleweight.factory import list_models
 from sampleweight.loader import TrainingData, load_split
@@ -34,12 +42,27 @@ from sampleweight.rundir import RunDirectory
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 from sampleweight.weighted_loss import WeightedLoss
 
-__all__ = ["Run", "build_model", "predict", "prepare_run", "resolve_device", "train"]
+__all__ = [
+    "Run",
+    "autocast_for",
+    "build_model",
+    "decide",
+    "predict",
+    "prepare_run",
+    "resolve_device",
+    "taxonomy_of_model",
+    "train",
+]
 
 
 @dataclass
 class Run:
-    """Everything a run holds while it trains (built by `prepare_run`)."""
+    """Everything a run holds while it trains (built by `prepare_run`).
+
+    ``model`` is what the training step calls (the network, wrapped in DDP with several processes
+    and compiled with ``compile``); ``network`` is the bare model, whose state is checkpointed.
+    ``directory`` is None when nothing is written (no ``out``, or a process other than rank 0).
+    """
 
     config: TrainConfig
     device: torch.device
@@ -50,6 +73,12 @@ class Run:
     data: TrainingData
     directory: RunDirectory | None
     start_epoch: int = 0
+    network: nn.Module | None = None
+    taxonomy: Taxonomy | None = None
+
+    def __post_init__(self) -> None:
+        if self.network is None:
+            self.network = self.model
 
 
 def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
@@ -70,23 +99,27 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
         WeightError: A weighter produced invalid weights.
     """
     config = config if isinstance(config, TrainConfig) else load_config(**config)
-    run = prepare_run(config, resume=resume)
+    with distributed.session(resolve_device(config.device)):
+        return _fit(prepare_run(config, resume=resume))
+
+
+def _fit(run: Run) -> dict[str, Any]:
+    """The epochs of a prepared run, then the final metrics and predictions."""
     cfg = run.config
-    autocast = _autocast(run.device, cfg.precision)
-    history = run.directory.epochs() if run.directory else []
-    with TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name) as progress:
+    autocast = autocast_for(run.device, cfg.precision)
+    console = None if distributed.is_main() else Console(quiet=True)  # only rank 0 prints
+    with TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name, console=console) as progress:
         progress.start(run.start_epoch, len(run.data.train))
         if not cfg.quiet:
-            progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {run.device}", highlight=False)
+            progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {_where(run)}", highlight=False)
         for epoch in range(run.start_epoch, cfg.epochs):
-            _seed_epoch(cfg.seed, epoch)
+            _seed_epoch(cfg.seed, epoch, distributed.rank())
             started = time.perf_counter()
             train_loss, weight_mean = _train_epoch(run, epoch, autocast, progress)
+            distributed.average_buffers(run.network)
             seconds = time.perf_counter() - started
-            targets, scores = predict(
-                run.model, run.data.val, run.device, autocast, run.data.normalize, bool(cfg.channels_last)
-            )
-            metrics = classification_metrics(targets, scores.argmax(1), run.data.classes)
+            targets, scores = _validate(run, autocast)
+            metrics = classification_metrics(targets, decide(scores, run.taxonomy), run.data.classes)
             record = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -97,32 +130,54 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
                 **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
             }
             run.scheduler.step()
-            history.append(record)
             if run.directory:
                 run.directory.append_epoch(record)
                 save_checkpoint(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
             progress.end_epoch(epoch, record)
-    final = {**metrics, "epochs": cfg.epochs, "run": cfg.run_name}
+    if run.start_epoch >= cfg.epochs:  # resuming a run whose last epoch was done: score its final model
+        targets, scores = _validate(run, autocast)
+    predictions = decide(scores, run.taxonomy)
+    final = {
+        **classification_metrics(targets, predictions, run.data.classes),
+        "decoding": "greedy" if run.taxonomy is not None else "argmax",
+        "epochs": cfg.epochs,
+        "run": cfg.run_name,
+    }
     if run.directory:
-        run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes)
+        run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes, predictions)
         run.directory.write_final(final)
     return final
 
 
+def decide(scores: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
+    """Predicted classes from class probabilities [N, C].
+
+    A hierarchical model decides greedily, level by level (the paper's inference,
+    `Taxonomy.greedy_decode`); any other model takes the most probable class.
+    """
+    if taxonomy is None:
+        return scores.argmax(axis=1)
+    log_probs = torch.from_numpy(np.log(np.clip(scores, 1e-30, None)))
+    return taxonomy.greedy_decode(log_probs).numpy()
+
+
 def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming."""
-    directory = RunDirectory(config.out) if config.out is not None else None
+    main = distributed.is_main()  # only rank 0 writes the run directory
+    directory = RunDirectory(config.out) if config.out is not None and main else None
+    checkpoint = Path(config.out) / RunDirectory.CHECKPOINT if config.out is not None else None
     if resume:
-        if directory is None:
+        if checkpoint is None:
             raise ConfigError("--resume needs --out, the run directory to continue")
-        if not directory.checkpoint.is_file():
-            raise ConfigError(f"nothing to resume in {directory.path}: it has no {RunDirectory.CHECKPOINT}")
+        if not checkpoint.is_file():
+            raise ConfigError(f"nothing to resume in {config.out}: it has no {RunDirectory.CHECKPOINT}")
     device = resolve_device(config.device)
     config = _resolve_execution(config, device)
     data = load_split(config, device)
     torch.manual_seed(config.seed)
     taxonomy = _taxonomy(config, data.classes)
-    model = build_model(config, num_classes=len(data.classes), taxonomy=taxonomy).to(device)
+    model_taxonomy = taxonomy_of_model(config, data.classes)
+    model = build_model(config, num_classes=len(data.classes), taxonomy=model_taxonomy).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss, options = _loss(config, taxonomy)
@@ -134,17 +189,18 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
         class_counts=data.class_counts,
         class_names=list(data.classes),
         num_epochs=config.epochs,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size,  # the global batch M: selection runs over all processes' samples
     ).to(device)
     optimizer = _optimizer(config, model)
     milestones = sorted({max(1, math.ceil(f * config.epochs)) for f in config.lr_milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=config.lr_decay)
-    run = Run(config, device, model, criterion, optimizer, scheduler, data, directory)
+    run = Run(config, device, model, criterion, optimizer, scheduler, data, directory, taxonomy=model_taxonomy)
     if resume:
-        _restore(run, directory.checkpoint)
+        _restore(run, checkpoint)
     elif directory is not None:
-        directory.truncate_epochs(before=0)
+        directory.start_fresh(overwrite=config.overwrite)
         directory.write_config(config.model_dump(mode="json"))
+    run.model = distributed.wrap(run.network, device)
     if config.compile:
         run.model = torch.compile(run.model)
     return run
@@ -186,6 +242,11 @@ def _taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
     return as_taxonomy(config.taxonomy).with_classes(classes)
 
 
+def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
+    """The label tree the model takes (hierarchical models only), in the data's class order."""
+    return as_taxonomy(config.taxonomy).with_classes(classes) if config.model in HIERARCHICAL_MODELS else None
+
+
 def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
     """The loss name and its options. A hierarchical model trains with Eq. 10: ``ce``/``focal`` at every level."""
     options: dict[str, Any] = dict(config.loss_options)
@@ -200,9 +261,13 @@ def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``name`` as a device; default CUDA when available. An unavailable device is a `ConfigError`."""
+    """``name`` as a device; default CUDA when available. An unavailable device is a `ConfigError`.
+
+    Under a launcher of several processes (``torchrun``), ``cuda`` (with or without an index) is this
+    process's GPU, ``cuda:LOCAL_RANK``.
+    """
     if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -210,8 +275,10 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+        if distributed.launched_world_size() > 1:  # torchrun: one GPU per process, by its rank on the node
+            device = torch.device("cuda", distributed.local_rank())
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ConfigError(f"device {device} ({name!r}): only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 
@@ -262,7 +329,8 @@ def _train_epoch(
     model.train()
     criterion.set_epoch(epoch)
     generator = run.data.set_epoch(epoch, run.config.seed)
-    loss_sum, weight_sum, seen = 0.0, 0.0, 0
+    wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    totals = torch.zeros(3, dtype=wide, device=device)  # sum of w * l, sum of w, samples: no host sync per step
     for step, (images, labels, indices) in enumerate(run.data.train):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -272,7 +340,7 @@ def _train_epoch(
         with autocast:
             output = model(x)
         loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
-        value = loss.item()
+        value = criterion.last_value.item()  # Eq. 3 of the (global) batch: the same on every process
         if not math.isfinite(value):
             raise LossError(
                 f"the training loss became {value} at epoch {epoch}, step {step} (run {run.config.run_name}); "
@@ -281,12 +349,35 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        batch_len = labels.shape[0]
-        loss_sum += value * batch_len
-        weight_sum += float(criterion.last_weights.sum())
-        seen += batch_len
+        weights = criterion.last_weights.to(wide)
+        totals[0] += weights @ criterion.last_losses.to(wide)
+        totals[1] += weights.sum()
+        totals[2] += weights.numel()
         progress.advance(value)
+    loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()
     return loss_sum / seen, weight_sum / seen
+
+
+def _validate(run: Run, autocast: contextlib.AbstractContextManager) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and scores of the whole validation side (gathered from every process's shard)."""
+    if not distributed.is_distributed():
+        return predict(
+            run.model, run.data.val, run.device, autocast, run.data.normalize, bool(run.config.channels_last)
+        )
+    # each process scores its shard with the bare network: no DDP collectives in a loop whose length differs
+    targets, scores = predict(
+        run.network, run.data.val, run.device, autocast, run.data.normalize, bool(run.config.channels_last)
+    )
+    length = len(run.data.val.dataset)
+    targets = distributed.gather_interleaved(torch.from_numpy(targets), length)
+    scores = distributed.gather_interleaved(torch.from_numpy(scores), length)
+    return targets.numpy(), scores.numpy()
+
+
+def _where(run: Run) -> str:
+    """The device, and the number of processes when there are several."""
+    world = distributed.world_size()
+    return f"{run.device.type} x {world} processes" if world > 1 else str(run.device)
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -315,22 +406,26 @@ def _resolve_execution(config: TrainConfig, device: torch.device) -> TrainConfig
     return config.model_copy(update=updates)
 
 
-def _autocast(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:
+def autocast_for(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``precision == "bf16"``, else a no-op context."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def _seed_epoch(seed: int, epoch: int) -> None:
-    """Reseed the global generators from (seed, epoch): dropout etc. do not depend on resumption."""
-    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Reseed the global generators from (seed, epoch): dropout etc. do not depend on resumption.
+
+    Each process of a distributed run draws its own dropout masks (rank 0 those of a single process).
+    """
+    entropy = [seed, epoch] + ([rank] if rank else [])
+    torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
 def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
-    model = getattr(run.model, "_orig_mod", run.model)
     return {
         "epoch": next_epoch,
-        "model": model.state_dict(),
+        "model": run.network.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "criterion": run.criterion.state_dict(),
@@ -340,19 +435,29 @@ def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
     }
 
 
+EXECUTION_FIELDS = frozenset(
+    {"device", "precision", "channels_last", "compile", "workers", "quiet", "cache_dir", "out", "overwrite"}
+)
+"""Options that may change when a run is resumed: how it executes, not what it computes."""
+
+
 def _restore(run: Run, path: Path) -> None:
-    state = load_checkpoint(path, map_location=run.device)
-    saved = TrainConfig(**state["config"])
-    for key in ("model", "backbone", "loss", "weighters", "optimizer", "data", "split", "seed", "image_size"):
-        if getattr(saved, key) != getattr(run.config, key):
+    state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
+    try:
+        saved = TrainConfig(**state["config"])
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source=f"the checkpoint {path}")) from None
+    for key in TrainConfig.model_fields:
+        if key not in EXECUTION_FIELDS and getattr(saved, key) != getattr(run.config, key):
             raise ConfigError(
                 f"--resume with a different {key} ({getattr(run.config, key)!r}) than the run in "
-                f"{run.directory.path} ({getattr(saved, key)!r}); resume with the same options or start a new --out"
+                f"{run.config.out} ({getattr(saved, key)!r}); resume with the same options or start a new --out"
             )
-    run.model.load_state_dict(state["model"])
+    run.network.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.criterion.load_state_dict(state["criterion"])
     restore_rng(state["rng"])
     run.start_epoch = int(state["epoch"])
-    run.directory.truncate_epochs(before=run.start_epoch)
+    if run.directory:
+        run.directory.truncate_epochs(before=run.start_epoch)

@@ -1,12 +1,15 @@
-"""`WeightedLoss`: a per-sample loss and a weighter, reduced as the paper's Eq. 3."""
+"""`WeightedLoss`: a per-sample loss and a weighter, reduced as the paper's Eq. 3 (over the global batch
+when several processes train together)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from sampleweight import distributed as dist_helpers
 from sampleweight.errors import ConfigError, LossError
 from sampleweight.factory import FACTS, accepted_options, create_loss, create_weighter, lookup
 from sampleweight.plugins import Registry
@@ -21,6 +24,17 @@ class WeightedLoss(nn.Module):
     The weights are computed from the detached losses and carry no gradient, so the gradient is
     ``(1/B) sum_j w_j grad l_j``. ``B`` is the length of the batch (a short last batch divides by its
     own size).
+
+    **Several processes** (``torch.distributed`` initialised with more than one process, e.g. under
+    ``torchrun`` with DDP): each process passes its own part of the batch, and the weighter sees the
+    *global* batch: the losses, targets and indices of all processes, gathered (parts of different
+    lengths too) and concatenated in rank order. So SPL/OHEM and their per-class forms select over
+    the global batch exactly as one process would on the concatenated batch; every weighter,
+    third-party ones included, sees what it would see in one process. Each process keeps the weights
+    of its own samples and returns ``(W / B_global) sum_{j in its part} w_j l_j``: DDP averages the
+    gradients over the W processes, so the update is ``(1/B_global) sum_j w_j grad l_j`` over the
+    global batch, Eq. 3, even when the parts differ in length. Costs two small all-gathers per batch;
+    a single process runs none of this.
 
     Keyword options are routed by name: dataset facts (``class_counts``, ``num_classes``,
     ``num_epochs``, ``batch_size``, ``class_names``) go to every factory that declares them; any
@@ -37,13 +51,20 @@ class WeightedLoss(nn.Module):
         validate: Check every weight vector (shape [B], finite, >= 0) and raise a `WeightError`
             naming the weighter that produced a bad one. Costs one host sync per batch.
         registry: Where names are looked up; default the process-wide registry.
+        distributed: Select over the global batch of all processes: None (default) when
+            ``torch.distributed`` is initialised with more than one process, True to require it
+            (an error otherwise), False never (each process weights its own part alone, and returns
+            the mean over its own part, as other libraries do).
         **options: Facts and options, routed as above.
 
     Attributes:
         epoch: The epoch weighters see (set it with `set_epoch`).
         step: Batches weighted so far.
-        last_weights: The weights of the last batch [B] (detached), for logging.
-        last_losses: The unweighted per-sample losses of the last batch [B] (detached).
+        last_weights: The weights of this process's samples in the last batch [B] (detached), for
+            logging.
+        last_losses: Their unweighted per-sample losses [B] (detached).
+        last_value: Eq. 3 of the last batch, detached: the returned loss in one process; with several,
+            the global mean ``(1/B_global) sum_j w_j l_j``, the same on every process.
 
     Example:
         >>> import sampleweight as sw, torch
@@ -63,6 +84,7 @@ class WeightedLoss(nn.Module):
         weighter_options: Mapping[str, Any] | None = None,
         validate: bool = True,
         registry: Registry | None = None,
+        distributed: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -83,10 +105,12 @@ class WeightedLoss(nn.Module):
         self.loss = loss
         self.weighter = weighter
         self.validate = validate
+        self.distributed = distributed
         self.epoch = 0
         self.step = 0
         self.last_weights: Tensor | None = None
         self.last_losses: Tensor | None = None
+        self.last_value: Tensor | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Set the (0-based) epoch that the weighters see from the next batch on."""
@@ -121,18 +145,58 @@ class WeightedLoss(nn.Module):
                 f"loss {type(self.loss).__name__} returned {shape} for a batch of {batch_len}; "
                 f"a per-sample loss must return shape [{batch_len}] (no reduction)"
             )
-        batch = WeightingBatch(
-            losses=losses.detach(),
-            targets=targets,
-            epoch=self.epoch if epoch is None else epoch,
-            step=self.step,
-            indices=indices,
-        )
+        epoch = self.epoch if epoch is None else epoch
+        if self._is_global():
+            return self._global_forward(losses, targets, epoch, indices)
+        batch = WeightingBatch(losses=losses.detach(), targets=targets, epoch=epoch, step=self.step, indices=indices)
+        weights = self._weigh(batch)
+        self.last_weights, self.last_losses = weights, batch.losses
+        loss = (weights.to(losses.dtype) * losses).mean()
+        self.last_value = loss.detach()
+        return loss
+
+    def _weigh(self, batch: WeightingBatch) -> Tensor:
+        """The weighter's (checked) weights for ``batch``; counts the step."""
         weights = self.weighter(batch)
         weights = check_weights(weights, batch, weighter_name(self.weighter)) if self.validate else weights.detach()
-        self.last_weights, self.last_losses = weights, batch.losses
         self.step += 1
-        return (weights.to(losses.dtype) * losses).mean()
+        return weights
+
+    def _is_global(self) -> bool:
+        """Whether this batch is weighted over all processes (see ``distributed``)."""
+        if self.distributed is False:
+            return False
+        if dist_helpers.is_distributed():
+            return True
+        if self.distributed:
+            raise ConfigError(
+                "WeightedLoss(distributed=True) needs torch.distributed initialised with more than one "
+                "process (launch with torchrun); use distributed=None to fall back to one process"
+            )
+        return False
+
+    def _global_forward(self, losses: Tensor, targets: Tensor, epoch: int, indices: Tensor | None) -> Tensor:
+        """Weight the global batch of all processes and return this process's share of Eq. 3 (see class doc)."""
+        columns = [losses.detach(), targets] + ([] if indices is None else [indices])
+        # one all-gather for all columns: float64 holds the losses and integer ids exactly
+        packed = torch.stack([column.to(losses.device, torch.float64) for column in columns], dim=1)
+        rows, sizes = dist_helpers.gather_rows(packed)
+        global_len = rows.shape[0]
+        if global_len == 0:
+            raise LossError("the global batch is empty on every process; nothing to weight")
+        batch = WeightingBatch(
+            losses=rows[:, 0].to(losses.dtype),
+            targets=rows[:, 1].to(targets.dtype),
+            epoch=epoch,
+            step=self.step,
+            indices=None if indices is None else rows[:, 2].to(indices.dtype),
+        )
+        weights = self._weigh(batch)
+        offset = sum(sizes[: dist_helpers.rank()])
+        local = weights[offset : offset + losses.shape[0]]
+        self.last_weights, self.last_losses = local, losses.detach()
+        self.last_value = (weights.to(batch.losses.dtype) * batch.losses).mean()
+        return (local.to(losses.dtype) * losses).sum() * (len(sizes) / global_len)
 
     def get_extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
@@ -155,17 +219,21 @@ def _route(
     options: Mapping[str, Any],
     registry: Registry | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split keyword options between the loss and the weighter(s) by the names their factories accept."""
+    """Split keyword options between the loss and the weighter(s) by the names their factories accept.
+
+    A factory taking ``**kwargs`` is "open": it receives an option that no factory names, as long as
+    the other side is not open too.
+    """
     facts = {k: v for k, v in options.items() if k in FACTS}
     rest = {k: v for k, v in options.items() if k not in FACTS}
-    loss_accepts = _accepts(loss, "losses", registry)
-    weighter_accepts = _accepts(weighter, "weighters", registry)
-    to_loss, to_weighter = (
-        dict(facts if isinstance(loss, str) else {}),
-        dict(facts if isinstance(weighter, (str, list, tuple)) else {}),
-    )
+    loss_accepts, loss_open = _accepts(loss, "losses", registry)
+    weighter_accepts, weighter_open = _accepts(weighter, "weighters", registry)
+    to_loss = dict(facts if isinstance(loss, str) else {})
+    to_weighter = dict(facts if isinstance(weighter, (str, list, tuple)) else {})
     for key, value in rest.items():
         for_loss, for_weighter = key in loss_accepts, key in weighter_accepts
+        if not (for_loss or for_weighter):
+            for_loss, for_weighter = loss_open, weighter_open
         if for_loss and for_weighter:
             raise ConfigError(
                 f"option {key!r} is accepted by both the loss and the weighter; pass it as "
@@ -181,16 +249,20 @@ def _route(
     return to_loss, to_weighter
 
 
-def _accepts(spec: Any, kind: str, registry: Registry | None) -> set[str]:
-    """Option names the named factories accept (empty for objects, which take no options)."""
+def _accepts(spec: Any, kind: str, registry: Registry | None) -> tuple[set[str], bool]:
+    """Option names the named factories accept, and whether one takes ``**kwargs`` (objects take nothing)."""
     if isinstance(spec, str):
         names = spec.split("+") if kind == "weighters" else [spec]
     elif isinstance(spec, (list, tuple)):
         names = [p for n in spec for p in n.split("+")]
     else:
-        return set()
+        return set(), False
     accepted: set[str] = set()
+    open_ended = False
     for name in names:
         options = accepted_options(lookup(registry, kind, name.strip()).factory)
-        accepted |= options if options is not None else set()
-    return accepted
+        if options is None:
+            open_ended = True
+        else:
+            accepted |= options
+    return accepted, open_ended

@@ -31,7 +31,7 @@ def test_plugins_json_lists_builtins_with_plain_string_names() -> None:
     result = runner.invoke(app, ["plugins", "--json"])
     assert result.exit_code == 0
     infos = {p["name"]: p for p in json.loads(result.output)}
-    assert infos["weighters"]["weighters"] == ["none", "cb", "es", "spl", "ohem"]
+    assert infos["weighters"]["weighters"] == ["none", "cb", "es", "spl", "ohem", "class_spl", "class_ohem", "drw"]
     assert infos["losses"]["distribution"] == "sampleweight" and infos["losses"]["error"] is None
 
 

@@ -39,7 +39,7 @@ def plugin_module(name: str, **hooks) -> types.ModuleType:
 
 def test_builtins_are_loaded_through_entry_points(registry) -> None:
     builtins = {p.name: p for p in registry.plugins if p.distribution == "sampleweight"}
-    assert builtins["weighters"].weighters == ["none", "cb", "es", "spl", "ohem"]
+    assert builtins["weighters"].weighters == ["none", "cb", "es", "spl", "ohem", "class_spl", "class_ohem", "drw"]
     assert builtins["losses"].losses == ["ce", "focal"]
     assert all(p.version == sw.__version__ and p.error is None for p in builtins.values())
 
@@ -185,3 +185,33 @@ def test_the_example_third_party_plugin_is_used_by_name(mount_plugin) -> None:
     torch.testing.assert_close(weighter(batch), expected)
     info = next(p for p in sw.list_plugins() if p.name == "isqrt")
     assert (info.distribution, info.weighters) == ("sampleweight-isqrt", ["isqrt"])
+
+
+def test_a_model_name_timm_already_has_rejects_the_plugin() -> None:
+    def register_models(register):
+        register("resnet18", lambda pretrained=False, **kwargs: None)
+
+    def register_weighters(register):
+        register("from_clashing_plugin", lambda: None)
+
+    module = plugin_module("clash", register_models=register_models, register_weighters=register_weighters)
+    with pytest.warns(UserWarning, match="clashes with timm's own model"):
+        registry = plugins.load_plugins(entry_points=False, modules=[module])
+    (info,) = registry.plugins
+    assert "'resnet18' of plugin clash clashes with timm's own model" in info.error
+    assert (info.models, info.weighters) == ([], [])
+    assert sw.list_models(registry) == [] and sw.list_weighters(registry) == []
+
+
+def test_plugin_models_are_registered_in_timm() -> None:
+    import timm
+
+    def tiny_test_model(pretrained=False, **kwargs):
+        return torch.nn.Linear(2, kwargs.get("num_classes", 3))
+
+    def register_models(register):
+        register("sw_test_tiny_model", tiny_test_model)
+
+    plugins.load_plugins(entry_points=False, modules=[plugin_module("tiny", register_models=register_models)])
+    assert timm.is_model("sw_test_tiny_model")
+    assert timm.create_model("sw_test_tiny_model", num_classes=5).out_features == 5

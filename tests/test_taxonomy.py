@@ -210,3 +210,28 @@ def test_unknown_node_and_class_lookups_raise_config_error() -> None:
         Taxonomy.from_config({"classes": ["A", "B"]})
     with pytest.raises(ConfigError, match="must be a Taxonomy"):
         as_taxonomy(["A", "B"])  # type: ignore[arg-type]
+
+
+def test_greedy_decode_from_leaves_equals_the_models_level_by_level_decoding() -> None:
+    import timm
+    import torch
+
+    import sampleweight  # noqa: F401 - registers the models
+
+    model = timm.create_model("hierarchical_vgg16", backbone="test_resnet", pretrained=False).eval()
+    with torch.no_grad():
+        tree = model.forward_tree(torch.randn(16, 3, 32, 32))
+    assert torch.equal(model.taxonomy.greedy_decode(tree.leaf_log_probs), model.greedy_decode(tree))
+
+
+def test_greedy_decode_differs_from_the_most_probable_leaf() -> None:
+    import torch
+
+    from sampleweight.taxonomy import ISIC2018_TAXONOMY as tax
+
+    # melanocytic 0.45 (NV 0.40, MEL 0.05); non-melanocytic 0.55 spread over five classes
+    probs = {"MEL": 0.05, "NV": 0.40, "BCC": 0.11, "AKIEC": 0.11, "BKL": 0.11, "DF": 0.11, "VASC": 0.11}
+    scores = torch.tensor([[probs[c] for c in tax.classes]]).log()
+    assert tax.classes[int(scores.argmax())] == "NV"
+    # root: non-melanocytic (0.55) -> benign (0.33) vs malignant (0.22) -> benign -> first of the tie, BKL
+    assert tax.classes[int(tax.greedy_decode(scores))] == "BKL"

@@ -99,10 +99,22 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
     ]
 
 
-def test_cli_resume_reads_the_runs_own_config(tmp_path) -> None:
+def test_cli_resume_reads_the_runs_own_config(tmp_path, monkeypatch) -> None:
+    from sampleweight import progress
+
+    original = progress.TrainingProgress.end_epoch
+
+    def interrupt_after_first_epoch(self, epoch, record):
+        original(self, epoch, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
     out = tmp_path / "run"
-    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
-    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"])
+    assert (
+        runner.invoke(app, ["train", *TINY, "--epochs", "2", "--weighter", "ohem", "--out", str(out)]).exit_code == 130
+    )
+    monkeypatch.undo()
+    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--quiet"])  # no other option
     assert result.exit_code == 0, result.output
     assert [line["epoch"] for line in RunDirectory(out).epochs()] == [0, 1]
 
@@ -159,7 +171,10 @@ def test_evaluate_a_run_on_another_data_set(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--weighter", "ohm"], "unknown weighter 'ohm'; choose one of: cb, es, none, ohem, spl"),
+        (
+            ["--weighter", "ohm"],
+            "unknown weighter 'ohm'; choose one of: cb, class_ohem, class_spl, drw, es, none, ohem, spl",
+        ),
         (["--data", "/nonexistent/isic"], "/nonexistent/isic"),
         (["--lr", "-1"], "lr: Input should be greater than 0"),
         (["--loss", "dice"], "unknown loss 'dice'"),
@@ -253,3 +268,66 @@ def test_demo_prints_the_comparison_table(tmp_path, monkeypatch) -> None:
     for word in ("none", "es", "ohem", "Acc", "BAcc", "mPR", "mF1", str(tmp_path)):
         assert word in result.output
     assert all((tmp_path / w / "metrics.json").is_file() for w in ("none", "es", "ohem"))
+
+
+def test_a_fresh_run_into_a_run_directory_is_refused_unless_overwrite(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 2 and "already holds a run" in result.output and "--overwrite" in result.output
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--seed", "3", "--overwrite", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["seed"] == 3
+    assert [line["epoch"] for line in RunDirectory(out).epochs()] == [0]
+
+
+def test_resuming_a_finished_run_returns_its_metrics(tmp_path) -> None:
+    first = train(tiny_config(tmp_path, epochs=1))
+    again = train(tiny_config(tmp_path, epochs=1), resume=True)
+    assert again == first
+
+
+def test_resume_refuses_any_change_to_what_is_computed(tmp_path) -> None:
+    train(tiny_config(tmp_path, epochs=1))
+    for change in ({"lr": 1e-2}, {"epochs": 3}, {"val_fraction": 0.25}, {"weighters": ["es"]}):
+        with pytest.raises(sw.ConfigError, match=f"--resume with a different {next(iter(change))}"):
+            train(tiny_config(tmp_path, **change), resume=True)
+    train(tiny_config(tmp_path, epochs=1, quiet=False, workers=0), resume=True)  # execution options may change
+
+
+def test_hierarchical_loss_on_a_flat_model(tmp_path) -> None:
+    final = train(tiny_config(tmp_path, loss="hierarchical", epochs=1))
+    assert final["decoding"] == "argmax" and 0.0 <= final["bacc"] <= 1.0
+
+
+def test_hierarchical_model_decides_greedily(tmp_path) -> None:
+    final = train(tiny_config(tmp_path, model="hierarchical_vgg16", epochs=1))
+    assert final["decoding"] == "greedy"
+    _, true, pred, scores, classes = read_predictions(tmp_path / "predictions.csv")
+    expected = sw.ISIC2018_TAXONOMY.greedy_decode(torch.from_numpy(np.log(np.clip(scores, 1e-30, None))))
+    assert pred == [classes[i] for i in expected.tolist()]
+    assert final["acc"] == pytest.approx(np.mean(np.array(true) == np.array(pred)), abs=1e-6)
+
+
+def test_skip_bad_trains_around_a_corrupt_image(tmp_path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    rows = ["image,label,group"]
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        label = "a" if i % 3 else "b"
+        pixels = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8) // (2 if label == "a" else 1)
+        Image.fromarray(pixels).save(folder / "images" / f"img{i}.jpg")
+        rows.append(f"img{i},{label},lesion{i // 2}")
+    (folder / "images" / "img7.jpg").write_bytes(b"not a jpeg")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["train", "--data", str(folder), "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+            "--batch-size", "8", "--epochs", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    failed = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert failed.exit_code == 2 and "img7" in failed.output
+    result = runner.invoke(app, [*args, "--skip-bad", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    images, *_ = read_predictions(tmp_path / "b" / "predictions.csv")
+    assert "img7" not in images

@@ -101,7 +101,10 @@ def test_unknown_and_ambiguous_options_raise(registry) -> None:
         (torch.ones(3, 1), r"shape \[3, 1\]"),
         (torch.ones(3, dtype=torch.long), "torch.int64 weights; return a float tensor"),
         ([1.0, 1.0, 1.0], "returned list"),
-        (torch.ones(3, device="meta"), r"returned weights on meta for losses on cpu; create them on batch.losses.device"),
+        (
+            torch.ones(3, device="meta"),
+            r"returned weights on meta for losses on cpu; create them on batch.losses.device",
+        ),
     ],
 )
 def test_bad_weights_raise_naming_the_weighter(registry, weights, message: str) -> None:
@@ -176,3 +179,18 @@ def test_bf16_logits_give_float32_loss(registry) -> None:
     criterion = sw.WeightedLoss("focal", "es", gamma=1.0, class_counts=[10, 3], registry=registry)
     loss = criterion(torch.randn(4, 2).bfloat16(), torch.tensor([0, 1, 1, 0]))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_an_open_factory_receives_options_nobody_names(registry) -> None:
+    from sampleweight.plugins import PluginInfo, Registered
+
+    received = {}
+
+    def open_factory(**kwargs):
+        received.update(kwargs)
+        return FixedWeights(lambda b: torch.ones_like(b.losses))
+
+    registry.weighters["open"] = Registered("open", open_factory, PluginInfo("test"))
+    criterion = sw.WeightedLoss("focal", "open", gamma=2.0, temperature=0.5, registry=registry)
+    assert criterion.loss.gamma == 2.0 and received == {"temperature": 0.5}
+    assert sw.create_weighter("open", registry=registry, temperature=0.7) is not None and received["temperature"] == 0.7

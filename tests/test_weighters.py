@@ -19,7 +19,7 @@ def batch_of(losses: list[float], targets: list[int], epoch: int = 0) -> Weighti
 
 
 def test_builtin_names(registry) -> None:
-    assert sw.list_weighters(registry) == ["cb", "es", "none", "ohem", "spl"]
+    assert sw.list_weighters(registry) == ["cb", "class_ohem", "class_spl", "drw", "es", "none", "ohem", "spl"]
     assert sw.list_losses(registry) == ["ce", "focal", "hierarchical"]
     assert sw.list_models(registry) == ["cbam_vgg16", "hierarchical_vgg16"]
 
@@ -103,7 +103,10 @@ def test_cb_without_class_counts_says_what_to_pass(registry) -> None:
 
 
 def test_unknown_name_lists_valid_ones(registry) -> None:
-    with pytest.raises(sw.ConfigError, match=r"unknown weighter 'ohm'.*cb, es, none, ohem, spl.*Did you mean 'ohem'"):
+    with pytest.raises(
+        sw.ConfigError,
+        match=r"unknown weighter 'ohm'.*cb, class_ohem, class_spl, drw, es, none, ohem, spl.*Did you mean 'ohem'",
+    ):
         sw.create_weighter("ohm", registry=registry)
     with pytest.raises(sw.ConfigError, match=r"unknown loss 'dice'.*ce, focal"):
         sw.create_loss("dice", registry=registry)

@@ -1,7 +1,9 @@
-"""Built-in weighters: none, cb (Eq. 7), es (Eq. 8), spl and ohem (Eq. 9 pacing)."""
+"""Built-in weighters: none, cb (Eq. 7), es (Eq. 8), spl and ohem (Eq. 9 pacing), their per-class forms
+class_spl and class_ohem (the paper's proposed future work), and drw (deferred re-weighting, Cao et al. 2019)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -10,9 +12,10 @@ from torch import Tensor
 
 from sampleweight import functional as SF
 from sampleweight.hookspecs import hookimpl
-from sampleweight.weighting import BaseWeighter, WeightingBatch
+from sampleweight.weighting import BaseWeighter, Weighter, WeightingBatch
 
 NORMALIZE_MODES = ("none", "classes", "batch")
+DRW_WEIGHTINGS = ("es", "cb")
 
 
 class UniformWeighter(BaseWeighter):
@@ -50,31 +53,62 @@ class ClassWeighter(BaseWeighter):
 
 
 class CurriculumWeighter(BaseWeighter):
-    """Keep the m easiest (SPL) or hardest (OHEM) samples of each batch, m paced by Eq. 9.
+    """Keep the easiest (SPL) or hardest (OHEM) samples of each batch, as many as Eq. 9 paces.
 
-    ``m = round(B * exp(alpha e) / (1 + exp(alpha e)))``: half the batch at epoch 0, the whole batch
-    from epoch E/2 on with the default ``alpha = 2 ln(2M - 1) / E``. A short last batch (B < M) keeps
-    the same fraction of its B samples. Ties are broken by position (earlier sample first).
+    ``m = round(B * s(e))`` with ``s(e) = exp(alpha e) / (1 + exp(alpha e))``: half the batch at epoch
+    0, the whole batch from epoch E/2 on with the default ``alpha = 2 ln(2M - 1) / E``. A short last
+    batch (B < M) keeps the same fraction of its B samples. With ``per_class=True`` the selection
+    runs within each class present in the batch instead: ``round(n_c * s(e))`` of its ``n_c``
+    samples, at least one (class-aware SPL/OHEM). Ties are broken by position (earlier sample first).
 
     Args:
         hardest: True for OHEM, False for SPL.
         pace: alpha of Eq. 9.
+        per_class: Select within each class instead of across the batch.
     """
 
-    def __init__(self, *, hardest: bool, pace: float) -> None:
+    def __init__(self, *, hardest: bool, pace: float, per_class: bool = False) -> None:
         super().__init__()
         self.hardest = hardest
         self.pace = float(pace)
+        self.per_class = per_class
 
     def keep(self, batch_len: int, epoch: int) -> int:
-        """m, the number of samples kept in a batch of ``batch_len`` at ``epoch``."""
+        """m, the number of samples kept in a batch of ``batch_len`` at ``epoch`` (across the batch)."""
         return SF.curriculum_size(batch_len, epoch, self.pace)
 
     def forward(self, batch: WeightingBatch) -> Tensor:
+        if self.per_class:
+            fraction = SF.curriculum_fraction(batch.epoch, self.pace)
+            return SF.class_curriculum_mask(batch.losses, batch.targets, fraction, hardest=self.hardest)
         return SF.curriculum_mask(batch.losses, self.keep(batch.size, batch.epoch), hardest=self.hardest)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, hardest={self.hardest}, pace={self.pace:.6g}"
+        return f"name={self.name!r}, hardest={self.hardest}, pace={self.pace:.6g}, per_class={self.per_class}"
+
+
+class DeferredWeighter(BaseWeighter):
+    """Weight 1 until ``start_epoch``, then the weights of another weighter (deferred re-weighting).
+
+    Args:
+        weighter: What applies from ``start_epoch`` on (a `ClassWeighter` for DRW).
+        start_epoch: First 0-based epoch that is re-weighted.
+    """
+
+    def __init__(self, weighter: Weighter, start_epoch: int) -> None:
+        super().__init__()
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        self.weighter = weighter
+        self.start_epoch = int(start_epoch)
+
+    def forward(self, batch: WeightingBatch) -> Tensor:
+        if batch.epoch < self.start_epoch:
+            return torch.ones_like(batch.losses)
+        return self.weighter(batch)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, start_epoch={self.start_epoch}"
 
 
 def none() -> UniformWeighter:
@@ -134,6 +168,75 @@ def ohem(num_epochs: int | None = None, batch_size: int | None = None, pace: flo
     return CurriculumWeighter(hardest=True, pace=_pace(num_epochs, batch_size, pace, "ohem"))
 
 
+def class_spl(
+    num_epochs: int | None = None, batch_size: int | None = None, pace: float | None = None
+) -> CurriculumWeighter:
+    """Class-aware self-paced learning: within each class of a batch, weight 1 for its lowest losses.
+
+    Each class present keeps ``round(n_c * s(e))`` of its ``n_c`` samples (at least one), with the
+    pacing ``s(e)`` of `spl`.
+
+    Args:
+        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
+        batch_size: M, the nominal batch size (a dataset fact).
+        pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
+    """
+    return CurriculumWeighter(hardest=False, pace=_pace(num_epochs, batch_size, pace, "class_spl"), per_class=True)
+
+
+def class_ohem(
+    num_epochs: int | None = None, batch_size: int | None = None, pace: float | None = None
+) -> CurriculumWeighter:
+    """Class-aware OHEM: within each class of a batch, weight 1 for its highest losses (the paper's future work).
+
+    Each class present keeps ``round(n_c * s(e))`` of its ``n_c`` samples (at least one), with the
+    pacing ``s(e)`` of `ohem`, so a rare class is never crowded out by the hard samples of a common one.
+
+    Args:
+        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
+        batch_size: M, the nominal batch size (a dataset fact).
+        pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
+    """
+    return CurriculumWeighter(hardest=True, pace=_pace(num_epochs, batch_size, pace, "class_ohem"), per_class=True)
+
+
+def drw(
+    class_counts: Tensor,
+    num_epochs: int | None = None,
+    start: float | None = None,
+    start_epoch: int | None = None,
+    weighting: str = "es",
+    beta: float | None = None,
+    normalize: str = "classes",
+    class_names: Sequence[str] | None = None,
+) -> DeferredWeighter:
+    """Deferred re-weighting (Cao et al. 2019, LDAM-DRW): weight 1 first, class weights late in training.
+
+    Before the start epoch every weight is 1; from it on, each sample weighs its class's ES (Eq. 8)
+    or CB (Eq. 7) weight, by default rescaled so that the mean class weight is 1, as Cao et al. do.
+
+    Args:
+        class_counts: Training-set counts per class [C] (a dataset fact).
+        num_epochs: E (a dataset fact); needed unless ``start_epoch`` is given.
+        start: Fraction of training after which the class weights apply: from the first epoch
+            ``e >= start * E``. Default 0.8 (Cao et al.'s epoch 160 of 200).
+        start_epoch: The first re-weighted epoch (0-based), instead of ``start``.
+        weighting: ``"es"`` (effective number, default) or ``"cb"`` (class balance).
+        beta: ES's beta; default ``(N - 1) / N`` as `es` (Cao et al. use 0.9999).
+        normalize: ``"classes"`` (mean class weight 1, default), ``"none"`` or ``"batch"``.
+        class_names: For the warning about classes with no training samples.
+    """
+    if weighting not in DRW_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(DRW_WEIGHTINGS)}, got {weighting!r}")
+    if weighting == "cb" and beta is not None:
+        raise ValueError("beta is an option of the 'es' weighting; drop it or use weighting='es'")
+    if weighting == "es":
+        class_weights = es(class_counts, beta, normalize, class_names)
+    else:
+        class_weights = cb(class_counts, normalize, class_names)
+    return DeferredWeighter(class_weights, _start_epoch(num_epochs, start, start_epoch))
+
+
 @hookimpl
 def register_weighters(register) -> None:
     register("none", none)
@@ -141,6 +244,23 @@ def register_weighters(register) -> None:
     register("es", es)
     register("spl", spl)
     register("ohem", ohem)
+    register("class_spl", class_spl)
+    register("class_ohem", class_ohem)
+    register("drw", drw)
+
+
+def _start_epoch(num_epochs: int | None, start: float | None, start_epoch: int | None) -> int:
+    """DRW's first re-weighted epoch: ``start_epoch``, else the first epoch ``e >= start * E``."""
+    if start_epoch is not None:
+        if start is not None:
+            raise ValueError("pass either start (a fraction of training) or start_epoch, not both")
+        return int(start_epoch)
+    start = 0.8 if start is None else float(start)
+    if not 0.0 <= start <= 1.0:
+        raise ValueError(f"start must be a fraction of training in [0, 1], got {start}")
+    if num_epochs is None:
+        raise ValueError("drw needs num_epochs to place start (or pass start_epoch=...)")
+    return math.ceil(start * num_epochs - 1e-9)
 
 
 def _pace(num_epochs: int | None, batch_size: int | None, pace: float | None, name: str) -> float:

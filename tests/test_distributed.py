@@ -1,0 +1,273 @@
+"""Several processes (gloo on the CPU): global batch selection, the DDP gradient, sharded data, torchrun.
+
+The multi-process tests start two processes with ``torch.multiprocessing.spawn`` (or ``torchrun``) on a
+free port of 127.0.0.1; a failed assertion in either process fails the test with its traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import sampleweight as sw
+from sampleweight import distributed
+from sampleweight.data import read_dataset, split_indices
+from sampleweight.loader import EpochSampler, ShardSampler, epoch_seed
+from sampleweight.rundir import RunDirectory, read_predictions
+
+WORLD = 2
+SELECTING = ["spl", "ohem", "class_spl", "class_ohem", "ohem+es"]
+# per-process batch lengths: even, uneven, a short last batch, an empty part, a global batch of one
+SPLITS = [(6, 6), (7, 5), (5, 2), (3, 0), (0, 1)]
+FACTS = {"class_counts": torch.tensor([50, 9, 3, 1]), "num_epochs": 20, "batch_size": 12}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def join_group(rank: int, port: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=120),  # a hang fails the test instead of blocking it
+    )
+
+
+def spawn(worker, *args) -> None:
+    mp.spawn(worker, args=(free_port(), *args), nprocs=WORLD, join=True)
+
+
+# -- the sampler (no processes needed) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("length", "batch_size", "world"), [(128, 16, 2), (100, 12, 4), (37, 6, 3), (5, 4, 4)])
+def test_every_global_batch_is_the_single_process_batch(length: int, batch_size: int, world: int) -> None:
+    single = EpochSampler(length, seed=3)
+    shares = [EpochSampler(length, 3, batch_size=batch_size, rank=r, world_size=world) for r in range(world)]
+    for sampler in (single, *shares):
+        sampler.set_epoch(5)
+    order = list(single)
+    generator = torch.Generator().manual_seed(epoch_seed(3, 5, stream=1))
+    assert order == torch.randperm(length, generator=generator).tolist()  # one process: as before
+    lists = [list(s) for s in shares]
+    assert len({len(x) for x in lists}) == 1 and all(len(x) == len(s) for x, s in zip(lists, shares, strict=True))
+    padding = world * len(lists[0]) - length
+    assert 0 <= padding < world
+    padded = (order * 2)[: length + padding]  # the permutation, padded with its first samples
+    per_process = batch_size // world
+    steps = [[x[i : i + per_process] for i in range(0, len(x), per_process)] for x in lists]
+    assert len({len(s) for s in steps}) == 1  # every process runs the same number of steps
+    for step, start in enumerate(range(0, length + padding, batch_size)):
+        assert [i for parts in steps for i in parts[step]] == padded[start : start + batch_size]
+
+
+def test_sampler_checks_its_arguments_and_shards_cover_once() -> None:
+    with pytest.raises(ValueError, match="multiple of world_size"):
+        EpochSampler(10, 0, batch_size=5, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank"):
+        EpochSampler(10, 0, batch_size=4, rank=2, world_size=2)
+    shards = [list(ShardSampler(11, r, 3)) for r in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(11)) and [len(s) for s in shards] == [4, 4, 3]
+
+
+def test_single_process_helpers_are_identities() -> None:
+    rows = torch.arange(6.0).view(3, 2)
+    gathered, sizes = distributed.gather_rows(rows)
+    assert gathered is rows and sizes == [3]
+    assert distributed.gather_interleaved(rows, 3) is rows and distributed.all_reduce_sum(rows) is rows
+    assert not distributed.is_distributed() and distributed.world_size() == 1
+    with pytest.raises(sw.ConfigError, match=r"WeightedLoss\(distributed=True\) needs torch.distributed"):
+        sw.WeightedLoss("ce", "ohem", distributed=True, **FACTS)(torch.randn(4, 4), torch.zeros(4, dtype=torch.long))
+
+
+# -- global batch selection and the gradient, two processes ------------------------------------------
+
+
+class Spy(sw.BaseWeighter):
+    """A third-party weighter that records the batch it sees."""
+
+    def forward(self, batch: sw.WeightingBatch) -> torch.Tensor:
+        self.seen = batch
+        return torch.ones_like(batch.losses)
+
+
+def global_batch(case: int, sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(case)
+    total = sum(sizes)
+    logits = torch.randint(0, 3, (total, 4), generator=generator).double()  # few distinct losses: ties
+    return logits, torch.randint(0, 4, (total,), generator=generator), torch.randperm(1000, generator=generator)[:total]
+
+
+def own_part(rank: int, sizes: tuple[int, ...]) -> slice:
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def selection_worker(rank: int, port: int) -> None:
+    join_group(rank, port)
+    try:
+        for spec in SELECTING:
+            for epoch in (0, 3, 10):  # 10 = E/2: every weight 1
+                for case, sizes in enumerate(SPLITS):
+                    logits, targets, indices = global_batch(case + 10 * epoch, sizes)
+                    mine = own_part(rank, sizes)
+                    reference = sw.WeightedLoss("ce", spec, distributed=False, **FACTS)
+                    criterion = sw.WeightedLoss("ce", spec, **FACTS)
+                    reference.set_epoch(epoch)
+                    criterion.set_epoch(epoch)
+                    expected = reference(logits, targets, indices=indices)
+                    loss = criterion(logits[mine], targets[mine], indices=indices[mine])
+                    where = f"{spec}, epoch {epoch}, parts {sizes}, rank {rank}"
+                    assert torch.equal(criterion.last_weights, reference.last_weights[mine]), where
+                    assert torch.equal(criterion.last_value, expected), where
+                    torch.testing.assert_close(distributed.all_reduce_sum(loss.detach()) / WORLD, expected)
+        spy = Spy()
+        criterion = sw.WeightedLoss("ce", spy)
+        logits, targets, indices = global_batch(99, (5, 2))
+        mine = own_part(rank, (5, 2))
+        criterion(logits[mine], targets[mine], indices=indices[mine])
+        assert torch.equal(spy.seen.indices, indices) and torch.equal(spy.seen.targets, targets)
+        torch.testing.assert_close(spy.seen.losses, sw.functional.cross_entropy(logits, targets))
+        gradient_check(rank)
+        helpers_check(rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def gradient_check(rank: int) -> None:
+    """DDP's averaged gradient equals one process's gradient of Eq. 3 on the whole batch."""
+    for spec in ("ohem", "class_ohem", "ohem+es"):
+        for sizes in ((5, 3), (6, 6), (3, 0)):
+            torch.manual_seed(0)
+            network = nn.Linear(4, 4).double()
+            single = copy.deepcopy(network)
+            model = nn.parallel.DistributedDataParallel(network)
+            generator = torch.Generator().manual_seed(sum(sizes))
+            x = torch.randn(sum(sizes), 4, generator=generator, dtype=torch.float64)
+            targets = torch.randint(0, 4, (sum(sizes),), generator=generator)
+            mine = own_part(rank, sizes)
+            sw.WeightedLoss("focal", spec, gamma=1.0, **FACTS)(model(x[mine]), targets[mine]).backward()
+            sw.WeightedLoss("focal", spec, gamma=1.0, distributed=False, **FACTS)(single(x), targets).backward()
+            for ours, expected in zip(network.parameters(), single.parameters(), strict=True):
+                torch.testing.assert_close(ours.grad, expected.grad, rtol=1e-12, atol=1e-14)
+
+
+def helpers_check(rank: int) -> None:
+    shard = torch.arange(rank, 7, WORLD).double().unsqueeze(1)
+    assert torch.equal(distributed.gather_interleaved(shard, 7), torch.arange(7.0).unsqueeze(1))
+    norm = nn.BatchNorm1d(2)
+    norm.running_mean.fill_(float(rank))
+    norm.num_batches_tracked.fill_(5)
+    distributed.average_buffers(norm)
+    assert norm.running_mean.tolist() == [0.5, 0.5] and int(norm.num_batches_tracked) == 5
+
+
+def test_weights_and_gradient_over_two_processes_equal_one_process_on_the_whole_batch() -> None:
+    spawn(selection_worker)
+
+
+# -- the engine, two processes: interrupted and resumed equals uninterrupted -------------------------
+
+
+def tiny(out: Path, **overrides) -> dict:
+    config = dict(
+        data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=2,
+        lr=1e-3, quiet=True, out=out, weighters=["class_ohem", "es"], device="cpu",
+    )  # fmt: skip
+    return {**config, **overrides}
+
+
+def resume_worker(rank: int, port: int, root: str) -> None:
+    from sampleweight import progress
+    from sampleweight.training import train
+
+    join_group(rank, port)  # train() keeps a group its caller initialised
+    try:
+        root_path = Path(root)
+        whole = train(tiny(root_path / "whole"))
+        original = progress.TrainingProgress.end_epoch
+
+        def interrupt_after_first_epoch(self, epoch, record):
+            original(self, epoch, record)
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+        progress.TrainingProgress.end_epoch = interrupt_after_first_epoch
+        try:
+            train(tiny(root_path / "parts"))
+            raise AssertionError("the run was not interrupted")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            progress.TrainingProgress.end_epoch = original
+        dist.barrier()  # rank 0 has written the checkpoint (a real resume is a new launch)
+        resumed = train(tiny(root_path / "parts"), resume=True)
+        assert resumed == whole  # the same final metrics on every process
+        dist.barrier()
+        if rank == 0:
+            a = torch.load(root_path / "whole" / "checkpoint.pt", weights_only=False)
+            b = torch.load(root_path / "parts" / "checkpoint.pt", weights_only=False)
+            for key, value in a["model"].items():
+                assert torch.equal(value, b["model"][key]), key
+            lines = RunDirectory(root_path / "parts").epochs()
+            assert [line["epoch"] for line in lines] == [0, 1]  # one writer: no duplicated lines
+            whole_lines = RunDirectory(root_path / "whole").epochs()
+            for key in ("train_loss", "mean_weight", "val_acc", "val_bacc"):
+                assert [line[key] for line in lines] == [line[key] for line in whole_lines], key
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_distributed_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path) -> None:
+    spawn(resume_worker, str(tmp_path))
+
+
+# -- torchrun end to end --------------------------------------------------------------------------------
+
+
+def test_torchrun_trains_on_two_processes_and_rank_zero_writes_one_run_directory(tmp_path) -> None:
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+        "-m", "sampleweight", "train", "--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained",
+        "--image-size", "32", "--batch-size", "16", "--epochs", "1", "--weighter", "class_ohem", "--quiet",
+        "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("mf1") == 1  # only rank 0 prints the result
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "predictions.csv",
+    ]  # fmt: skip
+    assert [line["epoch"] for line in RunDirectory(out).epochs()] == [0]  # one writer
+    final = json.loads((out / "metrics.json").read_text())
+    images, true, pred, _, classes = read_predictions(out / "predictions.csv")
+    records = read_dataset("synthetic:160")
+    _, val = split_indices(records, split=0, seed=0)
+    assert images == [records.image_ids[i] for i in val]  # every validation image once, in order
+    assert final["n"] == len(val) == sum(c["support"] for c in final["per_class"].values())
+    assert final["acc"] == pytest.approx(np.mean(np.array(true) == np.array(pred)))
+    assert true == [classes[records.labels[i]] for i in val]
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 16  # the global batch
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
