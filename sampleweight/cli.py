@@ -126,7 +126,7 @@ def train(
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
     precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    workers: int | None = typer.Option(None, help="Data-loading worker threads."),
+    workers: int | None = typer.Option(None, help="Data-loader worker processes (default 0 on CPU, up to 8 on CUDA)."),
     cache_dir: Path | None = typer.Option(
         None, help="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
     ),
@@ -134,6 +134,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
     overwrite: bool | None = typer.Option(None, "--overwrite", help="Start over in an --out that holds a run."),
     skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
+    tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to OUT/tensorboard."),
     quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
 ) -> None:
     """Train one model x loss x weighting x optimizer and write a run directory."""
@@ -167,6 +168,7 @@ def train(
         quiet=quiet,
         overwrite=overwrite,
         skip_bad=skip_bad,
+        tensorboard=tensorboard,
     )
     if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
         config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override

@@ -68,6 +68,7 @@ class TrainConfig(BaseModel):
     out: Path | None = None
     overwrite: bool = Field(False, description="Start over in an --out that already holds a run.")
     quiet: bool = False
+    tensorboard: bool = Field(False, description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).")
 
     @field_validator("weighters")
     @classmethod

@@ -108,7 +108,11 @@ def _fit(run: Run) -> dict[str, Any]:
     cfg = run.config
     autocast = autocast_for(run.device, cfg.precision)
     console = None if distributed.is_main() else Console(quiet=True)  # only rank 0 prints
-    with TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name, console=console) as progress:
+    scalars = _tensorboard(run)
+    with (
+        TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name, console=console) as progress,
+        scalars or contextlib.nullcontext(),
+    ):
         progress.start(run.start_epoch, len(run.data.train))
         if not cfg.quiet:
             progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {_where(run)}", highlight=False)
@@ -133,6 +137,10 @@ def _fit(run: Run) -> dict[str, Any]:
             if run.directory:
                 run.directory.append_epoch(record)
                 save_checkpoint(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
+            if scalars is not None:
+                for key, value in record.items():
+                    if key != "epoch":
+                        scalars.add_scalar(key, value, epoch)
             progress.end_epoch(epoch, record)
     if run.start_epoch >= cfg.epochs:  # resuming a run whose last epoch was done: score its final model
         targets, scores = _validate(run, autocast)
@@ -147,6 +155,17 @@ def _fit(run: Run) -> dict[str, Any]:
         run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes, predictions)
         run.directory.write_final(final)
     return final
+
+
+def _tensorboard(run: Run) -> Any:
+    """A TensorBoard ``SummaryWriter`` on OUT/tensorboard when asked for (rank 0 with a run directory)."""
+    if not run.config.tensorboard or run.directory is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(log_dir=str(run.directory.path / "tensorboard"))
 
 
 def decide(scores: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:

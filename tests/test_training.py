@@ -331,3 +331,35 @@ def test_skip_bad_trains_around_a_corrupt_image(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     images, *_ = read_predictions(tmp_path / "b" / "predictions.csv")
     assert "img7" not in images
+
+
+def test_tensorboard_scalars(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--tensorboard", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(out / "tensorboard"))
+    accumulator.Reload()
+    assert {"train_loss", "val_bacc", "lr"} <= set(accumulator.Tags()["scalars"])
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--tensorboard", "--out", str(tmp_path / "run")])
+    assert (
+        result.exit_code == 2
+        and "--tensorboard needs the tensorboard package: pip install tensorboard" in result.output
+    )
