@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 from sampleweight.errors import ConfigError
 
 __all__ = [
+    "CheckpointWriter",
     "atomic_write_bytes",
     "atomic_write_text",
     "capture_rng",
@@ -40,6 +43,62 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, so that training goes on while one is saved.
+
+    `submit` snapshots the state at once (tensors copied to the CPU: training may change the originals
+    right after) and saves it with `save_checkpoint` (atomic) in a thread; it first waits for the
+    previous save, so at most one is in flight and they land in order. `close` waits for the last one
+    and re-raises its error (a full disk, say). Use it as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, path: str | Path, state: dict[str, Any]) -> None:
+        """Save a snapshot of ``state`` to ``path`` in the background."""
+        self.wait()
+        snapshot = _snapshot(state)
+
+        def write() -> None:
+            try:
+                save_checkpoint(path, snapshot)
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=write, name="sampleweight-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the pending save is on disk; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    close = wait
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wait()
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a (nested) state whose tensors no longer share memory with the live ones."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return type(value)((k, _snapshot(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -31,7 +31,7 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from sampleweight import distributed
-from sampleweight.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from sampleweight.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.config import TrainConfig, load_config, validation_message
 from sampleweight.errors import ConfigError, LossError
 from sampleweight.factory import list_models
@@ -112,6 +112,7 @@ def _fit(run: Run) -> dict[str, Any]:
     with (
         TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name, console=console) as progress,
         scalars or contextlib.nullcontext(),
+        CheckpointWriter() as checkpoints,  # saved while the next epoch trains; waited for on any exit
     ):
         progress.start(run.start_epoch, len(run.data.train))
         if not cfg.quiet:
@@ -136,7 +137,7 @@ def _fit(run: Run) -> dict[str, Any]:
             run.scheduler.step()
             if run.directory:
                 run.directory.append_epoch(record)
-                save_checkpoint(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
+                checkpoints.submit(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
             if scalars is not None:
                 for key, value in record.items():
                     if key != "epoch":

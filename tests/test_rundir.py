@@ -95,3 +95,23 @@ def test_a_torn_last_metrics_line_is_dropped(tmp_path) -> None:
     with open(run.path / RunDirectory.EPOCHS, "a") as handle:
         handle.write('{"epoch": 1, "tra')
     assert run.epochs() == [{"epoch": 0}]
+
+
+def test_checkpoint_writer_saves_a_snapshot_in_the_background(tmp_path) -> None:
+    from sampleweight.checkpoint import CheckpointWriter
+
+    weights = torch.zeros(3)
+    with CheckpointWriter() as writer:
+        writer.submit(tmp_path / "checkpoint.pt", {"epoch": 1, "model": {"w": weights}, "config": {}})
+        weights += 5  # training goes on and changes the live tensor
+    assert torch.equal(load_checkpoint(tmp_path / "checkpoint.pt")["model"]["w"], torch.zeros(3))
+
+
+def test_checkpoint_writer_reraises_a_failed_save(tmp_path) -> None:
+    from sampleweight.checkpoint import CheckpointWriter
+
+    writer = CheckpointWriter()
+    writer.submit(tmp_path / "missing-folder" / "checkpoint.pt", {"epoch": 1, "model": {}, "config": {}})
+    with pytest.raises(FileNotFoundError):
+        writer.wait()
+    writer.wait()  # the error is reported once
