@@ -269,6 +269,153 @@ def prepare(
     )
 
 
+GRID_LISTS_HELP = "Comma-separated; the grid is their cross-product."
+
+
+@app.command()
+@user_errors
+def grid(
+    models: str = typer.Option("cbam_vgg16,hierarchical_vgg16", help=f"Models. {GRID_LISTS_HELP}"),
+    losses: str = typer.Option("ce,focal", help="Losses (ce, focal, ...)."),
+    weighters: str = typer.Option(
+        "none,cb,es,spl,ohem", help="Weightings; an entry may compose several with + (ohem+es: weights multiply)."
+    ),
+    optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
+    splits: str = typer.Option("0,1", help="Lesion-grouped 80/20 splits (the paper's: 0,1)."),
+    out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
+    config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON options shared by every run."),
+    data: str | None = typer.Option(None, help=DATA_HELP),
+    backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
+    pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
+    pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
+    gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
+    lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
+    batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
+    image_size: int | None = typer.Option(None, help="Input size (default 299)."),
+    seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
+    device: str | None = typer.Option(None, help="One device for every run: cuda, cuda:N or cpu."),
+    devices: str | None = typer.Option(
+        None, help="Spread the runs over devices (0,1,2 or cuda:0,cuda:1): one run per device at a time."
+    ),
+    precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the models."),
+    workers: int | None = typer.Option(None, help="Data-loading workers per run."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
+    ),
+    skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
+    tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to RUN/tensorboard."),
+    quiet: bool = typer.Option(False, "--quiet/--progress", help="One line per run and epoch, no progress bar."),
+    print_commands: bool = typer.Option(
+        False, "--print-commands", help="Print one `sampleweight train` command per run (for schedulers); train none."
+    ),
+    index: int | None = typer.Option(None, help="Train only the run with this 0-based index (a job array's task)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
+) -> None:
+    """Train the cross-product of models x losses x weightings x optimizers x splits; finished runs are skipped."""
+    from sampleweight.errors import SampleWeightError
+    from sampleweight.grid import plan_grid, run_grid
+    from sampleweight.report import rich_table, write_report
+
+    options = dict(
+        data=data,
+        backbone=backbone,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        gamma=gamma,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        precision=precision,
+        compile=compile,
+        workers=workers,
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+        tensorboard=tensorboard,
+    )
+    planned = plan_grid(
+        out,
+        models=models,
+        losses=losses,
+        weighters=weighters,
+        optimizers=optimizers,
+        splits=splits,
+        config_file=config,
+        options=options,
+    )
+    if print_commands:
+        planned.write_config_file()
+        for run in planned.runs:
+            print(planned.train_command(run))
+        return
+    try:
+        outcomes = run_grid(planned, devices=devices, only=index, progress=not quiet)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted[/]: finished epochs are saved; run the same command to continue ({out})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=130) from None
+    if report and index is None and any(o.metrics is not None for o in outcomes):
+        written = write_report(out)
+        for table in written.tables:
+            console.print(rich_table(table))
+        console.print(f"report: {written.markdown}; summary: {out / 'summary.csv'}", highlight=False)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        first = failed[0]
+        raise SampleWeightError(
+            f"{len(failed)} of {len(outcomes)} runs failed (see {out / 'summary.csv'}); first: {first.run.name}: "
+            f"{first.error}. Run the same command again to retry them"
+        )
+
+
+@app.command()
+@user_errors
+def report(
+    folder: Path = typer.Argument(..., help="A grid folder (or any folder of run directories)."),
+    out: Path | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
+    paper: bool = typer.Option(False, "--paper", help="Show the paper's figures (Tables 2-5) beside ours."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw recall bar charts and confusion matrices."),
+) -> None:
+    """Paper-style tables (mean ± spread over splits) and figures from finished runs."""
+    from sampleweight.report import rich_table, write_report
+
+    written = write_report(folder, out, paper=paper, figures=figures)
+    for table in written.tables:
+        console.print(rich_table(table, paper=paper))
+    console.print(
+        f"wrote {written.markdown}, {len(written.csv_files)} CSV table(s), {len(written.figures)} figure(s)",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def attention(
+    runs: list[Path] = typer.Argument(..., help="Run directories (several: one comparison panel per image)."),
+    images: str | None = typer.Option(
+        None, help="Comma-separated image ids (default: the hardest and easiest validation image per class)."
+    ),
+    out: Path | None = typer.Option(None, help="Output folder (default RUN/attention, or PARENT/attention)."),
+    device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
+    data: str | None = typer.Option(None, help="Read the images from here instead of the run's --data."),
+    cache_dir: Path | None = typer.Option(None, help="Image cache folder instead of the run's."),
+) -> None:
+    """CBAM spatial attention and best channel per image (per decision level for the hierarchical model), as PNG."""
+    from sampleweight.attention import attention_figures
+
+    names = [name.strip() for name in images.split(",") if name.strip()] if images else None
+    written = attention_figures(runs, images=names, out=out, device=device, data=data, cache_dir=cache_dir)
+    folders = sorted({str(path.parent) for path in written})
+    console.print(f"wrote {len(written)} panel(s) to {', '.join(folders)}", highlight=False)
+
+
 def _metrics_line(metrics: dict[str, Any], where: Path | None) -> str:
     figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("acc", "bacc", "mpr", "mf1"))
     return f"{figures}" + (f"   -> {where}" if where else "")

@@ -1,0 +1,112 @@
+"""Report figures as PNG files: per-class recall bars per weighting (the paper's Figures 1-2) and confusion matrices.
+
+Drawn with matplotlib's object-oriented API on the Agg canvas (``matplotlib.figure.Figure``), never
+through ``pyplot``: no global backend is switched, no window opens, and nothing is left in pyplot's
+figure registry, so this works on headless machines, in threads and inside notebooks alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "plot_confusion", "plot_recall_bars", "save_figure"]
+
+DPI = 120
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib `Figure` on an Agg canvas (inches), independent of pyplot."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG (creating the folder) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=DPI, facecolor="white")
+    return path
+
+
+def plot_recall_bars(
+    recall: Mapping[str, Sequence[float]],
+    classes: Sequence[str],
+    path: str | Path,
+    *,
+    spread: Mapping[str, Sequence[float]] | None = None,
+    title: str = "",
+) -> Path:
+    """Per-class recall, one group of bars per class and one bar per weighting (Figures 1-2 of the paper).
+
+    Args:
+        recall: Per weighting (in legend order), the recall of each class in [0, 1].
+        classes: Class names, in the order of the recall values.
+        path: The PNG to write.
+        spread: Per weighting, an error bar per class (e.g. the spread over splits); optional.
+        title: Figure title.
+
+    Returns:
+        ``path``.
+    """
+    names = list(recall)
+    positions = np.arange(len(classes))
+    width = 0.8 / max(len(names), 1)
+    figure = new_figure(max(6.0, 1.1 * len(classes) + 0.25 * len(names) * len(classes) / 2), 3.8)
+    axes = figure.add_subplot()
+    for k, name in enumerate(names):
+        values = 100 * np.asarray(recall[name], dtype=float)
+        errors = None if spread is None or name not in spread else 100 * np.asarray(spread[name], dtype=float)
+        axes.bar(positions + (k - (len(names) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=name)
+    axes.set_xticks(positions, list(classes))
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("recall (%)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.set_axisbelow(True)
+    axes.legend(title="weighting", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        axes.set_title(title)
+    return save_figure(figure, path)
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, *, title: str = ""
+) -> Path:
+    """A confusion matrix: colour = share of the true class (row-normalised), text = the count.
+
+    Args:
+        confusion: Counts [C, C], rows true classes, columns predicted classes (``metrics.json``'s
+            ``confusion``).
+        classes: Class names.
+        path: The PNG to write.
+        title: Figure title.
+
+    Returns:
+        ``path``.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    size = 1.8 + 0.6 * len(classes)
+    figure = new_figure(size + 1.0, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for row in range(counts.shape[0]):
+        for column in range(counts.shape[1]):
+            dark = shares[row, column] > 0.6
+            axes.text(column, row, str(counts[row, column]), ha="center", va="center", fontsize="small",
+                      color="white" if dark else "black")  # fmt: skip
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, list(classes), rotation=45, ha="right")
+    axes.set_yticks(ticks, list(classes))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    figure.colorbar(image, ax=axes, label="share of the true class", shrink=0.8)
+    if title:
+        axes.set_title(title, fontsize="medium")
+    return save_figure(figure, path)

@@ -1,0 +1,617 @@
+"""``sampleweight grid``: the cross-product of models x losses x weightings x optimizers x splits.
+
+`plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
+combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
+the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``). `run_grid` trains them:
+
+- a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
+  ``metrics.json``) is resumed (`train(config, resume=True)`), the others start;
+- ``summary.csv`` in the grid folder is rewritten after every run (one row per combination);
+- on the CPU or one device the runs go one after another in this process; with several devices,
+  one ``python -m sampleweight train ... --device cuda:K`` worker per device trains one run at a time.
+
+For a cluster, `Grid.train_command` gives each run as one ``sampleweight train`` command (what
+``sampleweight grid --print-commands`` prints), and ``sampleweight grid ... --index K`` trains only
+the K-th run with the same skip/resume logic, for a scheduler's job array (``docs/reproducing-the-paper.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import timm
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sampleweight import training
+from sampleweight.checkpoint import atomic_write_text
+from sampleweight.config import TrainConfig, load_config
+from sampleweight.errors import ConfigError, SampleWeightError
+from sampleweight.factory import list_losses, list_models, list_weighters
+from sampleweight.rundir import RunDirectory
+
+__all__ = [
+    "GRID_FILE",
+    "PAPER_GRID",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_FILE",
+    "Grid",
+    "GridRun",
+    "RunOutcome",
+    "parse_list",
+    "plan_grid",
+    "run_grid",
+    "write_summary",
+]
+
+GRID_FILE = "grid.json"
+"""The options every run of a grid shares, as a ``--config`` file for ``sampleweight train``."""
+SUMMARY_FILE = "summary.csv"
+"""One row per combination: its state and, once finished, its final metrics."""
+LOG_FILE = "train.log"
+"""Output of a worker subprocess, in its run directory (several-device grids only)."""
+
+PAPER_GRID: dict[str, tuple[Any, ...]] = {
+    "models": ("cbam_vgg16", "hierarchical_vgg16"),
+    "losses": ("ce", "focal"),
+    "weighters": ("none", "cb", "es", "spl", "ohem"),
+    "optimizers": ("adam", "sgd"),
+    "splits": (0, 1),
+}
+"""The paper's comparison: 2 models x 2 losses x 5 weightings x 2 optimizers x 2 splits = 80 runs."""
+
+_COMBINATION = ("model", "loss", "weighters", "optimizer", "split", "out")
+_OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
+_METRICS = ("acc", "bacc", "mpr", "mf1")
+SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "optimizer", "split", "state", "epochs_done",
+                   "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
+"""The columns of ``summary.csv`` (`write_summary`)."""
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One combination of a grid.
+
+    Attributes:
+        index: Position in the grid (what ``--index`` selects; the order of ``--print-commands``).
+        config: The run's complete configuration (``config.out`` is its run directory).
+    """
+
+    index: int
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        """The run directory's name: ``model-loss-weighting-optimizer-sSPLIT``."""
+        return self.config.run_name
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return Path(self.config.out)
+
+    def state(self) -> Literal["finished", "partial", "new"]:
+        """``finished`` (``metrics.json`` written), ``partial`` (a checkpoint to resume) or ``new``."""
+        if (self.path / RunDirectory.FINAL).is_file():
+            return "finished"
+        if (self.path / RunDirectory.CHECKPOINT).is_file():
+            return "partial"
+        return "new"
+
+    def stale_options(self) -> list[str]:
+        """Options in which a finished run differs from this configuration (``["epochs 1 -> 2"]``).
+
+        Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
+        `sampleweight.training.EXECUTION_FIELDS`) do not count.
+        """
+        path = self.path / RunDirectory.CONFIG
+        if not path.is_file():
+            return []
+        saved = json.loads(path.read_text())
+        wanted = self.config.model_dump(mode="json")
+        return [
+            f"{key} {saved.get(key)!r} -> {value!r}"
+            for key, value in wanted.items()
+            if key not in training.EXECUTION_FIELDS and saved.get(key) != value
+        ]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A planned grid (`plan_grid`): the folder, the runs and the options they share.
+
+    Attributes:
+        out: The grid folder; run directories, ``grid.json`` and ``summary.csv`` go there.
+        runs: One `GridRun` per combination, models outermost, splits innermost.
+        shared: The options every run shares (the config file's and the flags', without the
+            combination's own: model, loss, weighters, optimizer, split, out; without ``gamma``, which
+            only the non-CE runs take).
+    """
+
+    out: Path
+    runs: tuple[GridRun, ...]
+    shared: dict[str, Any]
+
+    @property
+    def config_file(self) -> Path:
+        """``OUT/grid.json``: `shared` as a ``--config`` file for ``sampleweight train``."""
+        return self.out / GRID_FILE
+
+    def write_config_file(self) -> Path:
+        """Write `config_file` (the train commands of `train_command` read it)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_file, json.dumps(self.shared, indent=2, default=str) + "\n")
+        return self.config_file
+
+    def train_arguments(self, run: GridRun) -> list[str]:
+        """The ``sampleweight train`` options of one run: ``--config OUT/grid.json`` plus its combination."""
+        config = run.config
+        arguments = ["--config", str(self.config_file), "--model", config.model, "--loss", config.loss]
+        if config.gamma is not None:
+            arguments += ["--gamma", repr(config.gamma)]
+        for weighter in config.weighters:
+            arguments += ["--weighter", weighter]
+        return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--out", str(run.path)]
+
+    def train_command(self, run: GridRun) -> str:
+        """One run as a shell command line: ``sampleweight train --config OUT/grid.json --model ...``.
+
+        The command reads ``grid.json``; write it first (`write_config_file`).
+        """
+        return shlex.join(["sampleweight", "train", *self.train_arguments(run)])
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What `run_grid` did with one run.
+
+    Attributes:
+        run: The run.
+        status: ``trained`` (finished now), ``skipped`` (finished before) or ``failed``.
+        metrics: The final metrics (``metrics.json``) unless it failed.
+        error: One line on why it failed.
+        seconds: Wall time spent on it in this call.
+    """
+
+    run: GridRun
+    status: Literal["trained", "skipped", "failed"]
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def parse_list(value: str | Sequence[Any], what: str) -> list[str]:
+    """A comma-separated list (``"ce,focal"``) or a sequence as unique, stripped strings, in order.
+
+    Raises:
+        ConfigError: The list is empty.
+    """
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    unique = list(dict.fromkeys(item.strip() for item in items if item.strip()))
+    if not unique:
+        raise ConfigError(f"--{what} is empty: give at least one value (comma-separated)")
+    return unique
+
+
+def plan_grid(
+    out: str | Path,
+    *,
+    models: str | Sequence[str] = PAPER_GRID["models"],
+    losses: str | Sequence[str] = PAPER_GRID["losses"],
+    weighters: str | Sequence[str] = PAPER_GRID["weighters"],
+    optimizers: str | Sequence[str] = PAPER_GRID["optimizers"],
+    splits: str | Sequence[int | str] = PAPER_GRID["splits"],
+    config_file: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Grid:
+    """One `TrainConfig` per combination, every one validated before anything trains.
+
+    Args:
+        out: The grid folder.
+        models: Model names (comma-separated or a list).
+        losses: Loss names.
+        weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
+        optimizers: ``adam`` and/or ``sgd``.
+        splits: Split numbers (the paper's are 0 and 1).
+        config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
+        options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
+            ``gamma`` applies to the runs whose loss is not ``ce``.
+
+    Returns:
+        The `Grid`: runs ordered models, losses, weightings, optimizers, splits (splits innermost).
+
+    Raises:
+        ConfigError: An unknown model, loss, weighter or optimizer (the valid names are listed), a split
+            that is not a number, or an option that is invalid for some run.
+
+    Example:
+        >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
+        ...                  optimizers="adam", splits="0,1", options={"epochs": 2})
+        >>> [run.name for run in grid.runs][:2]
+        ['cbam_vgg16-ce-none-adam-s0', 'cbam_vgg16-ce-none-adam-s1']
+    """
+    out = Path(out)
+    model_names = _checked(parse_list(models, "models"), "model", list_models(), extra=timm.is_model)
+    loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
+    weightings = parse_list(weighters, "weighters")
+    _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
+    optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
+    split_numbers = _split_numbers(parse_list(splits, "splits"))
+
+    shared = _shared_options(config_file, options or {})
+    gamma = shared.pop("gamma", None)
+    runs: list[GridRun] = []
+    for model in model_names:
+        for loss in loss_names:
+            for weighting in weightings:
+                for optimizer in optimizer_names:
+                    for split in split_numbers:
+                        combination = {"model": model, "loss": loss, "weighters": [weighting],
+                                       "optimizer": optimizer, "split": split}  # fmt: skip
+                        try:
+                            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+                        except ConfigError as exc:
+                            where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}"
+                            raise ConfigError(f"run {where}: {exc}") from None
+                        runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
+    return Grid(out=out, runs=tuple(runs), shared=shared)
+
+
+def run_grid(
+    grid: Grid,
+    *,
+    devices: str | Sequence[str] | None = None,
+    only: int | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> list[RunOutcome]:
+    """Train every run of ``grid`` that is not finished; skip the finished, resume the half-finished.
+
+    Args:
+        grid: From `plan_grid`.
+        devices: Devices to spread the runs over (``"0"`` means ``cuda:0``; a list or comma-separated; a
+            device listed twice gets two workers). With two or more, one worker
+            subprocess per device (``python -m sampleweight train --device ...``) trains one run at a
+            time, its output in ``RUN/train.log``. With one or none, the runs train one after another
+            in this process (on that device, else the config's).
+        only: Train only the run with this index (for a scheduler's job array).
+        progress: A progress bar over the grid (else one line per run); the runs themselves print one
+            line per epoch.
+        console: Where progress goes (default stderr).
+
+    Returns:
+        One `RunOutcome` per run considered (all, or the one of ``only``).
+
+    Raises:
+        ConfigError: ``only`` is out of range, or ``devices`` is given together with a shared ``device``.
+        KeyboardInterrupt: Interrupted; the runs keep their last finished epoch and the same call
+            continues them.
+    """
+    console = console or Console(stderr=True)
+    targets = list(grid.runs)
+    if only is not None:
+        if not 0 <= only < len(grid.runs):
+            last = len(grid.runs) - 1
+            raise ConfigError(f"--index {only} is out of range: the grid has {len(grid.runs)} runs (0-{last})")
+        targets = [grid.runs[only]]
+    listed = devices.split(",") if isinstance(devices, str) else list(devices or [])
+    device_names = [_device_name(d.strip()) for d in listed if d.strip()]  # repeats allowed: two workers on one
+    if device_names and grid.shared.get("device") is not None:
+        raise ConfigError("give either --device (one device for every run) or --devices (runs spread over them)")
+    grid.out.mkdir(parents=True, exist_ok=True)
+    grid.write_config_file()
+
+    ledger = _Ledger(grid)
+    pending: list[GridRun] = []
+    for run in targets:
+        if run.state() == "finished":
+            ledger.outcomes[run.index] = RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL))
+            stale = run.stale_options()
+            if stale:
+                console.print(
+                    f"[yellow]note[/]: {run.name} is finished with other options ({'; '.join(stale)}); "
+                    "it is kept: delete its folder to train it again",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        else:
+            pending.append(run)
+    ledger.write()
+    with _GridProgress(len(targets), len(targets) - len(pending), progress, console) as bar:
+        try:
+            if len(device_names) >= 2:
+                _run_workers(grid, pending, device_names, bar, ledger)
+            else:
+                device = device_names[0] if device_names else None
+                for run in pending:
+                    bar.started(run)
+                    ledger.started(run)
+                    outcome = _train_in_process(run, device)
+                    ledger.finished(outcome)
+                    bar.finished(outcome)
+        finally:
+            ledger.close()
+    return [ledger.outcomes[run.index] for run in targets if run.index in ledger.outcomes]
+
+
+def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:
+    """Rewrite ``OUT/summary.csv`` from the run directories: one row per combination.
+
+    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, optimizer, split, state``
+    (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
+    mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
+    ``error``.
+
+    Args:
+        grid: The grid.
+        errors: Why runs failed in this call, by run index.
+        running: Indices of the runs in training now.
+    """
+    errors = errors or {}
+    running = set(running)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for run in grid.runs:
+        config, state = run.config, run.state()
+        epochs = _read_epochs(run.path / RunDirectory.EPOCHS)
+        row: dict[str, Any] = {
+            "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
+            "weighting": config.weighter_spec, "optimizer": config.optimizer, "split": config.split,
+            "state": _summary_state(run.index, state, errors, running),
+            "epochs_done": len(epochs), "epochs": config.epochs,
+            "train_seconds": f"{sum(e.get('seconds', 0.0) for e in epochs):.1f}",
+            "error": errors.get(run.index, ""),
+        }  # fmt: skip
+        if state == "finished":
+            final = _read_json(run.path / RunDirectory.FINAL)
+            row.update({m: f"{final[m]:.6f}" for m in _METRICS})
+            row["epochs"] = final.get("epochs", config.epochs)
+        writer.writerow(row)
+    path = grid.out / SUMMARY_FILE
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
+    """Train (or resume) one run here; a `SampleWeightError` becomes a failed outcome, not an exception."""
+    updates: dict[str, Any] = {"quiet": True}
+    if device is not None:
+        updates["device"] = device
+    started = time.perf_counter()
+    try:
+        metrics = training.train(run.config.model_copy(update=updates), resume=run.state() == "partial")
+    except SampleWeightError as exc:
+        return RunOutcome(run, "failed", error=str(exc), seconds=time.perf_counter() - started)
+    return RunOutcome(run, "trained", metrics=metrics, seconds=time.perf_counter() - started)
+
+
+def _run_workers(
+    grid: Grid, runs: Sequence[GridRun], devices: Sequence[str], bar: _GridProgress, ledger: _Ledger
+) -> None:
+    """One worker thread per device; each trains one run at a time in a ``sampleweight train`` subprocess."""
+    queue = list(reversed(runs))
+    take = threading.Lock()
+    stop = threading.Event()
+
+    def worker(device: str) -> None:
+        while not stop.is_set():
+            with take:
+                if not queue:
+                    return
+                run = queue.pop()
+            bar.started(run, device)
+            ledger.started(run)
+            outcome = _train_subprocess(grid, run, device)
+            ledger.finished(outcome)
+            bar.finished(outcome)
+
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="grid-worker") as pool:
+        futures = [pool.submit(worker, device) for device in devices]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()  # the subprocesses got the same Ctrl-C; start no new ones
+            raise
+
+
+def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
+    """``python -m sampleweight train ... --device DEVICE --quiet [--resume]``, output to ``RUN/train.log``."""
+    command = [sys.executable, "-m", "sampleweight", "train", *grid.train_arguments(run), "--device", device, "--quiet"]
+    if run.state() == "partial":
+        command.append("--resume")
+    run.path.mkdir(parents=True, exist_ok=True)
+    log = run.path / LOG_FILE
+    started = time.perf_counter()
+    with open(log, "a") as handle:
+        handle.write(f"$ {shlex.join(command)}\n")
+        handle.flush()
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if code == 0 and run.state() == "finished":
+        return RunOutcome(run, "trained", metrics=_read_json(run.path / RunDirectory.FINAL), seconds=seconds)
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    reason = lines[-1] if lines else "no output"
+    return RunOutcome(run, "failed", error=f"exit code {code}: {reason} (log: {log})", seconds=seconds)
+
+
+class _Ledger:
+    """What a `run_grid` call has done so far, mirrored into ``summary.csv`` after every change (thread-safe)."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.outcomes: dict[int, RunOutcome] = {}
+        self.errors: dict[int, str] = {}
+        self.running: set[int] = set()
+        self._lock = threading.Lock()
+
+    def started(self, run: GridRun) -> None:
+        """A run begins."""
+        with self._lock:
+            self.running.add(run.index)
+            self._write()
+
+    def finished(self, outcome: RunOutcome) -> None:
+        """A run ended (trained or failed)."""
+        with self._lock:
+            self.running.discard(outcome.run.index)
+            self.outcomes[outcome.run.index] = outcome
+            if outcome.error:
+                self.errors[outcome.run.index] = outcome.error
+            self._write()
+
+    def write(self) -> None:
+        """Rewrite ``summary.csv``."""
+        with self._lock:
+            self._write()
+
+    def close(self) -> None:
+        """No run is training any more (finished or interrupted): rewrite ``summary.csv``."""
+        with self._lock:
+            self.running.clear()
+            self._write()
+
+    def _write(self) -> None:
+        write_summary(self.grid, self.errors, self.running)
+
+
+class _GridProgress:
+    """A bar over the whole grid (runs done / total, the runs in progress, ETA), or one line per run."""
+
+    def __init__(self, total: int, done: int, enabled: bool, console: Console) -> None:
+        self.console, self.enabled = console, enabled
+        self.total, self.done = total, done
+        self.active: dict[int, str] = {}
+        self._progress: Progress | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _GridProgress:
+        if self.done:
+            self.console.print(f"grid: {self.done} of {self.total} runs already finished (skipped)", highlight=False)
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]grid"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("runs"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[running]}"),
+                console=self.console,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("grid", total=self.total, completed=self.done, running="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def started(self, run: GridRun, device: str | None = None) -> None:
+        """A run begins (on ``device``, for a worker)."""
+        with self._lock:
+            self.active[run.index] = run.name + (f" ({device})" if device else "")
+            verb = "resuming" if run.state() == "partial" else "training"
+            self.console.print(f"grid: {verb} {self.active[run.index]}", highlight=False)
+            self._refresh()
+
+    def finished(self, outcome: RunOutcome) -> None:
+        """A run ended (trained or failed)."""
+        with self._lock:
+            self.active.pop(outcome.run.index, None)
+            if outcome.metrics is not None:
+                figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+                self.console.print(
+                    f"grid: [green]done[/] {outcome.run.name}  {figures}  ({outcome.seconds:.0f}s)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                self.console.print(
+                    f"grid: [red]failed[/] {outcome.run.name}: {outcome.error}", highlight=False, soft_wrap=True
+                )
+            if self._progress is not None:
+                self._progress.advance(self._task)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, running=", ".join(self.active.values()))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The config file's options (only those it sets) under ``options``, minus the combination's fields."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        # Validate the file on its own. The grid sets the loss per run, so read it as a focal-loss run:
+        # a file's gamma must not be rejected as "not a focal-loss option" here.
+        values = load_config(config_file, loss="focal").model_dump(exclude_unset=True)
+    values.update({k: v for k, v in options.items() if v is not None})
+    unknown = sorted(set(values) - set(TrainConfig.model_fields))
+    if unknown:
+        valid = ", ".join(TrainConfig.model_fields)
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid options: {valid}")
+    return {k: v for k, v in values.items() if k not in _COMBINATION}
+
+
+def _checked(
+    names: list[str], what: str, valid: Sequence[str], extra: Callable[[str], bool] | None = None
+) -> list[str]:
+    for name in names:
+        if name not in valid and not (extra is not None and extra(name)):
+            more = ", or any timm model" if extra is not None else ""
+            joined = " (join several with +)" if what == "weighter" else ""
+            raise ConfigError(f"unknown {what} {name!r} in the grid; valid: {', '.join(valid)}{more}{joined}")
+    return names
+
+
+def _split_numbers(values: list[str]) -> list[int]:
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--splits must be whole numbers such as 0,1; got {','.join(values)}") from None
+    if any(n < 0 for n in numbers):
+        raise ConfigError(f"--splits must be 0 or more; got {','.join(values)}")
+    return numbers
+
+
+def _summary_state(index: int, state: str, errors: Mapping[int, str], running: set[int]) -> str:
+    if state == "finished":
+        return state
+    if index in running:
+        return "running"
+    return "failed" if index in errors else state
+
+
+def _device_name(text: str) -> str:
+    """``"0"`` -> ``"cuda:0"``; anything else (``cuda:1``, ``cpu``) as given."""
+    return f"cuda:{text}" if text.isdigit() else text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _read_epochs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,209 @@
+"""`sampleweight grid`: planning, skipping finished runs, resuming half-finished ones, workers, commands, errors."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import sampleweight as sw
+from sampleweight import cli
+from sampleweight.cli import app
+from sampleweight.grid import SUMMARY_COLUMNS, plan_grid, run_grid, write_summary
+from sampleweight.rundir import RunDirectory
+from sampleweight.training import train
+
+runner = CliRunner()
+TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
+            lr=1e-3)  # fmt: skip
+TINY_FLAGS = ["--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+              "--batch-size", "16", "--lr", "1e-3", "--quiet"]  # fmt: skip
+
+
+def read_summary(folder: Path) -> dict[str, dict[str, str]]:
+    with open(folder / "summary.csv", newline="") as handle:
+        return {row["run"]: row for row in csv.DictReader(handle)}
+
+
+def test_plan_is_the_cross_product_with_readable_names_and_per_run_defaults(tmp_path) -> None:
+    options = {k: v for k, v in TINY.items() if k != "lr"}
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce,focal", weighters="none,ohem+es", optimizers="adam,sgd",
+                     splits="0,1", options={**options, "gamma": 2.0})  # fmt: skip
+    assert len(grid.runs) == 2 * 2 * 2 * 2
+    names = [run.name for run in grid.runs]
+    assert names[:3] == ["cbam_vgg16-ce-none-adam-s0", "cbam_vgg16-ce-none-adam-s1", "cbam_vgg16-ce-none-sgd-s0"]
+    assert "cbam_vgg16-focal-ohem+es-sgd-s1" in names and len(set(names)) == len(names)
+    by_name = {run.name: run.config for run in grid.runs}
+    assert by_name["cbam_vgg16-focal-ohem+es-sgd-s1"].weighters == ["ohem", "es"]
+    assert by_name["cbam_vgg16-focal-none-adam-s0"].gamma == 2.0 and by_name["cbam_vgg16-ce-none-adam-s0"].gamma is None
+    # the paper's learning rate per optimizer where --lr is not given; shared options everywhere
+    assert by_name["cbam_vgg16-ce-none-adam-s0"].lr == 1e-5 and by_name["cbam_vgg16-ce-none-sgd-s0"].lr == 1e-4
+    assert all(config.epochs == 1 and config.image_size == 32 for config in by_name.values())
+    assert all(run.path == tmp_path / run.name for run in grid.runs)
+
+
+def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "grid"
+    # a run that finished before: must be left alone
+    finished = out / "cbam_vgg16-ce-es-adam-s0"
+    train({**TINY, "epochs": 2, "weighters": ["es"], "out": finished})
+    finished_bytes = (finished / "metrics.json").read_bytes()
+    finished_mtime = (finished / "checkpoint.pt").stat().st_mtime_ns
+    # a run interrupted after its first epoch: a checkpoint and one epoch line, no metrics.json
+    from sampleweight import progress
+
+    original = progress.TrainingProgress.end_epoch
+
+    def interrupt_after_first_epoch(self, epoch, record):
+        original(self, epoch, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
+    partial = out / "cbam_vgg16-ce-none-adam-s0"
+    with pytest.raises(KeyboardInterrupt):
+        train({**TINY, "epochs": 2, "out": partial})
+    monkeypatch.undo()
+    assert not (partial / "metrics.json").exists()
+    first_epoch = RunDirectory(partial).epochs()[0]
+
+    grid = plan_grid(out, models="cbam_vgg16", losses="ce", weighters="none,es", optimizers="adam", splits="0,1",
+                     options={**TINY, "epochs": 2})  # fmt: skip
+    assert [run.state() for run in grid.runs] == ["partial", "new", "finished", "new"]
+    outcomes = {o.run.name: o for o in run_grid(grid, progress=False)}
+
+    assert {name: o.status for name, o in outcomes.items()} == {
+        "cbam_vgg16-ce-none-adam-s0": "trained", "cbam_vgg16-ce-none-adam-s1": "trained",
+        "cbam_vgg16-ce-es-adam-s0": "skipped", "cbam_vgg16-ce-es-adam-s1": "trained",
+    }  # fmt: skip
+    epochs = RunDirectory(partial).epochs()
+    assert [e["epoch"] for e in epochs] == [0, 1] and epochs[0] == first_epoch  # continued, not restarted
+    assert json.loads((partial / "metrics.json").read_text())["epochs"] == 2
+    assert (finished / "metrics.json").read_bytes() == finished_bytes
+    assert (finished / "checkpoint.pt").stat().st_mtime_ns == finished_mtime
+    assert outcomes["cbam_vgg16-ce-es-adam-s0"].metrics == json.loads(finished_bytes)
+
+    summary = read_summary(out)
+    assert set(summary) == set(outcomes)
+    for name, row in summary.items():
+        final = json.loads((out / name / "metrics.json").read_text())
+        assert row["state"] == "finished" and row["epochs_done"] == "2"
+        assert float(row["bacc"]) == pytest.approx(final["bacc"], abs=1e-6)
+    assert json.loads((out / "grid.json").read_text())["epochs"] == 2
+
+
+def test_grid_accepts_every_train_option_that_is_not_a_grid_axis() -> None:
+    train_options = set(inspect.signature(cli.train).parameters)
+    grid_options = set(inspect.signature(cli.grid).parameters)
+    axes = {"model", "loss", "weighter", "optimizer", "split"}  # lists in the grid: --models, --losses, ...
+    assert train_options - grid_options == axes | {"resume", "overwrite"}  # the grid always resumes
+
+
+def test_summary_marks_running_and_failed_runs(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb,es", optimizers="adam",
+                     splits="0", options=TINY)  # fmt: skip
+    write_summary(grid, errors={1: "the training loss became nan"}, running=[0])
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
+    assert [(r["state"], r["error"]) for r in rows] == [
+        ("running", ""), ("failed", "the training loss became nan"), ("new", ""),
+    ]  # fmt: skip
+
+
+def test_print_commands_train_exactly_the_planned_runs(tmp_path) -> None:
+    out = tmp_path / "grid"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce,focal", "--gamma", "2",
+            "--weighters", "none,ohem+es", "--optimizers", "adam", "--splits", "1", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, [*args, "--print-commands"])
+    assert result.exit_code == 0, result.output
+    commands = result.stdout.strip().splitlines()
+    assert len(commands) == 4 and all(c.startswith("sampleweight train --config ") for c in commands)
+    assert not any((out / name).exists() for name in ("cbam_vgg16-ce-none-adam-s1",))  # nothing trained
+    assert "--gamma" not in commands[0] and "--gamma 2.0" in commands[-1]
+    grid = plan_grid(out, models="cbam_vgg16", losses="ce,focal", weighters="none,ohem+es", optimizers="adam",
+                     splits="1", options={**TINY, "gamma": 2.0})  # fmt: skip
+    planned = {run.name: run.config for run in grid.runs}
+    last = shlex.split(commands[-1])
+    assert runner.invoke(app, last[1:]).exit_code == 0
+    written = json.loads((out / "cbam_vgg16-focal-ohem+es-adam-s1" / "config.json").read_text())
+    expected = planned["cbam_vgg16-focal-ohem+es-adam-s1"].model_dump(mode="json")
+    execution = {"device", "precision", "channels_last", "quiet"}
+    assert {k: v for k, v in written.items() if k not in execution} == {
+        k: v for k, v in expected.items() if k not in execution
+    }
+
+
+def test_index_trains_only_that_run(tmp_path) -> None:
+    out = tmp_path / "grid"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce", "--weighters",
+            "none,cb", "--optimizers", "adam", "--splits", "0", "--out", str(out), "--index", "1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "cbam_vgg16-ce-cb-adam-s0" / "metrics.json").is_file()
+    assert not (out / "cbam_vgg16-ce-none-adam-s0").exists()
+    assert read_summary(out)["cbam_vgg16-ce-none-adam-s0"]["state"] == "new"
+    out_of_range = runner.invoke(app, [*args[:-1], "5"])
+    assert out_of_range.exit_code == 2 and "out of range" in out_of_range.output
+
+
+def test_several_devices_train_in_worker_subprocesses(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,es", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    outcomes = run_grid(grid, devices="cpu,cpu", progress=False)
+    assert [o.status for o in outcomes] == ["trained", "trained"]
+    for run in grid.runs:
+        log = (run.path / "train.log").read_text()
+        assert "-m sampleweight train --config" in log and "--device cpu" in log
+        assert json.loads((run.path / "config.json").read_text())["weighters"] == run.config.weighters
+        assert outcomes[run.index].metrics == json.loads((run.path / "metrics.json").read_text())
+
+
+def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path, monkeypatch) -> None:
+    from sampleweight import training
+
+    real_train = training.train
+
+    def fail_for_es(config, resume=False):
+        if config.weighters == ["es"]:
+            raise sw.LossError("the training loss became nan at epoch 0, step 3")
+        return real_train(config, resume=resume)
+
+    monkeypatch.setattr(training, "train", fail_for_es)
+    out = tmp_path / "grid"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "es,none",
+            "--optimizers", "adam", "--splits", "0", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # after the progress lines
+    assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 runs failed"), result.stderr
+    summary = read_summary(out)
+    assert summary["cbam_vgg16-ce-es-adam-s0"]["state"] == "failed"
+    assert "loss became nan" in summary["cbam_vgg16-ce-es-adam-s0"]["error"]
+    assert summary["cbam_vgg16-ce-none-adam-s0"]["state"] == "finished"
+    assert (out / "report.md").is_file()  # the finished run is reported anyway
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--weighters", "none,ohem+bogus", "unknown weighter 'bogus'"),
+        ("--losses", "ce,dice", "unknown loss 'dice'"),
+        ("--optimizers", "adam,rmsprop", "unknown optimizer 'rmsprop'"),
+        ("--splits", "0,one", "--splits must be whole numbers"),
+        ("--weighters", ",", "--weighters is empty"),
+    ],
+)
+def test_bad_grid_lists_exit_2_with_one_line_before_training(tmp_path, flag, value, message) -> None:
+    out = tmp_path / "grid"
+    result = runner.invoke(app, ["grid", *TINY_FLAGS, "--out", str(out), flag, value])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    if flag == "--weighters" and "bogus" in value:
+        assert ", ".join(sw.list_weighters()) in lines[0]
+    assert not out.exists()
