@@ -92,6 +92,9 @@ class Registry:
         weighters: Registered weighter factories by name.
         losses: Registered loss factories by name.
         models: Registered model factories by name.
+        complete: False when a plugin module was still being imported while loading (a plugin
+            imported directly, which imports sampleweight, which loads the plugins): its hooks were
+            not defined yet, so `get_registry` loads again on next use.
     """
 
     plugin_manager: pluggy.PluginManager
@@ -99,6 +102,7 @@ class Registry:
     weighters: dict[str, Registered] = field(default_factory=dict)
     losses: dict[str, Registered] = field(default_factory=dict)
     models: dict[str, Registered] = field(default_factory=dict)
+    complete: bool = True
 
     def kind(self, kind: str) -> dict[str, Registered]:
         """The table for ``kind`` (``"weighters"``, ``"losses"`` or ``"models"``)."""
@@ -151,6 +155,9 @@ def load_plugins(
             except Exception as exc:  # noqa: BLE001 - an import failure is the plugin's, recorded
                 info.error = _describe(exc)
                 continue
+            if getattr(getattr(plugin, "__spec__", None), "_initializing", False):
+                registry.complete = False  # mid-import (circular): its hooks do not exist yet
+                continue
             _add_plugin(registry, info, plugin)
 
     for item in modules:
@@ -176,7 +183,7 @@ _default_registry: Registry | None = None
 def get_registry() -> Registry:
     """The process-wide registry, loaded from the entry points on first use."""
     global _default_registry
-    if _default_registry is None:
+    if _default_registry is None or not _default_registry.complete:
         _default_registry = load_plugins()
     return _default_registry
 

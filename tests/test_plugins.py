@@ -215,3 +215,16 @@ def test_plugin_models_are_registered_in_timm() -> None:
     plugins.load_plugins(entry_points=False, modules=[plugin_module("tiny", register_models=register_models)])
     assert timm.is_model("sw_test_tiny_model")
     assert timm.create_model("sw_test_tiny_model", num_classes=5).out_features == 5
+
+
+def test_importing_a_plugin_module_first_still_registers_everything() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sampleweight_plugins.models, sampleweight as sw, timm\n"
+        "assert sw.list_models() == ['cbam_vgg16', 'hierarchical_vgg16'], sw.list_models()\n"
+        "assert 'hierarchical' in sw.list_losses() and timm.is_model('cbam_vgg16')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
