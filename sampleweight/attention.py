@@ -347,8 +347,14 @@ def _read_images(
     config: TrainConfig, data: str | None, cache_dir: str | Path | None
 ) -> tuple[DatasetRecords, np.ndarray]:
     """The run's data set and its cached images (the preprocessing training used), [N, 3, S, S] uint8."""
-    records = read_dataset(data or config.data)
-    cached = prepare_cache(records, config.image_size, cache_dir=cache_dir or config.cache_dir, progress=False)
+    records = read_dataset(data or config.data, skip_bad=config.skip_bad)  # as the run was trained
+    cached = prepare_cache(
+        records,
+        config.image_size,
+        cache_dir=cache_dir or config.cache_dir,
+        progress=False,
+        skip_bad=config.skip_bad,
+    )
     return records, cached.images
 
 

@@ -86,16 +86,28 @@ class CheckpointWriter:
     def __enter__(self) -> CheckpointWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.wait()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.wait()
+            return
+        try:  # already unwinding (a NaN loss, Ctrl-C): let that error through, note the writer's
+            self.wait()
+        except BaseException as write_error:  # noqa: BLE001 - attached to the error in flight
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(f"also, saving the checkpoint failed: {type(write_error).__name__}: {write_error}")
 
 
 def _snapshot(value: Any) -> Any:
     """A copy of a (nested) state whose tensors no longer share memory with the live ones."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return type(value)((k, _snapshot(v)) for k, v in value.items())
+    if isinstance(value, dict):  # a shallow copy keeps the type and its extras (Counter, _metadata, ...)
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = _snapshot(item)
+        return out
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return type(value)(*(_snapshot(v) for v in value))
     if isinstance(value, (list, tuple)):
         return type(value)(_snapshot(v) for v in value)
     return copy.deepcopy(value)

@@ -40,7 +40,7 @@ from sampleweight.checkpoint import atomic_write_text
 from sampleweight.config import TrainConfig, load_config
 from sampleweight.errors import ConfigError, SampleWeightError
 from sampleweight.factory import list_losses, list_models, list_weighters
-from sampleweight.rundir import RunDirectory
+from sampleweight.rundir import RunDirectory, read_epochs
 
 __all__ = [
     "GRID_FILE",
@@ -366,7 +366,7 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
     writer.writeheader()
     for run in grid.runs:
         config, state = run.config, run.state()
-        epochs = _read_epochs(run.path / RunDirectory.EPOCHS)
+        epochs = read_epochs(run.path / RunDirectory.EPOCHS)
         row: dict[str, Any] = {
             "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
             "weighting": config.weighter_spec, "optimizer": config.optimizer, "split": config.split,
@@ -389,7 +389,11 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
 
 
 def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
-    """Train (or resume) one run here; a `SampleWeightError` becomes a failed outcome, not an exception."""
+    """Train (or resume) one run here; its failure becomes a failed outcome and the grid goes on.
+
+    Any exception counts (a user error, CUDA out of memory, a bug in a plugin), as a crashing
+    subprocess does on the ``--devices`` path; Ctrl-C still stops the grid.
+    """
     updates: dict[str, Any] = {"quiet": True}
     if device is not None:
         updates["device"] = device
@@ -398,6 +402,9 @@ def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
         metrics = training.train(run.config.model_copy(update=updates), resume=run.state() == "partial")
     except SampleWeightError as exc:
         return RunOutcome(run, "failed", error=str(exc), seconds=time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - recorded in summary.csv; the other runs go on
+        error = f"{type(exc).__name__}: {exc}"
+        return RunOutcome(run, "failed", error=error, seconds=time.perf_counter() - started)
     return RunOutcome(run, "trained", metrics=metrics, seconds=time.perf_counter() - started)
 
 
@@ -609,9 +616,3 @@ def _device_name(text: str) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
-
-
-def _read_epochs(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

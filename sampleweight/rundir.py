@@ -16,7 +16,7 @@ import numpy as np
 from sampleweight.checkpoint import atomic_write_text
 from sampleweight.errors import ConfigError
 
-__all__ = ["RunDirectory", "read_predictions", "write_predictions"]
+__all__ = ["RunDirectory", "read_epochs", "read_predictions", "write_predictions"]
 
 MIN_FREE_BYTES = 256 * 2**20
 
@@ -84,21 +84,7 @@ class RunDirectory:
 
     def epochs(self) -> list[dict[str, Any]]:
         """The per-epoch records written so far."""
-        path = self.path / self.EPOCHS
-        if not path.is_file():
-            return []
-        records = []
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        for i, line in enumerate(lines):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i == len(lines) - 1:  # torn by a crash mid-write; its epoch is redone on resume
-                    break
-                raise ConfigError(
-                    f"{path} is corrupt at line {i + 1}; delete the run directory or fix the line"
-                ) from None
-        return records
+        return read_epochs(self.path / self.EPOCHS)
 
     def start_fresh(self, *, overwrite: bool = False) -> None:
         """Prepare for a new run: refuse a folder that holds one, unless ``overwrite`` (then clear it).
@@ -163,6 +149,30 @@ def write_predictions(
         true = "" if targets is None else class_names[int(targets[i])]
         writer.writerow([image, true, class_names[predicted[i]], *(f"{s:.6g}" for s in scores[i])])
     atomic_write_text(path, buffer.getvalue())
+
+
+def read_epochs(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (none when it is missing).
+
+    A last line cut off by a crash (or being appended right now by a running job) is left out; its
+    epoch is redone on resume.
+
+    Raises:
+        ConfigError: A line other than the last is not JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ConfigError(f"{path} is corrupt at line {i + 1}; delete the run directory or fix the line") from None
+    return records
 
 
 def read_predictions(path: str | Path) -> tuple[list[str], list[str], list[str], np.ndarray, list[str]]:

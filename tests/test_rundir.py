@@ -115,3 +115,25 @@ def test_checkpoint_writer_reraises_a_failed_save(tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         writer.wait()
     writer.wait()  # the error is reported once
+
+
+def test_checkpoint_writer_keeps_counters_and_metadata() -> None:
+    from collections import Counter
+
+    from sampleweight.checkpoint import _snapshot
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [2, 4])
+    state = _snapshot({"scheduler": scheduler.state_dict(), "model": model.state_dict()})
+    assert state["scheduler"]["milestones"] == Counter({2: 1, 4: 1})
+    assert state["model"]._metadata == model.state_dict()._metadata
+
+
+def test_checkpoint_writer_does_not_hide_the_error_in_flight(tmp_path) -> None:
+    from sampleweight.checkpoint import CheckpointWriter
+
+    with pytest.raises(KeyboardInterrupt) as caught, CheckpointWriter() as writer:
+        writer.submit(tmp_path / "no-such-folder" / "checkpoint.pt", {"epoch": 1, "model": {}, "config": {}})
+        raise KeyboardInterrupt
+    assert "saving the checkpoint failed" in "".join(getattr(caught.value, "__notes__", []))

@@ -363,3 +363,26 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
         result.exit_code == 2
         and "--tensorboard needs the tensorboard package: pip install tensorboard" in result.output
     )
+
+
+def test_a_run_resumed_before_a_milestone_decays_its_learning_rate_like_an_uninterrupted_one(
+    tmp_path, monkeypatch
+) -> None:
+    from sampleweight import progress
+
+    whole = tiny_config(tmp_path / "whole", epochs=4)
+    train(whole)
+    original = progress.TrainingProgress.end_epoch
+
+    def interrupt_after_first_epoch(self, epoch, record):
+        original(self, epoch, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "parts", epochs=4))
+    monkeypatch.undo()
+    train(tiny_config(tmp_path / "parts", epochs=4), resume=True)
+    lrs = [line["lr"] for line in RunDirectory(tmp_path / "parts").epochs()]
+    assert lrs == [line["lr"] for line in RunDirectory(tmp_path / "whole").epochs()]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])  # lr / 10 at 50 % and 75 % of 4 epochs
