@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from sampleweight import training
 from sampleweight.checkpoint import atomic_write_text
 from sampleweight.errors import ConfigError
 from sampleweight.figures import plot_confusion, plot_recall_bars
@@ -52,6 +53,9 @@ _MODEL_ORDER = ("cbam_vgg16", "hierarchical_vgg16")
 _OPTIMIZER_ORDER = ("adam", "sgd")
 _LOSS_ORDER = ("ce", "focal")
 _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
+# Config fields that may differ between the runs of one cell: the split, and how a run executed.
+_PER_RUN_FIELDS = frozenset({"split", *training.EXECUTION_FIELDS})
+
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
 
@@ -347,6 +351,7 @@ def write_report(
 
 def _cell(model: str, optimizer: str, loss: str, weighting: str, runs: Sequence[RunResult], paper: bool) -> Cell:
     runs = sorted(runs, key=lambda r: (r.split, str(r.path)))
+    _check_comparable(runs, f"{model} {optimizer} {loss} {weighting}")
     values = {m: np.array([run.metrics[m] for run in runs], dtype=float) for m in METRICS}
     recall = np.array([[run.metrics["per_class"][c]["recall"] for c in run.classes] for run in runs], dtype=float)
     return Cell(
@@ -359,6 +364,26 @@ def _cell(model: str, optimizer: str, loss: str, weighting: str, runs: Sequence[
         recall_spread=recall.std(axis=0),
         paper=paper_result(model, optimizer, loss, weighting) if paper else None,
     )
+
+
+def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
+    """The runs of one cell must be the same experiment on different splits, or the mean is meaningless."""
+    first = runs[0]
+    for other in runs[1:]:
+        if other.split == first.split:
+            raise ConfigError(
+                f"report: {first.path} and {other.path} are both split {first.split} of {cell}; a cell averages "
+                "one run per split: report the grids separately, or move one of them out of the folder"
+            )
+        for key in sorted(set(first.config) | set(other.config)):
+            if key in _PER_RUN_FIELDS:
+                continue
+            if first.config.get(key) != other.config.get(key):
+                raise ConfigError(
+                    f"report: the runs of {cell} differ in {key} ({first.config.get(key)!r} in {first.path}, "
+                    f"{other.config.get(key)!r} in {other.path}); a cell averages the same setup over splits: "
+                    "report grids of different setups separately"
+                )
 
 
 def _paper_text(cell: Cell, metric: str) -> str:

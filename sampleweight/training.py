@@ -456,7 +456,18 @@ def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
 
 
 EXECUTION_FIELDS = frozenset(
-    {"device", "precision", "channels_last", "compile", "workers", "quiet", "cache_dir", "out", "overwrite"}
+    {
+        "device",
+        "precision",
+        "channels_last",
+        "compile",
+        "workers",
+        "quiet",
+        "cache_dir",
+        "out",
+        "overwrite",
+        "tensorboard",
+    }
 )
 """Options that may change when a run is resumed: how it executes, not what it computes."""
 

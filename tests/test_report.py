@@ -105,3 +105,21 @@ def test_report_of_a_folder_without_runs_exits_2_with_one_line(tmp_path) -> None
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "no finished runs" in runner.invoke(app, ["report", str(tmp_path / "empty")]).stderr
+
+
+def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(grid_folder, folder)
+    run = folder / "cbam_vgg16-ce-none-adam-s0"
+    copy = folder / "old" / run.name
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "split": 1, "epochs": 150}))
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 2
+    assert "differ in epochs (1 in" in result.output and "report grids of different setups separately" in result.output
+    (copy / "config.json").write_text(json.dumps(config))  # same setup, but split 0 twice
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 2 and "are both split 0 of cbam_vgg16 adam ce none" in result.output
