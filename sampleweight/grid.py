@@ -111,7 +111,7 @@ class GridRun:
         return "new"
 
     def stale_options(self) -> list[str]:
-        """Options in which a finished run differs from this configuration (``["epochs 1 -> 2"]``).
+        """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
         `sampleweight.training.EXECUTION_FIELDS`) do not count.
@@ -326,6 +326,10 @@ def run_grid(
                     highlight=False,
                     soft_wrap=True,
                 )
+        elif run.state() == "partial" and run.stale_options():  # resuming would refuse: say what to do here
+            stale = "; ".join(run.stale_options())
+            error = f"half-finished with other options ({stale}); delete {run.path} to train it with the new ones"
+            ledger.outcomes[run.index] = RunOutcome(run, "failed", error=error)
         else:
             pending.append(run)
     ledger.write()

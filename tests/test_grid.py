@@ -207,3 +207,22 @@ def test_bad_grid_lists_exit_2_with_one_line_before_training(tmp_path, flag, val
     if flag == "--weighters" and "bogus" in value:
         assert ", ".join(sw.list_weighters()) in lines[0]
     assert not out.exists()
+
+
+def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(tmp_path, monkeypatch) -> None:
+    from sampleweight import progress
+
+    def interrupt(self, epoch, record):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "grid"
+    partial = out / "cbam_vgg16-ce-none-adam-s0"
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train({**TINY, "epochs": 2, "out": partial})
+    monkeypatch.undo()
+    grid = plan_grid(out, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                     options={**TINY, "epochs": 3})  # fmt: skip
+    (outcome,) = run_grid(grid, progress=False)
+    assert outcome.status == "failed"
+    assert "half-finished with other options (epochs 2 -> 3)" in outcome.error and f"delete {partial}" in outcome.error
