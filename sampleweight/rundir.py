@@ -60,20 +60,9 @@ class RunDirectory:
         """Path of the latest checkpoint."""
         return self.path / self.CHECKPOINT
 
-    def is_finished(self) -> bool:
-        """True when the run wrote its final metrics."""
-        return (self.path / self.FINAL).is_file()
-
     def write_config(self, config: dict[str, Any]) -> None:
         """Write the resolved configuration."""
         atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, default=str) + "\n")
-
-    def read_config(self) -> dict[str, Any]:
-        """The configuration a previous run wrote."""
-        path = self.path / self.CONFIG
-        if not path.is_file():
-            raise ConfigError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
-        return json.loads(path.read_text())
 
     def append_epoch(self, record: dict[str, Any]) -> None:
         """Append one line to ``metrics.jsonl`` (flushed and synced, so a crash keeps it)."""

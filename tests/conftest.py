@@ -19,6 +19,25 @@ def registry() -> plugins.Registry:
 
 
 @pytest.fixture
+def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """``interrupt_after_epoch(k)``: training raises KeyboardInterrupt (as Ctrl-C would) once epoch ``k`` has
+    ended, its checkpoint submitted. ``monkeypatch.undo()`` lets the next run go through."""
+    from sampleweight import progress
+
+    original = progress.TrainingProgress.end_epoch
+
+    def arm(stop: int) -> None:
+        def end_epoch(self, epoch, record):
+            original(self, epoch, record)
+            if epoch == stop:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(progress.TrainingProgress, "end_epoch", end_epoch)
+
+    return arm
+
+
+@pytest.fixture
 def mount_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
     """Make a distribution with ``sampleweight`` entry points importable without ``pip install``.
 

@@ -47,7 +47,7 @@ def test_plan_is_the_cross_product_with_readable_names_and_per_run_defaults(tmp_
     assert all(run.path == tmp_path / run.name for run in grid.runs)
 
 
-def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monkeypatch) -> None:
+def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
     out = tmp_path / "grid"
     # a run that finished before: must be left alone
     finished = out / "cbam_vgg16-ce-es-adam-s0"
@@ -55,15 +55,7 @@ def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monk
     finished_bytes = (finished / "metrics.json").read_bytes()
     finished_mtime = (finished / "checkpoint.pt").stat().st_mtime_ns
     # a run interrupted after its first epoch: a checkpoint and one epoch line, no metrics.json
-    from sampleweight import progress
-
-    original = progress.TrainingProgress.end_epoch
-
-    def interrupt_after_first_epoch(self, epoch, record):
-        original(self, epoch, record)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
+    interrupt_after_epoch(0)
     partial = out / "cbam_vgg16-ce-none-adam-s0"
     with pytest.raises(KeyboardInterrupt):
         train({**TINY, "epochs": 2, "out": partial})
@@ -209,15 +201,12 @@ def test_bad_grid_lists_exit_2_with_one_line_before_training(tmp_path, flag, val
     assert not out.exists()
 
 
-def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(tmp_path, monkeypatch) -> None:
-    from sampleweight import progress
-
-    def interrupt(self, epoch, record):
-        raise KeyboardInterrupt
-
+def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(
+    tmp_path, monkeypatch, interrupt_after_epoch
+) -> None:
     out = tmp_path / "grid"
     partial = out / "cbam_vgg16-ce-none-adam-s0"
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt)
+    interrupt_after_epoch(0)
     with pytest.raises(KeyboardInterrupt):
         train({**TINY, "epochs": 2, "out": partial})
     monkeypatch.undo()

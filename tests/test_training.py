@@ -65,19 +65,9 @@ def test_final_metrics_equal_scikit_learn_on_the_written_predictions(tmp_path) -
     np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-4)
 
 
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch) -> None:
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
     whole = train(tiny_config(tmp_path / "whole", epochs=3, weighters=["ohem"]))
-
-    from sampleweight import progress
-
-    original = progress.TrainingProgress.end_epoch
-
-    def interrupt_after_second_epoch(self, epoch, record):
-        original(self, epoch, record)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_second_epoch)
+    interrupt_after_epoch(1)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path / "parts", epochs=3, weighters=["ohem"]))
     monkeypatch.undo()
@@ -99,16 +89,8 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
     ]
 
 
-def test_cli_resume_reads_the_runs_own_config(tmp_path, monkeypatch) -> None:
-    from sampleweight import progress
-
-    original = progress.TrainingProgress.end_epoch
-
-    def interrupt_after_first_epoch(self, epoch, record):
-        original(self, epoch, record)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
+def test_cli_resume_reads_the_runs_own_config(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
+    interrupt_after_epoch(0)
     out = tmp_path / "run"
     assert (
         runner.invoke(app, ["train", *TINY, "--epochs", "2", "--weighter", "ohem", "--out", str(out)]).exit_code == 130
@@ -238,13 +220,8 @@ def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin) -> None:
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
 
-def test_keyboard_interrupt_in_the_cli_leaves_a_resumable_run(tmp_path, monkeypatch) -> None:
-    from sampleweight import progress
-
-    def interrupt(self, epoch, record):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt)
+def test_keyboard_interrupt_in_the_cli_leaves_a_resumable_run(tmp_path, interrupt_after_epoch) -> None:
+    interrupt_after_epoch(0)
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "2", "--out", str(out)])
     assert result.exit_code == 130
@@ -366,19 +343,11 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
 
 
 def test_a_run_resumed_before_a_milestone_decays_its_learning_rate_like_an_uninterrupted_one(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, interrupt_after_epoch
 ) -> None:
-    from sampleweight import progress
-
     whole = tiny_config(tmp_path / "whole", epochs=4)
     train(whole)
-    original = progress.TrainingProgress.end_epoch
-
-    def interrupt_after_first_epoch(self, epoch, record):
-        original(self, epoch, record)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", interrupt_after_first_epoch)
+    interrupt_after_epoch(0)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path / "parts", epochs=4))
     monkeypatch.undo()
