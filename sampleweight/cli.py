@@ -125,6 +125,9 @@ def train(
     seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
     precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="Channels-last memory format (default on for CUDA and CPU)."
+    ),
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     workers: int | None = typer.Option(None, help="Data-loader worker processes (default 0 on CPU, up to 8 on CUDA)."),
     cache_dir: Path | None = typer.Option(
@@ -161,6 +164,7 @@ def train(
         seed=seed,
         device=device,
         precision=precision,
+        channels_last=channels_last,
         compile=compile,
         workers=workers,
         cache_dir=cache_dir,
@@ -299,6 +303,9 @@ def grid(
         None, help="Spread the runs over devices (0,1,2 or cuda:0,cuda:1): one run per device at a time."
     ),
     precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="Channels-last memory format (default on for CUDA and CPU)."
+    ),
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the models."),
     workers: int | None = typer.Option(None, help="Data-loading workers per run."),
     cache_dir: Path | None = typer.Option(
@@ -331,6 +338,7 @@ def grid(
         seed=seed,
         device=device,
         precision=precision,
+        channels_last=channels_last,
         compile=compile,
         workers=workers,
         cache_dir=cache_dir,

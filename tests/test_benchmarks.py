@@ -47,8 +47,10 @@ def test_trainer_vs_loop_smoke(tmp_path) -> None:
             "--epochs", "1", "--jpeg-workers", "0", "--rounds", "1", "--out", str(out)]  # fmt: skip
     load("trainer_vs_loop").main(args)
     report = json.loads(out.read_text())
-    assert set(report["images_per_second"]) == {"ours", "loop (cached)", "loop (JPEG)"}
-    assert report["ratio_vs_cached_loop"] > 0 and report["ratio_vs_jpeg_loop"] > 0
+    variants = {"ours", "loop (cached)", "loop (cached, tuned)", "loop (JPEG)"}
+    assert set(report["images_per_second"]) == set(report["ratio_per_round"]) == variants
+    assert all(report[f"ratio_vs_{name}_loop"] > 0 for name in ("cached", "tuned", "jpeg"))
+    assert report["ratio_per_round"]["ours"] == [1.0]
 
 
 @needs_ham10000

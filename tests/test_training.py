@@ -136,6 +136,35 @@ def test_bf16_autocast_on_cpu(tmp_path, monkeypatch) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "bf16"
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_cpu_execution_defaults_are_channels_last_and_a_fused_optimizer(optimizer: str) -> None:
+    from sampleweight.config import load_config
+    from sampleweight.training import prepare_run
+
+    run = prepare_run(load_config(**tiny_config(None, optimizer=optimizer, device="cpu")))
+    assert run.config.channels_last is True
+    convs = [m.weight for m in run.network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert run.optimizer.defaults["fused"] is True
+
+
+@pytest.mark.parametrize("flag, channels_last", [([], True), (["--no-channels-last"], False)])
+def test_the_model_sees_the_memory_format_asked_for(tmp_path, monkeypatch, flag, channels_last) -> None:
+    seen: list[bool] = []
+    original = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        if x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1:  # a [B, C, 1, 1] tensor is in both formats
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return original(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", *flag, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "config.json").read_text())["channels_last"] is channels_last
+    assert seen and set(seen) == {channels_last}
+
+
 def test_evaluate_a_run_on_another_data_set(tmp_path) -> None:
     run = tmp_path / "run"
     train(tiny_config(run, epochs=1))
