@@ -21,7 +21,16 @@ class PluginError(SampleWeightError):
 
 
 class WeightError(SampleWeightError, ValueError):
-    """A weighter returned weights that are not a finite, non-negative vector with one entry per sample."""
+    """A weighter returned weights that are not a finite, non-negative vector with one entry per sample.
+
+    Attributes:
+        epoch: The epoch of the bad batch, when known.
+        step: Its step (`WeightedLoss.step`: batches weighted before it), when known.
+    """
+
+    def __init__(self, message: str, *, epoch: int | None = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
 
 
 class LossError(SampleWeightError, ValueError):

@@ -63,10 +63,11 @@ class TrainingProgress:
         )
         self._batch_task = self._progress.add_task("batches", total=batches_per_epoch, info="")
 
-    def advance(self, loss: float) -> None:
-        """One batch done, with its loss."""
+    def advance(self, loss: float | None = None) -> None:
+        """One batch done; with its loss when the host has read it (the bar keeps the last one shown)."""
         if self._progress is not None:
-            self._progress.update(self._batch_task, advance=1, info=f"loss {loss:.4f}")
+            info = {} if loss is None else {"info": f"loss {loss:.4f}"}
+            self._progress.update(self._batch_task, advance=1, **info)
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         """An epoch done, with its `metrics.jsonl` record."""

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from sampleweight import distributed
 from sampleweight.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.config import TrainConfig, load_config, validation_message
-from sampleweight.errors import ConfigError, LossError
+from sampleweight.deferred import DeferredCheck
+from sampleweight.errors import ConfigError, LossError, WeightError
 from sampleweight.factory import list_models
 from sampleweight.loader import TrainingData, load_split
 from sampleweight.metrics import classification_metrics
@@ -206,6 +207,7 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
         config.weighters,
         loss_options=options,
         weighter_options=config.weighter_options,
+        validate="deferred",  # read on the host every few steps by _train_epoch, not in every step
         class_counts=data.class_counts,
         class_names=list(data.classes),
         num_epochs=config.epochs,
@@ -344,38 +346,81 @@ def predict(
 def _train_epoch(
     run: Run, epoch: int, autocast: contextlib.AbstractContextManager, progress: TrainingProgress
 ) -> tuple[float, float]:
-    """One pass over the training side; returns the mean loss and the mean weight per sample."""
+    """One pass over the training side; returns the mean loss and the mean weight per sample.
+
+    No step waits for the device: the loss and the weights are checked on the device
+    (`DeferredCheck`, ``WeightedLoss(validate="deferred")``) and read on the host every
+    `read_every` steps and at the end, which raises for the first bad step, naming it.
+    """
     model, criterion, optimizer, device = run.model, run.criterion, run.optimizer, run.device
     model.train()
     criterion.set_epoch(epoch)
     generator = run.data.set_epoch(epoch, run.config.seed)
     wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     totals = torch.zeros(3, dtype=wide, device=device)  # sum of w * l, sum of w, samples: no host sync per step
-    for step, (images, labels, indices) in enumerate(run.data.train):
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        x = run.data.augment(images, generator=generator)
-        if run.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            output = model(x)
-        loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
-        value = criterion.last_value.item()  # Eq. 3 of the (global) batch: the same on every process
-        if not math.isfinite(value):
-            raise LossError(
-                f"the training loss became {value} at epoch {epoch}, step {step} (run {run.config.run_name}); "
-                "the last good checkpoint is kept. Lower --lr, or check the data and the weighter's weights"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        weights = criterion.last_weights.to(wide)
-        totals[0] += weights @ criterion.last_losses.to(wide)
-        totals[1] += weights.sum()
-        totals[2] += weights.numel()
-        progress.advance(value)
+    losses = DeferredCheck()
+    every, first_step = read_every(device), criterion.step
+    try:
+        for step, (images, labels, indices) in enumerate(run.data.train):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            x = run.data.augment(images, generator=generator)
+            if run.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                output = model(x)
+            loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
+            value = criterion.last_value  # Eq. 3 of the (global) batch: the same on every process
+            losses.update(~torch.isfinite(value), epoch=epoch, step=step, detail=value)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            weights = criterion.last_weights.to(wide)
+            totals[0] += weights @ criterion.last_losses.to(wide)
+            totals[1] += weights.sum()
+            totals[2] += weights.numel()
+            if (step + 1) % every:
+                progress.advance()
+            else:  # every process reads at the same steps, so all of them stop at the same one
+                _raise_first_failure(run, losses, first_step)
+                progress.advance(value.item())
+    except Exception as error:  # a bad step's NaNs can break something later: report the cause
+        _raise_first_failure(run, losses, first_step, error)
+        raise
+    _raise_first_failure(run, losses, first_step)
     loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()
     return loss_sum / seen, weight_sum / seen
+
+
+READ_EVERY = 25
+"""On an accelerator, the host reads the loss and the deferred checks every this many training steps."""
+
+
+def read_every(device: torch.device) -> int:
+    """How often the training loop reads the device: every step on the CPU (free there), else `READ_EVERY`."""
+    return 1 if device.type == "cpu" else READ_EVERY
+
+
+def _raise_first_failure(run: Run, losses: DeferredCheck, first_step: int, cause: Exception | None = None) -> None:
+    """Raise for the first bad step since the last read: invalid weights, or a non-finite loss.
+
+    ``first_step`` is the criterion's step count at the start of the epoch (its steps count all epochs).
+    Weights and loss failing at the same step is blamed on the weights, as an immediate check would.
+    """
+    weights_failed: WeightError | None = None
+    try:
+        run.criterion.raise_if_invalid()
+    except WeightError as error:
+        weights_failed = error
+    failure = losses.pop()
+    if weights_failed is not None and (failure is None or weights_failed.step - first_step <= failure.step):
+        raise weights_failed from cause
+    if failure is not None:
+        raise LossError(
+            f"the training loss became {failure.detail.item()} at epoch {failure.epoch}, step {failure.step} "
+            f"(run {run.config.run_name}); the last good checkpoint is kept. Lower --lr, or check the data and "
+            "the weighter's weights"
+        ) from cause
 
 
 def _validate(run: Run, autocast: contextlib.AbstractContextManager) -> tuple[np.ndarray, np.ndarray]:

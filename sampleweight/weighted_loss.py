@@ -4,16 +4,25 @@ when several processes train together)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from sampleweight import distributed as dist_helpers
-from sampleweight.errors import ConfigError, LossError
+from sampleweight.deferred import DeferredCheck
+from sampleweight.errors import ConfigError, LossError, WeightError
 from sampleweight.factory import FACTS, accepted_options, create_loss, create_weighter, lookup
 from sampleweight.plugins import Registry
-from sampleweight.weighting import Weighter, WeightingBatch, check_weights, weighter_name
+from sampleweight.weighting import (
+    Weighter,
+    WeightingBatch,
+    check_form,
+    check_weights,
+    weight_flags,
+    weight_problem,
+    weighter_name,
+)
 
 __all__ = ["WeightedLoss"]
 
@@ -48,8 +57,12 @@ class WeightedLoss(nn.Module):
             or a `Weighter` object.
         loss_options: Options for the loss only.
         weighter_options: Options for the weighter(s) only.
-        validate: Check every weight vector (shape [B], finite, >= 0) and raise a `WeightError`
-            naming the weighter that produced a bad one. Costs one host sync per batch.
+        validate: Check every weight vector (shape [B], float, on the device; finite and >= 0)
+            and raise a `WeightError` naming the weighter that produced a bad one (for a product,
+            the component). ``True``: in the call, which costs one host sync per batch;
+            ``"deferred"``: the shape in the call, the values on the device with no host sync,
+            raised by `raise_if_invalid` (call it every so many steps: the training engine does);
+            ``False``: no check.
         registry: Where names are looked up; default the process-wide registry.
         distributed: Select over the global batch of all processes: None (default) when
             ``torch.distributed`` is initialised with more than one process, True to require it
@@ -82,12 +95,14 @@ class WeightedLoss(nn.Module):
         *,
         loss_options: Mapping[str, Any] | None = None,
         weighter_options: Mapping[str, Any] | None = None,
-        validate: bool = True,
+        validate: bool | Literal["deferred"] = True,
         registry: Registry | None = None,
         distributed: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
+        if validate not in (True, False, "deferred"):
+            raise ConfigError(f"validate must be True, False or 'deferred', got {validate!r}")
         to_loss, to_weighter = _route(loss, weighter, options, registry)
         to_loss.update(loss_options or {})
         to_weighter.update(weighter_options or {})
@@ -111,6 +126,8 @@ class WeightedLoss(nn.Module):
         self.last_weights: Tensor | None = None
         self.last_losses: Tensor | None = None
         self.last_value: Tensor | None = None
+        self._deferred = DeferredCheck()
+        self._part_names: list[str] = []
 
     def set_epoch(self, epoch: int) -> None:
         """Set the (0-based) epoch that the weighters see from the next batch on."""
@@ -157,10 +174,38 @@ class WeightedLoss(nn.Module):
 
     def _weigh(self, batch: WeightingBatch) -> Tensor:
         """The weighter's (checked) weights for ``batch``; counts the step."""
-        weights = self.weighter(batch)
-        weights = check_weights(weights, batch, weighter_name(self.weighter)) if self.validate else weights.detach()
+        name = weighter_name(self.weighter)
+        weights = check_form(self.weighter(batch), batch, name)
+        if self.validate:
+            # a product's components first, so that a bad vector is blamed on the weighter that made it
+            parts = [*getattr(self.weighter, "last_parts", ()), (name, weights)]
+            flags = torch.stack([weight_flags(part) for _, part in parts])  # [parts, 2]
+            if self.validate == "deferred":
+                self._part_names = [part_name for part_name, _ in parts]
+                self._deferred.update(flags.any(), epoch=batch.epoch, step=batch.step, detail=flags)
+            elif bool(flags.any()):  # the one host sync
+                for part_name, part in parts:
+                    check_weights(part, batch, part_name)
         self.step += 1
         return weights
+
+    def raise_if_invalid(self) -> None:
+        """Raise the `WeightError` of the first invalid weights since the last call (``validate="deferred"``).
+
+        One host sync. The error names the weighter (the component of a product), the problem, and
+        the epoch and step of the batch; the batch positions are known only to an immediate check.
+        """
+        failure = self._deferred.pop()
+        if failure is None:
+            return
+        part = int(failure.detail.any(dim=1).nonzero()[0])
+        problem, rule = weight_problem(failure.detail[part])
+        raise WeightError(
+            f"weighter {self._part_names[part]!r} returned {problem} (epoch {failure.epoch}, "
+            f"step {failure.step}); {rule}",
+            epoch=failure.epoch,
+            step=failure.step,
+        )
 
     def _is_global(self) -> bool:
         """Whether this batch is weighted over all processes (see ``distributed``)."""

@@ -18,7 +18,8 @@ __all__ = [
     "WeightingBatch",
     "check_form",
     "check_weights",
-    "invalid",
+    "weight_flags",
+    "weight_problem",
     "weighter_name",
 ]
 
@@ -95,8 +96,8 @@ class BaseWeighter(nn.Module):
 class ProductWeighter(BaseWeighter):
     """Several weighters at once: the weights multiply (e.g. ``"ohem+es"``).
 
-    Each component's weights are checked before they are multiplied, so a bad vector is blamed on
-    the weighter that produced it.
+    The product keeps each component's weights of the last batch in ``last_parts``, so that
+    `WeightedLoss` checks them one by one and blames a bad vector on the weighter that produced it.
 
     Args:
         weighters: The components, applied to the same batch.
@@ -110,17 +111,16 @@ class ProductWeighter(BaseWeighter):
         # Register module components so .to(device) and state_dict reach them.
         self.parts = nn.ModuleList(w for w in self.components if isinstance(w, nn.Module))
         self.name = "+".join(weighter_name(w) for w in self.components)
+        self.last_parts: list[tuple[str, Tensor]] = []
+        """``(name, weights)`` of every component in the last batch."""
 
     def forward(self, batch: WeightingBatch) -> Tensor:
-        outputs = [check_form(component(batch), batch, weighter_name(component)) for component in self.components]
+        names = [weighter_name(component) for component in self.components]
+        outputs = [check_form(c(batch), batch, name) for c, name in zip(self.components, names, strict=True)]
+        self.last_parts = list(zip(names, outputs, strict=True))
         weights = outputs[0]
         for output in outputs[1:]:
             weights = weights * output
-        # One host sync for every component and the product together; name the culprit only on failure.
-        if bool(torch.stack([invalid(w) for w in [*outputs, weights]]).any()):
-            for component, output in zip(self.components, outputs, strict=True):
-                check_weights(output, batch, weighter_name(component))
-            check_weights(weights, batch, self.name)  # finite parts, overflowing product
         return weights
 
     def get_extra_state(self) -> dict[str, Any]:
@@ -137,9 +137,19 @@ def weighter_name(weighter: object) -> str:
     return getattr(weighter, "name", "") or type(weighter).__name__
 
 
-def invalid(weights: Tensor) -> Tensor:
-    """True (a 0-dim bool tensor, no host sync) when some weight is NaN, infinite or negative."""
-    return ~((weights >= 0) & (weights < float("inf"))).all()  # NaN fails both comparisons
+def weight_flags(weights: Tensor) -> Tensor:
+    """``[some weight is NaN or infinite, some weight is negative]``: a bool tensor [2], no host sync."""
+    return torch.stack([~torch.isfinite(weights).all(), (weights < 0).any()])
+
+
+def weight_problem(flags: Tensor) -> tuple[str, str] | None:
+    """What `weight_flags` found, as ``(problem, rule)`` for a message; None when nothing."""
+    non_finite, negative = flags.tolist()
+    if non_finite:
+        return "non-finite weights (NaN or inf)", "weights must be finite"
+    if negative:
+        return "negative weights", "weights must be >= 0"
+    return None
 
 
 def check_form(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
@@ -184,16 +194,15 @@ def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
         WeightError: Naming the weighter, the problem, the batch positions and the fix.
     """
     weights = check_form(weights, batch, name)
-    if bool(invalid(weights)):  # the one host sync
-        bad = (~torch.isfinite(weights)).nonzero().flatten().tolist()
-        if bad:
-            raise WeightError(
-                f"weighter {name!r} returned non-finite weights (NaN or inf) at batch positions "
-                f"{bad[:8]} (epoch {batch.epoch}, step {batch.step}); weights must be finite"
-            )
-        negative = (weights < 0).nonzero().flatten().tolist()
+    found = weight_problem(weight_flags(weights))  # the one host sync
+    if found is not None:
+        problem, rule = found
+        bad = ~torch.isfinite(weights) if problem.startswith("non-finite") else weights < 0
+        positions = bad.nonzero().flatten().tolist()
         raise WeightError(
-            f"weighter {name!r} returned negative weights at batch positions {negative[:8]} "
-            f"(epoch {batch.epoch}, step {batch.step}); weights must be >= 0"
+            f"weighter {name!r} returned {problem} at batch positions {positions[:8]} "
+            f"(epoch {batch.epoch}, step {batch.step}); {rule}",
+            epoch=batch.epoch,
+            step=batch.step,
         )
     return weights

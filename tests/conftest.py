@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from sampleweight import plugins
 
@@ -74,3 +77,32 @@ def mount_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     for name in [m for m in sys.modules if m.startswith(("sw_test_", "sampleweight_isqrt"))]:
         del sys.modules[name]
     plugins.set_registry(None)
+
+
+# What makes the host wait for the device (on CUDA), as Python sees it.
+SYNCING_METHODS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__int__", "__float__", "__index__")
+SYNCING_FUNCTIONS = ("nonzero", "unique", "masked_select", "argwhere")
+
+
+@pytest.fixture
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], contextlib.AbstractContextManager[list[str]]]:
+    """``with host_reads() as calls:`` records every call that would read a tensor on the host (wait for a GPU)."""
+    return functools.partial(_recording_host_reads, monkeypatch)
+
+
+@contextlib.contextmanager
+def _recording_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    calls: list[str] = []
+
+    def recording(original, name: str):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    with monkeypatch.context() as patch:
+        for owner, names in ((torch.Tensor, SYNCING_METHODS), (torch, SYNCING_FUNCTIONS)):
+            for name in names:
+                patch.setattr(owner, name, recording(getattr(owner, name), name))
+        yield calls

@@ -161,3 +161,18 @@ def test_prepare_summarises_for_the_cli(data: Path, tmp_path: Path) -> None:
     assert as_json["path"] == str(summary.path) and as_json["classes"] == ["a", "b"]
     synthetic = prepare("synthetic:30", 16, None, progress=False)
     assert synthetic.path is None and synthetic.layout == "synthetic" and synthetic.num_images == 30
+
+
+def test_the_key_names_files_by_their_real_path(data: Path, tmp_path: Path) -> None:
+    """The same files reached through a linked folder or linked files share one cache; a copy does not."""
+    (tmp_path / "alias").symlink_to(data, target_is_directory=True)
+    linked = tmp_path / "linked"
+    (linked / "images").mkdir(parents=True)
+    shutil.copy(data / "labels.csv", linked / "labels.csv")
+    for image in (data / "images").iterdir():
+        (linked / "images" / image.name).symlink_to(image)
+    key = cache_key(read_dataset(data), 32)
+    assert cache_key(read_dataset(tmp_path / "alias"), 32) == key
+    assert cache_key(read_dataset(linked), 32) == key
+    copied = shutil.copytree(data, tmp_path / "copy")
+    assert cache_key(read_dataset(copied), 32) != key

@@ -106,5 +106,5 @@ def test_any_data_splits_into_group_pure_sides(data, split, fraction) -> None:
     group_array = np.array(groups)
     assert not set(group_array[train_idx]) & set(group_array[val_idx])
     assert len(val_idx) > 0 and len(train_idx) > 0
-    # the validation side is one fold: about a k-th of the groups
-    assert len(set(group_array[val_idx])) <= len(set(groups)) // round(1 / fraction) + 1
+    # (no bound on the validation side's share here: the folds balance samples per class, not groups,
+    # so one large lesion can leave most small ones on the other side; the 80/20 share is tested above)

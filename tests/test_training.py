@@ -230,16 +230,28 @@ def register_losses(register):
 """
 
 
-def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, mount_plugin) -> None:
+@pytest.fixture(params=[1, 3], ids=["read every step", "read every 3 steps"])
+def read_every(request, monkeypatch) -> int:
+    """The training loop reads the device every step (as on the CPU) or every 3 steps (as on a GPU, deferred)."""
+    from sampleweight import training
+
+    monkeypatch.setattr(training, "read_every", lambda device: request.param)
+    return request.param
+
+
+def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(
+    tmp_path, mount_plugin, read_every
+) -> None:
     mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_after_first", "--out", str(out)])
     assert result.exit_code == 2
-    assert "weighter 'nan_after_first' returned non-finite weights" in result.output and "epoch 1" in result.output
+    # 8 steps per epoch; the weighter's step counts every batch since the start
+    assert "weighter 'nan_after_first' returned non-finite weights (NaN or inf) (epoch 1, step 8)" in result.output
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
 
-def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin) -> None:
+def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin, read_every) -> None:
     mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--loss", "nan_later", "--out", str(out)])
@@ -247,6 +259,28 @@ def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin) -> None:
     # 128 training images / 16 = 8 steps per epoch: the 9th call is epoch 1, step 0
     assert "the training loss became nan at epoch 1, step 0" in result.output
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_host_reads_per_epoch_do_not_grow_with_its_steps(tmp_path, monkeypatch, host_reads) -> None:
+    """The training step never waits for the device: the loop reads it every `read_every` steps, and at the end."""
+    from sampleweight import training
+
+    monkeypatch.setattr(training, "read_every", lambda device: 1000)
+    counts = []
+    for images in (160, 320):  # 8 and 16 steps per epoch
+        original, reads = training._train_epoch, []
+
+        def spied(*args, original=original, reads=reads):
+            with host_reads() as calls:
+                result = original(*args)
+            reads.append(len(calls))
+            return result
+
+        monkeypatch.setattr(training, "_train_epoch", spied)
+        train(tiny_config(None, data=f"synthetic:{images}", epochs=1, weighters=["ohem", "es"]))
+        monkeypatch.setattr(training, "_train_epoch", original)
+        counts.append(reads)
+    assert counts[0] == counts[1] and counts[0][0] > 0, counts
 
 
 def test_keyboard_interrupt_in_the_cli_leaves_a_resumable_run(tmp_path, interrupt_after_epoch) -> None:

@@ -24,6 +24,7 @@ a rerun with ``skip_bad=True`` reuses it and only leaves those images out).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -137,13 +138,17 @@ def cache_key(
     }
     digest.update(json.dumps(params, sort_keys=True).encode())
     missing = []
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)  # most images share a few folders
     for image_id, path in zip(records.image_ids, records.paths, strict=True):
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             missing.append(str(path))
             continue
-        digest.update(f"\n{image_id}\t{Path(path).resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+        # = Path(path).resolve(), resolving each folder once
+        folder, name = os.path.split(os.path.abspath(path))
+        real = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir(folder), name)
+        digest.update(f"\n{image_id}\t{real}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     if missing:
         shown = ", ".join(missing[:5]) + (f" ... and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(f"{len(missing)} image file(s) disappeared since the data set was read: {shown}")

@@ -1,0 +1,74 @@
+"""Checks that stay on the device: remember the first failing step, read it on the host only when asked.
+
+Reading a value on the host (``.item()``, ``bool(tensor)``) makes the host wait for the GPU, so it
+cannot queue the next step's kernels while the current one runs. A training loop that checks the
+loss and the weights of every step that way pays a stall per step. `DeferredCheck` keeps the check
+on the device instead: each step adds a few tiny kernels, and the host reads the outcome (one
+synchronisation) every so many steps and at the end of an epoch, and still learns exactly which
+step failed first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["DeferredCheck", "Failure"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first failing step a `DeferredCheck` saw.
+
+    Attributes:
+        epoch: Its epoch.
+        step: Its step.
+        detail: The ``detail`` tensor passed with it, on the CPU (e.g. which weights were bad, or the loss).
+    """
+
+    epoch: int
+    step: int
+    detail: Tensor
+
+
+class DeferredCheck:
+    """The first step at which a condition held, recorded on the device without a host sync.
+
+    Example:
+        >>> check = DeferredCheck()
+        >>> for step, loss in enumerate(torch.tensor([0.5, float("nan"), float("inf")])):
+        ...     check.update(~torch.isfinite(loss), epoch=0, step=step, detail=loss)
+        >>> failure = check.pop()  # the one host sync
+        >>> failure.step, failure.detail.item()
+        (1, nan)
+        >>> check.pop() is None  # popping resets it
+        True
+    """
+
+    def __init__(self) -> None:
+        self._at: Tensor | None = None  # int64 [2]: (epoch, step) of the first failure, (-1, -1) while none
+        self._detail: Tensor | None = None
+
+    def update(self, failed: Tensor, *, epoch: int, step: int, detail: Tensor) -> None:
+        """Record ``(epoch, step, detail)`` if ``failed`` (a 0-dim bool tensor) holds and nothing failed before.
+
+        Queues a few element-wise kernels; never waits for the device.
+        """
+        if self._at is None:
+            self._at = torch.full((2,), -1, dtype=torch.long, device=failed.device)
+            self._detail = torch.zeros_like(detail)
+        first = failed & (self._at[1] < 0)
+        # Python scalars travel as kernel arguments: no host-to-device copy, no sync
+        self._at = torch.stack([torch.where(first, epoch, self._at[0]), torch.where(first, step, self._at[1])])
+        self._detail = torch.where(first, detail.detach(), self._detail)
+
+    def pop(self) -> Failure | None:
+        """The first failure since the last `pop` (one host sync), or None; forgets it."""
+        if self._at is None:
+            return None
+        epoch, step = self._at.tolist()
+        detail = self._detail.cpu()
+        self._at = self._detail = None
+        return None if step < 0 else Failure(epoch, step, detail)
