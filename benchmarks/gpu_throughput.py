@@ -4,8 +4,10 @@ On CUDA (one prepared run; also runs on the CPU at toy sizes for its smoke test)
 
 1. ``steps``: training images/s of ``cbam_vgg16`` and ``hierarchical_vgg16`` (VGG16 backbone) at
    ``--image-size`` (299) for each batch size in ``--batch-sizes`` (20 = the paper's, and larger),
-   under fp32, bf16 autocast, bf16 + channels_last, and (``--compile``) bf16 + channels_last +
-   ``torch.compile``. Each step is forward, ``WeightedLoss("ce", "ohem")``, backward, ADAM step.
+   under fp32, bf16 autocast, bf16 + channels_last (the trainer's default), the same with the loss
+   read on the host every step (what the trainer's deferred checks avoid), and (``--compile``)
+   bf16 + channels_last + ``torch.compile``. Each step is forward, ``WeightedLoss("ce", "ohem")``,
+   backward, fused ADAM step, timed back to back as in training.
 2. ``flops``: FLOPs of one training step (``torch.utils.flop_counter``), hence the achieved TFLOP/s,
    against the measured bf16 matmul ceiling of the card.
 3. ``loader``: the real input pipeline (memory-mapped uint8 cache -> pinned batches -> GPU
@@ -24,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import sampleweight as sw
 from sampleweight.data import BatchAugment, CachedImageDataset
 
+from benchtools import finish, sync
+
 DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "gpu_throughput.json"
 DEFAULT_DATA = Path(
     os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
@@ -54,11 +56,6 @@ MODELS = ("cbam_vgg16", "hierarchical_vgg16")
 GRID_RUNS_PER_MODEL = 2 * 5 * 2 * 2
 PAPER_EPOCHS = {"cbam_vgg16": 150, "hierarchical_vgg16": 250}
 ISIC_TRAIN, ISIC_VAL = 8000, 2000
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_ceiling(device: torch.device, size: int) -> float:
@@ -77,14 +74,20 @@ def matmul_ceiling(device: torch.device, size: int) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def make_step(model: torch.nn.Module, device: torch.device, bf16: bool, channels_last: bool) -> Callable:
-    """One training step closure: forward under autocast, weighted loss, backward, ADAM."""
-    criterion = sw.WeightedLoss("ce", "ohem", num_epochs=150, batch_size=20).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def make_step(model: torch.nn.Module, device: torch.device, config: dict[str, bool]) -> Callable:
+    """One training step closure, as the trainer runs it: autocast forward, ``WeightedLoss``, backward, fused ADAM.
+
+    The trainer's loop never waits for the device (the weight check is deferred); with
+    ``config["read"]`` the step reads its loss on the host and checks the weights in the call, as a
+    loop printing the loss every step does, to show what that wait costs.
+    """
+    validate = True if config["read"] else "deferred"
+    criterion = sw.WeightedLoss("ce", "ohem", num_epochs=150, batch_size=20, validate=validate).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, fused=device.type in ("cpu", "cuda"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config["bf16"] else contextlib.nullcontext()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if channels_last:
+        if config["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             output = model(x)
@@ -92,17 +95,19 @@ def make_step(model: torch.nn.Module, device: torch.device, bf16: bool, channels
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if config["read"]:
+            loss.item()
         return loss
 
     return step
 
 
-def build(name: str, args: argparse.Namespace, device: torch.device, channels_last: bool, compile_: bool):
+def build(name: str, args: argparse.Namespace, device: torch.device, config: dict[str, bool]):
     torch.manual_seed(0)
     model = timm.create_model(name, backbone=args.backbone, num_classes=7, pretrained=False).to(device)
-    if channels_last:
+    if config["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile_ else model
+    return torch.compile(model) if config["compile"] else model
 
 
 def step_flops(name: str, args: argparse.Namespace, batch: int) -> int:
@@ -116,24 +121,33 @@ def step_flops(name: str, args: argparse.Namespace, batch: int) -> int:
 
 
 def time_steps(step: Callable, x: torch.Tensor, y: torch.Tensor, device: torch.device, steps: int) -> float:
-    """Median seconds per step after warm-up (compile and cudnn autotuning happen in the warm-up)."""
+    """Seconds per step, back to back as in training (one sync at the end), after warm-up (compile, autotuning)."""
     for _ in range(3):
         step(x, y)
     sync(device)
-    times = []
+    start = time.perf_counter()
     for _ in range(steps):
-        start = time.perf_counter()
         step(x, y)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync(device)
+    return (time.perf_counter() - start) / steps
 
 
-def configurations(device: torch.device, with_compile: bool) -> list[tuple[str, bool, bool, bool]]:
-    configs = [("fp32", False, False, False), ("bf16", True, False, False), ("bf16+cl", True, True, False)]
-    if with_compile:
-        configs.append(("bf16+cl+compile", True, True, True))
-    return configs
+def _config(bf16: bool = True, channels_last: bool = True, compile: bool = False, read: bool = False) -> dict:
+    return {"bf16": bf16, "channels_last": channels_last, "compile": compile, "read": read}
+
+
+CONFIGS = {
+    "fp32": _config(bf16=False, channels_last=False),
+    "bf16": _config(channels_last=False),
+    "bf16+cl": _config(),
+    "bf16+cl, loss read every step": _config(read=True),
+    "bf16+cl+compile": _config(compile=True),
+}
+"""Execution settings measured; the trainer's default on CUDA is ``bf16+cl`` (``--compile`` adds the last)."""
+
+
+def configurations(with_compile: bool) -> list[str]:
+    return [name for name, config in CONFIGS.items() if with_compile or not config["compile"]]
 
 
 def bench_steps(args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -143,9 +157,9 @@ def bench_steps(args: argparse.Namespace, device: torch.device) -> list[dict]:
             flops = step_flops(name, args, batch)
             x = torch.randn(batch, 3, args.image_size, args.image_size, device=device)
             y = torch.randint(0, 7, (batch,), device=device)
-            for label, bf16, channels_last, compile_ in configurations(device, args.compile):
-                model = build(name, args, device, channels_last, compile_)
-                seconds = time_steps(make_step(model, device, bf16, channels_last), x, y, device, args.steps)
+            for label in configurations(args.compile):
+                model = build(name, args, device, CONFIGS[label])
+                seconds = time_steps(make_step(model, device, CONFIGS[label]), x, y, device, args.steps)
                 rows.append({
                     "model": name, "batch": batch, "config": label, "step_ms": 1e3 * seconds,
                     "images_per_second": batch / seconds, "tflops": flops / seconds / 1e12,
@@ -173,11 +187,8 @@ def bench_loader(args: argparse.Namespace, device: torch.device, best: dict) -> 
         num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
     )  # fmt: skip
     augment = BatchAugment(args.image_size).to(device)
-    bf16, channels_last, compile_ = {"fp32": (False, False, False), "bf16": (True, False, False)}.get(
-        best["config"], (True, True, best["config"].endswith("compile"))
-    )
-    model = build(best["model"], args, device, channels_last, compile_)
-    step = make_step(model, device, bf16, channels_last)
+    model = build(best["model"], args, device, CONFIGS[best["config"]])
+    step = make_step(model, device, CONFIGS[best["config"]])
     waits, steps = [], []
     iterator = iter(loader)
     for i in range(args.loader_steps + 3):
@@ -278,12 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    report = run(args)
-    print_tables(report, Console())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return report
+    return finish(run(args), args.out, print_tables)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ pass, four ways:
   cache does.
 
 Each variant's time includes its set-up (splitting the data, building the model). The variants run
-interleaved ``--rounds`` times (median taken). The cache is built once before timing
+interleaved ``--rounds`` times, in a new random order each round (median taken; ``ratio_per_round``
+pairs each loop with ours in the same round). The cache is built once before timing
 (``sampleweight prepare`` does this ahead of training).
 Prints a table and writes JSON (``--out``). Run from the repository root:
 
@@ -29,9 +30,9 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import tempfile
@@ -58,6 +59,8 @@ from sampleweight.data import (
     train_transform,
 )
 from sampleweight.training import train
+
+from benchtools import finish
 
 DEFAULT_DATA = Path(
     os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
@@ -179,10 +182,11 @@ def run(args: argparse.Namespace) -> dict:
         "loop (JPEG)": jpeg_loop,
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):  # interleaved, so that load on the machine hits every variant alike
-        for name, fn in variants.items():
+    order = random.Random(0)
+    for _ in range(args.rounds):  # interleaved in a new order each round: load and position hit all alike
+        for name in order.sample(list(variants), k=len(variants)):
             start = time.perf_counter()
-            fn()
+            variants[name]()
             samples[name].append(time.perf_counter() - start)
     timings = {name: statistics.median(values) for name, values in samples.items()}
 
@@ -207,7 +211,8 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_vs_jpeg_loop": rates["ours"] / rates["loop (JPEG)"],
         # paired: each round's loop time over ours in the same round (interleaved, so load hits both alike)
         "ratio_per_round": {
-            name: [theirs / ours for theirs, ours in zip(values, samples["ours"])] for name, values in samples.items()
+            name: [theirs / ours for theirs, ours in zip(values, samples["ours"], strict=True)]
+            for name, values in samples.items()
         },
     }
 
@@ -239,12 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median taken)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    report = run(args)
-    print_table(report, Console())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return report
+    return finish(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

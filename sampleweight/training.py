@@ -448,8 +448,8 @@ def _where(run: Run) -> str:
 def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
     """SGD (Nesterov) or ADAM over the trainable parameters, with torch's fused kernel where the device has one.
 
-    The fused kernel updates every parameter in one call instead of a loop of small ops: on this
-    project's CPU benchmark it cuts ADAM's step from 8.8 to 2.8 ms (`docs/benchmarks.md`).
+    The fused kernel updates every parameter in one call instead of a loop of small ops
+    (``benchmarks/execution_settings.py`` measures what it buys).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if device.type in FUSED_OPTIMIZER_DEVICES else {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ needs_ham10000 = pytest.mark.skipif(
 
 
 def load(name: str):
+    """Import a benchmark script as ``python benchmarks/NAME.py`` would (its folder first on the path)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -38,6 +42,7 @@ def test_weighting_overhead_smoke(tmp_path) -> None:
     assert {"plain CE", "ce + none", "ce + es", "ce + ohem", "ce + ohem+es"} <= set(results)
     assert results["plain CE"]["step_ratio"] == 1.0
     assert all(row["step_ms"] > 0 and row["loss_us"] > 0 for row in results.values())
+    assert results["plain CE"]["loss_extra_share"] == 0.0
 
 
 @needs_ham10000
@@ -73,8 +78,19 @@ def test_gpu_throughput_runs_on_the_cpu_at_toy_size(tmp_path) -> None:
     load("gpu_throughput").main(args)
     report = json.loads(out.read_text())
     assert {(r["model"], r["config"]) for r in report["steps"]} == {
-        (model, config) for model in ("cbam_vgg16", "hierarchical_vgg16") for config in ("fp32", "bf16", "bf16+cl")
+        (model, config)
+        for model in ("cbam_vgg16", "hierarchical_vgg16")
+        for config in ("fp32", "bf16", "bf16+cl", "bf16+cl, loss read every step")
     }
     assert all(r["images_per_second"] > 0 and r["tflops"] > 0 for r in report["steps"])
     assert 0 <= report["loader"]["wait_share"] <= 1
     assert report["estimate"]["total_grid_hours"] > 0
+
+
+def test_execution_settings_smoke(tmp_path) -> None:
+    out = tmp_path / "e.json"
+    load("execution_settings").main(["--models", "cbam_vgg16:test_resnet@32/2", "--rounds", "2", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    variants = ["default", "channels-last", "fused Adam", "channels-last + fused (ours)"]
+    assert [row["variant"] for row in rows] == variants
+    assert rows[0]["ratio"] == 1.0 and all(row["step_ms"] > 0 and row["ratio"] > 0 for row in rows)
