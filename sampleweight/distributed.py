@@ -150,7 +150,8 @@ def wrap(network: nn.Module, device: torch.device) -> nn.Module:
 def gather_rows(tensor: Tensor) -> tuple[Tensor, list[int]]:
     """All-gather tensors whose first dimension differs between processes.
 
-    The lengths are gathered first, every part is padded to the longest, gathered, and cut back.
+    The lengths are gathered first, on the host (`_lengths`), so that the GPU is never waited for;
+    every part is padded to the longest, gathered, and cut back.
 
     Args:
         tensor: This process's rows ``[n_r, ...]`` (the other dimensions equal on every process).
@@ -162,10 +163,7 @@ def gather_rows(tensor: Tensor) -> tuple[Tensor, list[int]]:
     if not is_distributed():
         return tensor, [tensor.shape[0]]
     device = _comm_device(tensor)
-    size = torch.tensor([tensor.shape[0]], dtype=torch.long, device=device)
-    sizes_parts = [torch.empty_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes_parts, size)
-    sizes = torch.cat(sizes_parts).tolist()
+    sizes = _lengths(tensor.shape[0])
     padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]), device=device)
     padded[: tensor.shape[0]] = tensor.to(device)
     parts = [torch.empty_like(padded) for _ in sizes]
@@ -221,6 +219,36 @@ def average_buffers(module: nn.Module) -> None:
         for buffer in buffers:
             buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
             offset += buffer.numel()
+
+
+def _lengths(length: int) -> list[int]:
+    """Every process's ``length``, in rank order, exchanged between the hosts (a gloo group).
+
+    Through NCCL the lengths would travel as GPU tensors, and reading them back would make the host
+    wait for everything queued on the GPU; through gloo they never touch it.
+    """
+    mine = torch.tensor([length], dtype=torch.long)
+    parts = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, mine, group=_host_group())
+    return torch.cat(parts).tolist()
+
+
+_host_groups: list[tuple[object, object]] = []  # (default group, gloo group over the same processes)
+
+
+def _host_group() -> object:
+    """A process group for CPU tensors: the default group when it is gloo, else a gloo group over it."""
+    if dist.get_backend() == "gloo":
+        return dist.group.WORLD
+    return _gloo_group()
+
+
+def _gloo_group() -> object:
+    """A gloo group over the processes of the default group, made once per default group (collectively)."""
+    world = dist.group.WORLD
+    if not _host_groups or _host_groups[0][0] is not world:  # first use, or a new default group
+        _host_groups[:] = [(world, dist.new_group(backend="gloo"))]
+    return _host_groups[0][1]
 
 
 def _comm_device(tensor: Tensor) -> torch.device:

@@ -179,6 +179,16 @@ def helpers_check(rank: int) -> None:
     norm.num_batches_tracked.fill_(5)
     distributed.average_buffers(norm)
     assert norm.running_mean.tolist() == [0.5, 0.5] and int(norm.num_batches_tracked) == 5
+    # Under NCCL the lengths travel through a gloo group of their own (no GPU sync); force that path here.
+    side = distributed._gloo_group()
+    assert side is not dist.group.WORLD and distributed._gloo_group() is side  # made once
+    host_group, distributed._host_group = distributed._host_group, distributed._gloo_group
+    try:
+        rows = torch.full((3 if rank == 0 else 1, 2), float(rank))
+        gathered, sizes = distributed.gather_rows(rows)
+        assert sizes == [3, 1] and gathered[:, 0].tolist() == [0.0, 0.0, 0.0, 1.0]
+    finally:
+        distributed._host_group = host_group
 
 
 def test_weights_and_gradient_over_two_processes_equal_one_process_on_the_whole_batch() -> None:
