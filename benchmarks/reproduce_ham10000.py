@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -248,7 +249,7 @@ def render(
         "```",
         "",
         f"- Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (machine clock); "
-        f"sampleweight {sampleweight.__version__}, "
+        f"sampleweight {sampleweight.__version__}{_commit()}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU cores (shared with "
         "other work while this ran), no GPU.",
         f"- Wall time of the grid: **{timing['wall_seconds'] / 60:.1f} min** for {len(runs)} runs "
@@ -321,6 +322,18 @@ def _add_timing(out: Path, seconds: float, trained: int) -> dict:
         timing["invocations"].append({"seconds": seconds, "runs_trained": trained})
         path.write_text(json.dumps(timing, indent=2) + "\n")
     return timing
+
+
+def _commit() -> str:
+    """`` (commit abc1234)`` of the checkout this runs from, with ``+changes`` when it has uncommitted ones."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git here
+        return ""
+    if head.returncode:
+        return ""
+    return f" (commit {head.stdout.strip()}{'+changes' if dirty.stdout.strip() else ''})"
 
 
 def _split_sizes(data: str, splits: list[int]) -> dict[int, tuple[int, int]]:
