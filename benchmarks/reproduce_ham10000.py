@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             "cache_dir": cache_dir,
         },
     )
+    commit = _commit()  # the code the runs train with (read now: the checkout may change while they run)
     started = time.perf_counter()
     devices = ["cpu"] * args.processes if args.processes > 1 else None
     outcomes = run_grid(grid, devices=devices, progress=sys.stderr.isatty())
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{len(failed)} runs failed, first: {failed[0].run.name}: {failed[0].error}")
     report = write_report(args.out, paper=True)
     sizes = _split_sizes(args.data, [int(s) for s in args.splits.split(",")])
-    text = render(args, report.tables[0], timing, sizes, report.markdown)
+    text = render(args, report.tables[0], timing, sizes, report.markdown, commit)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(text)
     print(f"wrote {args.doc} (grid {args.out}, {timing['wall_seconds'] / 60:.1f} min of training wall time)")
@@ -222,9 +223,14 @@ def melanoma_finding(classes: tuple[str, ...], none: Cell, spl: Cell, name: str)
 
 
 def render(
-    args: argparse.Namespace, table: ResultTable, timing: dict, sizes: dict[int, tuple[int, int]], report: Path
+    args: argparse.Namespace,
+    table: ResultTable,
+    timing: dict,
+    sizes: dict[int, tuple[int, int]],
+    report: Path,
+    commit: str = "",
 ) -> str:
-    """The Markdown of ``docs/reproduction.md``."""
+    """The Markdown of ``docs/reproduction.md``; ``commit`` names the code that trained (`_commit`)."""
     runs = [run for cell in table.cells for run in cell.runs]
     train_seconds = [sum(e["seconds"] for e in _epochs(run.path)) for run in runs]
     command = _command()
@@ -249,7 +255,7 @@ def render(
         "```",
         "",
         f"- Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (machine clock); "
-        f"sampleweight {sampleweight.__version__}{_commit()}, "
+        f"sampleweight {sampleweight.__version__}{commit}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU cores (shared with "
         "other work while this ran), no GPU.",
         f"- Wall time of the grid: **{timing['wall_seconds'] / 60:.1f} min** for {len(runs)} runs "
