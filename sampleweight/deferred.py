@@ -59,6 +59,8 @@ class DeferredCheck:
         if self._at is None:
             self._at = torch.full((2,), -1, dtype=torch.long, device=failed.device)
             self._detail = torch.zeros_like(detail)
+        elif self._at.device != failed.device:  # the module moved to another device
+            self._at, self._detail = self._at.to(failed.device), self._detail.to(failed.device)
         first = failed & (self._at[1] < 0)
         # Python scalars travel as kernel arguments: no host-to-device copy, no sync
         self._at = torch.stack([torch.where(first, epoch, self._at[0]), torch.where(first, step, self._at[1])])

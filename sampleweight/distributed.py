@@ -103,6 +103,7 @@ def session(device: torch.device) -> Iterator[None]:
     try:
         yield
     finally:
+        _host_groups.clear()  # destroyed with the default group
         dist.destroy_process_group()
 
 
@@ -237,8 +238,9 @@ _host_groups: list[tuple[object, object]] = []  # (default group, gloo group ove
 
 
 def _host_group() -> object:
-    """A process group for CPU tensors: the default group when it is gloo, else a gloo group over it."""
-    if dist.get_backend() == "gloo":
+    """A process group for CPU tensors: the default group when it has gloo, else a gloo group over it."""
+    backend = dist.get_backend()
+    if backend == "gloo" or "cpu:gloo" in backend:  # gloo alone, or gloo for CPU tensors ("cpu:gloo,cuda:nccl")
         return dist.group.WORLD
     return _gloo_group()
 

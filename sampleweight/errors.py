@@ -25,7 +25,7 @@ class WeightError(SampleWeightError, ValueError):
 
     Attributes:
         epoch: The epoch of the bad batch, when known.
-        step: Its step (`WeightedLoss.step`: batches weighted before it), when known.
+        step: Its global step (`WeightedLoss.step`: batches weighted before it, over all epochs), when known.
     """
 
     def __init__(self, message: str, *, epoch: int | None = None, step: int | None = None) -> None:

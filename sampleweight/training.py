@@ -34,7 +34,7 @@ from sampleweight import distributed
 from sampleweight.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.config import TrainConfig, load_config, validation_message
 from sampleweight.deferred import DeferredCheck
-from sampleweight.errors import ConfigError, LossError, WeightError
+from sampleweight.errors import ConfigError, LossError, SampleWeightError, WeightError
 from sampleweight.factory import list_models
 from sampleweight.loader import TrainingData, load_split
 from sampleweight.metrics import classification_metrics
@@ -385,7 +385,12 @@ def _train_epoch(
                 _raise_first_failure(run, losses, first_step)
                 progress.advance(value.item())
     except Exception as error:  # a bad step's NaNs can break something later: report the cause
-        _raise_first_failure(run, losses, first_step, error)
+        try:
+            _raise_first_failure(run, losses, first_step, error)
+        except SampleWeightError:
+            raise
+        except Exception:  # noqa: BLE001 - the device itself failed (e.g. a CUDA assert): report the original
+            pass
         raise
     _raise_first_failure(run, losses, first_step)
     loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()

@@ -202,7 +202,7 @@ class WeightedLoss(nn.Module):
         problem, rule = weight_problem(failure.detail[part])
         raise WeightError(
             f"weighter {self._part_names[part]!r} returned {problem} (epoch {failure.epoch}, "
-            f"step {failure.step}); {rule}",
+            f"global step {failure.step}); {rule}",
             epoch=failure.epoch,
             step=failure.step,
         )

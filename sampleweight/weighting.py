@@ -201,7 +201,7 @@ def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
         positions = bad.nonzero().flatten().tolist()
         raise WeightError(
             f"weighter {name!r} returned {problem} at batch positions {positions[:8]} "
-            f"(epoch {batch.epoch}, step {batch.step}); {rule}",
+            f"(epoch {batch.epoch}, global step {batch.step}); {rule}",
             epoch=batch.epoch,
             step=batch.step,
         )

@@ -176,3 +176,29 @@ def test_the_key_names_files_by_their_real_path(data: Path, tmp_path: Path) -> N
     assert cache_key(read_dataset(linked), 32) == key
     copied = shutil.copytree(data, tmp_path / "copy")
     assert cache_key(read_dataset(copied), 32) != key
+
+
+def test_real_paths_equal_path_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleweight.data.cache import _real_path_resolver
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "img.jpg").write_bytes(b"x")
+    (tmp_path / "real" / "sub" / "img.jpg").write_bytes(b"y")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "real" / "sub", target_is_directory=True)
+    (tmp_path / "a" / "file.jpg").symlink_to(tmp_path / "real" / "img.jpg")
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "a")
+    paths = [
+        tmp_path / "real" / "img.jpg",
+        tmp_path / "alias" / "sub" / "img.jpg",  # a linked folder
+        tmp_path / "a" / "file.jpg",  # a linked file
+        tmp_path / "a" / "link" / ".." / "img.jpg",  # ".." after a link: the link's parent, real/
+        Path("link") / "img.jpg",  # relative to the working folder
+        Path("file.jpg"),
+        tmp_path / "real" / "missing.jpg",
+    ]
+    real_path = _real_path_resolver()
+    for path in paths:
+        assert real_path(path) == str(Path(path).resolve()), path
+        assert real_path(str(path)) == str(Path(path).resolve()), path

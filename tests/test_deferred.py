@@ -44,7 +44,7 @@ def test_deferred_validation_raises_later_for_the_first_bad_batch(registry) -> N
     for _ in range(5):  # nothing raises in the calls
         criterion(torch.randn(3, 4), torch.tensor([0, 1, 2]))
     with pytest.raises(
-        sw.WeightError, match=r"weighter 'steps' returned non-finite weights.*\(epoch 4, step 2\)"
+        sw.WeightError, match=r"weighter 'steps' returned non-finite weights.*\(epoch 4, global step 2\)"
     ) as info:
         criterion.raise_if_invalid()
     assert (info.value.epoch, info.value.step) == (4, 2)
@@ -58,7 +58,8 @@ def test_deferred_validation_of_negative_weights_and_of_a_product(registry) -> N
         "ce", StepWeights({0: torch.tensor([1.0, -1.0])}), validate="deferred", registry=registry
     )
     criterion(torch.randn(2, 4), torch.tensor([0, 1]))
-    with pytest.raises(sw.WeightError, match=r"returned negative weights \(epoch 0, step 0\); weights must be >= 0"):
+    negative = r"returned negative weights \(epoch 0, global step 0\); weights must be >= 0"
+    with pytest.raises(sw.WeightError, match=negative):
         criterion.raise_if_invalid()
     product = sw.ProductWeighter([sw.create_weighter("es", registry=registry, class_counts=[5, 5, 1, 1])])
     product = sw.ProductWeighter([*product.components, StepWeights({1: torch.tensor([float("inf"), 1.0])})])
@@ -106,3 +107,40 @@ def test_the_sync_spy_sees_a_host_read(host_reads) -> None:
         bool(torch.tensor(1.0) > 0)
         torch.ones(2).tolist()
     assert reads == ["__bool__", "tolist"]
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the sync check is CUDA's)")
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore:.*has no training samples")
+@pytest.mark.parametrize("spec", ["none", "es", "spl", "ohem", "class_spl", "class_ohem", "drw", "ohem+es"])
+def test_on_cuda_weighting_and_the_deferred_checks_never_wait_for_the_gpu(registry, spec: str) -> None:
+    """CUDA's own detector: any synchronising call (boolean indexing included) raises while it is on."""
+    facts = {"class_counts": [40, 30, 20, 5, 3, 1, 0], "num_epochs": 20, "batch_size": 8}
+    criterion = sw.WeightedLoss("focal", spec, validate="deferred", registry=registry, **facts).cuda()
+    criterion.set_epoch(3)
+    logits = torch.randn(8, 7, device="cuda", requires_grad=True)
+    targets = torch.randint(0, 7, (8,), device="cuda")
+    indices = torch.arange(8, device="cuda")
+    losses = DeferredCheck()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(3):
+            loss = criterion(logits, targets, indices=indices)
+            losses.update(~torch.isfinite(criterion.last_value), epoch=3, step=step, detail=criterion.last_value)
+            loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    criterion.raise_if_invalid()
+    assert losses.pop() is None
+
+
+@needs_cuda
+def test_a_deferred_check_follows_its_module_to_another_device() -> None:
+    check = DeferredCheck()
+    check.update(torch.tensor(False), epoch=0, step=0, detail=torch.tensor(0.0))
+    check.update(torch.tensor(True, device="cuda"), epoch=0, step=1, detail=torch.tensor(5.0, device="cuda"))
+    failure = check.pop()
+    assert (failure.step, failure.detail.item()) == (1, 5.0)

@@ -145,7 +145,7 @@ def test_cpu_execution_defaults_are_channels_last_and_a_fused_optimizer(optimize
     assert run.config.channels_last is True
     convs = [m.weight for m in run.network.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    assert run.optimizer.defaults["fused"] is True
+    assert run.optimizer.defaults["fused"] is True and run.optimizer.param_groups[0]["fused"] is True
 
 
 @pytest.mark.parametrize("flag, channels_last", [([], True), (["--no-channels-last"], False)])
@@ -212,6 +212,16 @@ class NanAfterFirstEpoch(sw.BaseWeighter):
             weights[0] = float("nan")
         return weights
 
+class NanThenCrash(sw.BaseWeighter):  # NaN weights from global step 8 (epoch 1), a crash two steps later
+
+    def forward(self, batch):
+        if batch.step >= 10:
+            raise RuntimeError("something downstream of the NaNs broke")
+        weights = torch.ones_like(batch.losses)
+        if batch.step >= 8:
+            weights[0] = float("nan")
+        return weights
+
 calls = {"n": 0}
 
 class NanLoss(torch.nn.Module):
@@ -223,6 +233,7 @@ class NanLoss(torch.nn.Module):
 @sw.hookimpl
 def register_weighters(register):
     register("nan_after_first", NanAfterFirstEpoch)
+    register("nan_then_crash", NanThenCrash)
 
 @sw.hookimpl
 def register_losses(register):
@@ -246,9 +257,21 @@ def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_after_first", "--out", str(out)])
     assert result.exit_code == 2
-    # 8 steps per epoch; the weighter's step counts every batch since the start
-    assert "weighter 'nan_after_first' returned non-finite weights (NaN or inf) (epoch 1, step 8)" in result.output
+    # 8 steps per epoch: the first batch of epoch 1 is global step 8
+    message = "weighter 'nan_after_first' returned non-finite weights (NaN or inf) (epoch 1, global step 8)"
+    assert message in result.output
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_an_error_after_an_unread_nan_reports_the_nan(tmp_path, mount_plugin, monkeypatch) -> None:
+    from sampleweight import training
+
+    monkeypatch.setattr(training, "read_every", lambda device: 25)  # as on a GPU: no read before the crash
+    mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_then_crash"])
+    assert result.exit_code == 2, result.output
+    message = "weighter 'nan_then_crash' returned non-finite weights (NaN or inf) (epoch 1, global step 8)"
+    assert message in result.output
 
 
 def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin, read_every) -> None:

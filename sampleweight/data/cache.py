@@ -32,7 +32,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -108,6 +108,23 @@ class CachedImages:
         return int(self.images.shape[-1])
 
 
+def _real_path_resolver() -> Callable[[str | os.PathLike[str]], str]:
+    """``Path(p).resolve()`` as a string, resolving each folder once (most images share a few folders).
+
+    A path whose last part is a link is resolved whole; otherwise its folder is (symlinks, ``..`` and
+    relative folders included) and the name appended, which names the same file.
+    """
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def real_path(path: str | os.PathLike[str]) -> str:
+        folder, name = os.path.split(os.fspath(path))
+        if not name or name in (".", "..") or os.path.islink(path):
+            return os.path.realpath(path)
+        return os.path.join(real_folder(folder or os.curdir), name)
+
+    return real_path
+
+
 def cache_key(
     records: DatasetRecords, image_size: int, *, colour_constancy: bool = True, minkowski_p: float = 6.0
 ) -> str:
@@ -138,17 +155,14 @@ def cache_key(
     }
     digest.update(json.dumps(params, sort_keys=True).encode())
     missing = []
-    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)  # most images share a few folders
+    real_path = _real_path_resolver()
     for image_id, path in zip(records.image_ids, records.paths, strict=True):
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             missing.append(str(path))
             continue
-        # = Path(path).resolve(), resolving each folder once
-        folder, name = os.path.split(os.path.abspath(path))
-        real = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir(folder), name)
-        digest.update(f"\n{image_id}\t{real}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+        digest.update(f"\n{image_id}\t{real_path(path)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     if missing:
         shown = ", ".join(missing[:5]) + (f" ... and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(f"{len(missing)} image file(s) disappeared since the data set was read: {shown}")
