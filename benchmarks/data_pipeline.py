@@ -8,7 +8,10 @@ For each image size it measures, on the first ``--limit`` images of a data set (
 - ``cached item``: ``dataset[i]`` from the cache, one image at a time, shuffled;
 - ``cached batch``: a ``DataLoader`` over the cache (batched ``__getitems__``, shuffled, no workers);
 - ``+ v2 aug``: the cached batch path with torchvision per-sample augmentation (crop, flips, jitter);
-- ``+ batch aug``: the cached batch path with `BatchAugment` on whole batches (on the CPU here).
+- ``+ batch aug``: the cached batch path with `BatchAugment` on whole batches (on the CPU here);
+- ``model``: what it feeds: training images/s of ``cbam_vgg16`` on ``--model-backbone`` at that size
+  (batch ``--model-batch``, channels-last, fused ADAM, as the trainer runs it), and the loader's
+  headroom over it (``+ batch aug`` / ``model``: above 1, the loader keeps up).
 
 Prints a table and writes JSON (``--out``). Run from the repository root:
 
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+import timm
 import torch
 from PIL import features
 from torch.utils.data import DataLoader
@@ -87,6 +91,8 @@ def bench_size(records, size: int, args: argparse.Namespace, cache_dir: Path) ->
     result["cached_batch"] = loader_rate(dataset)
     result["cached_v2_aug"] = loader_rate(CachedImageDataset(images, records.labels, transform=train_transform(size)))
     result["cached_batch_aug"] = loader_rate(dataset, BatchAugment(size))
+    result["model"] = model_rate(size, args)
+    result["headroom"] = result["cached_batch_aug"] / result["model"]
     result["speedup"] = result["cached_batch"] / result["decode"]
     result["speedup_item"] = result["cached_item"] / result["decode"]
     result["cache_mb"] = round(cached.path.stat().st_size / 1e6, 1)
@@ -94,6 +100,28 @@ def bench_size(records, size: int, args: argparse.Namespace, cache_dir: Path) ->
         cached.path.unlink()
         cached.path.with_suffix(".json").unlink()
     return result
+
+
+def model_rate(size: int, args: argparse.Namespace) -> float:
+    """Training images/s of the flat model at ``size``: what the loader has to keep up with."""
+    torch.manual_seed(0)
+    model = timm.create_model("cbam_vgg16", backbone=args.model_backbone, num_classes=7, pretrained=False)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
+    x = torch.randn(args.model_batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (args.model_batch,))
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(args.model_steps):
+        step()
+    return rate(args.model_batch * args.model_steps, time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="cache-building threads (default: all CPUs)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2, help="passes over the cache per measurement")
+    parser.add_argument("--model-backbone", default="resnet10t", help="backbone of the model fed (cbam_vgg16)")
+    parser.add_argument("--model-batch", type=int, default=20)
+    parser.add_argument("--model-steps", type=int, default=3, help="timed training steps per size")
     parser.add_argument("--cache-dir", default=None, help="where to build the caches (default: a temp folder)")
     parser.add_argument("--keep-cache", action="store_true", help="keep the caches built")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON results (default {DEFAULT_OUT})")
@@ -133,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ("+ v2 aug", "cached_v2_aug", "{:.0f}"),
         ("+ batch aug", "cached_batch_aug", "{:.0f}"),
         ("speedup", "speedup", "{:.0f}x"),
+        ("model", "model", "{:.0f}"),
+        ("headroom", "headroom", "{:.0f}x"),
     ]
     print(f"images/s, {len(records)} images of {records.layout} at {records.root}, {os.cpu_count()} CPUs")
     print(" | ".join(name for name, _, _ in columns))
@@ -146,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "workers": args.workers,
         "batch_size": args.batch_size,
+        "model": f"cbam_vgg16(backbone={args.model_backbone}), batch {args.model_batch}",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pillow": PIL.__version__,

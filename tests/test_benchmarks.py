@@ -63,11 +63,13 @@ def test_data_pipeline_smoke(tmp_path) -> None:
     out = tmp_path / "d.json"
     load("data_pipeline").main(
         ["--data", str(HAM10000), "--limit", "20", "--image-size", "32", "--epochs", "1", "--out", str(out),
-         "--cache-dir", str(tmp_path / "cache")]
+         "--cache-dir", str(tmp_path / "cache"), "--model-backbone", "test_resnet", "--model-batch", "2",
+         "--model-steps", "1"]
     )  # fmt: skip
     (row,) = json.loads(out.read_text())["results"]
     assert row["image_size"] == 32 and row["images"] == 20
-    assert all(row[key] > 0 for key in ("decode", "build", "cached_item", "cached_batch", "speedup"))
+    keys = ("decode", "build", "cached_item", "cached_batch", "speedup", "model", "headroom")
+    assert all(row[key] > 0 for key in keys)
 
 
 def test_gpu_throughput_runs_on_the_cpu_at_toy_size(tmp_path) -> None:
