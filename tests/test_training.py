@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,20 @@ def test_evaluate_a_run_on_another_data_set(tmp_path) -> None:
     # the checkpoint file works as well, and defaults to RUN/evaluate
     result = runner.invoke(app, ["evaluate", str(run / "checkpoint.pt"), "--data", "synthetic:60:7"])
     assert result.exit_code == 0 and (run / "evaluate" / "metrics.json").is_file()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on the CPU needs a C compiler")
+def test_a_compiled_run_trains_and_its_checkpoint_loads_uncompiled(tmp_path) -> None:
+    """``--compile`` (the CUDA recipe's last step) on the CPU: inductor compiles train and eval graphs."""
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--compile", "--weighter", "ohem", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["compile"] is True
+    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert not any(key.startswith("_orig_mod.") for key in state)  # the bare network's weights
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60:7", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 60
 
 
 @pytest.mark.parametrize(
