@@ -11,7 +11,9 @@ Two measurements, in one process, interleaved so that machine noise hits every v
   microseconds, to show where the time goes (per-sample loss, the weighter, the weight check). As the
   rest of the step is the same code for every criterion, the criterion's extra time over
   ``F.cross_entropy`` divided by the plain step time (``loss_extra_share``) is the weighting's cost
-  per step, resolved far below the step-to-step noise of the direct ratio.
+  per step, resolved far below the step-to-step noise of the direct ratio. ``ops``: the operators
+  the criterion dispatches per call (forward and backward), each about one kernel launch on a GPU,
+  where a small batch can leave the host's launch rate as the limit.
 
 The model runs as the trainer runs it (channels-last, fused ADAM), and the weight check is the
 trainer's (``--validate deferred``: on the device, no host sync) unless ``--validate now`` asks for
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import sampleweight as sw
 
@@ -57,6 +60,24 @@ def variants(
         criteria[f"ce + {name}"] = sw.WeightedLoss("ce", name, **facts)
     criteria["focal + ohem"] = sw.WeightedLoss("focal", "ohem", gamma=1.0, **facts)
     return criteria
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_ops(fn: Callable[[], object]) -> int:
+    """Operators ``fn`` dispatches (forward and backward): about one kernel launch each on a GPU."""
+    counter = _OpCounter()
+    with counter:
+        fn()
+    return counter.count
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -90,6 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     for criterion in criteria.values():  # warm up every path
         step(criterion)
         loss_only(criterion)
+    ops = {name: dispatched_ops(lambda c=criterion: loss_only(c)) for name, criterion in criteria.items()}
 
     step_times: dict[str, list[float]] = {name: [] for name in criteria}
     loss_times: dict[str, list[float]] = {name: [] for name in criteria}
@@ -115,6 +137,7 @@ def run(args: argparse.Namespace) -> dict:
             "step_ratio": median,
             "step_ratio_iqr": [q1, q3],
             "loss_us": 1e6 * statistics.median(loss_times[name]),
+            "ops": ops[name],
             # the rest of the step is the same code for every criterion: the criterion's extra time, per step
             "loss_extra_share": (statistics.median(loss_times[name]) - base_loss) / base_step,
         }
@@ -139,14 +162,14 @@ def print_table(report: dict, console: Console) -> None:
         title=f"weighting overhead: {report['model']}, {report['image_size']} px, batch {report['batch_size']}, "
         f"{report['device']}, {report['rounds']} interleaved rounds, weight check {report['validate']}"
     )
-    columns = ("criterion", "step ms", "step / plain CE (IQR)", "loss fwd+bwd µs", "extra loss time / step")
+    columns = ("criterion", "step ms", "step / plain CE (IQR)", "loss fwd+bwd µs", "ops", "extra loss time / step")
     for column in columns:
         table.add_column(column, justify="right" if column != "criterion" else "left")
     for name, row in report["results"].items():
         q1, q3 = row["step_ratio_iqr"]
         table.add_row(
             name, f"{row['step_ms']:.1f}", f"{row['step_ratio']:.3f} ({q1:.3f}-{q3:.3f})", f"{row['loss_us']:.0f}",
-            f"{100 * row['loss_extra_share']:+.2f} %",
+            str(row["ops"]), f"{100 * row['loss_extra_share']:+.2f} %",
         )  # fmt: skip
     console.print(table)
 

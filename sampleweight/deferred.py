@@ -48,29 +48,37 @@ class DeferredCheck:
     """
 
     def __init__(self) -> None:
-        self._at: Tensor | None = None  # int64 [2]: (epoch, step) of the first failure, (-1, -1) while none
+        self._at: Tensor | None = None  # int64 scalar: epoch * _STEPS + step of the first failure, -1 while none
         self._detail: Tensor | None = None
 
     def update(self, failed: Tensor, *, epoch: int, step: int, detail: Tensor) -> None:
         """Record ``(epoch, step, detail)`` if ``failed`` (a 0-dim bool tensor) holds and nothing failed before.
 
-        Queues a few element-wise kernels; never waits for the device.
+        Queues five small kernels; never waits for the device.
         """
+        if not 0 <= step < _STEPS:
+            raise ValueError(f"step must lie in [0, {_STEPS}), got {step}")
         if self._at is None:
-            self._at = torch.full((2,), -1, dtype=torch.long, device=failed.device)
+            self._at = torch.full((), -1, dtype=torch.long, device=failed.device)
             self._detail = torch.zeros_like(detail)
         elif self._at.device != failed.device:  # the module moved to another device
             self._at, self._detail = self._at.to(failed.device), self._detail.to(failed.device)
-        first = failed & (self._at[1] < 0)
-        # Python scalars travel as kernel arguments: no host-to-device copy, no sync
-        self._at = torch.stack([torch.where(first, epoch, self._at[0]), torch.where(first, step, self._at[1])])
+        first = failed & (self._at < 0)
+        # a Python scalar travels as a kernel argument: no host-to-device copy, no sync
+        self._at = torch.where(first, epoch * _STEPS + step, self._at)
         self._detail = torch.where(first, detail.detach(), self._detail)
 
     def pop(self) -> Failure | None:
         """The first failure since the last `pop` (one host sync), or None; forgets it."""
         if self._at is None:
             return None
-        epoch, step = self._at.tolist()
-        detail = self._detail.cpu()
+        at, detail = int(self._at), self._detail.cpu()
         self._at = self._detail = None
-        return None if step < 0 else Failure(epoch, step, detail)
+        if at < 0:
+            return None
+        epoch, step = divmod(at, _STEPS)
+        return Failure(epoch, step, detail)
+
+
+_STEPS = 2**40
+"""Steps per epoch that `DeferredCheck` can tell apart (epoch and step share one int64)."""

@@ -371,7 +371,7 @@ def _train_epoch(
                 output = model(x)
             loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
             value = criterion.last_value  # Eq. 3 of the (global) batch: the same on every process
-            losses.update(~torch.isfinite(value), epoch=epoch, step=step, detail=value)
+            losses.update(~(value.abs() < float("inf")), epoch=epoch, step=step, detail=value)  # NaN, +-inf
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

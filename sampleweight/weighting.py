@@ -139,7 +139,8 @@ def weighter_name(weighter: object) -> str:
 
 def weight_flags(weights: Tensor) -> Tensor:
     """``[some weight is NaN or infinite, some weight is negative]``: a bool tensor [2], no host sync."""
-    return torch.stack([~torch.isfinite(weights).all(), (weights < 0).any()])
+    finite = (weights.abs() < float("inf")).all()  # = isfinite(weights).all() in 3 kernels instead of 5 (NaN fails)
+    return torch.stack([~finite, (weights < 0).any()])
 
 
 def weight_problem(flags: Tensor) -> tuple[str, str] | None:

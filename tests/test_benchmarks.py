@@ -43,6 +43,7 @@ def test_weighting_overhead_smoke(tmp_path) -> None:
     assert results["plain CE"]["step_ratio"] == 1.0
     assert all(row["step_ms"] > 0 and row["loss_us"] > 0 for row in results.values())
     assert results["plain CE"]["loss_extra_share"] == 0.0
+    assert 0 < results["plain CE"]["ops"] < results["ce + none"]["ops"] < results["ce + ohem+es"]["ops"]
 
 
 @needs_ham10000
