@@ -127,7 +127,6 @@ class WeightedLoss(nn.Module):
         self.last_losses: Tensor | None = None
         self.last_value: Tensor | None = None
         self._deferred = DeferredCheck()
-        self._part_names: list[str] = []
 
     def set_epoch(self, epoch: int) -> None:
         """Set the (0-based) epoch that the weighters see from the next batch on."""
@@ -174,20 +173,22 @@ class WeightedLoss(nn.Module):
 
     def _weigh(self, batch: WeightingBatch) -> Tensor:
         """The weighter's (checked) weights for ``batch``; counts the step."""
-        name = weighter_name(self.weighter)
-        weights = check_form(self.weighter(batch), batch, name)
+        weights = check_form(self.weighter(batch), batch, weighter_name(self.weighter))
         if self.validate:
-            # a product's components first, so that a bad vector is blamed on the weighter that made it
-            parts = [*getattr(self.weighter, "last_parts", ()), (name, weights)]
+            parts = self._parts(weights)
             flags = torch.stack([weight_flags(part) for _, part in parts])  # [parts, 2]
             if self.validate == "deferred":
-                self._part_names = [part_name for part_name, _ in parts]
                 self._deferred.update(flags.any(), epoch=batch.epoch, step=batch.step, detail=flags)
             elif bool(flags.any()):  # the one host sync
                 for part_name, part in parts:
                     check_weights(part, batch, part_name)
         self.step += 1
         return weights
+
+    def _parts(self, weights: Tensor) -> list[tuple[str, Tensor]]:
+        """``(name, weights)`` to check: a product's components first (to blame the one that made a bad
+        vector), then what the weighter returned."""
+        return [*getattr(self.weighter, "last_parts", ()), (weighter_name(self.weighter), weights)]
 
     def raise_if_invalid(self) -> None:
         """Raise the `WeightError` of the first invalid weights since the last call (``validate="deferred"``).
@@ -200,9 +201,9 @@ class WeightedLoss(nn.Module):
             return
         part = int(failure.detail.any(dim=1).nonzero()[0])
         problem, rule = weight_problem(failure.detail[part])
+        name, _ = self._parts(self.last_weights)[part]
         raise WeightError(
-            f"weighter {self._part_names[part]!r} returned {problem} (epoch {failure.epoch}, "
-            f"global step {failure.step}); {rule}",
+            f"weighter {name!r} returned {problem} (epoch {failure.epoch}, global step {failure.step}); {rule}",
             epoch=failure.epoch,
             step=failure.step,
         )

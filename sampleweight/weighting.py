@@ -195,10 +195,11 @@ def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
         WeightError: Naming the weighter, the problem, the batch positions and the fix.
     """
     weights = check_form(weights, batch, name)
-    found = weight_problem(weight_flags(weights))  # the one host sync
+    flags = weight_flags(weights)
+    found = weight_problem(flags)  # the one host sync
     if found is not None:
         problem, rule = found
-        bad = ~torch.isfinite(weights) if problem.startswith("non-finite") else weights < 0
+        bad = ~torch.isfinite(weights) if bool(flags[0]) else weights < 0
         positions = bad.nonzero().flatten().tolist()
         raise WeightError(
             f"weighter {name!r} returned {problem} at batch positions {positions[:8]} "
