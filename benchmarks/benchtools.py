@@ -1,14 +1,26 @@
-"""What the benchmark scripts share: timing on a device, and writing the report."""
+"""What the benchmark scripts share: where the data and the reports are, timing on a device, the report."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from rich.console import Console
+
+DEFAULT_DATA = Path(
+    os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
+)
+"""The real HAM10000 copy: ``$SAMPLEWEIGHT_HAM10000``, else ``../shared/data/HAM10000`` beside the repository."""
+
+
+def default_out(name: str) -> Path:
+    """Where benchmark ``name`` writes its JSON by default (a temporary folder, never the repository)."""
+    return Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / f"{name}.json"
 
 
 def sync(device: torch.device) -> None:

@@ -46,10 +46,9 @@ from sampleweight.data import (
     train_transform,
 )
 
-DEFAULT_DATA = Path(
-    os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
-)
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "data_pipeline.json"
+from benchtools import DEFAULT_DATA, default_out
+
+DEFAULT_OUT = default_out("data_pipeline")
 
 
 def rate(count: int, seconds: float) -> float:

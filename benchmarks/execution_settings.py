@@ -18,7 +18,6 @@ import argparse
 import platform
 import random
 import statistics
-import tempfile
 from pathlib import Path
 
 import timm
@@ -29,9 +28,9 @@ from rich.table import Table
 
 import sampleweight  # noqa: F401  (registers cbam_vgg16 and hierarchical_vgg16 with timm)
 
-from benchtools import finish, time_call
+from benchtools import default_out, finish, time_call
 
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "execution_settings.json"
+DEFAULT_OUT = default_out("execution_settings")
 DEFAULT_MODELS = [
     "cbam_vgg16:resnet10t@64/20",
     "cbam_vgg16:resnet18@128/20",

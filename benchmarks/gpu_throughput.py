@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -45,12 +44,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import sampleweight as sw
 from sampleweight.data import BatchAugment, CachedImageDataset
 
-from benchtools import finish, sync
+from benchtools import DEFAULT_DATA, default_out, finish, sync
 
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "gpu_throughput.json"
-DEFAULT_DATA = Path(
-    os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
-)
+DEFAULT_OUT = default_out("gpu_throughput")
 MODELS = ("cbam_vgg16", "hierarchical_vgg16")
 # The paper's grid: models x losses x weightings x optimizers x splits, and epochs per model.
 GRID_RUNS_PER_MODEL = 2 * 5 * 2 * 2

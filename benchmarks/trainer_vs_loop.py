@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import os
 import platform
 import random
 import shutil
@@ -60,12 +59,9 @@ from sampleweight.data import (
 )
 from sampleweight.training import train
 
-from benchtools import finish
+from benchtools import DEFAULT_DATA, default_out, finish
 
-DEFAULT_DATA = Path(
-    os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
-)
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "trainer_vs_loop.json"
+DEFAULT_OUT = default_out("trainer_vs_loop")
 
 
 def subset_as_csv(data: Path, limit: int, folder: Path) -> Path:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,9 +42,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sampleweight as sw
 
-from benchtools import finish, time_call
+from benchtools import default_out, finish, time_call
 
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / "weighting_overhead.json"
+DEFAULT_OUT = default_out("weighting_overhead")
 BASELINE = "plain CE"
 
 
