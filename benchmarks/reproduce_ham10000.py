@@ -35,9 +35,9 @@ import torch
 
 import sampleweight
 from sampleweight.data import read_dataset, split_indices
-from sampleweight.grid import plan_grid, run_grid
-from sampleweight.paper_results import PAPER_METRICS, PAPER_RESULTS
-from sampleweight.report import Cell, ResultTable, markdown_table, write_report
+from sampleweight.studies.grid import plan_grid, run_grid
+from sampleweight.studies.paper_results import PAPER_METRICS, PAPER_RESULTS
+from sampleweight.studies.report import Cell, ResultTable, markdown_table, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "HAM10000"

@@ -4,7 +4,7 @@ The same model (``cbam_vgg16`` with a small timm backbone), data (``--limit`` im
 HAM10000, split by lesion), batch size, optimizer and epochs, each epoch followed by a validation
 pass, four ways:
 
-- ``ours``: ``sampleweight.training.train`` with a run directory (checkpoint, metrics, predictions
+- ``ours``: ``sampleweight.engine.training.train`` with a run directory (checkpoint, metrics, predictions
   every epoch), reading the image cache, augmenting whole batches (`BatchAugment`), ``WeightedLoss``
   with ``ohem``;
 - ``loop (cached)``: a minimal loop over the same cache with the same batch augmentation and
@@ -46,7 +46,6 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from sampleweight.config import TrainConfig
 from sampleweight.data import (
     BatchAugment,
     CachedImageDataset,
@@ -57,7 +56,8 @@ from sampleweight.data import (
     split_indices,
     train_transform,
 )
-from sampleweight.training import train
+from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.training import train
 
 from benchtools import DEFAULT_DATA, default_out, finish
 

@@ -7,6 +7,11 @@ Example:
 Importing the package loads the plugins' models into timm's registry, so that
 ``timm.create_model("cbam_vgg16", ...)`` works after ``import sampleweight``; weighters and losses are
 looked up in the same registry on first use.
+
+This package is the library a training loop imports (weighting, losses, plugins, metrics) and
+nothing more: ``sampleweight.data`` reads and caches images, ``sampleweight.engine`` runs one training
+run, ``sampleweight.studies`` compares many, and ``sampleweight.cli`` is the command line over both;
+none of them is imported here.
 """
 
 from importlib import metadata as _metadata
@@ -41,6 +46,31 @@ from sampleweight.weighting import (
     Weighter as Weighter,
     WeightingBatch as WeightingBatch,
 )
+
+__all__ = [
+    "ISIC2018_TAXONOMY",
+    "BaseWeighter",
+    "ConfigError",
+    "DataError",
+    "LossError",
+    "PluginError",
+    "PluginInfo",
+    "ProductWeighter",
+    "SampleWeightError",
+    "Taxonomy",
+    "WeightError",
+    "WeightedLoss",
+    "Weighter",
+    "WeightingBatch",
+    "create_loss",
+    "create_weighter",
+    "functional",
+    "hookimpl",
+    "list_losses",
+    "list_models",
+    "list_plugins",
+    "list_weighters",
+]
 
 try:
     __version__ = _metadata.version("sampleweight")

@@ -141,10 +141,10 @@ def train(
     quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
 ) -> None:
     """Train one model x loss x weighting x optimizer and write a run directory."""
-    from sampleweight.config import load_config
-    from sampleweight.distributed import is_main
-    from sampleweight.rundir import RunDirectory
-    from sampleweight.training import train as run_training
+    from sampleweight.engine.config import load_config
+    from sampleweight.engine.ddp import is_main
+    from sampleweight.engine.rundir import RunDirectory
+    from sampleweight.engine.training import train as run_training
 
     flags = dict(
         data=data,
@@ -207,7 +207,7 @@ def evaluate(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out (and report) unreadable images."),
 ) -> None:
     """Score a trained model on another data set (e.g. the ISIC 2018 validation or test release)."""
-    from sampleweight.evaluation import evaluate as run_evaluation
+    from sampleweight.engine.evaluation import evaluate as run_evaluation
 
     metrics, where = run_evaluation(
         run, data, out=out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad
@@ -225,7 +225,7 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of progress bars."),
 ) -> None:
     """The embedded default: none vs es vs ohem (CE) on the synthetic data set, a few minutes on a CPU."""
-    from sampleweight.demo import run_demo
+    from sampleweight.studies.demo import run_demo
 
     run_demo(out=out, epochs=epochs, images=images, image_size=image_size, quiet=quiet, console=console)
 
@@ -322,8 +322,8 @@ def grid(
 ) -> None:
     """Train the cross-product of models x losses x weightings x optimizers x splits; finished runs are skipped."""
     from sampleweight.errors import SampleWeightError
-    from sampleweight.grid import plan_grid, run_grid
-    from sampleweight.report import rich_table, write_report
+    from sampleweight.studies.grid import plan_grid, run_grid
+    from sampleweight.studies.report import rich_table, write_report
 
     options = dict(
         data=data,
@@ -392,7 +392,7 @@ def report(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw recall bar charts and confusion matrices."),
 ) -> None:
     """Paper-style tables (mean ± spread over splits) and figures from finished runs."""
-    from sampleweight.report import rich_table, write_report
+    from sampleweight.studies.report import rich_table, write_report
 
     written = write_report(folder, out, paper=paper, figures=figures)
     for table in written.tables:
@@ -416,7 +416,7 @@ def attention(
     cache_dir: Path | None = typer.Option(None, help="Image cache folder instead of the run's."),
 ) -> None:
     """CBAM spatial attention and best channel per image (per decision level for the hierarchical model), as PNG."""
-    from sampleweight.attention import attention_figures
+    from sampleweight.studies.attention import attention_figures
 
     names = [name.strip() for name in images.split(",") if name.strip()] if images else None
     written = attention_figures(runs, images=names, out=out, device=device, data=data, cache_dir=cache_dir)

@@ -1,13 +1,10 @@
-"""Multi-process training on PyTorch's own engine: ``torchrun`` + ``DistributedDataParallel``.
+"""Collectives over the process group a launcher initialised (``torchrun``, Lightning, accelerate).
 
-``torchrun --nproc-per-node N -m sampleweight train ...`` starts N processes and describes them in the
-environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); `session`
-joins them into one process group (NCCL on GPUs, gloo on the CPU) for the duration of a run. The rest
-of this module is what the engine needs from that group: who this process is, the model wrapped in
-DDP, and the few collectives of a run: gathering a batch whose parts differ in length (`gather_rows`,
-used by `WeightedLoss` for selection over the global batch), gathering the validation shards back
-into data-set order (`gather_interleaved`), sums (`all_reduce_sum`), and averaging the BatchNorm
-statistics (`average_buffers`).
+What the library itself needs when several processes train together: who this process is (`rank`,
+`world_size`, `is_distributed`), gathering a batch whose parts differ in length (`gather_rows`, used by
+`WeightedLoss` for selection over the global batch), gathering round-robin shards back into data-set
+order (`gather_interleaved`), and sums (`all_reduce_sum`). Starting the processes, joining their group and
+wrapping the model in DDP belong to one training run: `sampleweight.engine.ddp`.
 
 Every helper is a no-op (or the identity) when no process group of more than one process is
 initialised, so single-process code calls them unconditionally at no cost. ``docs/distributed.md``
@@ -16,37 +13,21 @@ describes the launch, multi-node and SLURM use, and what global batch selection 
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import os
-from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
-
-from sampleweight.errors import ConfigError
+from torch import Tensor
 
 __all__ = [
     "all_reduce_sum",
-    "average_buffers",
+    "forget_host_group",
     "gather_interleaved",
     "gather_rows",
     "is_distributed",
-    "is_main",
-    "launched_world_size",
-    "local_main_first",
-    "local_rank",
     "rank",
-    "session",
     "world_size",
-    "wrap",
 ]
-
-
-def launched_world_size() -> int:
-    """The number of processes the launcher (``torchrun``, ``srun`` + ``torchrun``) started; 1 without one."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_distributed() -> bool:
@@ -64,88 +45,6 @@ def rank() -> int:
 def world_size() -> int:
     """The number of processes in the initialised process group (1 without one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def local_rank() -> int:
-    """This process's rank on its node (``LOCAL_RANK``, set by ``torchrun``): the index of its GPU."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def is_main() -> bool:
-    """True on the process that writes files and prints (global rank 0)."""
-    return rank() == 0
-
-
-@contextlib.contextmanager
-def session(device: torch.device) -> Iterator[None]:
-    """Join the process group the launcher describes, for the duration of the ``with`` block.
-
-    Does nothing for a single process, or when the caller already initialised a group (which it then
-    keeps). Otherwise initialises the default group from the environment (``env://``): NCCL when
-    ``device`` is a GPU (this process's, ``cuda:LOCAL_RANK``), gloo on the CPU; and destroys it on exit.
-
-    Args:
-        device: This process's training device.
-
-    Raises:
-        ConfigError: Launched as several processes by a PyTorch without ``torch.distributed``.
-    """
-    if launched_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
-        yield
-        return
-    if not dist.is_available():
-        raise ConfigError(f"WORLD_SIZE={launched_world_size()}, but this PyTorch build has no torch.distributed")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
-    else:
-        dist.init_process_group("gloo")
-    try:
-        yield
-    finally:
-        _host_groups.clear()  # destroyed with the default group
-        dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def local_main_first() -> Iterator[None]:
-    """Run the block on each node's local rank 0 first, then on the node's other processes.
-
-    For work that fills a cache on the node's disk (the image cache): one process builds it, the
-    others then find it. A failure on the first process still releases the others (which then meet
-    the same error themselves).
-    """
-    if not is_distributed():
-        yield
-        return
-    first = local_rank() == 0
-    if not first:
-        dist.barrier()
-    try:
-        yield
-    finally:
-        if first:
-            dist.barrier()
-
-
-def wrap(network: nn.Module, device: torch.device) -> nn.Module:
-    """``network`` in ``DistributedDataParallel`` when distributed, else ``network`` itself.
-
-    Buffers are not synced at every forward: each process keeps its own BatchNorm statistics during
-    an epoch (all start equal: the same seed, or the same checkpoint) and `average_buffers` averages
-    them at its end, so that validation and the checkpoint see one model on every process.
-    """
-    if not is_distributed():
-        return network
-    ddp = nn.parallel.DistributedDataParallel
-    # newer PyTorch renames broadcast_buffers to forward_sync_buffers
-    no_forward_sync = (
-        {"forward_sync_buffers": False}
-        if "forward_sync_buffers" in inspect.signature(ddp).parameters
-        else {"broadcast_buffers": False}
-    )
-    device_ids = [device.index] if device.type == "cuda" else None
-    return ddp(network, device_ids=device_ids, **no_forward_sync)
 
 
 def gather_rows(tensor: Tensor) -> tuple[Tensor, list[int]]:
@@ -203,25 +102,6 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return total.to(tensor.device)
 
 
-def average_buffers(module: nn.Module) -> None:
-    """Average the floating-point buffers (BatchNorm running statistics) over all processes, in place.
-
-    One collective for all of them. Integer buffers (batch counters) are left alone: every process
-    ran the same number of steps.
-    """
-    buffers: Sequence[Tensor] = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers or not is_distributed():
-        return
-    flat = torch.cat([b.detach().reshape(-1).to(_comm_device(b), torch.float64) for b in buffers])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= dist.get_world_size()
-    offset = 0
-    with torch.no_grad():
-        for buffer in buffers:
-            buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
-            offset += buffer.numel()
-
-
 def _lengths(length: int) -> list[int]:
     """Every process's ``length``, in rank order, exchanged between the hosts (a gloo group).
 
@@ -235,6 +115,11 @@ def _lengths(length: int) -> list[int]:
 
 
 _host_groups: list[tuple[object, object]] = []  # (default group, gloo group over the same processes)
+
+
+def forget_host_group() -> None:
+    """Drop the gloo side group of `gather_rows`; call it when destroying the default group it belongs to."""
+    _host_groups.clear()
 
 
 def _host_group() -> object:

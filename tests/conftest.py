@@ -25,7 +25,7 @@ def registry() -> plugins.Registry:
 def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """``interrupt_after_epoch(k)``: training raises KeyboardInterrupt (as Ctrl-C would) once epoch ``k`` has
     ended, its checkpoint submitted. ``monkeypatch.undo()`` lets the next run go through."""
-    from sampleweight import progress
+    from sampleweight.engine import progress
 
     original = progress.TrainingProgress.end_epoch
 

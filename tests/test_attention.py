@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from sampleweight.attention import attention_figures, compute_attention, select_images
 from sampleweight.cli import app
 from sampleweight.data import BatchAugment, prepare_cache, read_dataset
+from sampleweight.engine.evaluation import load_trained_model
+from sampleweight.engine.rundir import read_predictions
+from sampleweight.engine.training import train
 from sampleweight.errors import ConfigError
-from sampleweight.evaluation import load_trained_model
-from sampleweight.rundir import read_predictions
-from sampleweight.training import train
+from sampleweight.studies.attention import attention_figures, compute_attention, select_images
 
 runner = CliRunner()
 # 64 px: the test backbone's feature map is 2 x 2, so the maps have some structure

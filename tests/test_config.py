@@ -7,7 +7,7 @@ import json
 import pytest
 
 import sampleweight as sw
-from sampleweight.config import TrainConfig, load_config
+from sampleweight.engine.config import TrainConfig, load_config
 
 
 def test_paper_defaults() -> None:

@@ -25,8 +25,9 @@ from torch import nn
 import sampleweight as sw
 from sampleweight import distributed
 from sampleweight.data import read_dataset, split_indices
-from sampleweight.loader import EpochSampler, ShardSampler, epoch_seed
-from sampleweight.rundir import RunDirectory, read_predictions
+from sampleweight.engine import ddp
+from sampleweight.engine.loader import EpochSampler, ShardSampler, epoch_seed
+from sampleweight.engine.rundir import RunDirectory, read_predictions
 
 WORLD = 2
 SELECTING = ["spl", "ohem", "class_spl", "class_ohem", "ohem+es"]
@@ -177,7 +178,7 @@ def helpers_check(rank: int) -> None:
     norm = nn.BatchNorm1d(2)
     norm.running_mean.fill_(float(rank))
     norm.num_batches_tracked.fill_(5)
-    distributed.average_buffers(norm)
+    ddp.average_buffers(norm)
     assert norm.running_mean.tolist() == [0.5, 0.5] and int(norm.num_batches_tracked) == 5
     # Under NCCL the lengths travel through a gloo group of their own (no GPU sync); force that path here.
     side = distributed._gloo_group()
@@ -207,8 +208,8 @@ def tiny(out: Path, **overrides) -> dict:
 
 
 def resume_worker(rank: int, port: int, root: str) -> None:
-    from sampleweight import progress
-    from sampleweight.training import train
+    from sampleweight.engine import progress
+    from sampleweight.engine.training import train
 
     join_group(rank, port)  # train() keeps a group its caller initialised
     try:

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 import sampleweight as sw
 from sampleweight import cli
 from sampleweight.cli import app
-from sampleweight.grid import SUMMARY_COLUMNS, plan_grid, run_grid, write_summary
-from sampleweight.rundir import RunDirectory
-from sampleweight.training import train
+from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.training import train
+from sampleweight.studies.grid import SUMMARY_COLUMNS, plan_grid, run_grid, write_summary
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
@@ -156,7 +156,7 @@ def test_several_devices_train_in_worker_subprocesses(tmp_path) -> None:
 
 
 def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path, monkeypatch) -> None:
-    from sampleweight import training
+    from sampleweight.engine import training
 
     real_train = training.train
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sampleweight.paper_results import PAPER_RESULTS, PAPER_TABLE_NUMBERS, paper_result
+from sampleweight.studies.paper_results import PAPER_RESULTS, PAPER_TABLE_NUMBERS, paper_result
 
 PAPER_MD = Path(__file__).resolve().parents[2] / "shared" / "paper" / "PAPER.md"
 WEIGHTINGS = ("none", "cb", "es", "spl", "ohem")

@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sampleweight.cli import app
-from sampleweight.grid import plan_grid, run_grid
-from sampleweight.report import collect_runs, format_cell, summarize, write_report
+from sampleweight.studies.grid import plan_grid, run_grid
+from sampleweight.studies.report import collect_runs, format_cell, summarize, write_report
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import sampleweight as sw
-from sampleweight.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from sampleweight.rundir import RunDirectory, read_predictions
+from sampleweight.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from sampleweight.engine.rundir import RunDirectory, read_predictions
 
 
 def test_checkpoint_is_atomic_when_saving_fails(tmp_path, monkeypatch) -> None:
@@ -98,7 +98,7 @@ def test_a_torn_last_metrics_line_is_dropped(tmp_path) -> None:
 
 
 def test_checkpoint_writer_saves_a_snapshot_in_the_background(tmp_path) -> None:
-    from sampleweight.checkpoint import CheckpointWriter
+    from sampleweight.engine.checkpoint import CheckpointWriter
 
     weights = torch.zeros(3)
     with CheckpointWriter() as writer:
@@ -108,7 +108,7 @@ def test_checkpoint_writer_saves_a_snapshot_in_the_background(tmp_path) -> None:
 
 
 def test_checkpoint_writer_reraises_a_failed_save(tmp_path) -> None:
-    from sampleweight.checkpoint import CheckpointWriter
+    from sampleweight.engine.checkpoint import CheckpointWriter
 
     writer = CheckpointWriter()
     writer.submit(tmp_path / "missing-folder" / "checkpoint.pt", {"epoch": 1, "model": {}, "config": {}})
@@ -120,7 +120,7 @@ def test_checkpoint_writer_reraises_a_failed_save(tmp_path) -> None:
 def test_checkpoint_writer_keeps_counters_and_metadata() -> None:
     from collections import Counter
 
-    from sampleweight.checkpoint import _snapshot
+    from sampleweight.engine.checkpoint import _snapshot
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -131,7 +131,7 @@ def test_checkpoint_writer_keeps_counters_and_metadata() -> None:
 
 
 def test_checkpoint_writer_does_not_hide_the_error_in_flight(tmp_path) -> None:
-    from sampleweight.checkpoint import CheckpointWriter
+    from sampleweight.engine.checkpoint import CheckpointWriter
 
     with pytest.raises(KeyboardInterrupt) as caught, CheckpointWriter() as writer:
         writer.submit(tmp_path / "no-such-folder" / "checkpoint.pt", {"epoch": 1, "model": {}, "config": {}})

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import sampleweight as sw
 from sampleweight.cli import app
-from sampleweight.rundir import RunDirectory, read_predictions
-from sampleweight.training import train
+from sampleweight.engine.rundir import RunDirectory, read_predictions
+from sampleweight.engine.training import train
 
 runner = CliRunner()
 TINY = ["--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
@@ -139,8 +139,8 @@ def test_bf16_autocast_on_cpu(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_cpu_execution_defaults_are_channels_last_and_a_fused_optimizer(optimizer: str) -> None:
-    from sampleweight.config import load_config
-    from sampleweight.training import prepare_run
+    from sampleweight.engine.config import load_config
+    from sampleweight.engine.training import prepare_run
 
     run = prepare_run(load_config(**tiny_config(None, optimizer=optimizer, device="cpu")))
     assert run.config.channels_last is True
@@ -259,7 +259,7 @@ def register_losses(register):
 @pytest.fixture(params=[1, 3], ids=["read every step", "read every 3 steps"])
 def read_every(request, monkeypatch) -> int:
     """The training loop reads the device every step (as on the CPU) or every 3 steps (as on a GPU, deferred)."""
-    from sampleweight import training
+    from sampleweight.engine import training
 
     monkeypatch.setattr(training, "read_every", lambda device: request.param)
     return request.param
@@ -279,7 +279,7 @@ def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(
 
 
 def test_an_error_after_an_unread_nan_reports_the_nan(tmp_path, mount_plugin, monkeypatch) -> None:
-    from sampleweight import training
+    from sampleweight.engine import training
 
     monkeypatch.setattr(training, "read_every", lambda device: 25)  # as on a GPU: no read before the crash
     mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
@@ -301,7 +301,7 @@ def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin, read_every) -> 
 
 def test_host_reads_per_epoch_do_not_grow_with_its_steps(tmp_path, monkeypatch, host_reads) -> None:
     """The training step never waits for the device: the loop reads it every `read_every` steps, and at the end."""
-    from sampleweight import training
+    from sampleweight.engine import training
 
     monkeypatch.setattr(training, "read_every", lambda device: 1000)
     counts = []
@@ -331,7 +331,7 @@ def test_keyboard_interrupt_in_the_cli_leaves_a_resumable_run(tmp_path, interrup
 
 
 def test_demo_prints_the_comparison_table(tmp_path, monkeypatch) -> None:
-    from sampleweight import demo
+    from sampleweight.studies import demo
 
     real = demo.demo_config
 

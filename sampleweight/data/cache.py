@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from sampleweight.data.colour import shades_of_gray
-from sampleweight.data.records import DatasetRecords, read_dataset
+from sampleweight.data.layouts import read_dataset
+from sampleweight.data.records import DatasetRecords
 from sampleweight.data.transforms import preprocess_image
 from sampleweight.errors import ConfigError, DataError
 

@@ -1,4 +1,4 @@
-"""What a data set is: one record per image (id, file, class, lesion group), read from any supported layout.
+"""Reading a data set from the layout the user downloaded: `read_dataset` returns its `DatasetRecords`.
 
 `read_dataset` auto-detects the layout of what the user downloaded and returns `DatasetRecords`:
 
@@ -28,28 +28,19 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from sampleweight.data.records import ISIC_CLASSES, DatasetRecords
+from sampleweight.data.synthetic import DEFAULT_SYNTHETIC_SIZE, synthetic_records
 from sampleweight.errors import ConfigError, DataError
 
-__all__ = [
-    "HAM10000_DX",
-    "IMAGE_SUFFIXES",
-    "ISIC_CLASSES",
-    "LAYOUTS",
-    "DatasetRecords",
-    "read_dataset",
-]
+__all__ = ["HAM10000_DX", "IMAGE_SUFFIXES", "LAYOUTS", "read_dataset"]
 
 log = logging.getLogger(__name__)
-
-ISIC_CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
-"""The class order of every ISIC 2018 / HAM10000 data set: the column order of ISIC's ground-truth CSV."""
 
 HAM10000_DX: dict[str, int] = {"mel": 0, "nv": 1, "bcc": 2, "akiec": 3, "bkl": 4, "df": 5, "vasc": 6}
 """HAM10000 ``dx`` code -> index into `ISIC_CLASSES`."""
@@ -63,110 +54,6 @@ LAYOUTS = ("isic2018", "ham10000", "csv", "synthetic")
 _ISIC_SUBSETS = ("Training", "Validation", "Test")
 _HAM_METADATA_NAMES = ("ham10000_metadata.csv", "ham10000_metadata.tab", "ham10000_metadata")
 _SHOW = 5  # how many offending rows an error message lists before "and N more"
-
-
-@dataclass(frozen=True, eq=False)
-class DatasetRecords:
-    """The records of one data set: parallel sequences, one entry per image, in a fixed order.
-
-    Attributes:
-        image_ids: Image identifiers as the data set names them (``ISIC_0024306``).
-        labels: Class indices into `classes`, ``np.int64`` [N] (read-only).
-        groups: Lesion id of each image, or the image id where the data set has none; images of one group
-            always land on the same side of a split.
-        classes: Class names; ``labels`` index into this tuple.
-        layout: Which layout was read (one of `LAYOUTS`).
-        root: The folder the data set was read from (None for in-memory data).
-        paths: Image file of each record, or None for in-memory data (synthetic).
-        render: For in-memory data: ``render(image_size) -> uint8 [N, S, S, 3]``; None for files.
-        skipped: What ``skip_bad=True`` left out, one line per row (empty when nothing was skipped).
-        source: The ``source`` string the records were read from.
-
-    Example:
-        >>> records = read_dataset("synthetic:200")
-        >>> records.class_counts().tolist()  # in ISIC_CLASSES order
-        [22, 134, 10, 7, 22, 2, 3]
-    """
-
-    image_ids: tuple[str, ...]
-    labels: np.ndarray
-    groups: tuple[str, ...]
-    classes: tuple[str, ...]
-    layout: str
-    root: Path | None = None
-    paths: tuple[Path, ...] | None = None
-    render: Callable[[int], np.ndarray] | None = field(default=None, repr=False)
-    skipped: tuple[str, ...] = ()
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        labels = np.array(self.labels, dtype=np.int64, copy=True).reshape(-1)
-        labels.flags.writeable = False
-        object.__setattr__(self, "labels", labels)
-        n = len(self.image_ids)
-        if len(labels) != n or len(self.groups) != n or (self.paths is not None and len(self.paths) != n):
-            raise ValueError("image_ids, labels, groups and paths must have one entry per image")
-        if (self.paths is None) == (self.render is None):
-            raise ValueError("exactly one of paths (images on disk) and render (images in memory) is needed")
-        if n and (labels.min() < 0 or labels.max() >= len(self.classes)):
-            raise ValueError("labels must index into classes")
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, ``len(classes)``."""
-        return len(self.classes)
-
-    def class_counts(self, indices: Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
-        """Images per class, in `classes` order.
-
-        Args:
-            indices: Count only these records (e.g. the training side of a split); default all.
-
-        Returns:
-            LongTensor [C]: what the class-balance weighters take as ``class_counts``.
-        """
-        labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
-        return torch.from_numpy(np.bincount(labels, minlength=self.num_classes).astype(np.int64))
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> DatasetRecords:
-        """The records at ``indices`` (in that order), with the same classes and layout.
-
-        Args:
-            indices: Record positions.
-
-        Returns:
-            A new `DatasetRecords`; for in-memory data its `render` renders the full set and selects.
-        """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        render = None
-        if self.render is not None:
-            full = self.render
-
-            def render(image_size: int, _full: Callable[[int], np.ndarray] = full) -> np.ndarray:
-                return _full(image_size)[idx]
-
-        return replace(
-            self,
-            image_ids=tuple(self.image_ids[i] for i in idx),
-            labels=self.labels[idx],
-            groups=tuple(self.groups[i] for i in idx),
-            paths=None if self.paths is None else tuple(self.paths[i] for i in idx),
-            render=render,
-        )
-
-    def describe(self) -> str:
-        """One line: layout, where, how many images and lesions, and the images per class."""
-        counts = self.class_counts().tolist()
-        per_class = ", ".join(f"{name} {count}" for name, count in zip(self.classes, counts, strict=True))
-        where = f" at {self.root}" if self.root is not None else ""
-        skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
-        return (
-            f"{self.layout}{where}: {len(self)} images, {len(set(self.groups))} lesions, "
-            f"{self.num_classes} classes ({per_class}){skipped}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------- detection
@@ -224,8 +111,6 @@ def read_dataset(
 
 
 def _read_synthetic(text: str) -> DatasetRecords:
-    from sampleweight.data.synthetic import DEFAULT_SYNTHETIC_SIZE, synthetic_records
-
     parts = text.split(":")[1:]
     try:
         values = [int(p) for p in parts]

@@ -8,14 +8,12 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from sampleweight.checkpoint import load_checkpoint
-from sampleweight.config import TrainConfig, validation_message
 from sampleweight.data import BatchAugment, build_eval_dataset, read_dataset
-from sampleweight.errors import ConfigError, DataError
-from sampleweight.loader import make_loader
-from sampleweight.metrics import classification_metrics
-from sampleweight.rundir import RunDirectory, write_predictions
-from sampleweight.training import (
+from sampleweight.engine.checkpoint import load_checkpoint
+from sampleweight.engine.config import TrainConfig, validation_message
+from sampleweight.engine.loader import make_loader
+from sampleweight.engine.rundir import RunDirectory, write_predictions
+from sampleweight.engine.training import (
     HIERARCHICAL_MODELS,
     autocast_for,
     build_model,
@@ -24,6 +22,8 @@ from sampleweight.training import (
     resolve_device,
     taxonomy_of_model,
 )
+from sampleweight.errors import ConfigError, DataError
+from sampleweight.metrics import classification_metrics
 
 __all__ = ["evaluate", "load_trained_model"]
 

@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sampleweight import distributed
-from sampleweight.config import TrainConfig
 from sampleweight.data import BatchAugment, build_datasets, read_dataset
+from sampleweight.engine import ddp
+from sampleweight.engine.config import TrainConfig
 from sampleweight.errors import ConfigError
 
 __all__ = ["EpochSampler", "ShardSampler", "TrainingData", "epoch_seed", "load_split", "make_loader"]
@@ -168,7 +169,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             f"choose a multiple of {world}"
         )
     records = read_dataset(config.data, skip_bad=config.skip_bad)
-    with distributed.local_main_first():
+    with ddp.local_main_first():
         data = build_datasets(
             records,
             config.split,
@@ -177,7 +178,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             val_fraction=config.val_fraction,
             augment="batch",
             cache_dir=config.cache_dir,
-            progress=not config.quiet and distributed.is_main(),
+            progress=not config.quiet and ddp.is_main(),
             skip_bad=config.skip_bad,
         )
     augment = BatchAugment(config.image_size).to(device)

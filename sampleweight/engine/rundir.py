@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sampleweight.checkpoint import atomic_write_text
+from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.errors import ConfigError
 
 __all__ = ["RunDirectory", "read_epochs", "read_predictions", "write_predictions"]

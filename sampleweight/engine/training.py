@@ -8,9 +8,9 @@ an epoch, so a run resumed from a checkpoint ends with exactly the weights and m
 uninterrupted one (on the CPU; cuDNN autotuning makes CUDA runs close, not bit-identical).
 
 Launched by ``torchrun`` as several processes, the same function trains with DistributedDataParallel:
-each process loads its share of every global batch (`sampleweight.loader`), `WeightedLoss` weights the
+each process loads its share of every global batch (`sampleweight.engine.loader`), `WeightedLoss` weights the
 global batch, validation predictions are gathered from all processes, and only rank 0 writes the run
-directory and prints (`sampleweight.distributed`, ``docs/distributed.md``).
+directory and prints (`sampleweight.engine.ddp`, ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from sampleweight import distributed
-from sampleweight.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
-from sampleweight.config import TrainConfig, load_config, validation_message
 from sampleweight.deferred import DeferredCheck
+from sampleweight.engine import ddp
+from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
+from sampleweight.engine.config import TrainConfig, load_config, validation_message
+from sampleweight.engine.loader import TrainingData, load_split
+from sampleweight.engine.progress import TrainingProgress
+from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError, LossError, SampleWeightError, WeightError
 from sampleweight.factory import list_models
-from sampleweight.loader import TrainingData, load_split
 from sampleweight.metrics import classification_metrics
-from sampleweight.progress import TrainingProgress
-from sampleweight.rundir import RunDirectory
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 from sampleweight.weighted_loss import WeightedLoss
 
@@ -100,7 +101,7 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
         WeightError: A weighter produced invalid weights.
     """
     config = config if isinstance(config, TrainConfig) else load_config(**config)
-    with distributed.session(resolve_device(config.device)):
+    with ddp.session(resolve_device(config.device)):
         return _fit(prepare_run(config, resume=resume))
 
 
@@ -108,7 +109,7 @@ def _fit(run: Run) -> dict[str, Any]:
     """The epochs of a prepared run, then the final metrics and predictions."""
     cfg = run.config
     autocast = autocast_for(run.device, cfg.precision)
-    console = None if distributed.is_main() else Console(quiet=True)  # only rank 0 prints
+    console = None if ddp.is_main() else Console(quiet=True)  # only rank 0 prints
     scalars = _tensorboard(run)
     with (
         TrainingProgress(cfg.epochs, quiet=cfg.quiet, title=cfg.run_name, console=console) as progress,
@@ -122,7 +123,7 @@ def _fit(run: Run) -> dict[str, Any]:
             _seed_epoch(cfg.seed, epoch, distributed.rank())
             started = time.perf_counter()
             train_loss, weight_mean = _train_epoch(run, epoch, autocast, progress)
-            distributed.average_buffers(run.network)
+            ddp.average_buffers(run.network)
             seconds = time.perf_counter() - started
             targets, scores = _validate(run, autocast)
             metrics = classification_metrics(targets, decide(scores, run.taxonomy), run.data.classes)
@@ -184,7 +185,7 @@ def decide(scores: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
 
 def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming."""
-    main = distributed.is_main()  # only rank 0 writes the run directory
+    main = ddp.is_main()  # only rank 0 writes the run directory
     directory = RunDirectory(config.out) if config.out is not None and main else None
     checkpoint = Path(config.out) / RunDirectory.CHECKPOINT if config.out is not None else None
     if resume:
@@ -222,7 +223,7 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     elif directory is not None:
         directory.start_fresh(overwrite=config.overwrite)
         directory.write_config(config.model_dump(mode="json"))
-    run.model = distributed.wrap(run.network, device)
+    run.model = ddp.wrap(run.network, device)
     if config.compile:
         run.model = torch.compile(run.model)
     return run
@@ -297,8 +298,8 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-        if distributed.launched_world_size() > 1:  # torchrun: one GPU per process, by its rank on the node
-            device = torch.device("cuda", distributed.local_rank())
+        if ddp.launched_world_size() > 1:  # torchrun: one GPU per process, by its rank on the node
+            device = torch.device("cuda", ddp.local_rank())
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device {device} ({name!r}): only {torch.cuda.device_count()} CUDA device(s) here")
     return device

@@ -24,13 +24,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sampleweight.config import TrainConfig
 from sampleweight.data import BatchAugment, DatasetRecords, prepare_cache, read_dataset
+from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.evaluation import load_trained_model
+from sampleweight.engine.rundir import RunDirectory, read_predictions
+from sampleweight.engine.training import resolve_device
 from sampleweight.errors import ConfigError
-from sampleweight.evaluation import load_trained_model
-from sampleweight.figures import new_figure, save_figure
-from sampleweight.rundir import RunDirectory, read_predictions
-from sampleweight.training import resolve_device
+from sampleweight.studies.figures import new_figure, save_figure
 
 __all__ = [
     "ImageAttention",

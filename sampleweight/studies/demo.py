@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sampleweight.config import TrainConfig, load_config
-from sampleweight.training import train
+from sampleweight.engine.config import TrainConfig, load_config
+from sampleweight.engine.training import train
 
 __all__ = ["DEMO_WEIGHTERS", "demo_config", "results_table", "run_demo"]
 

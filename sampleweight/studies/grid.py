@@ -35,12 +35,12 @@ import timm
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sampleweight import training
-from sampleweight.checkpoint import atomic_write_text
-from sampleweight.config import TrainConfig, load_config
+from sampleweight.engine import training
+from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.config import TrainConfig, load_config
+from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, SampleWeightError
 from sampleweight.factory import list_losses, list_models, list_weighters
-from sampleweight.rundir import RunDirectory, read_epochs
 
 __all__ = [
     "GRID_FILE",
@@ -114,7 +114,7 @@ class GridRun:
         """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
-        `sampleweight.training.EXECUTION_FIELDS`) do not count.
+        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count.
         """
         path = self.path / RunDirectory.CONFIG
         if not path.is_file():

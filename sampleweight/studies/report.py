@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from sampleweight import training
-from sampleweight.checkpoint import atomic_write_text
+from sampleweight.engine import training
+from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError
-from sampleweight.figures import plot_confusion, plot_recall_bars
-from sampleweight.paper_results import PAPER_TABLE_NUMBERS, paper_result
-from sampleweight.rundir import RunDirectory
+from sampleweight.studies.figures import plot_confusion, plot_recall_bars
+from sampleweight.studies.paper_results import PAPER_TABLE_NUMBERS, paper_result
 
 __all__ = [
     "METRICS",

@@ -1,0 +1,20 @@
+"""The training engine: one run of any registered model x loss x weighter(s) x optimizer.
+
+What ``sampleweight train`` and ``sampleweight evaluate`` call, and what a notebook calls::
+
+    from sampleweight.engine import TrainConfig, train
+
+    metrics = train(TrainConfig(data="synthetic:600", epochs=2, image_size=32, weighters=["ohem"]))
+
+Modules, from the run down: `training` (the loop, checkpoints, resume), `loader` (a split as
+per-epoch seeded loaders, per-process shares), `config` (`TrainConfig`: the paper's defaults, validated),
+`evaluation` (a trained run on other data), `checkpoint` and `rundir` (atomic files, the run directory),
+`progress` (rich bars or quiet lines) and `ddp` (torchrun + DistributedDataParallel). Nothing in
+`sampleweight`'s core imports this package: ``import sampleweight`` stays light for a user's own loop.
+"""
+
+from sampleweight.engine.config import TrainConfig as TrainConfig, load_config as load_config
+from sampleweight.engine.evaluation import evaluate as evaluate
+from sampleweight.engine.training import train as train
+
+__all__ = ["TrainConfig", "evaluate", "load_config", "train"]

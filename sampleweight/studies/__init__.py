@@ -1,0 +1,10 @@
+"""Studies: many runs and what they show together.
+
+`grid` (the resumable cross-product of models x losses x weightings x optimizers x splits, on several
+devices or as a job array), `report` (paper-style tables and figures from finished runs, with the
+paper's own numbers from `paper_results` beside them), `figures` (recall bars, confusion matrices),
+`attention` (CBAM attention panels) and `demo` (the embedded comparison of ``sampleweight demo``).
+Everything here builds on `sampleweight.engine`; nothing below imports it. The modules are imported
+one by one (``from sampleweight.studies.report import write_report``) so that each command pulls in
+only what it draws with.
+"""

@@ -1,0 +1,122 @@
+"""The folders show the layers: the core a training loop imports, data, the engine (one run), the studies
+(many runs) and the command line; imports only point down, and ``import sampleweight`` stays light."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "sampleweight"
+
+# What may import what: a layer imports only from itself and the layers listed for it.
+LAYERS = {
+    "core": {"core"},
+    "data": {"core", "data"},
+    "engine": {"core", "data", "engine"},
+    "studies": {"core", "data", "engine", "studies"},
+    "cli": {"core", "data", "engine", "studies", "cli"},
+}
+HEAVY = ("sampleweight.engine", "sampleweight.studies", "sampleweight.cli", "matplotlib", "rich", "sklearn")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[:2] in (["sampleweight", "data"], ["sampleweight", "engine"], ["sampleweight", "studies"]):
+        return parts[1]
+    if module in ("sampleweight.cli", "sampleweight.__main__"):
+        return "cli"
+    return "core"
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+PACKAGES = {_module_name(path) for path in PACKAGE.rglob("__init__.py")}
+
+
+def _imports(module: str) -> set[str]:
+    """The sampleweight modules ``module`` imports anywhere in its file (deferred imports too)."""
+    tree = ast.parse(MODULES[module].read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            }
+    return {name for name in found if name in MODULES}
+
+
+def test_the_folders_hold_the_modules_of_their_layer() -> None:
+    assert {"weighting", "weighted_loss", "functional", "factory", "plugins", "hookspecs", "metrics"} <= {
+        m.split(".")[1] for m in MODULES if _layer(m) == "core" and m != "sampleweight"
+    }
+    engine = {m.rsplit(".", 1)[1] for m in MODULES if _layer(m) == "engine"}
+    assert {"training", "loader", "config", "checkpoint", "rundir", "progress", "evaluation", "ddp"} <= engine
+    studies = {m.rsplit(".", 1)[1] for m in MODULES if _layer(m) == "studies"}
+    assert {"grid", "report", "figures", "attention", "paper_results", "demo"} <= studies
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down_the_layers(module: str) -> None:
+    layer = _layer(module)
+    upward = sorted(name for name in _imports(module) if _layer(name) not in LAYERS[layer])
+    assert not upward, f"{module} ({layer}) imports {upward} from a layer above it"
+
+
+def test_no_import_cycle_between_modules() -> None:
+    # Package __init__ files only gather names, so edges into them are left out.
+    graph = {m: {n for n in _imports(m) if n not in PACKAGES and n != m} for m in MODULES if m not in PACKAGES}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_importing_sampleweight_and_weighting_a_batch_pulls_in_no_engine_studies_or_heavy_libraries() -> None:
+    script = f"""
+import json, sys
+heavy = {HEAVY!r}
+loaded = lambda: sorted(m for m in sys.modules if m.startswith(heavy))
+import sampleweight as sw
+after_import = loaded()
+import torch
+criterion = sw.WeightedLoss("ce", "es", class_counts=torch.tensor([50, 5, 1]))
+criterion(torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0])).backward()
+print(json.dumps({{"import": after_import, "weighted_loss": loaded()}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded == {"import": [], "weighted_loss": []}
+
+
+def test_the_public_api_is_listed_and_importable() -> None:
+    import sampleweight as sw
+
+    assert sorted(sw.__all__) == sorted(set(sw.__all__))
+    for name in sw.__all__:
+        assert getattr(sw, name) is not None
+    from sampleweight.engine import TrainConfig, evaluate, load_config, train
+
+    assert callable(train) and callable(evaluate) and callable(load_config) and TrainConfig().epochs == 150
