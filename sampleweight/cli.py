@@ -97,6 +97,7 @@ def plugins(
     console.print(table)
 
 
+LOSS_OPTION_HELP = "An option of the loss as KEY=VALUE (repeatable), e.g. --loss-option tau=1.0."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
 
 
@@ -111,6 +112,7 @@ def train(
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
     loss: str | None = typer.Option(None, help="ce, focal, hierarchical or a plugin loss."),
     gamma: float | None = typer.Option(None, help="Focal-loss gamma (default 1)."),
+    loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
     weighter: list[str] | None = typer.Option(
         None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
     ),
@@ -141,7 +143,7 @@ def train(
     quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
 ) -> None:
     """Train one model x loss x weighting x optimizer and write a run directory."""
-    from sampleweight.engine.config import load_config
+    from sampleweight.engine.config import load_config, parse_options
     from sampleweight.engine.ddp import is_main
     from sampleweight.engine.rundir import RunDirectory
     from sampleweight.engine.training import train as run_training
@@ -154,6 +156,7 @@ def train(
         pretrained_path=pretrained_path,
         loss=loss,
         gamma=gamma,
+        loss_options=parse_options(loss_option, "--loss-option"),
         weighters=weighter or None,
         optimizer=optimizer,
         lr=lr,
@@ -293,6 +296,7 @@ def grid(
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
     gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
+    loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
     lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
     batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
@@ -321,6 +325,7 @@ def grid(
     report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
 ) -> None:
     """Train the cross-product of models x losses x weightings x optimizers x splits; finished runs are skipped."""
+    from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import plan_grid, run_grid
     from sampleweight.studies.report import rich_table, write_report
@@ -331,6 +336,7 @@ def grid(
         pretrained=pretrained,
         pretrained_path=pretrained_path,
         gamma=gamma,
+        loss_options=parse_options(loss_option, "--loss-option"),
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,

@@ -76,3 +76,20 @@ def test_user_error_exits_2_with_one_line() -> None:
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["error: unknown weighter 'x'; choose one of: cb, es"]
     assert "Traceback" not in result.output
+
+
+def test_loss_options_on_the_command_line_reach_the_run_config(tmp_path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--data", "synthetic:80", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+            "--batch-size", "16", "--epochs", "1", "--quiet", "--loss", "focal", "--loss-option", "gamma=2",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["loss_options"] == {"gamma": 2}
+
+
+def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
+    result = runner.invoke(app, ["train", "--loss", "focal", "--loss-option", "gamma"])
+    assert result.exit_code == 2
+    assert "malformed --loss-option 'gamma': expected KEY=VALUE" in result.output
+    assert "Traceback" not in result.output

@@ -80,3 +80,27 @@ def test_bad_files(tmp_path) -> None:
     listed.write_text("[1, 2]")
     with pytest.raises(sw.ConfigError, match="must hold a table of options"):
         load_config(listed)
+
+
+def test_key_value_options_parse_to_typed_values() -> None:
+    from sampleweight.engine.config import parse_options
+
+    assert parse_options(None, "--loss-option") is None and parse_options([], "--loss-option") is None
+    parsed = parse_options(["tau=1", "s=30.5", "scale=1e-3", "base=ce", "on=true", "none=null", "ks=[1, 2]"], "--x")
+    assert parsed == {"tau": 1, "s": 30.5, "scale": 1e-3, "base": "ce", "on": True, "none": None, "ks": [1, 2]}
+    assert parse_options(["tau=1", "tau=2", "eq=a=b"], "--x") == {"tau": 2, "eq": "a=b"}
+
+
+@pytest.mark.parametrize("pair", ["tau", "=1", " =1", "x=[1,"])
+def test_malformed_key_value_options_are_refused(pair: str) -> None:
+    from sampleweight.engine.config import parse_options
+
+    with pytest.raises(sw.ConfigError, match=r"malformed --loss-option .*(expected KEY=VALUE|does not parse)"):
+        parse_options([pair], "--loss-option")
+
+
+def test_flags_update_a_files_option_table_key_by_key(tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('loss = "focal"\n[loss_options]\ngamma = 2.0\nbase = "x"\n')
+    assert load_config(path).loss_options == {"gamma": 2.0, "base": "x"}
+    assert load_config(path, loss_options={"gamma": 3.0}).loss_options == {"gamma": 3.0, "base": "x"}

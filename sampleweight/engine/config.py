@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sampleweight.errors import ConfigError
 
-__all__ = ["PAPER_EPOCHS", "PAPER_LR", "TrainConfig", "load_config", "validation_message"]
+__all__ = [
+    "OPTION_TABLES",
+    "PAPER_EPOCHS",
+    "PAPER_LR",
+    "TrainConfig",
+    "load_config",
+    "parse_options",
+    "validation_message",
+]
 
 # The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
@@ -108,12 +118,18 @@ class TrainConfig(BaseModel):
         return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
 
 
+OPTION_TABLES = ("loss_options", "weighter_options")
+"""Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """A `TrainConfig` from a TOML, YAML or JSON file (optional) with ``overrides`` on top.
 
     Args:
         path: The file; its suffix picks the format (``.toml``, ``.yaml``/``.yml``, ``.json``).
         **overrides: Values that replace the file's (e.g. command-line flags); None values are ignored.
+            An option table (`OPTION_TABLES`, e.g. ``loss_options``) is updated key by key: the file's
+            other keys stay.
 
     Raises:
         ConfigError: The file is missing or unreadable, or a value is invalid (the field and the
@@ -122,11 +138,59 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     values: dict[str, Any] = {}
     if path is not None:
         values = _read(Path(path))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in OPTION_TABLES and isinstance(value, dict) and isinstance(values.get(key), dict):
+            value = {**values[key], **value}
+        values[key] = value
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, source=str(path) if path else None)) from None
+
+
+def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any] | None:
+    """``KEY=VALUE`` strings (a repeatable command-line flag) as a dict of typed values.
+
+    Each value is read as a YAML scalar or list: ``3`` is an int, ``0.5`` and ``1e-3`` floats, ``true`` a bool,
+    ``null`` None, ``[1, 2]`` a list; anything else stays a string. A later pair overrides an earlier one.
+
+    Args:
+        pairs: The flag's values, e.g. ``["tau=1.0", "s=30"]``; None or empty when the flag was not given.
+        flag: The flag's name, for the error message (``--loss-option``).
+
+    Returns:
+        The options, or None when there are none (so that a config file's table stays as it is).
+
+    Raises:
+        ConfigError: A pair without ``=`` or with an empty key, or a value that does not parse.
+
+    Example:
+        >>> parse_options(["tau=1", "base=ce", "scale=1e-3"], "--loss-option")
+        {'tau': 1, 'base': 'ce', 'scale': 0.001}
+    """
+    if not pairs:
+        return None
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"malformed {flag} {pair!r}: expected KEY=VALUE, e.g. {flag} tau=1.0")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"malformed {flag} {pair!r}: the value {text!r} does not parse") from None
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        options[key] = value
+    return options
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def validation_message(exc: ValidationError, source: str | None = None) -> str:

@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import TrainConfig, load_config
+from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, SampleWeightError
 from sampleweight.factory import list_losses, list_models, list_weighters
@@ -576,7 +576,10 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
         # Validate the file on its own. The grid sets the loss per run, so read it as a focal-loss run:
         # a file's gamma must not be rejected as "not a focal-loss option" here.
         values = load_config(config_file, loss="focal").model_dump(exclude_unset=True)
-    values.update({k: v for k, v in options.items() if v is not None})
+    for key, value in options.items():
+        if value is not None:  # an option table from a flag updates the file's key by key
+            merge = key in OPTION_TABLES and isinstance(values.get(key), dict)
+            values[key] = {**values[key], **value} if merge else value
     unknown = sorted(set(values) - set(TrainConfig.model_fields))
     if unknown:
         valid = ", ".join(TrainConfig.model_fields)
