@@ -6,7 +6,9 @@ classes), and they are what a user calls who wants one formula in their own code
 
 Equations refer to the paper (``docs/weighting.md`` restates them):
 Eq. 5 cross-entropy, Eq. 6 focal loss, Eq. 7 class balance, Eq. 8 effective number of samples,
-Eq. 9 curriculum pacing (and its per-class form, the paper's proposed future work).
+Eq. 9 curriculum pacing (and its per-class form, the paper's proposed future work). Beyond the paper,
+the long-tail losses that act on the logits: logit adjustment (Menon et al., ICLR 2021), balanced
+softmax (Ren et al., NeurIPS 2020) and LDAM (Cao et al., NeurIPS 2019).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 __all__ = [
     "class_balance_weights",
     "class_curriculum_mask",
+    "class_log_prior",
     "cross_entropy",
     "curriculum_fraction",
     "curriculum_mask",
@@ -29,6 +32,9 @@ __all__ = [
     "curriculum_size",
     "effective_number_weights",
     "focal_loss",
+    "ldam_loss",
+    "ldam_margins",
+    "logit_adjusted_cross_entropy",
     "normalize_class_weights",
 ]
 
@@ -89,6 +95,94 @@ def focal_loss(
         alpha_t = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
         loss = loss * alpha_t[targets]
     return loss
+
+
+def class_log_prior(class_counts: Tensor | Sequence[int]) -> Tensor:
+    """The log class prior of the training set: ``log(N_c / N)`` per class.
+
+    A class with no samples counts as one sample (prior ``1 / N``, the rarest a class can be), so the
+    prior stays finite: logit adjustment then pushes that class as hard as a class of one image,
+    instead of giving it ``-inf`` (which makes a loss on it infinite and its gradient NaN).
+
+    Args:
+        class_counts: Training-set counts per class [C] (integers >= 0, at least one positive).
+
+    Returns:
+        Log-prior [C], float32, every entry finite and ``<= 0``.
+
+    Example:
+        >>> class_log_prior(torch.tensor([3, 1, 0])).exp().tolist()
+        [0.75, 0.25, 0.25]
+    """
+    counts = _checked_counts(class_counts)
+    return (counts.clamp_min(1).log() - math.log(float(counts.sum()))).float()
+
+
+def logit_adjusted_cross_entropy(logits: Tensor, targets: Tensor, log_prior: Tensor, *, tau: float = 1.0) -> Tensor:
+    """Per-sample logit-adjusted cross-entropy (Menon et al., ICLR 2021): CE on ``logits + tau * log_prior``.
+
+    Training on the adjusted logits and predicting with the raw ones aims at the balanced error. With
+    ``log_prior = log(N_c)`` and ``tau = 1`` it is the balanced softmax loss of Ren et al. (NeurIPS
+    2020): the two differ by a constant per row (``log N``), which the softmax ignores.
+
+    Args:
+        logits: Scores [B, C].
+        targets: Class indices [B].
+        log_prior: Per-class log prior [C] (`class_log_prior`), or log counts.
+        tau: Strength of the adjustment, ``>= 0``; 0 is plain cross-entropy.
+
+    Returns:
+        Losses [B], float32 (float64 for float64 input).
+    """
+    if tau < 0:
+        raise ValueError(f"logit adjustment needs tau >= 0, got {tau}")
+    logits = _wide(logits)
+    return F.cross_entropy(logits + tau * log_prior.to(logits), targets, reduction="none")
+
+
+def ldam_margins(class_counts: Tensor | Sequence[int], max_margin: float = 0.5) -> Tensor:
+    """LDAM's per-class margins (Cao et al., NeurIPS 2019): ``m_c ~ N_c^{-1/4}``, the largest ``max_margin``.
+
+    A class with no samples counts as one sample (the largest margin).
+
+    Args:
+        class_counts: Training-set counts per class [C].
+        max_margin: The margin of the rarest class, ``> 0`` (the paper's and kaidic/LDAM-DRW's default 0.5).
+
+    Returns:
+        Margins [C], float32, in ``(0, max_margin]``.
+
+    Example:
+        >>> ldam_margins(torch.tensor([16, 1])).tolist()
+        [0.25, 0.5]
+    """
+    if not max_margin > 0:
+        raise ValueError(f"LDAM needs max_margin > 0, got {max_margin}")
+    margins = _checked_counts(class_counts).clamp_min(1).pow(-0.25)
+    return (margins * (max_margin / margins.max())).float()
+
+
+def ldam_loss(logits: Tensor, targets: Tensor, margins: Tensor, *, s: float = 30.0) -> Tensor:
+    """Per-sample LDAM loss (Cao et al., NeurIPS 2019): CE on ``s * (logits - m_y e_y)``.
+
+    The target class's logit is lowered by its class margin ``m_y`` before the softmax, so a rare class
+    must win by a larger margin; ``s`` rescales the logits (LDAM assumes normalised features, for which
+    logits are small).
+
+    Args:
+        logits: Scores [B, C].
+        targets: Class indices [B].
+        margins: Per-class margins [C] (`ldam_margins`).
+        s: Logit scale, ``> 0`` (default 30, as kaidic/LDAM-DRW).
+
+    Returns:
+        Losses [B], float32 (float64 for float64 input).
+    """
+    if not s > 0:
+        raise ValueError(f"LDAM needs s > 0, got {s}")
+    logits = _wide(logits)
+    shifted = logits.scatter_add(1, targets.unsqueeze(1), -margins.to(logits)[targets].unsqueeze(1))
+    return F.cross_entropy(s * shifted, targets, reduction="none")
 
 
 def class_balance_weights(class_counts: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
-"""Built-in per-sample losses: ce (Eq. 5) and focal (Eq. 6)."""
+"""Built-in per-sample losses: ce (Eq. 5) and focal (Eq. 6), and the long-tail losses that act on the logits:
+logit_adjusted (Menon et al. 2021), balanced_softmax (Ren et al. 2020) and ldam (Cao et al. 2019)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -53,6 +55,53 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}" + ("" if self.alpha is None else f", alpha={self.alpha.tolist()}")
 
 
+class LogitAdjustedLoss(nn.Module):
+    """Per-sample cross-entropy on ``logits + tau * offsets``, offsets fixed per class (a buffer).
+
+    With ``offsets = log prior`` it is the logit-adjusted loss; with ``offsets = log counts`` and ``tau = 1``
+    the balanced softmax loss.
+
+    Args:
+        offsets: Per-class offsets [C] (finite).
+        tau: Strength, ``>= 0``.
+    """
+
+    def __init__(self, offsets: Tensor, tau: float = 1.0) -> None:
+        super().__init__()
+        if tau < 0:
+            raise ValueError(f"tau must be >= 0, got {tau}")
+        self.tau = float(tau)
+        self.register_buffer("offsets", offsets.float())
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return SF.logit_adjusted_cross_entropy(logits, targets, self.offsets, tau=self.tau)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}"
+
+
+class LDAMLoss(nn.Module):
+    """Per-sample LDAM loss: CE on ``s * (logits - m_y e_y)``, margins ``m_c`` proportional to ``N_c^{-1/4}``.
+
+    Args:
+        margins: Per-class margins [C] (`sampleweight.functional.ldam_margins`).
+        s: Logit scale, ``> 0``.
+    """
+
+    def __init__(self, margins: Tensor, s: float = 30.0) -> None:
+        super().__init__()
+        if not s > 0:
+            raise ValueError(f"s must be > 0, got {s}")
+        self.s = float(s)
+        self.register_buffer("margins", margins.float())
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return SF.ldam_loss(logits, targets, self.margins, s=self.s)
+
+    def extra_repr(self) -> str:
+        return f"s={self.s}, max_margin={float(self.margins.max()):.4g}"
+
+
 def ce(label_smoothing: float = 0.0) -> CrossEntropy:
     """Softmax cross-entropy per sample (Eq. 5)."""
     return CrossEntropy(label_smoothing)
@@ -71,7 +120,45 @@ def focal(gamma: float = 1.0, alpha: Sequence[float] | None = None, num_classes:
     return FocalLoss(gamma, alpha)
 
 
+def logit_adjusted(class_counts: Tensor, tau: float = 1.0) -> LogitAdjustedLoss:
+    """Logit-adjusted cross-entropy (Menon et al., ICLR 2021): CE on ``logits + tau * log(prior)``.
+
+    Args:
+        class_counts: A dataset fact: training-set counts per class, the prior ``N_c / N`` (a class with no
+            images counts as one, so the prior stays finite; `sampleweight.functional.class_log_prior`).
+        tau: Strength of the adjustment, ``>= 0`` (default 1, the paper's choice).
+    """
+    return LogitAdjustedLoss(SF.class_log_prior(class_counts), tau)
+
+
+def balanced_softmax(class_counts: Tensor) -> LogitAdjustedLoss:
+    """Balanced softmax (Ren et al., NeurIPS 2020): CE on ``logits + log(N_c)``.
+
+    The same loss as ``logit_adjusted`` with ``tau = 1`` (the two differ by ``log N`` on every logit).
+
+    Args:
+        class_counts: A dataset fact: training-set counts per class (a class with no images counts as one).
+    """
+    return LogitAdjustedLoss(SF.class_log_prior(class_counts) + math.log(float(torch.as_tensor(class_counts).sum())))
+
+
+def ldam(class_counts: Tensor, max_margin: float = 0.5, s: float = 30.0) -> LDAMLoss:
+    """LDAM loss (Cao et al., NeurIPS 2019), as kaidic/LDAM-DRW's ``LDAMLoss`` per sample.
+
+    With ``--weighter drw`` it is LDAM-DRW (deferred re-weighting from 80 % of training).
+
+    Args:
+        class_counts: A dataset fact: training-set counts per class (a class with no images counts as one).
+        max_margin: Margin of the rarest class (default 0.5).
+        s: Logit scale (default 30).
+    """
+    return LDAMLoss(SF.ldam_margins(class_counts, max_margin), s)
+
+
 @hookimpl
 def register_losses(register) -> None:
     register("ce", ce)
     register("focal", focal)
+    register("logit_adjusted", logit_adjusted)
+    register("balanced_softmax", balanced_softmax)
+    register("ldam", ldam)
