@@ -422,14 +422,23 @@ def report(
     folder: Path = typer.Argument(..., help="A grid folder (or any folder of run directories)."),
     out: Path | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
     paper: bool = typer.Option(False, "--paper", help="Show the paper's figures (Tables 2-5) beside ours."),
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw recall bar charts and confusion matrices."),
+    figures: bool = typer.Option(
+        True, "--figures/--no-figures", help="Draw recall bar charts, reliability diagrams and confusion matrices."
+    ),
+    baseline: str | None = typer.Option(
+        None,
+        help="Compare every setup with this one on the same images (paired bootstrap, Holm's correction): "
+        "a weighting (none) or a full setup name (ce-none).",
+    ),
 ) -> None:
-    """Paper-style tables (mean ± spread over splits) and figures from finished runs."""
-    from sampleweight.studies.report import rich_table, write_report
+    """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""
+    from sampleweight.studies.report import rich_comparisons, rich_table, write_report
 
-    written = write_report(folder, out, paper=paper, figures=figures)
+    written = write_report(folder, out, paper=paper, figures=figures, baseline=baseline)
     for table in written.tables:
         console.print(rich_table(table, paper=paper))
+        if table.comparisons:
+            console.print(rich_comparisons(table))
     console.print(
         f"wrote {written.markdown}, {len(written.csv_files)} CSV table(s), {len(written.figures)} figure(s)",
         highlight=False,
