@@ -98,6 +98,11 @@ def plugins(
 
 
 LOSS_OPTION_HELP = "An option of the loss as KEY=VALUE (repeatable), e.g. --loss-option tau=1.0."
+WEIGHTER_OPTION_HELP = (
+    "An option of the weighter(s) as KEY=VALUE, or scoped to one weighter as NAME.KEY=VALUE (repeatable), "
+    "e.g. --weighter-option es.normalize=classes."
+)
+BOOTSTRAP_HELP = "Bootstrap resamples of the 95 % intervals in metrics.json (default 2000; 0: none)."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
 
 
@@ -116,6 +121,7 @@ def train(
     weighter: list[str] | None = typer.Option(
         None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
     ),
+    weighter_option: list[str] | None = typer.Option(None, "--weighter-option", help=WEIGHTER_OPTION_HELP),
     optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
     lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
@@ -140,6 +146,7 @@ def train(
     overwrite: bool | None = typer.Option(None, "--overwrite", help="Start over in an --out that holds a run."),
     skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
     tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to OUT/tensorboard."),
+    bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
     quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
 ) -> None:
     """Train one model x loss x weighting x optimizer and write a run directory."""
@@ -158,6 +165,7 @@ def train(
         gamma=gamma,
         loss_options=parse_options(loss_option, "--loss-option"),
         weighters=weighter or None,
+        weighter_options=parse_options(weighter_option, "--weighter-option"),
         optimizer=optimizer,
         lr=lr,
         epochs=epochs,
@@ -176,6 +184,7 @@ def train(
         overwrite=overwrite,
         skip_bad=skip_bad,
         tensorboard=tensorboard,
+        bootstrap=bootstrap,
     )
     if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
         config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
@@ -208,12 +217,20 @@ def evaluate(
     batch_size: int = typer.Option(64, min=1, help="Evaluation batch size."),
     cache_dir: Path | None = typer.Option(None, help="Image cache folder."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out (and report) unreadable images."),
+    bootstrap: int = typer.Option(2000, min=0, help=BOOTSTRAP_HELP),
 ) -> None:
     """Score a trained model on another data set (e.g. the ISIC 2018 validation or test release)."""
     from sampleweight.engine.evaluation import evaluate as run_evaluation
 
     metrics, where = run_evaluation(
-        run, data, out=out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad
+        run,
+        data,
+        out=out,
+        device=device,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+        bootstrap=bootstrap,
     )
     console.print(_metrics_line(metrics, where), highlight=False)
 
@@ -289,6 +306,9 @@ def grid(
     ),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
     splits: str = typer.Option("0,1", help="Lesion-grouped 80/20 splits (the paper's: 0,1)."),
+    seeds: str | None = typer.Option(
+        None, help="Seeds: every split is trained with each (default: --seed, else 0). Names get -seedN for N > 0."
+    ),
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON options shared by every run."),
     data: str | None = typer.Option(None, help=DATA_HELP),
@@ -297,6 +317,9 @@ def grid(
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
     gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
     loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
+    weighter_option: list[str] | None = typer.Option(
+        None, "--weighter-option", help=WEIGHTER_OPTION_HELP + " A scoped option reaches only the runs using NAME."
+    ),
     lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
     batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
@@ -317,6 +340,7 @@ def grid(
     ),
     skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
     tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to RUN/tensorboard."),
+    bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
     quiet: bool = typer.Option(False, "--quiet/--progress", help="One line per run and epoch, no progress bar."),
     print_commands: bool = typer.Option(
         False, "--print-commands", help="Print one `sampleweight train` command per run (for schedulers); train none."
@@ -324,7 +348,7 @@ def grid(
     index: int | None = typer.Option(None, help="Train only the run with this 0-based index (a job array's task)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
 ) -> None:
-    """Train the cross-product of models x losses x weightings x optimizers x splits; finished runs are skipped."""
+    """Train models x losses x weightings x optimizers x splits x seeds (cross-product); finished runs are skipped."""
     from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import plan_grid, run_grid
@@ -337,6 +361,7 @@ def grid(
         pretrained_path=pretrained_path,
         gamma=gamma,
         loss_options=parse_options(loss_option, "--loss-option"),
+        weighter_options=parse_options(weighter_option, "--weighter-option"),
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,
@@ -350,6 +375,7 @@ def grid(
         cache_dir=cache_dir,
         skip_bad=skip_bad,
         tensorboard=tensorboard,
+        bootstrap=bootstrap,
     )
     planned = plan_grid(
         out,
@@ -358,6 +384,7 @@ def grid(
         weighters=weighters,
         optimizers=optimizers,
         splits=splits,
+        seeds=seeds,
         config_file=config,
         options=options,
     )
@@ -395,14 +422,23 @@ def report(
     folder: Path = typer.Argument(..., help="A grid folder (or any folder of run directories)."),
     out: Path | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
     paper: bool = typer.Option(False, "--paper", help="Show the paper's figures (Tables 2-5) beside ours."),
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw recall bar charts and confusion matrices."),
+    figures: bool = typer.Option(
+        True, "--figures/--no-figures", help="Draw recall bar charts, reliability diagrams and confusion matrices."
+    ),
+    baseline: str | None = typer.Option(
+        None,
+        help="Compare every setup with this one on the same images (paired bootstrap, Holm's correction): "
+        "a weighting (none) or a full setup name (ce-none).",
+    ),
 ) -> None:
-    """Paper-style tables (mean ± spread over splits) and figures from finished runs."""
-    from sampleweight.studies.report import rich_table, write_report
+    """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""
+    from sampleweight.studies.report import rich_comparisons, rich_table, write_report
 
-    written = write_report(folder, out, paper=paper, figures=figures)
+    written = write_report(folder, out, paper=paper, figures=figures, baseline=baseline)
     for table in written.tables:
         console.print(rich_table(table, paper=paper))
+        if table.comparisons:
+            console.print(rich_comparisons(table))
     console.print(
         f"wrote {written.markdown}, {len(written.csv_files)} CSV table(s), {len(written.figures)} figure(s)",
         highlight=False,

@@ -4,6 +4,10 @@ A factory is called with the user's options plus the dataset-level facts its sig
 (pluggy-style "declare what you need"): ``class_counts`` (LongTensor [C], training-set counts),
 ``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``. ``num_classes`` follows from
 ``class_counts`` or ``class_names`` when not given.
+
+A weighter option may be scoped to one weighter as ``"NAME.KEY"`` (``{"es.normalize": "classes"}``): it
+reaches only that component of a composition (``"ohem+es"``), and a weighting without that weighter
+ignores it (so one table of options serves every run of a grid).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from sampleweight.weighting import ProductWeighter, Weighter
 
 __all__ = [
     "FACTS",
+    "SCOPE",
     "accepted_options",
+    "check_weighter_options",
     "create_loss",
     "create_weighter",
     "list_losses",
@@ -60,24 +66,81 @@ def create_weighter(name: str | Sequence[str], *, registry: Registry | None = No
         registry: Where to look names up; default the process-wide registry.
         **options: Options of the weighter(s) and dataset facts (``class_counts``, ``num_classes``,
             ``num_epochs``, ``batch_size``, ``class_names``). Each is given to every component
-            whose factory names it; an option no component accepts is an error.
+            whose factory names it; an option no component accepts is an error. An option scoped
+            as ``"NAME.KEY"`` goes to the component NAME only (over an unscoped KEY), and is ignored
+            when NAME is not a component (pass it as ``**{"es.normalize": "classes"}``).
 
     Returns:
         A `Weighter` (a `ProductWeighter` for several names).
 
     Raises:
-        ConfigError: Unknown name (the valid ones are listed), unknown option, missing fact.
+        ConfigError: Unknown name (the valid ones are listed), unknown option, missing fact; a scoped
+            option naming an unknown weighter or a key that weighter does not accept.
 
     Example:
         >>> import sampleweight as sw, torch
         >>> w = sw.create_weighter("ohem+es", class_counts=torch.tensor([90, 10]), num_epochs=10, batch_size=4)
+        >>> w = sw.create_weighter("ohem+es", class_counts=torch.tensor([90, 10]), num_epochs=10, batch_size=4,
+        ...                        **{"es.normalize": "classes", "cb.normalize": "classes"})  # cb's is ignored
     """
     names = _split_names(name)
     facts = resolve_facts(options)
     entries = [lookup(registry, "weighters", n) for n in names]
-    _check_unused(options, entries, "weighter")
-    weighters = [_build(entry, options, facts, "weighter") for entry in entries]
+    per_component = _component_options(entries, options, registry)
+    weighters = [_build(entry, own, facts, "weighter") for entry, own in zip(entries, per_component, strict=True)]
     return weighters[0] if len(weighters) == 1 else ProductWeighter(weighters)
+
+
+def check_weighter_options(
+    name: str | Sequence[str], options: Mapping[str, Any], *, registry: Registry | None = None
+) -> list[dict[str, Any]]:
+    """Check a weighting's options without building it (no dataset facts needed); return each component's.
+
+    Args:
+        name: The weighting (``"ohem+es"`` or a list of names).
+        options: Its options, unscoped (``normalize``) or scoped (``es.normalize``).
+        registry: Where to look names up; default the process-wide registry.
+
+    Returns:
+        The options each component receives, in order.
+
+    Raises:
+        ConfigError: An unknown weighter (in the weighting or in a scoped option), an option no
+            component accepts, a scoped key its weighter does not accept.
+    """
+    entries = [lookup(registry, "weighters", n) for n in _split_names(name)]
+    return _component_options(entries, options, registry)
+
+
+SCOPE = "."
+"""Separates the weighter from the key in a scoped option: ``es.normalize``."""
+
+
+def _component_options(
+    entries: Sequence[Registered], options: Mapping[str, Any], registry: Registry | None
+) -> list[dict[str, Any]]:
+    """Each component's options: the unscoped ones, then its own scoped ones over them (all checked)."""
+    unscoped = {k: v for k, v in options.items() if SCOPE not in k}
+    scoped: dict[str, dict[str, Any]] = {}
+    for key, value in options.items():
+        if SCOPE not in key:
+            continue
+        weighter, _, option = key.partition(SCOPE)
+        if not weighter or not option:
+            raise ConfigError(f"malformed scoped weighter option {key!r}: write NAME.KEY, e.g. es.normalize")
+        try:
+            entry = lookup(registry, "weighters", weighter)
+        except ConfigError as exc:
+            raise ConfigError(f"weighter option {key!r}: {exc}") from None
+        accepted = accepted_options(entry.factory)
+        if accepted is not None and option not in accepted - set(FACTS):
+            raise ConfigError(
+                f"weighter option {key!r}: weighter {weighter!r} does not accept option {option!r}; "
+                f"its options are: {', '.join(sorted(accepted - set(FACTS))) or '(none)'}"
+            )
+        scoped.setdefault(weighter, {})[option] = value
+    _check_unused(unscoped, entries, "weighter")
+    return [{**unscoped, **scoped.get(entry.name, {})} for entry in entries]
 
 
 def create_loss(name: str, *, registry: Registry | None = None, **options: Any) -> nn.Module:

@@ -204,9 +204,9 @@ def class_balance_weights(class_counts: Tensor) -> Tensor:
 def effective_number_weights(class_counts: Tensor, beta: float | None = None) -> Tensor:
     """Effective-number weights (Eq. 8, Cui et al. 2019): ``w_c = (1 - beta) / (1 - beta^{N_c})``.
 
-    Computed in float64 with ``log1p``/``expm1`` so that ``beta`` close to 1 (the default
-    ``(N - 1) / N`` for N in the thousands) loses no precision. A class with no samples gets the
-    weight of a class with one sample (1), the largest finite weight.
+    Computed in float64 as ``expm1(log beta) / expm1(N_c log beta)`` (``log``, then ``expm1``), so that
+    ``beta`` close to 1 (the default ``(N - 1) / N`` for N in the thousands) loses no precision. A class
+    with no samples gets the weight of a class with one sample (1), the largest finite weight.
 
     Args:
         class_counts: Training-set counts per class [C].

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from sampleweight import distributed as dist_helpers
 from sampleweight.deferred import DeferredCheck
 from sampleweight.errors import ConfigError, LossError, WeightError
-from sampleweight.factory import FACTS, accepted_options, create_loss, create_weighter, lookup
+from sampleweight.factory import FACTS, SCOPE, accepted_options, create_loss, create_weighter, lookup
 from sampleweight.plugins import Registry
 from sampleweight.weighting import (
     Weighter,
@@ -48,7 +48,9 @@ class WeightedLoss(nn.Module):
     Keyword options are routed by name: dataset facts (``class_counts``, ``num_classes``,
     ``num_epochs``, ``batch_size``, ``class_names``) go to every factory that declares them; any
     other option goes to the loss or the weighter(s), whichever accepts it. An option both accept
-    is ambiguous: pass it in ``loss_options`` or ``weighter_options`` instead.
+    is ambiguous: pass it in ``loss_options`` or ``weighter_options`` instead. A weighter option scoped
+    as ``"NAME.KEY"`` (``weighter_options={"es.normalize": "classes"}``) reaches only the component
+    NAME of a composition such as ``"ohem+es"``, and is ignored by a weighting without NAME.
 
     Args:
         loss: A registered loss name (``"ce"``, ``"focal"``, ...) or a per-sample loss module
@@ -277,6 +279,9 @@ def _route(
     to_loss = dict(facts if isinstance(loss, str) else {})
     to_weighter = dict(facts if isinstance(weighter, (str, list, tuple)) else {})
     for key, value in rest.items():
+        if SCOPE in key:  # "es.normalize": scoped to one weighter, checked by create_weighter
+            to_weighter[key] = value
+            continue
         for_loss, for_weighter = key in loss_accepts, key in weighter_accepts
         if not (for_loss or for_weighter):
             for_loss, for_weighter = loss_open, weighter_open

@@ -18,6 +18,7 @@ __all__ = [
     "WeightingBatch",
     "check_form",
     "check_weights",
+    "class_mix_weights",
     "weight_flags",
     "weight_problem",
     "weighter_name",
@@ -89,6 +90,16 @@ class BaseWeighter(nn.Module):
         """Return per-sample weights [B] for ``batch``."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(batch) -> weights [B]")
 
+    def mean_weight(self, class_counts: Tensor) -> float | None:
+        """The mean weight per sample when the classes come in the proportions of ``class_counts``.
+
+        For a weighter whose weight depends only on the class (CB, ES, DRW after its switch): the
+        factor by which it scales the loss, and so, under SGD, the effective learning rate
+        (``sampleweight train`` logs it). None (the default) for weighters whose weights depend on
+        more than the class.
+        """
+        return None
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 
@@ -130,6 +141,18 @@ class ProductWeighter(BaseWeighter):
         for i, w in enumerate(self.components):
             if not isinstance(w, nn.Module) and str(i) in state:
                 w.load_state_dict(state[str(i)])
+
+
+def class_mix_weights(weighter: object, class_counts: Tensor) -> list[tuple[str, float]]:
+    """``(name, mean weight per sample)`` of each class weighter in ``weighter`` (a product's components
+    one by one) under the class mix ``class_counts``: what `BaseWeighter.mean_weight` reports."""
+    found = []
+    for component in getattr(weighter, "components", None) or [weighter]:
+        mean_weight = getattr(component, "mean_weight", None)
+        value = mean_weight(class_counts) if callable(mean_weight) else None
+        if value is not None:
+            found.append((weighter_name(component), float(value)))
+    return found
 
 
 def weighter_name(weighter: object) -> str:

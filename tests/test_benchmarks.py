@@ -97,3 +97,22 @@ def test_execution_settings_smoke(tmp_path) -> None:
     variants = ["default", "channels-last", "fused Adam", "channels-last + fused (ours)"]
     assert [row["variant"] for row in rows] == variants
     assert rows[0]["ratio"] == 1.0 and all(row["step_ms"] > 0 and row["ratio"] > 0 for row in rows)
+
+
+def test_bootstrap_speed_smoke(tmp_path) -> None:
+    out = tmp_path / "b.json"
+    load("bootstrap_speed").main(["--images", "300", "--resamples", "50", "--rounds", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "bootstrap_speed" and report["resamples"] == 50
+    assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
+
+
+@needs_ham10000
+def test_weight_scale_smoke(tmp_path) -> None:
+    out = tmp_path / "s.json"
+    load("weight_scale").main(["--data", str(HAM10000), "--out", str(out)])
+    report = json.loads(out.read_text())
+    scales = {row["setup"]: row["mean_weight"] for row in report["results"]}
+    assert scales["none"] == 1.0 and scales["drw"] == 1.0
+    assert abs(scales["cb"] - 7.0) < 1e-5  # sum_c (N_c / N) (N / N_c) = C
+    assert 5e-4 < scales["es"] < 2e-3 and 0.1 < scales["es normalize=classes"] < 0.5

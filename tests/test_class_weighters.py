@@ -120,7 +120,7 @@ def es_normalised(counts: list[int]) -> list[float]:
     return [w * len(counts) / sum(raw) for w in raw]
 
 
-def test_drw_is_one_until_eighty_percent_then_normalised_effective_number(registry) -> None:
+def test_drw_is_one_until_eighty_percent_then_effective_number_at_mean_one_per_batch(registry) -> None:
     counts = [500, 40, 7]
     weighter = sw.create_weighter("drw", registry=registry, class_counts=counts, num_epochs=10)
     targets = torch.tensor([0, 1, 2, 2, 0])
@@ -129,11 +129,37 @@ def test_drw_is_one_until_eighty_percent_then_normalised_effective_number(regist
         if epoch < 8:
             assert weights.tolist() == [1.0] * 5, epoch
         else:
-            per_class = es_normalised(counts)
-            torch.testing.assert_close(
-                weights, torch.tensor([per_class[t] for t in targets.tolist()]), rtol=1e-5, atol=0
-            )
-    assert sum(es_normalised(counts)) == pytest.approx(3.0)  # mean class weight 1, as Cao et al.
+            per_sample = torch.tensor([es_normalised(counts)[t] for t in targets.tolist()])
+            torch.testing.assert_close(weights, per_sample / per_sample.mean(), rtol=1e-5, atol=0)
+    assert weighter.mean_weight(torch.tensor(counts)) == 1.0
+
+
+def test_one_drw_step_equals_ldam_drw_cross_entropy_with_class_weights(registry) -> None:
+    """kaidic/LDAM-DRW (cifar_train.py, train_rule DRW): per-class weights (1 - b) / (1 - b^n_c), scaled to sum
+    to C, given to cross-entropy as `weight=`, i.e. sum_j w_j l_j / sum_j w_j; re-derived here in float64."""
+    generator = torch.Generator().manual_seed(0)
+    counts = [5000, 500, 50, 5]
+    logits = torch.randn(16, 4, generator=generator, dtype=torch.float64)
+    targets = torch.tensor([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 0, 1, 0])
+    beta = 0.9999
+    per_class = [(1 - beta) / (1 - beta**n) for n in counts]
+    per_class = torch.tensor([w * len(counts) / sum(per_class) for w in per_class], dtype=torch.float64)
+    theirs_logits = logits.clone().requires_grad_(True)
+    log_p = theirs_logits.log_softmax(1)[torch.arange(16), targets]
+    w = per_class[targets]
+    theirs = -(w * log_p).sum() / w.sum()
+    theirs.backward()
+
+    ours_logits = logits.clone().requires_grad_(True)
+    criterion = sw.WeightedLoss("ce", "drw", registry=registry, class_counts=counts, start_epoch=3, beta=beta)
+    criterion.set_epoch(3)
+    ours = criterion(ours_logits, targets)
+    ours.backward()
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(ours_logits.grad, theirs_logits.grad, rtol=1e-5, atol=1e-9)
+    criterion.set_epoch(2)  # before the switch: plain cross-entropy, as theirs with beta = 0
+    before = criterion(logits, targets)
+    torch.testing.assert_close(before, torch.nn.functional.cross_entropy(logits, targets), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,49 @@ def test_plan_is_the_cross_product_with_readable_names_and_per_run_defaults(tmp_
     assert all(run.path == tmp_path / run.name for run in grid.runs)
 
 
+def test_seeds_are_an_axis_and_seed_0_keeps_its_folder_names(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0,1",
+                     seeds="0,1,2", options=TINY)  # fmt: skip
+    assert [run.name for run in grid.runs] == [
+        "cbam_vgg16-ce-none-adam-s0", "cbam_vgg16-ce-none-adam-s0-seed1", "cbam_vgg16-ce-none-adam-s0-seed2",
+        "cbam_vgg16-ce-none-adam-s1", "cbam_vgg16-ce-none-adam-s1-seed1", "cbam_vgg16-ce-none-adam-s1-seed2",
+    ]  # fmt: skip
+    assert [(run.config.split, run.config.seed) for run in grid.runs][:3] == [(0, 0), (0, 1), (0, 2)]
+    arguments = grid.train_arguments(grid.runs[2])
+    assert arguments[arguments.index("--seed") + 1] == "2" and "seed" not in grid.shared
+    one_seed = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                         options={**TINY, "seed": 3})  # fmt: skip
+    assert [run.name for run in one_seed.runs] == ["cbam_vgg16-ce-none-adam-s0-seed3"]
+    with pytest.raises(sw.ConfigError, match=r"either --seed .* or --seeds"):
+        plan_grid(tmp_path, weighters="none", seeds="0,1", options={**TINY, "seed": 3})
+    result = runner.invoke(app, ["grid", *TINY_FLAGS, "--out", str(tmp_path / "g"), "--seeds", "0,x"])
+    assert result.exit_code == 2 and "--seeds must be whole numbers" in result.stderr
+
+
+def test_a_scoped_weighter_option_reaches_only_the_runs_that_use_its_weighter(tmp_path) -> None:
+    options = {**TINY, "weighter_options": {"es.normalize": "classes"}}
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,ohem,ohem+es", optimizers="adam",
+                     splits="0", options=options)  # fmt: skip
+    facts = {"class_counts": [50, 10, 3], "num_epochs": 1, "batch_size": 16}
+    built = {run.name: sw.create_weighter(run.config.weighters, **facts, **run.config.weighter_options)
+             for run in grid.runs}  # fmt: skip
+    assert built["cbam_vgg16-ce-ohem+es-adam-s0"].components[1].normalize == "classes"
+    # unscoped, the same option cannot reach the runs whose weighter does not take it: refused before training
+    out = tmp_path / "unscoped"
+    result = runner.invoke(app, ["grid", *TINY_FLAGS, "--models", "cbam_vgg16", "--losses", "ce", "--weighters",
+                                 "es,ohem", "--optimizers", "adam", "--weighter-option", "normalize=classes",
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "weighting ohem: weighter 'ohem' does not accept option(s) normalize" in lines[0]
+    assert not out.exists()
+    scoped = runner.invoke(app, ["grid", *TINY_FLAGS, "--models", "cbam_vgg16", "--losses", "ce", "--weighters",
+                                 "es,ohem", "--optimizers", "adam", "--splits", "0", "--weighter-option",
+                                 "es.normalize=classes", "--out", str(out), "--print-commands"])  # fmt: skip
+    assert scoped.exit_code == 0, scoped.output
+    assert json.loads((out / "grid.json").read_text())["weighter_options"] == {"es.normalize": "classes"}
+
+
 def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
     out = tmp_path / "grid"
     # a run that finished before: must be left alone

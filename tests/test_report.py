@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import sampleweight as sw
 from sampleweight.cli import app
 from sampleweight.studies.grid import plan_grid, run_grid
 from sampleweight.studies.report import collect_runs, format_cell, summarize, write_report
+from sampleweight.studies.statistics import describe
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
@@ -22,13 +24,18 @@ TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, imag
 
 @pytest.fixture(scope="module")
 def grid_folder(tmp_path_factory) -> Path:
-    """Six finished tiny runs: ce x (none, cb) x splits 0, 1 and focal x none x splits 0, 1."""
+    """Ten finished tiny runs: ce x (none, cb) x splits 0, 1 x seeds 0, 1 and focal x none x splits 0, 1."""
     out = tmp_path_factory.mktemp("report") / "grid"
-    for losses, weighters in (("ce", "none,cb"), ("focal", "none")):
+    for losses, weighters, seeds in (("ce", "none,cb", "0,1"), ("focal", "none", "0")):
         grid = plan_grid(out, models="cbam_vgg16", losses=losses, weighters=weighters, optimizers="adam",
-                         splits="0,1", options=TINY)  # fmt: skip
+                         splits="0,1", seeds=seeds, options=TINY)  # fmt: skip
         assert all(o.status == "trained" for o in run_grid(grid, progress=False))
     return out
+
+
+def run_names(loss: str, weighting: str) -> list[str]:
+    seeds = ("", "-seed1") if loss == "ce" else ("",)
+    return [f"cbam_vgg16-{loss}-{weighting}-adam-s{split}{seed}" for split in (0, 1) for seed in seeds]
 
 
 def read_csv(path: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -43,26 +50,32 @@ def assert_png(path: Path, min_size: int = 100) -> None:
         assert np.asarray(image.convert("L"), dtype=float).std() > 0, f"{path} is blank"
 
 
-def test_table_cells_are_the_mean_and_spread_of_the_runs_metrics(grid_folder, tmp_path) -> None:
+def test_table_cells_are_mean_sd_n_and_range_over_splits_and_seeds(grid_folder, tmp_path) -> None:
     report = write_report(grid_folder, tmp_path, figures=False)
     assert [t.key for t in report.tables] == ["cbam_vgg16-adam"]
     rows = read_csv(tmp_path / "table-cbam_vgg16-adam.csv")
     assert list(rows) == [("ce", "none"), ("ce", "cb"), ("focal", "none")]  # the paper's row order
     markdown = (tmp_path / "report.md").read_text()
     for (loss, weighting), row in rows.items():
-        finals = [json.loads((grid_folder / f"cbam_vgg16-{loss}-{weighting}-adam-s{s}" / "metrics.json").read_text())
-                  for s in (0, 1)]  # fmt: skip
-        assert row["n"] == "2" and row["splits"] == "0 1"
-        for metric in ("acc", "bacc", "mpr", "mf1"):
+        finals = [json.loads((grid_folder / name / "metrics.json").read_text()) for name in run_names(loss, weighting)]
+        assert row["n"] == str(len(finals)) and row["splits"] == "0 1"
+        assert row["seeds"] == ("0 1" if loss == "ce" else "0") and row["setup"] == f"{loss}-{weighting}"
+        for metric in ("acc", "bacc", "mpr", "mf1", "ece", "nll"):
             values = np.array([final[metric] for final in finals])
-            assert float(row[metric]) == pytest.approx(100 * values.mean(), abs=1e-3)
-            assert float(row[f"{metric}_spread"]) == pytest.approx(100 * abs(values[0] - values[1]) / 2, abs=1e-3)
-            assert format_cell(values.mean(), values.std(), 2) in markdown
+            scale = 1 if metric == "nll" else 100
+            assert float(row[metric]) == pytest.approx(scale * values.mean(), abs=1e-3)
+            assert float(row[f"{metric}_sd"]) == pytest.approx(scale * values.std(ddof=1), abs=1e-3)  # not half a range
+            assert (float(row[f"{metric}_min"]), float(row[f"{metric}_max"])) == pytest.approx(
+                (scale * values.min(), scale * values.max()), abs=1e-3
+            )
+            if metric not in ("ece", "nll"):
+                assert format_cell(describe(values)) in markdown
         assert "paper_acc" not in row
     cells = {(c.loss, c.weighting): c for c in summarize(collect_runs(grid_folder))[0].cells}
     recall = [[json.loads((r.path / "metrics.json").read_text())["per_class"][c]["recall"] for c in r.classes]
               for r in cells[("ce", "cb")].runs]  # fmt: skip
     np.testing.assert_allclose(cells[("ce", "cb")].recall, np.mean(recall, axis=0))
+    assert format_cell(describe([0.5])) == "50.0" and format_cell(describe([0.5, 0.7])) == "60.0 ± 14.1 (50.0-70.0)"
     assert "## cbam_vgg16, adam (the paper's Table 2)" in markdown
 
 
@@ -90,11 +103,13 @@ def test_recall_bars_and_confusion_matrices_are_drawn(grid_folder, tmp_path) -> 
     recall = sorted(figures.glob("recall-*.png"))
     assert [p.name for p in recall] == ["recall-cbam_vgg16-adam-ce.png", "recall-cbam_vgg16-adam-focal.png"]
     confusion = sorted((figures / "confusion").glob("*.png"))
-    assert len(confusion) == 6 and (figures / "confusion" / "cbam_vgg16-ce-cb-adam-s1.png") in confusion
-    for path in [*recall, *confusion]:
+    assert len(confusion) == 10 and (figures / "confusion" / "cbam_vgg16-ce-cb-adam-s1-seed1.png") in confusion
+    reliability = figures / "reliability-cbam_vgg16-adam.png"
+    for path in [*recall, *confusion, reliability]:
         assert_png(path)
-    assert set(report.figures) == {*recall, *confusion}
-    assert "figures/recall-cbam_vgg16-adam-ce.png" in (tmp_path / "report.md").read_text()
+    assert set(report.figures) == {*recall, *confusion, reliability}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "figures/recall-cbam_vgg16-adam-ce.png" in markdown and "figures/reliability-cbam_vgg16-adam.png" in markdown
 
 
 def test_report_of_a_folder_without_runs_exits_2_with_one_line(tmp_path) -> None:
@@ -116,10 +131,92 @@ def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_pat
     copy = folder / "old" / run.name
     shutil.copytree(run, copy)
     config = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**config, "split": 1, "epochs": 150}))
+    (copy / "config.json").write_text(json.dumps({**config, "seed": 5, "epochs": 150}))
     result = runner.invoke(app, ["report", str(folder)])
     assert result.exit_code == 2
     assert "differ in epochs (1 in" in result.output and "report grids of different setups separately" in result.output
     (copy / "config.json").write_text(json.dumps(config))  # same setup, but split 0 twice
     result = runner.invoke(app, ["report", str(folder)])
-    assert result.exit_code == 2 and "are both split 0 of cbam_vgg16 adam ce none" in result.output
+    assert result.exit_code == 2 and "are both split 0, seed 0 of cbam_vgg16 adam ce-none" in result.output
+
+
+def copy_runs(source: Path, folder: Path, names: list[str], **changes) -> None:
+    """Copies of runs under ``folder``, their config changed (same predictions: the same models)."""
+    import shutil
+
+    for name in names:
+        copy = folder / "variant" / name
+        shutil.copytree(source / name, copy)
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+def test_a_sampler_or_a_weighter_option_makes_its_own_row(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    copy_runs(grid_folder, folder, run_names("ce", "none"), sampler="class_balanced")
+    copy_runs(grid_folder, folder / "b", run_names("ce", "cb"), weighter_options={"cb.normalize": "classes"})
+    (table,) = summarize(collect_runs(folder))
+    labels = [(cell.loss, cell.label, cell.n) for cell in table.cells]
+    assert labels == [("ce", "none", 4), ("ce", "none sampler=class_balanced", 4), ("ce", "cb", 4),
+                      ("ce", "cb normalize=classes", 4), ("focal", "none", 2)]  # fmt: skip
+    assert {cell.name for cell in table.cells} >= {"ce-none-sampler=class_balanced", "ce-cb-normalize=classes"}
+    # a scoped option for a weighter the run does not use leaves the run in its row: here, beside its twin
+    copy_runs(grid_folder, folder / "c", run_names("ce", "none"), weighter_options={"cb.normalize": "classes"})
+    with pytest.raises(sw.ConfigError, match="are both split 0, seed 0 of cbam_vgg16 adam ce-none;"):
+        summarize(collect_runs(folder))
+
+
+def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    copy_runs(grid_folder, folder, run_names("ce", "none"), sampler="copy")  # the baseline's own models again
+    result = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "r"), "--baseline", "ce-none",
+                                 "--no-figures"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "r" / "comparisons-cbam_vgg16-adam.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    pooled = {(r["setup"], r["metric"]): r for r in rows if r["scope"] == "pooled"}
+    assert {setup for setup, _ in pooled} == {"ce-cb", "ce-none-sampler=copy", "focal-none"}
+    assert pooled[("focal-none", "acc")]["pairs"] == "2"  # the splits of seed 0, which both have
+    (table,) = summarize(collect_runs(folder))
+    cells = {cell.name: cell for cell in table.cells}
+    for metric in ("acc", "bacc", "mpr", "mf1"):
+        cb = pooled[("ce-cb", metric)]
+        assert cb["baseline"] == "ce-none" and cb["pairs"] == "4"
+        # the mean over the four split/seed pairs of the paired differences = the difference of the cells' means
+        expected = 100 * (cells["ce-cb"].mean[metric] - cells["ce-none"].mean[metric])
+        assert float(cb["difference"]) == pytest.approx(expected, abs=1e-3)
+        assert float(cb["low"]) <= float(cb["difference"]) <= float(cb["high"])
+        assert float(cb["p_holm"]) >= float(cb["p"]) and cb["significant"] == (
+            "yes" if float(cb["p_holm"]) < 0.05 else "no"
+        )
+        same = pooled[("ce-none-sampler=copy", metric)]  # a run against itself
+        assert (float(same["difference"]), float(same["low"]), float(same["high"]), float(same["p"])) == (0, 0, 0, 1)
+    per_pair = [r for r in rows if r["setup"] == "ce-cb" and r["metric"] == "bacc" and r["scope"] != "pooled"]
+    assert sorted(r["scope"] for r in per_pair) == ["split 0 seed 0", "split 0 seed 1", "split 1 seed 0",
+                                                    "split 1 seed 1"]  # fmt: skip
+    assert all(r["pairs"] == "1" for r in per_pair)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "### Paired differences to `ce-none`" in markdown and "Holm's correction over the 12 comparisons" in markdown
+    assert "| ce | cb | ce-none | 4 |" in markdown
+    assert "paired differences" in result.output
+
+
+def test_a_baseline_that_names_nothing_exits_2_listing_the_names(grid_folder) -> None:
+    result = runner.invoke(app, ["report", str(grid_folder), "--baseline", "ohem", "--no-figures"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --baseline 'ohem' names no setup in the report")
+    assert "choose one of: cb, ce-cb, ce-none, focal-none, none" in lines[0]
+    ok = runner.invoke(app, ["report", str(grid_folder), "--baseline", "none", "--no-figures"])
+    assert ok.exit_code == 0, ok.output  # a weighting: every none cell is a baseline, for the cells of its loss
+    (table,) = summarize(collect_runs(grid_folder))
+    from sampleweight.studies.report import compare_with_baseline
+
+    (compared,) = compare_with_baseline([table], "none", resamples=50)
+    assert [(c.cell.name, c.baseline.name) for c in compared.comparisons] == [("ce-cb", "ce-none")]

@@ -66,6 +66,40 @@ def test_final_metrics_equal_scikit_learn_on_the_written_predictions(tmp_path) -
     np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-4)
 
 
+def test_metrics_json_holds_bootstrap_intervals_and_calibration_in_train_and_evaluate(tmp_path) -> None:
+    from sampleweight.metrics import expected_calibration_error, negative_log_likelihood
+
+    run = tmp_path / "run"
+    final = train(tiny_config(run, epochs=1, bootstrap=300))
+    assert json.loads((run / "metrics.json").read_text()) == final
+    assert final["bootstrap"] == {"resamples": 300, "seed": 0, "level": 0.95, "stratified": True}
+    assert set(final["ci"]) == {"acc", "bacc", "mpr", "mf1", "per_class"}
+    for metric in ("acc", "bacc", "mpr", "mf1"):
+        low, high = final["ci"][metric]
+        assert 0 <= low <= final[metric] <= high <= 1
+    assert set(final["ci"]["per_class"]) == set(final["classes"])
+    for name, intervals in final["ci"]["per_class"].items():
+        assert set(intervals) == {"recall"}
+        recall = intervals["recall"]
+        assert (recall is None) == (final["per_class"][name]["support"] == 0)  # no interval for an absent class
+        if recall is not None:
+            assert recall[0] <= final["per_class"][name]["recall"] <= recall[1]
+    _, true, _, scores, classes = read_predictions(run / "predictions.csv")
+    targets = [classes.index(t) for t in true]
+    assert final["ece"] == pytest.approx(expected_calibration_error(targets, scores), abs=1e-4)
+    assert final["nll"] == pytest.approx(negative_log_likelihood(targets, scores), abs=1e-4)
+    for flags, has_ci in ((["--bootstrap", "0"], False), ([], True)):
+        result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60:7", "--out", str(tmp_path / "e"),
+                                     *flags])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+        assert ("ci" in metrics) is has_ci and "ece" in metrics and "nll" in metrics
+    assert metrics["bootstrap"]["resamples"] == 2000
+    # the number of resamples is an execution option: a finished run resumes with another one
+    again = train(tiny_config(run, epochs=1, bootstrap=0), resume=True)
+    assert "ci" not in again and again["acc"] == final["acc"]
+
+
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
     whole = train(tiny_config(tmp_path / "whole", epochs=3, weighters=["ohem"]))
     interrupt_after_epoch(1)

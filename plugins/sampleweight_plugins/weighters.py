@@ -48,6 +48,13 @@ class ClassWeighter(BaseWeighter):
             weights = weights / weights.mean()
         return weights
 
+    def mean_weight(self, class_counts: Tensor) -> float:
+        """``sum_c N_c w_c / N`` (1 with ``normalize="batch"``: every batch's weights have mean 1)."""
+        if self.normalize == "batch":
+            return 1.0
+        counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+        return float((counts * self.class_weights.double().cpu()).sum() / counts.sum())
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, normalize={self.normalize!r}, classes={self.class_weights.numel()}"
 
@@ -106,6 +113,11 @@ class DeferredWeighter(BaseWeighter):
         if batch.epoch < self.start_epoch:
             return torch.ones_like(batch.losses)
         return self.weighter(batch)
+
+    def mean_weight(self, class_counts: Tensor) -> float | None:
+        """The re-weighted phase's mean weight per sample (before it, every weight is 1)."""
+        inner = getattr(self.weighter, "mean_weight", None)
+        return inner(class_counts) if callable(inner) else None
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, start_epoch={self.start_epoch}"
@@ -207,13 +219,15 @@ def drw(
     start_epoch: int | None = None,
     weighting: str = "es",
     beta: float | None = None,
-    normalize: str = "classes",
+    normalize: str = "batch",
     class_names: Sequence[str] | None = None,
 ) -> DeferredWeighter:
     """Deferred re-weighting (Cao et al. 2019, LDAM-DRW): weight 1 first, class weights late in training.
 
     Before the start epoch every weight is 1; from it on, each sample weighs its class's ES (Eq. 8)
-    or CB (Eq. 7) weight, by default rescaled so that the mean class weight is 1, as Cao et al. do.
+    or CB (Eq. 7) weight, by default rescaled per batch to mean 1, so that Eq. 3 becomes
+    ``sum_j w_j l_j / sum_j w_j``: the scale of Cao et al.'s reference code (kaidic/LDAM-DRW,
+    ``cifar_train.py``), which passes its class weights to ``F.cross_entropy(weight=...)``.
 
     Args:
         class_counts: Training-set counts per class [C] (a dataset fact).
@@ -223,7 +237,8 @@ def drw(
         start_epoch: The first re-weighted epoch (0-based), instead of ``start``.
         weighting: ``"es"`` (effective number, default) or ``"cb"`` (class balance).
         beta: ES's beta; default ``(N - 1) / N`` as `es` (Cao et al. use 0.9999).
-        normalize: ``"classes"`` (mean class weight 1, default), ``"none"`` or ``"batch"``.
+        normalize: ``"batch"`` (each batch's weights rescaled to mean 1: Cao et al.'s scale, default),
+            ``"classes"`` (mean class weight 1) or ``"none"``.
         class_names: For the warning about classes with no training samples.
     """
     if weighting not in DRW_WEIGHTINGS:

@@ -81,6 +81,9 @@ class TrainConfig(BaseModel):
     overwrite: bool = Field(False, description="Start over in an --out that already holds a run.")
     quiet: bool = False
     tensorboard: bool = Field(False, description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).")
+    bootstrap: int = Field(
+        2000, ge=0, description="Resamples of the 95 % bootstrap intervals in metrics.json (0: no intervals)."
+    )
 
     @field_validator("weighters")
     @classmethod
@@ -89,6 +92,21 @@ class TrainConfig(BaseModel):
         if any(not name for name in names):
             raise ValueError("empty weighter name")
         return names
+
+    @field_validator("weighter_options", mode="before")
+    @classmethod
+    def _scoped_tables(cls, value: Any) -> Any:
+        """A table under ``weighter_options`` holds one weighter's options: ``{es: {normalize: classes}}``
+        (TOML ``[weighter_options.es]``) is read as ``{"es.normalize": "classes"}``."""
+        if not isinstance(value, dict):
+            return value
+        flat: dict[str, Any] = {}
+        for key, option in value.items():
+            if isinstance(option, dict) and "." not in str(key):
+                flat.update({f"{key}.{inner}": inner_value for inner, inner_value in option.items()})
+            else:
+                flat[key] = option
+        return flat
 
     @field_validator("lr_milestones")
     @classmethod
@@ -114,8 +132,9 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """A readable name: model-loss-weighting-optimizer-sN."""
-        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
+        """A readable name: model-loss-weighting-optimizer-sN, then ``-seedK`` for a seed other than 0."""
+        name = f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
+        return name + (f"-seed{self.seed}" if self.seed else "")
 
 
 OPTION_TABLES = ("loss_options", "weighter_options")

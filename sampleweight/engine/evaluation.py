@@ -23,7 +23,7 @@ from sampleweight.engine.training import (
     taxonomy_of_model,
 )
 from sampleweight.errors import ConfigError, DataError
-from sampleweight.metrics import classification_metrics
+from sampleweight.metrics import final_metrics
 
 __all__ = ["evaluate", "load_trained_model"]
 
@@ -67,6 +67,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     skip_bad: bool = False,
     quiet: bool = False,
+    bootstrap: int = 2000,
 ) -> tuple[dict[str, Any], Path]:
     """Score a trained model on every image of ``data``; write ``metrics.json`` and ``predictions.csv``.
 
@@ -80,6 +81,7 @@ def evaluate(
         cache_dir: Image cache folder.
         skip_bad: Leave out (and report) unreadable images and bad rows instead of failing.
         quiet: No progress bar while caching.
+        bootstrap: Resamples of the stratified-bootstrap intervals (``ci`` in ``metrics.json``); 0: none.
 
     Returns:
         The metrics and the output folder.
@@ -111,7 +113,7 @@ def evaluate(
     targets, scores = predict(model, loader, torch_device, autocast_for(torch_device, precision), normalize)
     predictions = decide(scores, model.taxonomy if config.model in HIERARCHICAL_MODELS else None)
     metrics = {
-        **classification_metrics(targets, predictions, classes),
+        **final_metrics(targets, scores, predictions, classes, resamples=bootstrap),
         "decoding": "greedy" if config.model in HIERARCHICAL_MODELS else "argmax",
         "data": str(data),
     }

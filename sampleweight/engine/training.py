@@ -39,10 +39,11 @@ from sampleweight.engine.loader import TrainingData, load_split
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError, LossError, SampleWeightError, WeightError
-from sampleweight.factory import list_models
-from sampleweight.metrics import classification_metrics
+from sampleweight.factory import check_weighter_options, list_models
+from sampleweight.metrics import classification_metrics, final_metrics
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 from sampleweight.weighted_loss import WeightedLoss
+from sampleweight.weighting import class_mix_weights
 
 __all__ = [
     "Run",
@@ -54,6 +55,7 @@ __all__ = [
     "resolve_device",
     "taxonomy_of_model",
     "train",
+    "weight_scale_lines",
 ]
 
 
@@ -92,7 +94,8 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
 
     Returns:
         The final metrics (as written to ``metrics.json``): ``acc``, ``bacc``, ``mpr``, ``mf1``,
-        ``per_class``, ``confusion``, ``classes``.
+        ``per_class``, ``confusion``, ``classes``, ``ece``, ``nll`` and (unless ``bootstrap`` is 0) their
+        95 % intervals under ``ci`` (`sampleweight.metrics.final_metrics`).
 
     Raises:
         ConfigError: Invalid options, unwritable ``out``, nothing to resume.
@@ -119,6 +122,8 @@ def _fit(run: Run) -> dict[str, Any]:
         progress.start(run.start_epoch, len(run.data.train))
         if not cfg.quiet:
             progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {_where(run)}", highlight=False)
+        for line in weight_scale_lines(run.criterion.weighter, run.data.class_counts, cfg.optimizer):
+            progress.console.print(line, highlight=False, soft_wrap=True)
         for epoch in range(run.start_epoch, cfg.epochs):
             _seed_epoch(cfg.seed, epoch, distributed.rank())
             started = time.perf_counter()
@@ -149,7 +154,7 @@ def _fit(run: Run) -> dict[str, Any]:
         targets, scores = _validate(run, autocast)
     predictions = decide(scores, run.taxonomy)
     final = {
-        **classification_metrics(targets, predictions, run.data.classes),
+        **final_metrics(targets, scores, predictions, run.data.classes, resamples=cfg.bootstrap),
         "decoding": "greedy" if run.taxonomy is not None else "argmax",
         "epochs": cfg.epochs,
         "run": cfg.run_name,
@@ -158,6 +163,29 @@ def _fit(run: Run) -> dict[str, Any]:
         run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes, predictions)
         run.directory.write_final(final)
     return final
+
+
+WEIGHT_SCALE_RANGE = (0.1, 10.0)
+"""Under SGD, `train` warns when a class weighter's mean weight per sample lies outside this range."""
+
+
+def weight_scale_lines(weighter: Any, class_counts: Tensor, optimizer: str) -> list[str]:
+    """What `train` logs at the start: each class weighter's mean weight per sample under the training mix.
+
+    Under SGD that mean multiplies the effective learning rate (ADAM's update is nearly scale-free), so
+    outside `WEIGHT_SCALE_RANGE` a one-line warning names the ``normalize`` option that fixes it.
+    """
+    lines = []
+    low, high = WEIGHT_SCALE_RANGE
+    for name, mean in class_mix_weights(weighter, class_counts):
+        lines.append(f"weight scale: {name} gives a mean weight per sample of {mean:.3g} under the training class mix")
+        if optimizer == "sgd" and not low <= mean <= high:
+            lines.append(
+                f"[yellow]warning[/]: {name}'s mean weight per sample {mean:.3g} is outside {low:g}-{high:g}, and "
+                f"under SGD it scales the learning rate by that much; set its normalize option "
+                f"(--weighter-option {name}.normalize=classes or =batch) for a mean near 1"
+            )
+    return lines
 
 
 def _tensorboard(run: Run) -> Any:
@@ -193,6 +221,7 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
             raise ConfigError("--resume needs --out, the run directory to continue")
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume in {config.out}: it has no {RunDirectory.CHECKPOINT}")
+    check_weighter_options(config.weighters, config.weighter_options)  # before the data are read
     device = resolve_device(config.device)
     config = _resolve_execution(config, device)
     data = load_split(config, device)
@@ -533,6 +562,7 @@ EXECUTION_FIELDS = frozenset(
         "out",
         "overwrite",
         "tensorboard",
+        "bootstrap",
     }
 )
 """Options that may change when a run is resumed: how it executes, not what it computes."""

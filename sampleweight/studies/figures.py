@@ -1,4 +1,5 @@
-"""Report figures as PNG files: per-class recall bars per weighting (the paper's Figures 1-2) and confusion matrices.
+"""Report figures as PNG files: per-class recall bars per weighting (the paper's Figures 1-2), reliability
+diagrams and confusion matrices.
 
 Drawn with matplotlib's object-oriented API on the Agg canvas (``matplotlib.figure.Figure``), never
 through ``pyplot``: no global backend is switched, no window opens, and nothing is left in pyplot's
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "plot_confusion", "plot_recall_bars", "save_figure"]
+from sampleweight.metrics import CALIBRATION_BINS, reliability
+
+__all__ = ["new_figure", "plot_confusion", "plot_recall_bars", "plot_reliability", "save_figure"]
 
 DPI = 120
 
@@ -71,6 +75,50 @@ def plot_recall_bars(
     axes.legend(title="weighting", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         axes.set_title(title)
+    return save_figure(figure, path)
+
+
+def plot_reliability(
+    curves: Mapping[str, tuple[Any, Any, float | None]],
+    path: str | Path,
+    *,
+    bins: int = CALIBRATION_BINS,
+    title: str = "",
+) -> Path:
+    """A reliability diagram: per setup, accuracy against mean confidence in equal-width top-label bins.
+
+    A calibrated model lies on the diagonal; below it, it is over-confident. Each point is a bin with
+    at least one image; the legend gives the setup's expected calibration error.
+
+    Args:
+        curves: Per setup (legend order), ``(targets [N], scores [N, C], ece)``: true classes, class
+            probabilities, and the ECE to show (a fraction; None: computed from these predictions).
+        path: The PNG to write.
+        bins: Confidence bins (15, as the ECE of ``metrics.json``).
+        title: Figure title.
+
+    Returns:
+        ``path``.
+    """
+    figure = new_figure(6.4, 4.8)
+    axes = figure.add_subplot()
+    axes.plot([0, 100], [0, 100], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for name, (targets, scores, ece) in curves.items():
+        table = reliability(targets, scores, bins)
+        filled = table["count"] > 0
+        if ece is None:
+            ece = float((table["count"][filled] * np.abs(table["accuracy"] - table["confidence"])[filled]).sum()
+                        / table["count"].sum())  # fmt: skip
+        axes.plot(100 * table["confidence"][filled], 100 * table["accuracy"][filled], marker="o", markersize=3,
+                  linewidth=1.2, label=f"{name} (ECE {100 * ece:.1f})")  # fmt: skip
+    axes.set_xlim(0, 100)
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("confidence: top-label probability (%)")
+    axes.set_ylabel("accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        axes.set_title(title, fontsize="medium")
     return save_figure(figure, path)
 
 

@@ -1,8 +1,9 @@
-"""``sampleweight grid``: the cross-product of models x losses x weightings x optimizers x splits.
+"""``sampleweight grid``: the cross-product of models x losses x weightings x optimizers x splits x seeds.
 
 `plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
 combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
-the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``). `run_grid` trains them:
+the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``; ``-seedN`` is appended for a seed other than
+0, so the folders of a seed-0 grid keep their names). `run_grid` trains them:
 
 - a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
   ``metrics.json``) is resumed (`train(config, resume=True)`), the others start;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import shlex
 import subprocess
@@ -40,7 +42,7 @@ from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, SampleWeightError
-from sampleweight.factory import list_losses, list_models, list_weighters
+from sampleweight.factory import check_weighter_options, list_losses, list_models, list_weighters
 
 __all__ = [
     "GRID_FILE",
@@ -72,10 +74,10 @@ PAPER_GRID: dict[str, tuple[Any, ...]] = {
 }
 """The paper's comparison: 2 models x 2 losses x 5 weightings x 2 optimizers x 2 splits = 80 runs."""
 
-_COMBINATION = ("model", "loss", "weighters", "optimizer", "split", "out")
+_COMBINATION = ("model", "loss", "weighters", "optimizer", "split", "out")  # and "seed", popped by plan_grid
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
-SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "optimizer", "split", "state", "epochs_done",
+SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "optimizer", "split", "seed", "state", "epochs_done",
                    "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
 """The columns of ``summary.csv`` (`write_summary`)."""
 
@@ -134,9 +136,9 @@ class Grid:
 
     Attributes:
         out: The grid folder; run directories, ``grid.json`` and ``summary.csv`` go there.
-        runs: One `GridRun` per combination, models outermost, splits innermost.
+        runs: One `GridRun` per combination, models outermost, seeds innermost.
         shared: The options every run shares (the config file's and the flags', without the
-            combination's own: model, loss, weighters, optimizer, split, out; without ``gamma``, which
+            combination's own: model, loss, weighters, optimizer, split, seed, out; without ``gamma``, which
             only the non-CE runs take).
     """
 
@@ -163,7 +165,8 @@ class Grid:
             arguments += ["--gamma", repr(config.gamma)]
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
-        return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--out", str(run.path)]
+        return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--seed", str(config.seed),
+                "--out", str(run.path)]  # fmt: skip
 
     def train_command(self, run: GridRun) -> str:
         """One run as a shell command line: ``sampleweight train --config OUT/grid.json --model ...``.
@@ -213,6 +216,7 @@ def plan_grid(
     weighters: str | Sequence[str] = PAPER_GRID["weighters"],
     optimizers: str | Sequence[str] = PAPER_GRID["optimizers"],
     splits: str | Sequence[int | str] = PAPER_GRID["splits"],
+    seeds: str | Sequence[int | str] | None = None,
     config_file: str | Path | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Grid:
@@ -225,16 +229,21 @@ def plan_grid(
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
         optimizers: ``adam`` and/or ``sgd``.
         splits: Split numbers (the paper's are 0 and 1).
+        seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
+            every seed. Default: the shared ``seed`` option, else 0.
         config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
-            ``gamma`` applies to the runs whose loss is not ``ce``.
+            ``gamma`` applies to the runs whose loss is not ``ce``; a weighter option scoped as
+            ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
+            weighting uses NAME.
 
     Returns:
-        The `Grid`: runs ordered models, losses, weightings, optimizers, splits (splits innermost).
+        The `Grid`: runs ordered models, losses, weightings, optimizers, splits, seeds (seeds innermost).
 
     Raises:
         ConfigError: An unknown model, loss, weighter or optimizer (the valid names are listed), a split
-            that is not a number, or an option that is invalid for some run.
+            or seed that is not a number, both ``seeds`` and a shared ``seed``, or an option that is
+            invalid for some run (a weighter option no weighter of that run accepts, among others).
 
     Example:
         >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
@@ -252,20 +261,27 @@ def plan_grid(
 
     shared = _shared_options(config_file, options or {})
     gamma = shared.pop("gamma", None)
+    shared_seed = shared.pop("seed", None)
+    if seeds is not None and shared_seed is not None:
+        raise ConfigError("give either --seed (one seed for every run) or --seeds (every run with each seed)")
+    seed_numbers = _split_numbers(parse_list(seeds, "seeds"), "seeds") if seeds is not None else [shared_seed or 0]
+    for weighting in weightings:  # every run's weighter options, checked before anything trains
+        try:
+            check_weighter_options(weighting, shared.get("weighter_options", {}))
+        except ConfigError as exc:
+            raise ConfigError(f"weighting {weighting}: {exc}") from None
     runs: list[GridRun] = []
-    for model in model_names:
-        for loss in loss_names:
-            for weighting in weightings:
-                for optimizer in optimizer_names:
-                    for split in split_numbers:
-                        combination = {"model": model, "loss": loss, "weighters": [weighting],
-                                       "optimizer": optimizer, "split": split}  # fmt: skip
-                        try:
-                            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
-                        except ConfigError as exc:
-                            where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}"
-                            raise ConfigError(f"run {where}: {exc}") from None
-                        runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
+    for model, loss, weighting, optimizer, split, seed in itertools.product(
+        model_names, loss_names, weightings, optimizer_names, split_numbers, seed_numbers
+    ):
+        combination = {"model": model, "loss": loss, "weighters": [weighting], "optimizer": optimizer,
+                       "split": split, "seed": seed}  # fmt: skip
+        try:
+            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+        except ConfigError as exc:
+            where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}" + (f"-seed{seed}" if seed else "")
+            raise ConfigError(f"run {where}: {exc}") from None
+        runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
     return Grid(out=out, runs=tuple(runs), shared=shared)
 
 
@@ -353,7 +369,7 @@ def run_grid(
 def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:
     """Rewrite ``OUT/summary.csv`` from the run directories: one row per combination.
 
-    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, optimizer, split, state``
+    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, optimizer, split, seed, state``
     (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
     mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
     ``error``.
@@ -374,6 +390,7 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
         row: dict[str, Any] = {
             "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
             "weighting": config.weighter_spec, "optimizer": config.optimizer, "split": config.split,
+            "seed": config.seed,
             "state": _summary_state(run.index, state, errors, running),
             "epochs_done": len(epochs), "epochs": config.epochs,
             "train_seconds": f"{sum(e.get('seconds', 0.0) for e in epochs):.1f}",
@@ -598,13 +615,13 @@ def _checked(
     return names
 
 
-def _split_numbers(values: list[str]) -> list[int]:
+def _split_numbers(values: list[str], what: str = "splits") -> list[int]:
     try:
         numbers = [int(v) for v in values]
     except ValueError:
-        raise ConfigError(f"--splits must be whole numbers such as 0,1; got {','.join(values)}") from None
+        raise ConfigError(f"--{what} must be whole numbers such as 0,1; got {','.join(values)}") from None
     if any(n < 0 for n in numbers):
-        raise ConfigError(f"--splits must be 0 or more; got {','.join(values)}")
+        raise ConfigError(f"--{what} must be 0 or more; got {','.join(values)}")
     return numbers
 
 

@@ -1,11 +1,14 @@
-"""``sampleweight report``: the paper's Tables 2-5 and Figures 1-2 from finished run directories.
+"""``sampleweight report``: the paper's Tables 2-5 and Figures 1-2 from finished run directories, with honest spreads.
 
 `collect_runs` finds every finished run under a folder (a ``metrics.json`` beside a ``config.json``).
-`summarize` groups them as the paper does: one table per model x optimizer, one row per loss x
-weighting, the columns Acc / BAcc / mPR / mF1 as the mean over the splits with their spread.
-`write_report` writes ``report.md`` and one CSV per table (optionally with the paper's own figures
-beside ours), a per-class recall bar chart per model x optimizer x loss and a confusion matrix per
-run.
+`summarize` groups them as the paper does: one table per model x optimizer, one row (a *cell*) per
+setup: loss x weighting, and the sampler and the weighter/loss options where runs differ in them, so
+that runs of different setups are never averaged together. A cell's columns are Acc / BAcc / mPR / mF1
+over its runs (splits x seeds): mean, standard deviation, n and min-max (`studies.statistics.describe`).
+`compare_with_baseline` adds, per table, every other cell's paired difference to a baseline cell on the
+same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons.
+`write_report` writes ``report.md``, one CSV per table (and per table's comparisons), a per-class recall
+bar chart per model x optimizer x loss, one reliability diagram per table and a confusion matrix per run.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +29,35 @@ from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError
-from sampleweight.studies.figures import plot_confusion, plot_recall_bars
+from sampleweight.metrics import expected_calibration_error, negative_log_likelihood
+from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
 from sampleweight.studies.paper_results import PAPER_TABLE_NUMBERS, paper_result
+from sampleweight.studies.statistics import (
+    ALPHA,
+    COMPARED_METRICS,
+    Comparison,
+    Difference,
+    PairedBootstrap,
+    Predictions,
+    Spread,
+    describe,
+    holm_family,
+)
 
 __all__ = [
     "METRICS",
     "METRIC_LABELS",
     "Cell",
+    "CellComparison",
     "Report",
     "ResultTable",
     "RunResult",
     "collect_runs",
+    "compare_with_baseline",
     "format_cell",
+    "markdown_comparisons",
     "markdown_table",
+    "rich_comparisons",
     "rich_table",
     "summarize",
     "write_report",
@@ -47,14 +67,18 @@ METRICS = ("acc", "bacc", "mpr", "mf1")
 METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1"}
 REPORT_FILE = "report.md"
 FIGURES_FOLDER = "figures"
+DEFAULT_SAMPLER = "instance"
 
 # The paper's order; anything else follows, sorted.
 _MODEL_ORDER = ("cbam_vgg16", "hierarchical_vgg16")
 _OPTIMIZER_ORDER = ("adam", "sgd")
 _LOSS_ORDER = ("ce", "focal")
 _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
-# Config fields that may differ between the runs of one cell: the split, and how a run executed.
-_PER_RUN_FIELDS = frozenset({"split", *training.EXECUTION_FIELDS})
+# Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
+_PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
+# Fields that make a cell: runs differing in them are different setups, in different rows of a table.
+_CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "weighter_options", "loss_options",
+                          "gamma"})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -95,55 +119,153 @@ class RunResult:
         return str(self.config["optimizer"])
 
     @property
+    def sampler(self) -> str:
+        """The training sampler (``instance``: every image once per epoch, the paper's)."""
+        return str(self.config.get("sampler") or DEFAULT_SAMPLER)
+
+    @property
     def split(self) -> int:
         """The split number."""
         return int(self.config["split"])
+
+    @property
+    def seed(self) -> int:
+        """The seed (of the split, the initialisation and the data order)."""
+        return int(self.config.get("seed", 0))
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(split, seed)``: runs with the same key were scored on the same validation images."""
+        return (self.split, self.seed)
 
     @property
     def classes(self) -> list[str]:
         """Class names, in the order of ``metrics.json``'s confusion matrix."""
         return list(self.metrics["classes"])
 
+    @property
+    def options(self) -> dict[str, str]:
+        """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
+
+        The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
+        options, and ``gamma`` when set.
+        """
+        weighters = set(self.config["weighters"])
+        options = {
+            key: value
+            for key, value in (self.config.get("weighter_options") or {}).items()
+            if "." not in key or key.split(".", 1)[0] in weighters
+        }
+        options.update(self.config.get("loss_options") or {})
+        if self.config.get("gamma") is not None:
+            options["gamma"] = self.config["gamma"]
+        return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
+
+    @cached_property
+    def predictions(self) -> Predictions:
+        """Its ``predictions.csv`` (read once)."""
+        return Predictions.read(self.path / RunDirectory.PREDICTIONS)
+
+    def calibration(self) -> tuple[float, float] | None:
+        """``(ece, nll)``: from ``metrics.json``, else from ``predictions.csv``; None when neither has them."""
+        if "ece" in self.metrics and "nll" in self.metrics:
+            return float(self.metrics["ece"]), float(self.metrics["nll"])
+        if not (self.path / RunDirectory.PREDICTIONS).is_file():
+            return None
+        scored = self.predictions
+        return (
+            expected_calibration_error(scored.targets, scored.scores),
+            negative_log_likelihood(scored.targets, scored.scores),
+        )
+
 
 @dataclass(frozen=True)
 class Cell:
-    """One row of a table: a loss x weighting over its splits.
+    """One row of a table: a setup (loss x weighting, sampler, options) over its runs (splits x seeds).
 
     Attributes:
         loss: The loss.
         weighting: The weighting.
-        runs: The runs averaged (one per split).
-        mean: Per metric, the mean over the runs (fraction).
-        spread: Per metric, the standard deviation over the runs (fraction; for two splits, half their
-            difference; 0 for one run).
+        runs: The runs described (one per split and seed).
+        figures: Per metric, its `Spread` over the runs (fractions).
         recall: Mean per-class recall [C] (fractions, in the runs' class order).
-        recall_spread: Its standard deviation over the runs [C].
+        recall_sd: Its standard deviation over the runs [C].
+        sampler: The training sampler.
+        options: The weighter/loss options of the setup (`RunResult.options`).
+        shown: Those of ``options`` (and the sampler) that tell it apart from other cells of its table,
+            as ``key=value`` strings.
+        ece: The runs' expected calibration error (None when no run has it).
+        nll: The runs' mean negative log-likelihood.
         paper: The paper's figures for this cell in percent (`paper_result`), or None.
     """
 
     loss: str
     weighting: str
     runs: tuple[RunResult, ...]
-    mean: dict[str, float]
-    spread: dict[str, float]
+    figures: dict[str, Spread]
     recall: np.ndarray
-    recall_spread: np.ndarray
+    recall_sd: np.ndarray
+    sampler: str = DEFAULT_SAMPLER
+    options: dict[str, str] = field(default_factory=dict)
+    shown: tuple[str, ...] = ()
+    ece: Spread | None = None
+    nll: Spread | None = None
     paper: dict[str, float] | None = None
 
     @property
     def n(self) -> int:
-        """How many runs (splits) the cell averages."""
+        """How many runs the cell describes."""
         return len(self.runs)
 
     @property
+    def mean(self) -> dict[str, float]:
+        """Per metric, the mean over the runs."""
+        return {metric: spread.mean for metric, spread in self.figures.items()}
+
+    @property
     def splits(self) -> list[int]:
-        """The splits of its runs."""
-        return sorted(run.split for run in self.runs)
+        """The splits of its runs (each once)."""
+        return sorted({run.split for run in self.runs})
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds of its runs (each once)."""
+        return sorted({run.seed for run in self.runs})
+
+    @property
+    def label(self) -> str:
+        """The weighting, with what tells it apart in its table: ``es normalize=classes``."""
+        return " ".join([self.weighting, *self.shown])
+
+    @property
+    def name(self) -> str:
+        """The full setup name, as ``--baseline`` takes it: ``ce-es-normalize=classes``."""
+        return "-".join([self.loss, self.weighting, *self.shown])
+
+    @property
+    def by_key(self) -> dict[tuple[int, int], Predictions]:
+        """Its runs' predictions by ``(split, seed)``."""
+        return {run.key: run.predictions for run in self.runs}
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """A cell against the table's baseline cell on the same images.
+
+    Attributes:
+        cell: The cell.
+        baseline: The baseline cell it is compared with (same loss and sampler where the table has one).
+        comparison: The differences ``cell - baseline``, with Holm-adjusted p-values.
+    """
+
+    cell: Cell
+    baseline: Cell
+    comparison: Comparison
 
 
 @dataclass(frozen=True)
 class ResultTable:
-    """One table of the report: a model x optimizer, rows loss x weighting.
+    """One table of the report: a model x optimizer, rows loss x weighting (x sampler, options).
 
     Attributes:
         model: The model.
@@ -151,6 +273,7 @@ class ResultTable:
         cells: The rows, in the paper's order (ce before focal; none, cb, es, spl, ohem, then others).
         classes: Class names of the runs.
         setup: The options the runs share (``{"epochs": "150", ...}``; differing values joined by ``/``).
+        comparisons: Paired differences to the baseline (`compare_with_baseline`), or none.
     """
 
     model: str
@@ -158,6 +281,7 @@ class ResultTable:
     cells: tuple[Cell, ...]
     classes: tuple[str, ...]
     setup: dict[str, str] = field(default_factory=dict)
+    comparisons: tuple[CellComparison, ...] = ()
 
     @property
     def paper_table(self) -> int | None:
@@ -183,8 +307,8 @@ class Report:
     Attributes:
         tables: The tables.
         markdown: ``report.md``.
-        csv_files: One CSV per table.
-        figures: Recall bar charts and confusion matrices (PNG).
+        csv_files: One CSV per table, then one per table's comparisons.
+        figures: Recall bar charts, reliability diagrams and confusion matrices (PNG).
     """
 
     tables: tuple[ResultTable, ...]
@@ -218,22 +342,25 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
 
 
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
-    """Group runs into the paper's tables: one per model x optimizer, a row per loss x weighting.
+    """Group runs into the paper's tables: one per model x optimizer, a row per setup.
 
     Args:
         runs: Finished runs (`collect_runs`).
-        paper: Attach the paper's figures to the cells that the paper reports (`Cell.paper`).
+        paper: Attach the paper's figures to the cells that the paper reports (`Cell.paper`): its loss
+            x weighting with the default sampler and no options.
 
     Returns:
         The tables, in the paper's order (Tables 2-5 first: cbam_vgg16 before hierarchical_vgg16, adam
         before sgd).
 
     Raises:
-        ConfigError: Runs of one table have different classes.
+        ConfigError: Runs of one table have different classes; runs of one cell differ in something
+            other than split, seed and execution options, or two of them share a split and seed.
     """
-    groups: dict[tuple[str, str], dict[tuple[str, str], list[RunResult]]] = {}
+    groups: dict[tuple[str, str], dict[tuple[Any, ...], list[RunResult]]] = {}
     for run in runs:
-        groups.setdefault((run.model, run.optimizer), {}).setdefault((run.loss, run.weighting), []).append(run)
+        cell_key = (run.loss, run.weighting, run.sampler, tuple(run.options.items()))
+        groups.setdefault((run.model, run.optimizer), {}).setdefault(cell_key, []).append(run)
     tables = []
     for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], _MODEL_ORDER), _rank(k[1], _OPTIMIZER_ORDER))):
         rows = groups[(model, optimizer)]
@@ -245,17 +372,59 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
                     f"runs of {model}, {optimizer} have different classes: {members[0].path} has {classes}, "
                     f"{run.path} has {run.classes}; report them from separate folders"
                 )
-        ordered = sorted(rows, key=lambda k: (_rank(k[0], _LOSS_ORDER), _rank(k[1], _WEIGHTING_ORDER)))
+        ordered = sorted(rows, key=lambda k: (_rank(k[0], _LOSS_ORDER), _rank(k[1], _WEIGHTING_ORDER),
+                                              _rank(k[2], (DEFAULT_SAMPLER,)), k[3]))  # fmt: skip
+        distinguishing = _distinguishing(list(rows))
         cells = tuple(
-            _cell(model, optimizer, loss, weighting, rows[(loss, weighting)], paper) for loss, weighting in ordered
+            _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (DEFAULT_SAMPLER, ()))
+            for key in ordered
         )
         tables.append(ResultTable(model, optimizer, cells, tuple(classes), _setup(members)))
     return tables
 
 
-def format_cell(mean: float, spread: float, n: int) -> str:
-    """``83.5 ± 1.2`` in percent (no spread for a single run)."""
-    return f"{100 * mean:.1f}" if n < 2 else f"{100 * mean:.1f} ± {100 * spread:.1f}"
+def compare_with_baseline(
+    tables: Sequence[ResultTable], baseline: str, *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> list[ResultTable]:
+    """The tables with every cell's paired difference to the baseline cell of its table.
+
+    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else
+    with the table's only baseline cell), on the runs both have for a split and seed, matched by image
+    id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled comparisons
+    of a table (cells x metrics), and separately over those of each pair.
+
+    Args:
+        tables: From `summarize`.
+        baseline: A weighting (``none``: every cell of that weighting is a baseline) or a full setup name
+            (`Cell.name`, e.g. ``ce-none``).
+        resamples: Bootstrap resamples per pair.
+        seed: Seed of the resamples.
+        level: Coverage of the intervals.
+
+    Raises:
+        ConfigError: ``baseline`` names no cell of any table (the names it could be are listed).
+    """
+    if not any(_is_baseline(cell, baseline) for table in tables for cell in table.cells):
+        names = sorted({c.weighting for t in tables for c in t.cells} | {c.name for t in tables for c in t.cells})
+        raise ConfigError(f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(names)}")
+    bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level)
+    compared = []
+    for table in tables:
+        candidates = [cell for cell in table.cells if _is_baseline(cell, baseline)]
+        found = []
+        for cell in table.cells:
+            reference = _baseline_for(cell, candidates)
+            if reference is not None and set(cell.by_key) & set(reference.by_key):
+                found.append((cell, reference, bootstrap.compare(cell.by_key, reference.by_key)))
+        compared.append(replace(table, comparisons=_holm_per_table(found)))
+    return compared
+
+
+def format_cell(spread: Spread) -> str:
+    """``83.5 ± 1.2 (82.1-84.9)`` in percent: mean ± standard deviation (min-max); the value alone for one run."""
+    if spread.n < 2:
+        return f"{100 * spread.mean:.1f}"
+    return f"{100 * spread.mean:.1f} ± {100 * spread.sd:.1f} ({100 * spread.low:.1f}-{100 * spread.high:.1f})"
 
 
 def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
@@ -272,9 +441,9 @@ def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
     varies = {m: min(cell.mean[m] for cell in table.cells) < best[m] for m in METRICS}
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for cell in table.cells:
-        row = [cell.loss, cell.weighting, str(cell.n)]
+        row = [cell.loss, cell.label, str(cell.n)]
         for metric in METRICS:
-            text = format_cell(cell.mean[metric], cell.spread[metric], cell.n)
+            text = format_cell(cell.figures[metric])
             row.append(f"**{text}**" if varies[metric] and cell.mean[metric] == best[metric] else text)
             if paper:
                 row.append(_paper_text(cell, metric))
@@ -292,12 +461,38 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
         if paper:
             view.add_column("paper", justify="right", style="dim")
     for cell in table.cells:
-        row = [cell.loss, cell.weighting, str(cell.n)]
+        row = [cell.loss, cell.label, str(cell.n)]
         for metric in METRICS:
-            row.append(format_cell(cell.mean[metric], cell.spread[metric], cell.n))
+            row.append(format_cell(cell.figures[metric]))
             if paper:
                 row.append(_paper_text(cell, metric))
         view.add_row(*row)
+    return view
+
+
+def markdown_comparisons(table: ResultTable) -> str:
+    """The table's paired differences to its baseline as Markdown (pooled over the pairs); bold: significant."""
+    header = ["loss", "weighting", "vs", "pairs", *(f"Δ{METRIC_LABELS[m]}" for m in COMPARED_METRICS)]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---:|" + "---:|" * len(COMPARED_METRICS)]
+    for item in table.comparisons:
+        differences = item.comparison.pooled
+        row = [item.cell.loss, item.cell.label, item.baseline.name, str(differences[0].pairs)]
+        lines.append("| " + " | ".join(row + [_difference_text(d, markdown=True) for d in differences]) + " |")
+    return "\n".join(lines)
+
+
+def rich_comparisons(table: ResultTable) -> Table:
+    """The table's paired differences to its baseline, for the terminal (significant ones in bold)."""
+    view = Table(title=f"{table.title}: paired differences (percentage points)", title_justify="left")
+    for name in ("loss", "weighting", "vs", "pairs"):
+        view.add_column(name)
+    for metric in COMPARED_METRICS:
+        view.add_column(f"Δ{METRIC_LABELS[metric]}", justify="right")
+    for item in table.comparisons:
+        differences = item.comparison.pooled
+        texts = [_difference_text(d) for d in differences]
+        texts = [f"[bold]{t}[/]" if d.significant else t for t, d in zip(texts, differences, strict=True)]
+        view.add_row(item.cell.loss, item.cell.label, item.baseline.name, str(differences[0].pairs), *texts)
     return view
 
 
@@ -307,83 +502,181 @@ def write_report(
     *,
     paper: bool = False,
     figures: bool = True,
+    baseline: str | None = None,
+    resamples: int = 2000,
 ) -> Report:
     """Write the report of every finished run under ``folder``.
 
     Files (in ``out``, default ``folder``): ``report.md``; ``table-MODEL-OPTIMIZER.csv`` per table
-    (percent: ``acc``, ``acc_spread``, ... and with ``paper`` the paper's ``paper_acc``, ...);
-    ``figures/recall-MODEL-OPTIMIZER-LOSS.png`` (per-class recall per weighting, the paper's Figures
-    1-2) and ``figures/confusion/RUN.png`` per run.
+    (percent: ``acc``, ``acc_sd``, ``acc_min``, ``acc_max``, ..., ``ece``, ``nll``, and with ``paper``
+    the paper's ``paper_acc``, ...); with ``baseline``, ``comparisons-MODEL-OPTIMIZER.csv`` per table;
+    ``figures/recall-MODEL-OPTIMIZER-LOSS.png`` (per-class recall per setup, the paper's Figures 1-2),
+    ``figures/reliability-MODEL-OPTIMIZER.png`` per table and ``figures/confusion/RUN.png`` per run.
 
     Args:
         folder: The grid folder (or any folder holding run directories).
         out: Where to write (default ``folder``).
         paper: Put the paper's figures beside ours (in the Markdown and the CSVs).
         figures: Draw the PNG figures.
+        baseline: Compare every setup with this one on the same images (`compare_with_baseline`).
+        resamples: Bootstrap resamples per pair of runs for the comparisons.
 
     Returns:
         A `Report` with the tables and the files written.
 
     Raises:
-        ConfigError: No finished runs in ``folder``.
+        ConfigError: No finished runs in ``folder``; ``baseline`` names no setup.
     """
     folder = Path(folder)
     runs = collect_runs(folder)
     tables = summarize(runs, paper=paper)
+    if baseline is not None:
+        tables = compare_with_baseline(tables, baseline, resamples=resamples)
     out = Path(out) if out is not None else folder
     out.mkdir(parents=True, exist_ok=True)
-    csv_files = tuple(_write_csv(table, out / f"table-{table.key}.csv", paper=paper) for table in tables)
+    csv_files = [_write_csv(table, out / f"table-{table.key}.csv", paper=paper) for table in tables]
+    if baseline is not None:
+        csv_files += [_write_comparisons(table, out / f"comparisons-{table.key}.csv") for table in tables]
     drawn: list[Path] = []
-    recall_figures: dict[str, list[Path]] = {}
+    table_figures: dict[str, list[Path]] = {}
     if figures:
         for table in tables:
-            recall_figures[table.key] = _recall_figures(table, out / FIGURES_FOLDER)
-            drawn += recall_figures[table.key]
+            table_figures[table.key] = _recall_figures(table, out / FIGURES_FOLDER)
+            reliability = _reliability_figure(table, out / FIGURES_FOLDER / f"reliability-{table.key}.png")
+            table_figures[table.key] += [reliability] if reliability is not None else []
+            drawn += table_figures[table.key]
         for run in runs:
             drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
     markdown = out / REPORT_FILE
-    atomic_write_text(markdown, _markdown(tables, folder, out, runs, paper, recall_figures, drawn))
-    return Report(tuple(tables), markdown, csv_files, tuple(drawn))
+    atomic_write_text(markdown, _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn))
+    return Report(tuple(tables), markdown, tuple(csv_files), tuple(drawn))
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _cell(model: str, optimizer: str, loss: str, weighting: str, runs: Sequence[RunResult], paper: bool) -> Cell:
-    runs = sorted(runs, key=lambda r: (r.split, str(r.path)))
-    _check_comparable(runs, f"{model} {optimizer} {loss} {weighting}")
-    values = {m: np.array([run.metrics[m] for run in runs], dtype=float) for m in METRICS}
+def _cell(
+    model: str, optimizer: str, key: tuple[Any, ...], runs: Sequence[RunResult], shown: tuple[str, ...], paper: bool
+) -> Cell:
+    loss, weighting, sampler, options = key
+    runs = sorted(runs, key=lambda r: (r.key, str(r.path)))
+    _check_comparable(runs, f"{model} {optimizer} {'-'.join([loss, weighting, *shown])}")
     recall = np.array([[run.metrics["per_class"][c]["recall"] for c in run.classes] for run in runs], dtype=float)
+    calibration = [c for c in (run.calibration() for run in runs) if c is not None]
     return Cell(
         loss=loss,
         weighting=weighting,
         runs=tuple(runs),
-        mean={m: float(v.mean()) for m, v in values.items()},
-        spread={m: float(v.std()) for m, v in values.items()},
+        figures={m: describe([run.metrics[m] for run in runs]) for m in METRICS},
         recall=recall.mean(axis=0),
-        recall_spread=recall.std(axis=0),
+        recall_sd=recall.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(recall.shape[1]),
+        sampler=sampler,
+        options=dict(options),
+        shown=shown,
+        ece=describe([c[0] for c in calibration]) if calibration else None,
+        nll=describe([c[1] for c in calibration]) if calibration else None,
         paper=paper_result(model, optimizer, loss, weighting) if paper else None,
     )
 
 
+def _distinguishing(keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[str, ...]]:
+    """Per cell key, the ``key=value`` texts (sampler first) that not every cell of the table shares."""
+    items = {key: [("sampler", key[2]), *key[3]] for key in keys}
+    common = set.intersection(*(set(found) for found in items.values()))
+    shown = {}
+    for key, found in items.items():
+        weighters = key[1].split("+")
+        texts = []
+        for name, value in found:
+            if (name, value) in common or (name == "sampler" and value == DEFAULT_SAMPLER):
+                continue
+            if name == "sampler":
+                texts.append(f"sampler={value}")
+                continue
+            scope, _, option = name.partition(".")
+            shown_name = option if option and weighters == [scope] else name  # "normalize" on an es-only cell
+            texts.append(f"{shown_name}={_plain(value)}")
+        shown[key] = tuple(texts)
+    return shown
+
+
+def _plain(value: str) -> str:
+    """A JSON value as a reader writes it: ``classes`` rather than ``"classes"``."""
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, str) else value
+
+
 def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
-    """The runs of one cell must be the same experiment on different splits, or the mean is meaningless."""
+    """The runs of one cell must be the same experiment on different splits/seeds, or the mean is meaningless."""
     first = runs[0]
-    for other in runs[1:]:
-        if other.split == first.split:
+    for i, other in enumerate(runs[1:], start=1):
+        if other.key == runs[i - 1].key:
             raise ConfigError(
-                f"report: {first.path} and {other.path} are both split {first.split} of {cell}; a cell averages "
-                "one run per split: report the grids separately, or move one of them out of the folder"
+                f"report: {runs[i - 1].path} and {other.path} are both split {other.split}, seed {other.seed} of "
+                f"{cell}; a cell holds one run per split and seed: report the grids separately, or move one of "
+                "them out of the folder"
             )
         for key in sorted(set(first.config) | set(other.config)):
-            if key in _PER_RUN_FIELDS:
+            if key in _PER_RUN_FIELDS or key in _CELL_FIELDS:
                 continue
             if first.config.get(key) != other.config.get(key):
                 raise ConfigError(
                     f"report: the runs of {cell} differ in {key} ({first.config.get(key)!r} in {first.path}, "
-                    f"{other.config.get(key)!r} in {other.path}); a cell averages the same setup over splits: "
-                    "report grids of different setups separately"
+                    f"{other.config.get(key)!r} in {other.path}); a cell describes one setup over splits and "
+                    "seeds: report grids of different setups separately"
                 )
+
+
+def _is_baseline(cell: Cell, baseline: str) -> bool:
+    return baseline in (cell.weighting, cell.name)
+
+
+def _baseline_for(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
+    """The baseline cell ``cell`` is compared with: same loss and sampler, else same loss, else the only one."""
+    if cell in candidates or not candidates:
+        return None
+    rules: list[Callable[[Cell], bool]] = [
+        lambda b: b.loss == cell.loss and b.sampler == cell.sampler,
+        lambda b: b.loss == cell.loss,
+    ]
+    for rule in rules:
+        matches = [b for b in candidates if rule(b)]
+        if matches:
+            return matches[0]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _holm_per_table(found: Sequence[tuple[Cell, Cell, Comparison]]) -> tuple[CellComparison, ...]:
+    """Holm's correction over the table's pooled differences, and over each pair's, as separate families."""
+    pooled = holm_family([d for _, _, comparison in found for d in comparison.pooled])
+    per_key: dict[Any, list[Difference]] = {}
+    for _, _, comparison in found:
+        for key, differences in comparison.per_pair.items():
+            per_key.setdefault(key, []).extend(differences)
+    adjusted = {key: iter(holm_family(differences)) for key, differences in per_key.items()}
+    result, position = [], 0
+    for cell, reference, comparison in found:
+        count = len(comparison.pooled)
+        per_pair = {
+            key: tuple(next(adjusted[key]) for _ in found_here) for key, found_here in comparison.per_pair.items()
+        }
+        adjusted_comparison = Comparison(tuple(pooled[position : position + count]), per_pair, comparison.unpaired)
+        result.append(CellComparison(cell, reference, adjusted_comparison))
+        position += count
+    return tuple(result)
+
+
+def _difference_text(difference: Difference, *, markdown: bool = False) -> str:
+    """``+6.2 [+4.1, +8.3] p 0.002`` in percentage points; with ``markdown``, the value bold when significant."""
+    value = f"{100 * difference.estimate:+.1f}"
+    if markdown and difference.significant:
+        value = f"**{value}**"
+    p = difference.p if difference.p_holm is None else difference.p_holm
+    return f"{value} [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}] p {_p_text(p)}"
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _paper_text(cell: Cell, metric: str) -> str:
@@ -395,7 +688,9 @@ def _setup(runs: Sequence[RunResult]) -> dict[str, str]:
     for key in _SETUP:
         values = sorted({_setup_value(key, run.config.get(key)) for run in runs})
         setup[key] = " / ".join(values)
+    setup["sampler"] = " / ".join(sorted({run.sampler for run in runs}))
     setup["splits"] = ", ".join(str(s) for s in sorted({run.split for run in runs}))
+    setup["seeds"] = ", ".join(str(s) for s in sorted({run.seed for run in runs}))
     return setup
 
 
@@ -406,21 +701,50 @@ def _setup_value(key: str, value: Any) -> str:
 
 
 def _write_csv(table: ResultTable, path: Path, *, paper: bool) -> Path:
-    columns = ["loss", "weighting", "n", "splits"]
-    for metric in METRICS:
-        columns += [metric, f"{metric}_spread"]
+    columns = ["loss", "weighting", "setup", "n", "splits", "seeds"]
+    for metric in (*METRICS, "ece", "nll"):
+        columns += [metric, f"{metric}_sd", f"{metric}_min", f"{metric}_max"]
     if paper:
         columns += [f"paper_{metric}" for metric in METRICS]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for cell in table.cells:
-        row: list[Any] = [cell.loss, cell.weighting, cell.n, " ".join(str(s) for s in cell.splits)]
+        row: list[Any] = [cell.loss, cell.label, cell.name, cell.n, " ".join(map(str, cell.splits)),
+                          " ".join(map(str, cell.seeds))]  # fmt: skip
         for metric in METRICS:
-            row += [f"{100 * cell.mean[metric]:.4f}", f"{100 * cell.spread[metric]:.4f}"]
+            row += _spread_columns(cell.figures[metric], 100)
+        row += _spread_columns(cell.ece, 100) + _spread_columns(cell.nll, 1)
         if paper:
             row += ["" if cell.paper is None else f"{cell.paper[metric]:.1f}" for metric in METRICS]
         writer.writerow(row)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def _spread_columns(spread: Spread | None, scale: float) -> list[str]:
+    if spread is None:
+        return [""] * 4
+    return [f"{scale * value:.4f}" for value in (spread.mean, spread.sd, spread.low, spread.high)]
+
+
+def _write_comparisons(table: ResultTable, path: Path) -> Path:
+    """One row per cell x scope (pooled, then each split/seed pair) x metric; differences in percentage points."""
+    columns = ["baseline", "loss", "weighting", "setup", "scope", "pairs", "metric", "difference", "low", "high",
+               "p", "p_holm", "significant"]  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for item in table.comparisons:
+        scopes = [("pooled", item.comparison.pooled)]
+        scopes += [(f"split {split} seed {seed}", d) for (split, seed), d in sorted(item.comparison.per_pair.items())]
+        for scope, differences in scopes:
+            for d in differences:
+                writer.writerow([
+                    item.baseline.name, item.cell.loss, item.cell.label, item.cell.name, scope, d.pairs, d.metric,
+                    f"{100 * d.estimate:.4f}", f"{100 * d.low:.4f}", f"{100 * d.high:.4f}", f"{d.p:.6g}",
+                    f"{d.p_holm:.6g}", "yes" if d.significant else "no",
+                ])  # fmt: skip
     atomic_write_text(path, buffer.getvalue())
     return path
 
@@ -431,14 +755,31 @@ def _recall_figures(table: ResultTable, folder: Path) -> list[Path]:
         cells = [cell for cell in table.cells if cell.loss == loss]
         paths.append(
             plot_recall_bars(
-                {cell.weighting: cell.recall for cell in cells},
+                {cell.label: cell.recall for cell in cells},
                 table.classes,
                 folder / f"recall-{table.key}-{loss}.png",
-                spread={cell.weighting: cell.recall_spread for cell in cells if cell.n > 1},
-                title=f"per-class recall: {table.model}, {table.optimizer}, {loss} (mean over splits)",
+                spread={cell.label: cell.recall_sd for cell in cells if cell.n > 1},
+                title=f"per-class recall: {table.model}, {table.optimizer}, {loss} (mean ± sd over runs)",
             )
         )
     return paths
+
+
+def _reliability_figure(table: ResultTable, path: Path) -> Path | None:
+    """One reliability diagram per table: each cell's runs pooled, its mean ECE in the legend."""
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]] = {}
+    losses = {cell.loss for cell in table.cells}
+    for cell in table.cells:
+        scored = [run.predictions for run in cell.runs if (run.path / RunDirectory.PREDICTIONS).is_file()]
+        if not scored:
+            continue
+        name = cell.label if len(losses) == 1 else f"{cell.loss} {cell.label}"
+        targets = np.concatenate([s.targets for s in scored])
+        scores = np.concatenate([s.scores for s in scored])
+        curves[name] = (targets, scores, None if cell.ece is None else cell.ece.mean)
+    if not curves:
+        return None
+    return plot_reliability(curves, path, title=f"reliability: {table.model}, {table.optimizer} (runs pooled)")
 
 
 def _confusion_figure(run: RunResult, folder: Path, out: Path) -> Path:
@@ -455,13 +796,14 @@ def _markdown(
     out: Path,
     runs: Sequence[RunResult],
     paper: bool,
-    recall_figures: dict[str, list[Path]],
+    baseline: str | None,
+    table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
 ) -> str:
     intro = (
-        f"{len(runs)} finished runs in `{folder}`. Figures are percentages on the validation side of each split: "
-        "the mean over the splits ± their standard deviation (for two splits, half their difference); `n` is the "
-        "number of splits averaged. Bold: the best mean of a column (where the column varies)."
+        f"{len(runs)} finished runs in `{folder}`. Figures are percentages on the validation side of each run: "
+        "the mean over a setup's runs (its splits and seeds) ± their standard deviation, and (min-max); `n` is "
+        "the number of runs. Bold: the best mean of a column (where the column varies)."
     )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
@@ -469,13 +811,39 @@ def _markdown(
     for table in tables:
         setup = ", ".join(f"{key} {value}" for key, value in table.setup.items())
         lines += ["", f"## {table.title}", "", f"Setup: {setup}.", "", markdown_table(table, paper=paper)]
-        for path in recall_figures.get(table.key, []):
-            lines += ["", f"![per-class recall]({path.relative_to(out).as_posix()})"]
+        calibrated = [cell for cell in table.cells if cell.ece is not None]
+        if calibrated:
+            lines += ["", "Calibration (ECE: top-label, 15 bins, %; NLL: mean -log p(true class)): " + "; ".join(
+                f"{cell.loss} {cell.label} ECE {format_cell(cell.ece)}, NLL {cell.nll.mean:.3f}" for cell in calibrated
+            ) + "."]  # fmt: skip
+        if baseline is not None:
+            lines += ["", *_comparison_section(table, baseline)]
+        for path in table_figures.get(table.key, []):
+            kind = "reliability diagram" if path.name.startswith("reliability-") else "per-class recall"
+            lines += ["", f"![{kind}]({path.relative_to(out).as_posix()})"]
     confusion = [p for p in drawn if p.parent.name == "confusion"]
     if confusion:
         lines += ["", "## Confusion matrices", ""]
         lines += [f"- [{p.stem}]({p.relative_to(out).as_posix()})" for p in confusion]
     return "\n".join(lines) + "\n"
+
+
+def _comparison_section(table: ResultTable, baseline: str) -> list[str]:
+    if not table.comparisons:
+        return [f"No paired comparison here: no `{baseline}` setup with runs on the same splits and seeds."]
+    family = len(table.comparisons) * len(COMPARED_METRICS)
+    significant = sum(d.significant for item in table.comparisons for d in item.comparison.pooled)
+    return [
+        f"### Paired differences to `{baseline}`",
+        "",
+        "Each setup minus its baseline (`vs`: the same loss and sampler) on the same validation images (same split "
+        "and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, [its 95 % "
+        "interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, stratified by "
+        f"class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of this table; "
+        f"**bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
+        "",
+        markdown_comparisons(table),
+    ]
 
 
 def _rank(value: str, preferred: Sequence[str]) -> tuple[int, str]:

@@ -1,0 +1,135 @@
+"""Many-run statistics: paired bootstrap differences against a slow loop, pooling, Holm, the spread of a cell."""
+
+from __future__ import annotations
+
+import statistics as stdlib_statistics
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+import sampleweight as sw
+from sampleweight.bootstrap import resample_counts
+from sampleweight.studies.statistics import (
+    PairedBootstrap,
+    Predictions,
+    bootstrap_p_value,
+    describe,
+    holm,
+    holm_family,
+)
+
+CLASSES = ("MEL", "NV", "BCC", "DF")
+
+
+def run(targets: np.ndarray, predicted: np.ndarray, prefix: str = "img") -> Predictions:
+    images = tuple(f"{prefix}{i:04d}" for i in range(targets.size))
+    return Predictions(images, targets, predicted, np.eye(len(CLASSES))[predicted], CLASSES)
+
+
+def case(seed: int, n: int = 400, skill: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    targets = rng.choice(len(CLASSES), size=n, p=[0.2, 0.6, 0.15, 0.05])
+    return targets, np.where(rng.random(n) < skill, targets, rng.integers(0, len(CLASSES), size=n))
+
+
+def test_a_run_against_itself_differs_by_nothing() -> None:
+    runs = {(split, 0): run(*case(split)) for split in (0, 1)}
+    comparison = PairedBootstrap(resamples=300).compare(runs, runs)
+    for difference in [*comparison.pooled, *(d for pair in comparison.per_pair.values() for d in pair)]:
+        assert (difference.estimate, difference.low, difference.high, difference.p) == (0.0, 0.0, 0.0, 1.0)
+    assert comparison.pooled[0].pairs == 2 and not any(d.significant for d in holm_family(comparison.pooled))
+
+
+def test_a_good_predictor_clearly_beats_a_chance_level_one() -> None:
+    good, chance = {}, {}
+    for split in (0, 1):
+        targets, predicted = case(split, skill=0.85)
+        good[(split, 0)] = run(targets, predicted)
+        chance[(split, 0)] = run(targets, np.random.default_rng(10 + split).integers(0, 4, size=targets.size))
+    comparison = PairedBootstrap(resamples=500).compare(good, chance)
+    for difference in holm_family(comparison.pooled):
+        assert difference.estimate > 0.2 and difference.low > 0 and difference.p < 0.01 and difference.significant
+    reverse = PairedBootstrap(resamples=500).compare(chance, good)
+    assert all(d.high < 0 for d in reverse.pooled)
+
+
+def test_one_pair_equals_an_independent_slow_loop_over_the_same_resamples() -> None:
+    targets, predicted_a = case(3, n=150)
+    predicted_b = np.where(np.random.default_rng(4).random(150) < 0.3, 1, predicted_a)  # B predicts NV more
+    comparison = PairedBootstrap(resamples=80, seed=5).compare({(1, 2): run(targets, predicted_a)},
+                                                              {(1, 2): run(targets, predicted_b)})  # fmt: skip
+    counts = resample_counts(targets, 80, np.random.SeedSequence([5, 0, 1, 2]))  # the key's seeded draws
+    labels = np.unique(targets)
+    rows = []
+    for row in counts:
+        drawn = np.repeat(np.arange(targets.size), row)
+        t, a, b = targets[drawn], predicted_a[drawn], predicted_b[drawn]
+        rows.append([
+            skm.accuracy_score(t, a) - skm.accuracy_score(t, b),
+            skm.recall_score(t, a, labels=labels, average="macro")
+            - skm.recall_score(t, b, labels=labels, average="macro"),
+            skm.precision_score(t, a, labels=labels, average="macro", zero_division=0)
+            - skm.precision_score(t, b, labels=labels, average="macro", zero_division=0),
+            skm.f1_score(t, a, labels=labels, average="macro", zero_division=0)
+            - skm.f1_score(t, b, labels=labels, average="macro", zero_division=0),
+        ])  # fmt: skip
+    slow = np.array(rows)
+    for i, difference in enumerate(comparison.pooled):
+        assert difference.low == pytest.approx(np.quantile(slow[:, i], 0.025), abs=1e-12)
+        assert difference.high == pytest.approx(np.quantile(slow[:, i], 0.975), abs=1e-12)
+        below, above = (slow[:, i] <= 0).sum(), (slow[:, i] >= 0).sum()
+        assert difference.p == pytest.approx(min(1.0, 2 * min(below + 1, above + 1) / 81))
+    assert comparison.pooled[0].estimate == pytest.approx(
+        np.mean(predicted_a == targets) - np.mean(predicted_b == targets)
+    )
+
+
+def test_pooling_averages_the_pairs_and_widens_when_they_disagree() -> None:
+    targets0, predicted0 = case(0)
+    targets1, predicted1 = case(1)
+    worse0 = np.where(np.random.default_rng(0).random(targets0.size) < 0.4, 1, predicted0)  # much worse on split 0
+    worse1 = np.where(np.random.default_rng(1).random(targets1.size) < 0.02, 1, predicted1)  # about as good on split 1
+    a = {(0, 0): run(targets0, predicted0), (1, 0): run(targets1, predicted1)}
+    b = {(0, 0): run(targets0, worse0), (1, 0): run(targets1, worse1)}
+    comparison = PairedBootstrap(resamples=1000).compare(a, b)
+    pooled = comparison.pooled[1]  # BAcc
+    split0, split1 = comparison.per_pair[(0, 0)][1], comparison.per_pair[(1, 0)][1]
+    assert pooled.estimate == pytest.approx((split0.estimate + split1.estimate) / 2)
+    # the run-to-run level: the pooled interval reaches from about one pair's difference to the other's
+    assert pooled.high - pooled.low > max(split0.high - split0.low, split1.high - split1.low)
+    assert pooled.low < split1.high and pooled.high > split0.low
+
+
+def test_runs_are_matched_by_image_id_and_other_images_are_refused() -> None:
+    targets, predicted = case(7, n=120)
+    _, other = case(8, n=120)
+    a, b = run(targets, predicted), run(targets, other)
+    order = np.random.default_rng(0).permutation(120)
+    shuffled = Predictions(tuple(b.images[i] for i in order), b.targets[order], b.predicted[order], b.scores[order],
+                           CLASSES)  # fmt: skip
+    as_written = PairedBootstrap(resamples=200).compare({0: a}, {0: b})
+    assert PairedBootstrap(resamples=200).compare({0: a}, {0: shuffled}).pooled == as_written.pooled
+    with pytest.raises(sw.ConfigError, match="different images"):
+        PairedBootstrap(resamples=10).compare({0: a}, {0: run(targets, other, prefix="x")})
+    with pytest.raises(sw.ConfigError, match="no pair of runs"):
+        PairedBootstrap(resamples=10).compare({0: a}, {1: b})
+    partial = PairedBootstrap(resamples=10).compare({0: a, 1: a}, {0: b})
+    assert partial.unpaired == (1,) and partial.pooled[0].pairs == 1
+
+
+def test_holm_and_the_p_value_against_hand_computations() -> None:
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept monotone: 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+    assert bootstrap_p_value(np.full(99, 0.3)) == pytest.approx(2 / 100)
+    assert bootstrap_p_value(np.r_[np.full(90, 0.3), np.full(9, -0.1)]) == pytest.approx(2 * 10 / 100)
+    assert bootstrap_p_value(np.zeros(10)) == 1.0
+
+
+def test_describe_is_mean_sample_sd_n_and_range() -> None:
+    values = [0.61, 0.72, 0.65, 0.70]
+    spread = describe(values)
+    assert spread.mean == pytest.approx(np.mean(values)) and spread.sd == pytest.approx(stdlib_statistics.stdev(values))
+    assert (spread.n, spread.low, spread.high) == (4, 0.61, 0.72)
+    assert describe([0.5]).sd == 0.0
