@@ -48,8 +48,9 @@ def classification_metrics(targets: Any, predictions: Any, class_names: Sequence
 
     Returns:
         ``{"acc", "bacc", "mpr", "mf1", "per_class": {name: {"recall", "precision", "f1",
-        "support"}}, "confusion": [[...]], "classes": [...], "n": N}`` with plain Python numbers, as
-        written to ``metrics.json``.
+        "support"}}, "confusion": [[...]], "classes": [...], "scored_classes": [...], "n": N}`` with plain
+        Python numbers, as written to ``metrics.json``; ``scored_classes`` are those the macro means run
+        over (the classes with support).
     """
     num_classes = len(class_names)
     cm = confusion_matrix(targets, predictions, num_classes)
@@ -82,5 +83,6 @@ def classification_metrics(targets: Any, predictions: Any, class_names: Sequence
         },
         "confusion": cm.tolist(),
         "classes": list(class_names),
+        "scored_classes": [name for name, held in zip(class_names, present, strict=True) if held],
         "n": total,
     }
