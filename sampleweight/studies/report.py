@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from sampleweight.engine import training
@@ -284,7 +285,7 @@ def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
 
 def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
     """A table for the terminal: the Markdown table's content, the paper's figures dimmed."""
-    view = Table(title=table.title, title_justify="left")
+    view = Table(title=escape(table.title), title_justify="left")
     for name in ("loss", "weighting", "n"):
         view.add_column(name)
     for metric in METRICS:
@@ -292,7 +293,7 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
         if paper:
             view.add_column("paper", justify="right", style="dim")
     for cell in table.cells:
-        row = [cell.loss, cell.weighting, str(cell.n)]
+        row = [escape(cell.loss), escape(cell.weighting), str(cell.n)]  # names as typed, not markup
         for metric in METRICS:
             row.append(format_cell(cell.mean[metric], cell.spread[metric], cell.n))
             if paper:
