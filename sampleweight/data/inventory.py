@@ -93,7 +93,7 @@ class DataInventory:
         """One line for each thing left out, merged or not scored (empty when the data was used as it is)."""
         lines = []
         if self.skipped:
-            lines.append(f"left out {len(self.skipped)} bad row(s) or image(s) (skip_bad): {_some(self.skipped)}")
+            lines.append(f"left out {len(self.skipped)} bad row(s) or image(s) (--skip-bad): {_some(self.skipped)}")
         if self.unlabelled:
             lines.append(f"{len(self.unlabelled)} image file(s) have no label row and are not used: "
                          f"{_some(self.unlabelled)}")  # fmt: skip

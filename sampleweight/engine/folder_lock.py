@@ -86,10 +86,10 @@ class FolderLock:
             holder = _holder_record()
             _held[self._key] = _describe(holder)
         self._fd = fd
-        data = json.dumps(holder).encode() + b"\n"
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, data)
+        with contextlib.suppress(OSError):  # who holds it is for the messages of others: best effort
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(holder).encode() + b"\n")
 
     def release(self) -> None:
         """Give the folder up (removing the lock file); nothing happens when not held."""

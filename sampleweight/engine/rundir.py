@@ -74,9 +74,13 @@ class RunDirectory:
             RunDirectoryInUseError: Another process writes here (the message names it).
         """
         self._lock.acquire()
-        for name in (self.CONFIG, self.EPOCHS, self.FINAL, self.CHECKPOINT, self.PREDICTIONS, self.DATA):
-            for leftover in self.path.glob(f".{name}.*.tmp"):  # what atomic writes killed midway leave
-                leftover.unlink(missing_ok=True)
+        try:
+            for name in (self.CONFIG, self.EPOCHS, self.FINAL, self.CHECKPOINT, self.PREDICTIONS, self.DATA):
+                for leftover in self.path.glob(f".{name}.*.tmp"):  # what atomic writes killed midway leave
+                    leftover.unlink(missing_ok=True)
+        except BaseException:
+            self._lock.release()
+            raise
         return self
 
     def release(self) -> None:
