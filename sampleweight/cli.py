@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sampleweight.errors import SampleWeightError
@@ -40,7 +41,7 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SampleWeightError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -82,18 +83,12 @@ def plugins(
         if info.disabled:
             status = "[yellow]disabled[/]"
         elif info.error:
-            status = f"[red]failed: {info.error}[/]"
+            status = f"[red]failed: {escape(info.error)}[/]"
         else:
             status = "[green]ok[/]"
-        table.add_row(
-            info.name,
-            info.distribution or "-",
-            info.version or "-",
-            ", ".join(info.weighters) or "-",
-            ", ".join(info.losses) or "-",
-            ", ".join(info.models) or "-",
-            status,
-        )
+        registered = (", ".join(names) for names in (info.weighters, info.losses, info.models))
+        cells = (info.name, info.distribution, info.version, *registered)
+        table.add_row(*(escape(text or "-") for text in cells), status)  # a plugin's text is not markup
     console.print(table)
 
 
@@ -129,7 +124,9 @@ def train(
         None, help="Batch size M (default 20); under torchrun the global batch, shared by the processes."
     ),
     image_size: int | None = typer.Option(None, help="Input size (default 299)."),
-    split: int | None = typer.Option(None, help="Lesion-grouped 80/20 split: 0 or 1 (the paper's two)."),
+    split: int | None = typer.Option(
+        None, help="Lesion-grouped 80/20 split: 0 and 1 are the paper's two; any k >= 0 is another independent draw."
+    ),
     seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
     precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
@@ -188,6 +185,8 @@ def train(
     )
     if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
         config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
+    if resume and not overwrite:
+        flags["overwrite"] = False  # a run started with --overwrite keeps it in config.json: resuming does not
     settings = load_config(config, **flags)
     try:
         metrics = run_training(settings, resume=resume)
@@ -199,10 +198,10 @@ def train(
                 if saved
                 else "no epoch had finished, nothing is saved"
             )
-            err_console.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]interrupted[/]: {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     if is_main():  # under torchrun, rank 0 speaks for the run
-        console.print(_metrics_line(metrics, settings.out), highlight=False)
+        console.print(_metrics_line(metrics, settings.out), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -232,7 +231,7 @@ def evaluate(
         skip_bad=skip_bad,
         bootstrap=bootstrap,
     )
-    console.print(_metrics_line(metrics, where), highlight=False)
+    console.print(_metrics_line(metrics, where), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -289,6 +288,7 @@ def prepare(
     console.print(
         f"{summary.layout}: {summary.num_images} images at {summary.image_size}px, {summary.size_mb:.0f} MB, "
         f"{state} -> {where}",
+        markup=False,
         highlight=False,
     )
 
@@ -305,7 +305,9 @@ def grid(
         "none,cb,es,spl,ohem", help="Weightings; an entry may compose several with + (ohem+es: weights multiply)."
     ),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
-    splits: str = typer.Option("0,1", help="Lesion-grouped 80/20 splits (the paper's: 0,1)."),
+    splits: str = typer.Option(
+        "0,1", help="Lesion-grouped 80/20 splits: the paper's are 0,1; any k >= 0 is another independent draw."
+    ),
     seeds: str | None = typer.Option(
         None, help="Seeds: every split is trained with each (default: --seed, else 0). Names get -seedN for N > 0."
     ),
@@ -397,7 +399,7 @@ def grid(
         outcomes = run_grid(planned, devices=devices, only=index, progress=not quiet)
     except KeyboardInterrupt:
         err_console.print(
-            f"[yellow]interrupted[/]: finished epochs are saved; run the same command to continue ({out})",
+            f"[yellow]interrupted[/]: finished epochs are saved; run the same command to continue ({escape(str(out))})",
             highlight=False,
             soft_wrap=True,
         )
@@ -406,7 +408,9 @@ def grid(
         written = write_report(out)
         for table in written.tables:
             console.print(rich_table(table))
-        console.print(f"report: {written.markdown}; summary: {out / 'summary.csv'}", highlight=False)
+        console.print(f"report: {written.markdown}; summary: {out / 'summary.csv'}", markup=False, highlight=False)
+    if index is not None and outcomes and outcomes[0].status == "busy":
+        raise SampleWeightError(outcomes[0].error)  # the one run asked for is another process's
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         first = failed[0]
@@ -441,6 +445,7 @@ def report(
             console.print(rich_comparisons(table))
     console.print(
         f"wrote {written.markdown}, {len(written.csv_files)} CSV table(s), {len(written.figures)} figure(s)",
+        markup=False,
         highlight=False,
     )
 
@@ -463,11 +468,15 @@ def attention(
     names = [name.strip() for name in images.split(",") if name.strip()] if images else None
     written = attention_figures(runs, images=names, out=out, device=device, data=data, cache_dir=cache_dir)
     folders = sorted({str(path.parent) for path in written})
-    console.print(f"wrote {len(written)} panel(s) to {', '.join(folders)}", highlight=False)
+    console.print(f"wrote {len(written)} panel(s) to {', '.join(folders)}", markup=False, highlight=False)
 
 
 def _metrics_line(metrics: dict[str, Any], where: Path | None) -> str:
     figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("acc", "bacc", "mpr", "mf1"))
+    classes, scored = metrics["classes"], metrics.get("scored_classes", metrics["classes"])
+    if len(scored) < len(classes):  # the macro means are over the classes the data has
+        absent = ", ".join(name for name in classes if name not in scored)
+        figures += f"  (over {len(scored)} of {len(classes)} classes; no images of {absent})"
     return f"{figures}" + (f"   -> {where}" if where else "")
 
 

@@ -16,6 +16,24 @@ class ConfigError(SampleWeightError, ValueError):
     """An option or configuration value is invalid (unknown name, wrong type, missing fact)."""
 
 
+class RunDirectoryInUseError(ConfigError):
+    """Another process is writing into the run directory (or evaluate's output folder) given as ``--out``.
+
+    Attributes:
+        folder: The folder.
+        holder: Who holds it, as recorded by its holder (``pid 4711 on node7 since 2025-01-31 12:00:03``),
+            or None when unknown.
+    """
+
+    def __init__(self, message: str, *, folder: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.folder, self.holder = folder, holder
+
+
+class OutputError(SampleWeightError):
+    """An output file could not be written while running: the folder stopped being writable, vanished, or filled up."""
+
+
 class PluginError(SampleWeightError):
     """A plugin could not be loaded or registered something invalid (e.g. a duplicate name)."""
 

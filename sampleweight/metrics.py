@@ -122,8 +122,9 @@ def classification_metrics(targets: Any, predictions: Any, class_names: Sequence
 
     Returns:
         ``{"acc", "bacc", "mpr", "mf1", "per_class": {name: {"recall", "precision", "f1",
-        "support"}}, "confusion": [[...]], "classes": [...], "n": N}`` with plain Python numbers, as
-        written to ``metrics.json``.
+        "support"}}, "confusion": [[...]], "classes": [...], "scored_classes": [...], "n": N}`` with plain
+        Python numbers, as written to ``metrics.json``; ``scored_classes`` are those the macro means run
+        over (the classes with support).
     """
     cm = confusion_matrix(targets, predictions, len(class_names))
     figures = confusion_metrics(cm)
@@ -140,6 +141,7 @@ def classification_metrics(targets: Any, predictions: Any, class_names: Sequence
         },
         "confusion": cm.tolist(),
         "classes": list(class_names),
+        "scored_classes": [name for name, held in zip(class_names, figures["support"] > 0, strict=True) if held],
         "n": int(cm.sum()),
     }
 

@@ -269,7 +269,7 @@ def test_torchrun_trains_on_two_processes_and_rank_zero_writes_one_run_directory
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("mf1") == 1  # only rank 0 prints the result
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "predictions.csv",
+        "checkpoint.pt", "config.json", "data.json", "metrics.json", "metrics.jsonl", "predictions.csv",
     ]  # fmt: skip
     assert [line["epoch"] for line in RunDirectory(out).epochs()] == [0]  # one writer
     final = json.loads((out / "metrics.json").read_text())

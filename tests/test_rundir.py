@@ -23,7 +23,7 @@ def test_checkpoint_is_atomic_when_saving_fails(tmp_path, monkeypatch) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(sw.OutputError, match=r"cannot write .*checkpoint\.pt: No space left on device"):
         save_checkpoint(path, {"epoch": 2, "model": {}, "config": {}})
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
@@ -112,7 +112,7 @@ def test_checkpoint_writer_reraises_a_failed_save(tmp_path) -> None:
 
     writer = CheckpointWriter()
     writer.submit(tmp_path / "missing-folder" / "checkpoint.pt", {"epoch": 1, "model": {}, "config": {}})
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(sw.OutputError, match=r"missing-folder/checkpoint\.pt: No such file or directory"):
         writer.wait()
     writer.wait()  # the error is reported once
 

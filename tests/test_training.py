@@ -37,7 +37,7 @@ def test_cli_train_writes_the_run_directory(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "predictions.csv",
+        "checkpoint.pt", "config.json", "data.json", "metrics.json", "metrics.jsonl", "predictions.csv",
     ]  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config["weighters"] == ["ohem", "es"] and config["device"] == "cpu" and config["precision"] == "fp32"
@@ -328,8 +328,9 @@ def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin, read_every) -> 
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--loss", "nan_later", "--out", str(out)])
     assert result.exit_code == 2
-    # 128 training images / 16 = 8 steps per epoch: the 9th call is epoch 1, step 0
-    assert "the training loss became nan at epoch 1, step 0" in result.output
+    # 128 training images / 16 = 8 steps per epoch: the 9th call is the first batch of the second epoch
+    assert "the training loss became nan at epoch 2/3, batch 1/8" in result.output
+    assert "the checkpoint of epoch 1/3, the last good one, is kept" in result.output
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
 

@@ -29,6 +29,7 @@ from sampleweight.data.dataset import (
     build_datasets as build_datasets,
     build_eval_dataset as build_eval_dataset,
 )
+from sampleweight.data.inventory import DataInventory as DataInventory
 from sampleweight.data.layouts import HAM10000_DX as HAM10000_DX, LAYOUTS as LAYOUTS, read_dataset as read_dataset
 from sampleweight.data.records import ISIC_CLASSES as ISIC_CLASSES, DatasetRecords as DatasetRecords
 from sampleweight.data.splits import split_class_counts as split_class_counts, split_indices as split_indices

@@ -18,7 +18,9 @@ Class order is fixed: ISIC's column order ``MEL, NV, BCC, AKIEC, BKL, DF, VASC``
 
 Nothing is dropped silently: a missing image, an unknown label, a malformed one-hot row or a duplicate id is
 a `DataError` naming the rows, unless ``skip_bad=True``, which leaves them out and records what it skipped in
-`DatasetRecords.skipped` (and logs a warning).
+`DatasetRecords.skipped` (and logs a warning). Image files beside the labels that no row names are recorded in
+`DatasetRecords.unlabelled`; generic-CSV labels written with surrounding spaces are read without them and
+recorded in `DatasetRecords.merged_labels`; labels that differ only in case are refused, naming the spellings.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +69,7 @@ def read_dataset(
     subset: str | None = None,
     classes: Sequence[str] | None = None,
     skip_bad: bool = False,
+    allow_empty_classes: bool = False,
 ) -> DatasetRecords:
     """Read a data set, detecting its layout.
 
@@ -79,6 +83,8 @@ def read_dataset(
             Every listed class must have images.
         skip_bad: Leave out rows with a missing image, an unknown label, a malformed one-hot row or a
             duplicate id (reported in `DatasetRecords.skipped` and logged) instead of raising.
+        allow_empty_classes: Accept classes without images (a test set scored over the classes it has);
+            by default every class needs images, as training does.
 
     Returns:
         The records; ``records.layout`` says which layout was found (also logged at INFO).
@@ -99,6 +105,8 @@ def read_dataset(
         records = _read_synthetic(text)
     else:
         records = _read_path(Path(text).expanduser(), layout, subset, classes, skip_bad)
+        if not allow_empty_classes:
+            _require_every_class(records, text)
     records = replace(records, source=text)
     log.info("data: %s", records.describe())
     if records.skipped:
@@ -154,6 +162,19 @@ def _read_path(
     if kind == "ham10000":
         return _read_ham(detail[0], skip_bad)
     return _read_generic(detail[0], classes, skip_bad)
+
+
+def _require_every_class(records: DatasetRecords, where: str) -> None:
+    counts = records.class_counts().tolist()
+    empty = [name for name, n in zip(records.classes, counts, strict=True) if n == 0]
+    if empty:
+        raise DataError(
+            f"class(es) with no images in {where}: {', '.join(empty)} (counts: "
+            + ", ".join(f"{name} {int(n)}" for name, n in zip(records.classes, counts, strict=True))
+            + "). Every class needs images to train on; check the download"
+            + (" or the classes= list" if records.layout == "csv" else "")
+            + "."
+        )
 
 
 def _looked_for() -> str:
@@ -251,8 +272,11 @@ def _examples(items: Sequence[str], limit: int = _SHOW) -> str:
     return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line number, cells)]) of a CSV (or tab-separated) file; DataError when it has no rows."""
+def _read_csv(path: Path, strip: bool = True) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a CSV (or tab-separated) file; DataError when it has no rows.
+
+    Cells lose their surrounding spaces unless ``strip`` is False (the header always does).
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
@@ -266,11 +290,11 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     for cells in reader:
         if not any(c.strip() for c in cells):
             continue
-        cells = [c.strip() for c in cells]
+        stripped = [c.strip() for c in cells]
         if header is None:
-            header = [c.strip('"').lower() for c in cells]
+            header = [c.strip('"').lower() for c in stripped]
         else:
-            rows.append((reader.line_num, cells))
+            rows.append((reader.line_num, stripped if strip else cells))
     if header is None or not rows:
         raise DataError(
             f"{path} is empty: it has {'no header' if header is None else 'a header but no rows'}. "
@@ -315,7 +339,7 @@ def _finish(
     root: Path,
     skip_bad: bool,
 ) -> DatasetRecords:
-    """Check for duplicates and empty classes, then build the records from (line, id, label, group, path)."""
+    """Check for duplicates, then build the records from (line, id, label, group, path)."""
     first_line: dict[str, int] = {}
     kept = []
     for line, image_id, label, group, path in rows:
@@ -327,20 +351,9 @@ def _finish(
     skipped = problems.finish(skip_bad)
     if not kept:
         raise DataError(f"no usable images in {where}" + (" after skipping bad rows" if skipped else ""))
-    labels = np.array([r[1] for r in kept], dtype=np.int64)
-    counts = np.bincount(labels, minlength=len(classes))
-    empty = [classes[c] for c in np.flatnonzero(counts == 0)]
-    if empty:
-        raise DataError(
-            f"class(es) with no images in {where}: {', '.join(empty)} (counts: "
-            + ", ".join(f"{name} {int(n)}" for name, n in zip(classes, counts, strict=True))
-            + "). Every class needs images to train and evaluate; check the download"
-            + (" or the classes= list" if layout == "csv" else "")
-            + "."
-        )
     return DatasetRecords(
         image_ids=tuple(r[0] for r in kept),
-        labels=labels,
+        labels=np.array([r[1] for r in kept], dtype=np.int64),
         groups=tuple(r[2] for r in kept),
         classes=classes,
         layout=layout,
@@ -368,9 +381,11 @@ def _read_ham(metadata: Path, skip_bad: bool) -> DatasetRecords:
     where = f"{metadata}"
     problems = _Problems(where)
     records = []
+    named: set[Path] = set()
     for line, cells in rows:
         cells = cells + [""] * (len(header) - len(cells))
         image_id, dx, lesion = cells[col["image_id"]], cells[col["dx"]].lower(), cells[col["lesion_id"]]
+        named.add(index.get(image_id))
         bad = False
         if dx not in HAM10000_DX:
             problems.add(f"unknown dx (valid: {', '.join(sorted(HAM10000_DX))})", line, f"line {line} {dx!r}")
@@ -382,7 +397,8 @@ def _read_ham(metadata: Path, skip_bad: bool) -> DatasetRecords:
             bad = True
         if not bad:
             records.append((line, image_id, HAM10000_DX[dx], lesion or image_id, path))
-    return _finish(where, problems, records, ISIC_CLASSES, "ham10000", root, skip_bad)
+    found = _finish(where, problems, records, ISIC_CLASSES, "ham10000", root, skip_bad)
+    return replace(found, unlabelled=_unlabelled(index, named, root))
 
 
 def _read_isic(detail: tuple, subset: str | None, skip_bad: bool) -> DatasetRecords:
@@ -435,9 +451,11 @@ def _read_isic(detail: tuple, subset: str | None, skip_bad: bool) -> DatasetReco
     where = f"{truth}"
     problems = _Problems(where)
     records = []
+    named: set[Path] = set()
     for line, cells in rows:
         cells = cells + [""] * (len(header) - len(cells))
         image_id = cells[col["image"]]
+        named.add(index.get(image_id))
         raw = [cells[col[c.lower()]] for c in ISIC_CLASSES]
         try:
             values = [float(v) for v in raw]
@@ -457,17 +475,20 @@ def _read_isic(detail: tuple, subset: str | None, skip_bad: bool) -> DatasetReco
             bad = True
         if not bad:
             records.append((line, image_id, values.index(1.0), groups.get(image_id, image_id), path))
-    return _finish(where, problems, records, ISIC_CLASSES, "isic2018", folder, skip_bad)
+    found = _finish(where, problems, records, ISIC_CLASSES, "isic2018", folder, skip_bad)
+    return replace(found, unlabelled=_unlabelled(index, named, folder))
 
 
 def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: bool) -> DatasetRecords:
     root = labels_csv.parent
-    header, rows = _read_csv(labels_csv)
+    header, raw_rows = _read_csv(labels_csv, strip=False)
     col = _columns(labels_csv, header, ("image", "label"))
+    rows = [(line, [c.strip() for c in cells]) for line, cells in raw_rows]
     subfolders = sorted(p for p in root.iterdir() if p.is_dir())
     index = _index_images([root, *subfolders])
     present = sorted({cells[col["label"]] for _, cells in rows if len(cells) > col["label"]} - {""})
     if classes is None:
+        _refuse_case_variants(labels_csv, rows, col["label"])
         names = _natural_order(present)
     else:
         names = tuple(str(c) for c in classes)
@@ -477,6 +498,7 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
     where = f"{labels_csv}"
     problems = _Problems(where)
     records = []
+    named: set[Path] = set()
     for line, cells in rows:
         cells = cells + [""] * (len(header) - len(cells))
         image, label = cells[col["image"]], cells[col["label"]]
@@ -489,12 +511,60 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
         if image:
             direct = root / image
             path = direct if direct.is_file() else index.get(image)
+            named.add(path)
         if path is None:
             problems.add(f"missing image(s) (looked in {root} and its subfolders)", line, image or f"line {line}")
             bad = True
         if not bad:
             records.append((line, image, lookup[label], group or image, path))
-    return _finish(where, problems, records, names, "csv", root, skip_bad)
+    found = _finish(where, problems, records, names, "csv", root, skip_bad)
+    return replace(
+        found, unlabelled=_unlabelled(index, named, root), merged_labels=_padded_labels(raw_rows, col["label"])
+    )
+
+
+def _refuse_case_variants(path: Path, rows: list[tuple[int, list[str]]], column: int) -> None:
+    """A `DataError` naming the spellings of labels that differ only in case (they would be separate classes)."""
+    counts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for line, cells in rows:
+        if len(cells) > column and cells[column]:
+            counts[cells[column]] += 1
+            first.setdefault(cells[column], line)
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        spellings.setdefault(label.casefold(), []).append(label)
+    clashes = [group for group in spellings.values() if len(group) > 1]
+    if clashes:
+        named = "; ".join(
+            " vs ".join(f"{label!r} ({counts[label]} row(s), first on line {first[label]})" for label in group)
+            for group in clashes
+        )
+        raise DataError(
+            f"labels in {path} differ only in case: {named}. They would become separate classes: "
+            "spell each class one way"
+        )
+
+
+def _padded_labels(raw_rows: list[tuple[int, list[str]]], column: int) -> tuple[str, ...]:
+    """One line per label written with surrounding spaces, which is read without them (merged with its class)."""
+    counts = Counter(cells[column] for _, cells in raw_rows if len(cells) > column and cells[column].strip())
+    return tuple(
+        f"{raw!r} read as {raw.strip()!r} ({n} row(s))" for raw, n in sorted(counts.items()) if raw != raw.strip()
+    )
+
+
+def _unlabelled(index: dict[str, Path], named: set[Path | None], root: Path) -> tuple[str, ...]:
+    """The image files of ``index`` that no row names, relative to ``root``: not part of the data set."""
+    files = set(index.values()) - named
+    return tuple(sorted(_relative(path, root) for path in files))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _natural_order(labels: Sequence[str]) -> tuple[str, ...]:

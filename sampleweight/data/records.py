@@ -36,6 +36,9 @@ class DatasetRecords:
         render: For in-memory data: ``render(image_size) -> uint8 [N, S, S, 3]``; None for files.
         skipped: What ``skip_bad=True`` left out, one line per row (empty when nothing was skipped).
         source: The ``source`` string the records were read from.
+        unlabelled: Image files found with the data (relative to ``root``) that no row names, so not used:
+            e.g. ISIC images with no ground-truth row.
+        merged_labels: One line per label spelling read as another (surrounding spaces dropped).
 
     Example:
         >>> from sampleweight.data import read_dataset
@@ -54,6 +57,8 @@ class DatasetRecords:
     render: Callable[[int], np.ndarray] | None = field(default=None, repr=False)
     skipped: tuple[str, ...] = ()
     source: str = ""
+    unlabelled: tuple[str, ...] = ()
+    merged_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64, copy=True).reshape(-1)

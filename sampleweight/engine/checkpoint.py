@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sampleweight.errors import ConfigError
+from sampleweight.errors import ConfigError, OutputError
 
 __all__ = [
     "CheckpointWriter",
@@ -30,19 +32,57 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, then rename it.
 
     The rename is atomic on POSIX and Windows, so ``path`` always holds either the previous
-    checkpoint or the new one, never a partial file (an interrupted run, a full disk).
+    checkpoint or the new one, never a partial file (an interrupted run, a full disk). A write that
+    fails removes its temporary file; one killed midway (``kill -9``) leaves it for
+    `RunDirectory.acquire` to remove.
+
+    Raises:
+        OutputError: The file cannot be written (no permission, a full disk, a folder that is gone).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _output(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                sink = _WriteErrors(handle)
+                try:
+                    torch.save(state, sink)
+                except RuntimeError:  # torch reports a failed write as "unexpected pos ...": raise the cause
+                    if sink.error is not None:
+                        raise sink.error from None
+                    raise
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class _WriteErrors:
+    """A binary file for ``torch.save`` that keeps the first ``OSError`` of its writes (torch replaces it)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an `OutputError` naming the file and the reason."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class CheckpointWriter:
@@ -138,16 +178,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file atomically (temporary file + rename)."""
+    """Write a file atomically (temporary file + rename).
+
+    Raises:
+        OutputError: The file cannot be written (no permission, a full disk, a folder that is gone).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _output(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def capture_rng() -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,11 +36,13 @@ class TrainConfig(BaseModel):
     Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # lr=inf: refused
 
     # data
     data: str = Field("synthetic", description="Data set folder, or 'synthetic[:N]' for the embedded one.")
-    split: int = Field(0, ge=0, description="Which of the lesion-grouped 80/20 splits (the paper uses 0 and 1).")
+    split: int = Field(
+        0, ge=0, description="Which lesion-grouped 80/20 split: 0 and 1 are the paper's; any k >= 0 is another draw."
+    )
     seed: int = Field(0, ge=0, description="Seed of the splits, the initialisation and the data order.")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: int = Field(299, ge=16, le=2048)
@@ -116,6 +119,14 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _finite_options(self) -> TrainConfig:
+        for table in OPTION_TABLES:
+            for key, value in _numbers(getattr(self, table)):
+                if not math.isfinite(value):
+                    raise ValueError(f"{table}.{key} must be a finite number, got {value}")
+        return self
+
+    @model_validator(mode="after")
     def _paper_defaults(self) -> TrainConfig:
         if self.lr is None:
             object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
@@ -139,6 +150,18 @@ class TrainConfig(BaseModel):
 
 OPTION_TABLES = ("loss_options", "weighter_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
+
+
+def _numbers(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a nested option table, with its dotted key."""
+    if isinstance(value, float):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _numbers(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{key}[{i}]")
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -218,12 +241,23 @@ def validation_message(exc: ValidationError, source: str | None = None) -> str:
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "config"
         value = f" (got {error['input']!r})" if error["type"] != "missing" and "input" in error else ""
-        if error["type"] == "extra_forbidden":
+        if not error["loc"] and error["type"] == "value_error":  # a check across fields: its own words say it all
+            lines.append(str(error.get("ctx", {}).get("error", error["msg"])))
+        elif error["type"] == "extra_forbidden":
             lines.append(f"{field}: unknown option; valid options: {', '.join(TrainConfig.model_fields)}")
         else:
             lines.append(f"{field}: {error['msg']}{value}")
     where = f" in {source}" if source else ""
     return f"invalid configuration{where}: " + "; ".join(lines)
+
+
+def _one_line(error: Exception) -> str:
+    """A parser's error as one line: YAML's problem and where (its message spans lines, quoting the file)."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark is not None:  # yaml.MarkedYAMLError
+        context = getattr(error, "context", None)
+        return f"{context + ': ' if context else ''}{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -249,7 +283,7 @@ def _read(path: Path) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse error is the file's
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+        raise ConfigError(f"cannot parse config file {path}: {_one_line(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of options, got {type(data).__name__}")
     return data

@@ -7,8 +7,10 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
 
-from sampleweight.data import BatchAugment, build_eval_dataset, read_dataset
+from sampleweight.data import BatchAugment, DataInventory, build_eval_dataset, read_dataset
 from sampleweight.engine.checkpoint import load_checkpoint
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.loader import make_loader
@@ -36,12 +38,7 @@ def load_trained_model(
     Raises:
         ConfigError: No checkpoint there.
     """
-    path = Path(run_or_checkpoint)
-    checkpoint = path / RunDirectory.CHECKPOINT if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise ConfigError(
-            f"no checkpoint at {checkpoint}: pass a run directory (with {RunDirectory.CHECKPOINT}) or the file"
-        )
+    checkpoint = _checkpoint_file(run_or_checkpoint)
     state = load_checkpoint(checkpoint)
     try:
         config = TrainConfig(**state["config"])
@@ -57,6 +54,16 @@ def load_trained_model(
     return model.to(device).eval(), config, classes
 
 
+def _checkpoint_file(run_or_checkpoint: str | Path) -> Path:
+    path = Path(run_or_checkpoint)
+    checkpoint = path / RunDirectory.CHECKPOINT if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise ConfigError(
+            f"no checkpoint at {checkpoint}: pass a run directory (with {RunDirectory.CHECKPOINT}) or the file"
+        )
+    return checkpoint
+
+
 def evaluate(
     run_or_checkpoint: str | Path,
     data: str | Path,
@@ -69,7 +76,10 @@ def evaluate(
     quiet: bool = False,
     bootstrap: int = 2000,
 ) -> tuple[dict[str, Any], Path]:
-    """Score a trained model on every image of ``data``; write ``metrics.json`` and ``predictions.csv``.
+    """Score a trained model on every image of ``data``; write ``metrics.json``, ``predictions.csv`` and ``data.json``.
+
+    A labelled set that lacks some of the model's classes is scored over the classes it has: BAcc, mPR and mF1
+    are means over ``metrics["scored_classes"]``, and a note (also in ``data.json``) names the absent ones.
 
     Args:
         run_or_checkpoint: A run directory or its ``checkpoint.pt``.
@@ -87,13 +97,33 @@ def evaluate(
         The metrics and the output folder.
 
     Raises:
-        DataError: The data set's classes are not the model's.
+        DataError: The data set's classes are not the model's (a label the model does not know).
+        RunDirectoryInUseError: Another process writes into the output folder.
     """
     torch_device = resolve_device(device)
-    model, config, classes = load_trained_model(run_or_checkpoint, torch_device)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    records = read_dataset(data, skip_bad=skip_bad)
+    source = Path(run_or_checkpoint)
+    checkpoint = _checkpoint_file(source)  # before creating any folder for a path that holds no run
+    folder = Path(out) if out is not None else checkpoint.parent / "evaluate"
+    with RunDirectory(folder) as directory:  # one writer: a second evaluate into the folder is refused at once
+        metrics = _evaluate(directory, source, data, torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap)
+    return metrics, directory.path
+
+
+def _evaluate(
+    directory: RunDirectory,
+    source: Path,
+    data: str | Path,
+    torch_device: torch.device,
+    batch_size: int,
+    cache_dir: str | Path | None,
+    skip_bad: bool,
+    quiet: bool,
+    bootstrap: int,
+) -> dict[str, Any]:
+    model, config, classes = load_trained_model(source, torch_device)
+    records = read_dataset(data, skip_bad=skip_bad, classes=classes, allow_empty_classes=True)
     if tuple(records.classes) != classes:
         raise DataError(
             f"{data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
@@ -117,11 +147,14 @@ def evaluate(
         "decoding": "greedy" if config.model in HIERARCHICAL_MODELS else "argmax",
         "data": str(data),
     }
-    source = Path(run_or_checkpoint)
-    directory = RunDirectory(
-        Path(out) if out is not None else (source if source.is_dir() else source.parent) / "evaluate"
-    )
     image_ids = [records.image_ids[i] for i in dataset.record_indices]
+    undecodable = sorted(set(range(len(records))) - set(dataset.record_indices.tolist()))
+    skipped = records.skipped + tuple(f"{records.image_ids[i]} (cannot be decoded)" for i in undecodable)
+    inventory = DataInventory.of_sides(records, {"evaluated": dataset.record_indices}, skipped)
+    if not quiet:
+        for note in inventory.notes():
+            Console(stderr=True).print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, targets, scores, classes, predictions)
     directory.write_final(metrics)
-    return metrics, directory.path
+    directory.write_data(inventory.to_dict())
+    return metrics

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sampleweight import distributed
-from sampleweight.data import BatchAugment, build_datasets, read_dataset
+from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_dataset
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig
 from sampleweight.errors import ConfigError
@@ -131,6 +131,7 @@ class TrainingData:
         normalize: The same module in eval mode: resize (if needed) + normalisation only.
         describe: One line on the data (layout, counts).
         rank: This process's rank (its augmentation draws differ from the other processes').
+        inventory: Images per class on each side, and what the reader left out (``data.json``).
     """
 
     train: DataLoader
@@ -142,6 +143,7 @@ class TrainingData:
     normalize: nn.Module
     describe: str
     rank: int = 0
+    inventory: DataInventory | None = None
 
     def set_epoch(self, epoch: int, seed: int) -> torch.Generator:
         """Prepare ``epoch``: its batch order, and a generator for its augmentation draws on the device."""
@@ -190,8 +192,11 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
     val = make_loader(data.val, per_process, device, workers, shard)
     val_ids = [records.image_ids[i] for i in data.val_indices]
+    inventory = DataInventory.of_sides(
+        records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped
+    )
     return TrainingData(
-        train, val, data.classes, data.class_counts, val_ids, augment, normalize, records.describe(), rank
+        train, val, data.classes, data.class_counts, val_ids, augment, normalize, records.describe(), rank, inventory
     )
 
 

@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 __all__ = ["TrainingProgress"]
@@ -56,10 +57,10 @@ class TrainingProgress:
         self._batches = batches_per_epoch
         if self._progress is None:
             if first_epoch:
-                self.console.print(f"{self.title}: resuming at epoch {first_epoch + 1}/{self.epochs}")
+                self.console.print(f"{self.title}: resuming at epoch {first_epoch + 1}/{self.epochs}", markup=False)
             return
         self._epoch_task = self._progress.add_task(
-            self.title or "epochs", total=self.epochs, completed=first_epoch, info=""
+            escape(self.title) or "epochs", total=self.epochs, completed=first_epoch, info=""
         )
         self._batch_task = self._progress.add_task("batches", total=batches_per_epoch, info="")
 
@@ -77,7 +78,8 @@ class TrainingProgress:
             f"val acc {record['val_acc']:.3f} bacc {record['val_bacc']:.3f}  {record['seconds']:.1f}s"
         )
         if self._progress is None:
-            self.console.print(f"{self.title}: {summary}" if self.title else summary, highlight=False, soft_wrap=True)
+            line = f"{self.title}: {summary}" if self.title else summary
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             return
         self._progress.update(self._epoch_task, completed=epoch + 1, info=f"val BAcc {self._bacc:.3f}")
         if epoch + 1 < self.epochs:

@@ -1,4 +1,5 @@
-"""The run directory: ``config.json``, ``metrics.jsonl``, ``metrics.json``, ``checkpoint.pt``, ``predictions.csv``."""
+"""The run directory: ``config.json``, ``metrics.jsonl``, ``metrics.json``, ``checkpoint.pt``, ``predictions.csv``,
+``data.json``; one writer at a time (`FolderLock`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.errors import ConfigError
+from sampleweight.engine.folder_lock import FolderLock
+from sampleweight.errors import ConfigError, OutputError
 
 __all__ = ["RunDirectory", "read_epochs", "read_predictions", "write_predictions"]
 
@@ -28,6 +31,10 @@ class RunDirectory:
         path: The folder (created if missing).
         min_free_bytes: Refuse to start when the disk has less free space than this.
 
+    A process that writes into the folder takes it first (`acquire`, or ``with RunDirectory(path) as run:``):
+    a second process is then refused at once, and the files an interrupted writer left half-written are
+    removed.
+
     Raises:
         ConfigError: The folder cannot be created or written, or the disk is (nearly) full; raised
             before any training starts.
@@ -38,22 +45,53 @@ class RunDirectory:
     FINAL = "metrics.json"
     CHECKPOINT = "checkpoint.pt"
     PREDICTIONS = "predictions.csv"
+    DATA = "data.json"
 
     def __init__(self, path: str | Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.path)  # unique: runs may start together
+            os.close(fd)
+            os.unlink(probe)
         except OSError as exc:
             raise ConfigError(f"cannot write to the run directory {self.path}: {exc.strerror or exc}") from None
+        self._lock = FolderLock(self.path)
         free = shutil.disk_usage(self.path).free
         if free < min_free_bytes:
             raise ConfigError(
                 f"only {free / 2**20:.0f} MiB free on the disk of {self.path}; a run needs at least "
                 f"{min_free_bytes / 2**20:.0f} MiB for checkpoints: free some space or choose another --out"
             )
+
+    def acquire(self) -> RunDirectory:
+        """Become the only process writing here, and remove the temporary files an interrupted writer left.
+
+        Returns:
+            This run directory.
+
+        Raises:
+            RunDirectoryInUseError: Another process writes here (the message names it).
+        """
+        self._lock.acquire()
+        try:
+            for name in (self.CONFIG, self.EPOCHS, self.FINAL, self.CHECKPOINT, self.PREDICTIONS, self.DATA):
+                for leftover in self.path.glob(f".{name}.*.tmp"):  # what atomic writes killed midway leave
+                    leftover.unlink(missing_ok=True)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        """Let other processes write here again."""
+        self._lock.release()
+
+    def __enter__(self) -> RunDirectory:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     @property
     def checkpoint(self) -> Path:
@@ -64,12 +102,24 @@ class RunDirectory:
         """Write the resolved configuration."""
         atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, default=str) + "\n")
 
+    def write_data(self, inventory: dict[str, Any]) -> None:
+        """Write ``data.json``: what the run's data holds, and what the reader left out, merged or cannot score."""
+        atomic_write_text(self.path / self.DATA, json.dumps(inventory, indent=2, default=_plain) + "\n")
+
     def append_epoch(self, record: dict[str, Any]) -> None:
-        """Append one line to ``metrics.jsonl`` (flushed and synced, so a crash keeps it)."""
-        with open(self.path / self.EPOCHS, "a") as handle:
-            handle.write(json.dumps(record, default=_plain) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Append one line to ``metrics.jsonl`` (flushed and synced, so a crash keeps it).
+
+        Raises:
+            OutputError: The file cannot be written (the folder became unwritable, or the disk is full).
+        """
+        path = self.path / self.EPOCHS
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record, default=_plain) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def epochs(self) -> list[dict[str, Any]]:
         """The per-epoch records written so far."""
@@ -87,7 +137,7 @@ class RunDirectory:
                 f"{self.path} already holds a run ({', '.join(held)}); continue it with --resume, "
                 "start over with --overwrite, or choose another --out"
             )
-        for name in (*held, self.EPOCHS):
+        for name in (*held, self.EPOCHS, self.DATA):
             (self.path / name).unlink(missing_ok=True)
 
     def truncate_epochs(self, before: int) -> None:

@@ -28,6 +28,7 @@ import timm
 import torch
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from torch import Tensor, nn
 
 from sampleweight import distributed
@@ -38,7 +39,7 @@ from sampleweight.engine.config import TrainConfig, load_config, validation_mess
 from sampleweight.engine.loader import TrainingData, load_split
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rundir import RunDirectory
-from sampleweight.errors import ConfigError, LossError, SampleWeightError, WeightError
+from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
 from sampleweight.factory import check_weighter_options, list_models
 from sampleweight.metrics import classification_metrics, final_metrics
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
@@ -98,14 +99,21 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
         95 % intervals under ``ci`` (`sampleweight.metrics.final_metrics`).
 
     Raises:
-        ConfigError: Invalid options, unwritable ``out``, nothing to resume.
+        ConfigError: Invalid options, unwritable ``out``, nothing to resume, ``resume`` with ``overwrite``.
+        RunDirectoryInUseError: Another process writes into ``config.out``.
+        OutputError: ``config.out`` stopped being writable during the run (the last good checkpoint is kept).
         DataError: A bad data set.
         LossError: The training loss became NaN/inf (the last good checkpoint is kept).
         WeightError: A weighter produced invalid weights.
     """
     config = config if isinstance(config, TrainConfig) else load_config(**config)
     with ddp.session(resolve_device(config.device)):
-        return _fit(prepare_run(config, resume=resume))
+        run = prepare_run(config, resume=resume)
+        with run.directory or contextlib.nullcontext():  # held since prepare_run: one writer per run directory
+            try:
+                return _fit(run)
+            except OutputError as error:  # the folder stopped being writable: say what is left and what to do
+                raise OutputError(f"{error}; {_saved(run)}") from None
 
 
 def _fit(run: Run) -> dict[str, Any]:
@@ -121,7 +129,11 @@ def _fit(run: Run) -> dict[str, Any]:
     ):
         progress.start(run.start_epoch, len(run.data.train))
         if not cfg.quiet:
-            progress.console.print(f"data: {run.data.describe}; model {cfg.model} on {_where(run)}", highlight=False)
+            progress.console.print(
+                f"data: {run.data.describe}; model {cfg.model} on {_where(run)}", markup=False, highlight=False
+            )
+        for note in run.data.inventory.notes() if run.data.inventory is not None else ():
+            progress.console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
         for line in weight_scale_lines(run.criterion.weighter, run.data.class_counts, cfg.optimizer):
             progress.console.print(line, highlight=False, soft_wrap=True)
         for epoch in range(run.start_epoch, cfg.epochs):
@@ -178,12 +190,14 @@ def weight_scale_lines(weighter: Any, class_counts: Tensor, optimizer: str) -> l
     lines = []
     low, high = WEIGHT_SCALE_RANGE
     for name, mean in class_mix_weights(weighter, class_counts):
-        lines.append(f"weight scale: {name} gives a mean weight per sample of {mean:.3g} under the training class mix")
+        lines.append(
+            f"weight scale: {escape(name)} gives a mean weight per sample of {mean:.3g} under the training class mix"
+        )
         if optimizer == "sgd" and not low <= mean <= high:
             lines.append(
-                f"[yellow]warning[/]: {name}'s mean weight per sample {mean:.3g} is outside {low:g}-{high:g}, and "
-                f"under SGD it scales the learning rate by that much; set its normalize option "
-                f"(--weighter-option {name}.normalize=classes or =batch) for a mean near 1"
+                f"[yellow]warning[/]: {escape(name)}'s mean weight per sample {mean:.3g} is outside "
+                f"{low:g}-{high:g}, and under SGD it scales the learning rate by that much; set its normalize option "
+                f"(--weighter-option {escape(name)}.normalize=classes or =batch) for a mean near 1"
             )
     return lines
 
@@ -212,9 +226,24 @@ def decide(scores: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
 
 
 def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
-    """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming."""
+    """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming.
+
+    The run directory is taken first (`RunDirectory.acquire`), so a second run into it is refused before
+    any work; the returned run holds it until ``run.directory.release()`` (`train` does this).
+    """
+    if resume and config.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over: give one of them")
     main = ddp.is_main()  # only rank 0 writes the run directory
-    directory = RunDirectory(config.out) if config.out is not None and main else None
+    directory = RunDirectory(config.out).acquire() if config.out is not None and main else None
+    try:
+        return _prepare(config, directory, resume)
+    except BaseException:
+        if directory is not None:
+            directory.release()
+        raise
+
+
+def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) -> Run:
     checkpoint = Path(config.out) / RunDirectory.CHECKPOINT if config.out is not None else None
     if resume:
         if checkpoint is None:
@@ -252,6 +281,8 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     elif directory is not None:
         directory.start_fresh(overwrite=config.overwrite)
         directory.write_config(config.model_dump(mode="json"))
+    if directory is not None and data.inventory is not None:
+        directory.write_data(data.inventory.to_dict())
     run.model = ddp.wrap(run.network, device)
     if config.compile:
         run.model = torch.compile(run.model)
@@ -451,11 +482,31 @@ def _raise_first_failure(run: Run, losses: DeferredCheck, first_step: int, cause
     if weights_failed is not None and (failure is None or weights_failed.step - first_step <= failure.step):
         raise weights_failed from cause
     if failure is not None:
+        epochs, batches = run.config.epochs, len(run.data.train)
         raise LossError(
-            f"the training loss became {failure.detail.item()} at epoch {failure.epoch}, step {failure.step} "
-            f"(run {run.config.run_name}); the last good checkpoint is kept. Lower --lr, or check the data and "
-            "the weighter's weights"
+            f"the training loss became {failure.detail.item()} at epoch {failure.epoch + 1}/{epochs}, batch "
+            f"{failure.step + 1}/{batches} (run {run.config.run_name}); {_kept(run, failure.epoch)}. Lower --lr, "
+            "or check the data and the weighter's weights"
         ) from cause
+
+
+def _kept(run: Run, epoch: int) -> str:
+    """What a run that fails in (0-based) ``epoch`` leaves on disk, numbered as the progress line numbers epochs."""
+    if run.config.out is None:
+        return "nothing is saved (no --out)"
+    if epoch == 0:
+        return "no epoch had finished, so there is no checkpoint"
+    return f"the checkpoint of epoch {epoch}/{run.config.epochs}, the last good one, is kept"
+
+
+def _saved(run: Run) -> str:
+    """What a run whose folder stopped being writable leaves, and how to continue it."""
+    if run.directory is not None and run.directory.checkpoint.is_file():
+        return (
+            "the last good checkpoint is kept; make the folder writable (or free space) and continue with: "
+            f"sampleweight train --out {run.config.out} --resume"
+        )
+    return "no checkpoint was saved"
 
 
 def _validate(run: Run, autocast: contextlib.AbstractContextManager) -> tuple[np.ndarray, np.ndarray]:

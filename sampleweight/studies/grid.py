@@ -35,13 +35,14 @@ from typing import Any, Literal, get_args
 
 import timm
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
 from sampleweight.engine.rundir import RunDirectory, read_epochs
-from sampleweight.errors import ConfigError, SampleWeightError
+from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
 from sampleweight.factory import check_weighter_options, list_losses, list_models, list_weighters
 
 __all__ = [
@@ -182,14 +183,15 @@ class RunOutcome:
 
     Attributes:
         run: The run.
-        status: ``trained`` (finished now), ``skipped`` (finished before) or ``failed``.
+        status: ``trained`` (finished now), ``skipped`` (finished before), ``failed``, or ``busy`` (another
+            process is training it: two grids on one folder share the work).
         metrics: The final metrics (``metrics.json``) unless it failed.
-        error: One line on why it failed.
+        error: One line on why it failed, or who holds a busy run.
         seconds: Wall time spent on it in this call.
     """
 
     run: GridRun
-    status: Literal["trained", "skipped", "failed"]
+    status: Literal["trained", "skipped", "failed", "busy"]
     metrics: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -337,7 +339,7 @@ def run_grid(
             stale = run.stale_options()
             if stale:
                 console.print(
-                    f"[yellow]note[/]: {run.name} is finished with other options ({'; '.join(stale)}); "
+                    f"[yellow]note[/]: {escape(run.name)} is finished with other options ({escape('; '.join(stale))}); "
                     "it is kept: delete its folder to train it again",
                     highlight=False,
                     soft_wrap=True,
@@ -419,8 +421,13 @@ def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
     if device is not None:
         updates["device"] = device
     started = time.perf_counter()
+    resume = run.state() == "partial"
+    if resume:
+        updates["overwrite"] = False  # a grid resumes half-finished runs whatever the shared options say
     try:
-        metrics = training.train(run.config.model_copy(update=updates), resume=run.state() == "partial")
+        metrics = training.train(run.config.model_copy(update=updates), resume=resume)
+    except RunDirectoryInUseError as exc:
+        return RunOutcome(run, "busy", error=str(exc), seconds=time.perf_counter() - started)
     except SampleWeightError as exc:
         return RunOutcome(run, "failed", error=str(exc), seconds=time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - recorded in summary.csv; the other runs go on
@@ -487,6 +494,7 @@ class _Ledger:
         self.outcomes: dict[int, RunOutcome] = {}
         self.errors: dict[int, str] = {}
         self.running: set[int] = set()
+        self.elsewhere: set[int] = set()  # runs another process is training
         self._lock = threading.Lock()
 
     def started(self, run: GridRun) -> None:
@@ -500,7 +508,9 @@ class _Ledger:
         with self._lock:
             self.running.discard(outcome.run.index)
             self.outcomes[outcome.run.index] = outcome
-            if outcome.error:
+            if outcome.status == "busy":
+                self.elsewhere.add(outcome.run.index)
+            elif outcome.error:
                 self.errors[outcome.run.index] = outcome.error
             self._write()
 
@@ -516,7 +526,7 @@ class _Ledger:
             self._write()
 
     def _write(self) -> None:
-        write_summary(self.grid, self.errors, self.running)
+        write_summary(self.grid, self.errors, self.running | self.elsewhere)
 
 
 class _GridProgress:
@@ -556,7 +566,7 @@ class _GridProgress:
         with self._lock:
             self.active[run.index] = run.name + (f" ({device})" if device else "")
             verb = "resuming" if run.state() == "partial" else "training"
-            self.console.print(f"grid: {verb} {self.active[run.index]}", highlight=False)
+            self.console.print(f"grid: {verb} {self.active[run.index]}", markup=False, highlight=False)
             self._refresh()
 
     def finished(self, outcome: RunOutcome) -> None:
@@ -566,13 +576,16 @@ class _GridProgress:
             if outcome.metrics is not None:
                 figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
                 self.console.print(
-                    f"grid: [green]done[/] {outcome.run.name}  {figures}  ({outcome.seconds:.0f}s)",
+                    f"grid: [green]done[/] {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
                     highlight=False,
                     soft_wrap=True,
                 )
             else:
+                colour = "yellow" if outcome.status == "busy" else "red"
                 self.console.print(
-                    f"grid: [red]failed[/] {outcome.run.name}: {outcome.error}", highlight=False, soft_wrap=True
+                    f"grid: [{colour}]{outcome.status}[/] {escape(outcome.run.name)}: {escape(str(outcome.error))}",
+                    highlight=False,
+                    soft_wrap=True,
                 )
             if self._progress is not None:
                 self._progress.advance(self._task)
@@ -580,7 +593,7 @@ class _GridProgress:
 
     def _refresh(self) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, running=", ".join(self.active.values()))
+            self._progress.update(self._task, running=escape(", ".join(self.active.values())))
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from sampleweight.engine import training
@@ -453,7 +454,7 @@ def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
 
 def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
     """A table for the terminal: the Markdown table's content, the paper's figures dimmed."""
-    view = Table(title=table.title, title_justify="left")
+    view = Table(title=escape(table.title), title_justify="left")
     for name in ("loss", "weighting", "n"):
         view.add_column(name)
     for metric in METRICS:
@@ -461,7 +462,7 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
         if paper:
             view.add_column("paper", justify="right", style="dim")
     for cell in table.cells:
-        row = [cell.loss, cell.label, str(cell.n)]
+        row = [escape(cell.loss), escape(cell.label), str(cell.n)]  # names as typed, not markup
         for metric in METRICS:
             row.append(format_cell(cell.figures[metric]))
             if paper:
