@@ -20,7 +20,7 @@ def batch_of(losses: list[float], targets: list[int], epoch: int = 0) -> Weighti
 
 def test_builtin_names(registry) -> None:
     assert sw.list_weighters(registry) == ["cb", "class_ohem", "class_spl", "drw", "es", "none", "ohem", "spl"]
-    assert sw.list_losses(registry) == ["ce", "focal", "hierarchical"]
+    assert sw.list_losses(registry) == ["balanced_softmax", "ce", "focal", "hierarchical", "ldam", "logit_adjusted"]
     assert sw.list_models(registry) == ["cbam_vgg16", "hierarchical_vgg16"]
 
 
