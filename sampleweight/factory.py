@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sampleweight.errors import ConfigError
-from sampleweight.plugins import SINGULAR, Registered, Registry, get_registry
+from sampleweight.errors import ConfigError, PluginError
+from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
 from sampleweight.weighting import ProductWeighter, Weighter
 
 __all__ = [
@@ -149,13 +149,28 @@ def _split_names(name: str | Sequence[str]) -> list[str]:
 
 
 def lookup(registry: Registry | None, kind: str, name: str) -> Registered:
-    """The registered entry ``name`` of ``kind``; an unknown name lists the valid ones."""
-    table = (registry or get_registry()).kind(kind)
+    """The registered entry ``name`` of ``kind``.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones are listed).
+        PluginError: A name that several third-party plugins claim (they are named).
+    """
+    registry = registry or get_registry()
+    table = registry.kind(kind)
     if name in table:
         return table[name]
     singular = SINGULAR[kind]
+    rivals = registry.contested.get(kind, {}).get(name)
+    if rivals:
+        raise PluginError(
+            f"{singular} {name!r} is registered by several plugins: "
+            f"{' and '.join(claim.plugin.label for claim in rivals)}; none of them is used. Uninstall one, or "
+            f"disable one with {DISABLE_ENV}=<plugin name> (`sampleweight plugins` lists them)"
+        )
     close = difflib.get_close_matches(name, table, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
+    if not any(info.builtin for info in registry.plugins):
+        hint += " This registry has no built-ins: build it with plugins.load_plugins(..., builtins=True)."
     raise ConfigError(
         f"unknown {singular} {name!r}; choose one of: {', '.join(sorted(table)) or '(none registered)'}.{hint}"
         f" (`sampleweight plugins` lists what each plugin registers)"
