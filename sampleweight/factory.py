@@ -205,6 +205,12 @@ def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, An
         obj = entry.factory(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    if not (isinstance(obj, Weighter) if what == "weighter" else callable(obj)):
+        wanted = "a Weighter (callable on a WeightingBatch, with state_dict/load_state_dict)"
+        raise PluginError(
+            f"{what} {entry.name!r} of plugin {entry.plugin.label}: its factory returned {type(obj).__name__}, not "
+            f"{wanted if what == 'weighter' else 'a callable'}; the factory must return one (tell the plugin's author)"
+        )
     if what == "weighter":
         with contextlib.suppress(AttributeError):  # a read-only name stays as it is
             obj.name = entry.name

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import pluggy
 
 from sampleweight import hookspecs
-from sampleweight.errors import PluginError
+from sampleweight.errors import PluginError, describe as _describe
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
@@ -396,10 +395,3 @@ def _user_frame() -> int:
             level += 1
         frame = frame.f_back
     return level
-
-
-def _describe(exc: BaseException) -> str:
-    """``ExcType: message`` plus where it was raised (the last frame)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
