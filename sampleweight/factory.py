@@ -24,6 +24,7 @@ from sampleweight.weighting import ProductWeighter, Weighter
 __all__ = [
     "FACTS",
     "accepted_options",
+    "check_options",
     "create_loss",
     "create_weighter",
     "list_losses",
@@ -98,6 +99,27 @@ def create_loss(name: str, *, registry: Registry | None = None, **options: Any) 
     facts = resolve_facts(options)
     _check_unused(options, [entry], "loss")
     return _build(entry, options, facts, "loss")
+
+
+def check_options(
+    kind: str, names: Sequence[str], options: Mapping[str, Any], *, registry: Registry | None = None
+) -> None:
+    """Check, creating nothing, that every name of ``kind`` is registered and some of them accepts every option.
+
+    What `create_weighter` / `create_loss` check first, for a command line to report before any work.
+
+    Args:
+        kind: A registry kind (``"weighters"``, ``"losses"``, ...).
+        names: The names the user chose (weights of several weighters multiply).
+        options: The user's options for them (dataset facts are always accepted).
+        registry: Where to look names up; default the process-wide registry.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones listed) or an option none of them accepts.
+        PluginError: A name several third-party plugins claim.
+    """
+    entries = [lookup(registry, kind, name) for name in names]
+    _check_unused(options, entries, SINGULAR[kind])
 
 
 def accepted_options(factory: Callable[..., Any]) -> set[str] | None:

@@ -262,6 +262,7 @@ def plan_grid(
                                        "optimizer": optimizer, "split": split}  # fmt: skip
                         try:
                             config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+                            training.check_choices(config)  # every option too, before any run starts
                         except ConfigError as exc:
                             where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}"
                             raise ConfigError(f"run {where}: {exc}") from None
