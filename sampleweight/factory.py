@@ -36,6 +36,16 @@ __all__ = [
 
 FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
 
+PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "weighter": (
+        "a Weighter (callable on a WeightingBatch, with state_dict/load_state_dict)",
+        lambda obj: isinstance(obj, Weighter),
+    ),
+    "loss": ("a callable (a per-sample loss module)", callable),
+}
+"""What a factory must return, by what it builds: a description and a check (a factory returning something else is
+a `PluginError` when the user creates it, not at the first batch)."""
+
 
 def list_weighters(registry: Registry | None = None) -> list[str]:
     """Names of all registered weighters, sorted."""
@@ -227,11 +237,11 @@ def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, An
         obj = entry.factory(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
-    if not (isinstance(obj, Weighter) if what == "weighter" else callable(obj)):
-        wanted = "a Weighter (callable on a WeightingBatch, with state_dict/load_state_dict)"
+    expected = PRODUCTS.get(what)
+    if expected is not None and not expected[1](obj):
         raise PluginError(
             f"{what} {entry.name!r} of plugin {entry.plugin.label}: its factory returned {type(obj).__name__}, not "
-            f"{wanted if what == 'weighter' else 'a callable'}; the factory must return one (tell the plugin's author)"
+            f"{expected[0]}; the factory must return one (tell the plugin's author)"
         )
     if what == "weighter":
         with contextlib.suppress(AttributeError):  # a read-only name stays as it is
