@@ -68,28 +68,49 @@ def root(
 @user_errors
 def plugins(
     as_json: bool = typer.Option(False, "--json", help="Print the plugins as JSON instead of a table."),
+    check: bool = typer.Option(
+        False, "--check", help="Exit with code 1 when a plugin failed to load or lost a name clash."
+    ),
 ) -> None:
     """List every plugin (built-in and third-party): what it registers, and why it failed to load."""
-    from sampleweight.plugins import list_plugins
+
+    from sampleweight.plugins import KINDS, list_plugins
 
     infos = list_plugins()
+    problems = [info for info in infos if info.error or info.clashes]
     if as_json:
         print(json.dumps([{**asdict(i)} for i in infos], indent=2))
-        return
-    table = Table(title="sampleweight plugins", show_lines=False)
-    for column in ("plugin", "distribution", "version", "weighters", "losses", "models", "status"):
-        table.add_column(column, overflow="fold")
-    for info in infos:
-        if info.disabled:
-            status = "[yellow]disabled[/]"
-        elif info.error:
-            status = f"[red]failed: {escape(info.error)}[/]"
-        else:
-            status = "[green]ok[/]"
-        registered = (", ".join(names) for names in (info.weighters, info.losses, info.models))
-        cells = (info.name, info.distribution, info.version, *registered)
-        table.add_row(*(escape(text or "-") for text in cells), status)  # a plugin's text is not markup
-    console.print(table)
+    else:
+        # Four columns, the names wrapping within theirs, and the long texts (errors, clashes) as numbered
+        # notes under the table: readable in 80 columns.
+        table = Table(title="sampleweight plugins", show_lines=True)
+        table.add_column("plugin", no_wrap=True)
+        table.add_column("from", overflow="fold")
+        table.add_column("registers", ratio=1)
+        table.add_column("status", no_wrap=True)
+        notes: list[str] = []
+        for info in infos:
+            registers = [f"{kind}: {', '.join(getattr(info, kind))}" for kind in KINDS if getattr(info, kind)]
+            if info.disabled:
+                status = "[yellow]disabled[/]"
+            elif info.error or info.clashes:
+                first = len(notes) + 1
+                notes += [f"{info.label}: {text}" for text in ([info.error] if info.error else []) + info.clashes]
+                status = f"[red]{'failed' if info.error else 'clash'} \\[{first}][/]"
+            else:
+                status = "[green]ok[/]"
+            source = f"{info.distribution} {info.version}" if info.distribution else "-"
+            cells = (info.name, source, "\n".join(registers) or "-")
+            table.add_row(*(escape(text) for text in cells), status)  # a plugin's text is not markup
+        console.print(table)
+        for number, note in enumerate(notes, 1):
+            console.print(f"[red]\\[{number}][/] {escape(note)}", highlight=False)
+    if check and problems:
+        names = escape(", ".join(info.name for info in problems))
+        err_console.print(
+            f"[bold red]check failed:[/] {len(problems)} plugin(s) with problems: {names}", highlight=False
+        )
+        raise typer.Exit(code=1)
 
 
 LOSS_OPTION_HELP = "An option of the loss as KEY=VALUE (repeatable), e.g. --loss-option tau=1.0."

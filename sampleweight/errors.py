@@ -7,6 +7,8 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import traceback
+
 
 class SampleWeightError(Exception):
     """Base class of all errors caused by user input; the message says what is wrong and how to fix it."""
@@ -39,7 +41,8 @@ class PluginError(SampleWeightError):
 
 
 class WeightError(SampleWeightError, ValueError):
-    """A weighter returned weights that are not a finite, non-negative vector with one entry per sample.
+    """A weighter failed on a batch: it returned weights that are not a finite, non-negative vector with one
+    entry per sample, or it raised (the original exception is then this error's ``__cause__``).
 
     Attributes:
         epoch: The epoch of the bad batch, when known.
@@ -57,3 +60,10 @@ class LossError(SampleWeightError, ValueError):
 
 class DataError(SampleWeightError, ValueError):
     """A data set is missing, malformed or inconsistent (missing images, unknown labels, empty classes)."""
+
+
+def describe(exc: BaseException) -> str:
+    """``ExcType: message`` plus where it was raised (the last frame), for a one-line report."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"

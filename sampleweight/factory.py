@@ -21,14 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from sampleweight.errors import ConfigError
-from sampleweight.plugins import SINGULAR, Registered, Registry, get_registry
+from sampleweight.errors import ConfigError, PluginError
+from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
 from sampleweight.weighting import ProductWeighter, Weighter
 
 __all__ = [
     "FACTS",
     "SCOPE",
     "accepted_options",
+    "check_options",
     "check_weighter_options",
     "create_loss",
     "create_weighter",
@@ -40,6 +41,16 @@ __all__ = [
 ]
 
 FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
+
+PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "weighter": (
+        "a Weighter (callable on a WeightingBatch, with state_dict/load_state_dict)",
+        lambda obj: isinstance(obj, Weighter),
+    ),
+    "loss": ("a callable (a per-sample loss module)", callable),
+}
+"""What a factory must return, by what it builds: a description and a check (a factory returning something else is
+a `PluginError` when the user creates it, not at the first batch)."""
 
 
 def list_weighters(registry: Registry | None = None) -> list[str]:
@@ -163,6 +174,27 @@ def create_loss(name: str, *, registry: Registry | None = None, **options: Any) 
     return _build(entry, options, facts, "loss")
 
 
+def check_options(
+    kind: str, names: Sequence[str], options: Mapping[str, Any], *, registry: Registry | None = None
+) -> None:
+    """Check, creating nothing, that every name of ``kind`` is registered and some of them accepts every option.
+
+    What `create_weighter` / `create_loss` check first, for a command line to report before any work.
+
+    Args:
+        kind: A registry kind (``"weighters"``, ``"losses"``, ...).
+        names: The names the user chose (weights of several weighters multiply).
+        options: The user's options for them (dataset facts are always accepted).
+        registry: Where to look names up; default the process-wide registry.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones listed) or an option none of them accepts.
+        PluginError: A name several third-party plugins claim.
+    """
+    entries = [lookup(registry, kind, name) for name in names]
+    _check_unused(options, entries, SINGULAR[kind])
+
+
 def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
     """Keyword names a factory accepts; None when it takes ``**kwargs`` (accepts anything)."""
     params = inspect.signature(factory).parameters.values()
@@ -212,13 +244,28 @@ def _split_names(name: str | Sequence[str]) -> list[str]:
 
 
 def lookup(registry: Registry | None, kind: str, name: str) -> Registered:
-    """The registered entry ``name`` of ``kind``; an unknown name lists the valid ones."""
-    table = (registry or get_registry()).kind(kind)
+    """The registered entry ``name`` of ``kind``.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones are listed).
+        PluginError: A name that several third-party plugins claim (they are named).
+    """
+    registry = registry or get_registry()
+    table = registry.kind(kind)
     if name in table:
         return table[name]
     singular = SINGULAR[kind]
+    rivals = registry.contested.get(kind, {}).get(name)
+    if rivals:
+        raise PluginError(
+            f"{singular} {name!r} is registered by several plugins: "
+            f"{' and '.join(claim.plugin.label for claim in rivals)}; none of them is used. Uninstall one, or "
+            f"disable one with {DISABLE_ENV}=<plugin name> (`sampleweight plugins` lists them)"
+        )
     close = difflib.get_close_matches(name, table, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
+    if not any(info.builtin for info in registry.plugins):
+        hint += " This registry has no built-ins: build it with plugins.load_plugins(..., builtins=True)."
     raise ConfigError(
         f"unknown {singular} {name!r}; choose one of: {', '.join(sorted(table)) or '(none registered)'}.{hint}"
         f" (`sampleweight plugins` lists what each plugin registers)"
@@ -253,6 +300,12 @@ def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, An
         obj = entry.factory(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    expected = PRODUCTS.get(what)
+    if expected is not None and not expected[1](obj):
+        raise PluginError(
+            f"{what} {entry.name!r} of plugin {entry.plugin.label}: its factory returned {type(obj).__name__}, not "
+            f"{expected[0]}; the factory must return one (tell the plugin's author)"
+        )
     if what == "weighter":
         with contextlib.suppress(AttributeError):  # a read-only name stays as it is
             obj.name = entry.name

@@ -2,14 +2,20 @@
 
 Plugins (built-in and third-party alike) are modules declared under the ``sampleweight`` entry-point
 group. Loading is deterministic (sorted by distribution, then entry-point name) and isolated: a
-plugin that fails to import, implements an unknown hook, raises in a hook, or registers a name that
-another plugin already holds is recorded with its error in `PluginInfo` and the others load.
+plugin that fails to import, implements an unknown hook or raises in a hook is recorded with its
+error in `PluginInfo` and the others load.
+
+A name claimed by several plugins (a clash) costs only that name, never a plugin's other
+registrations, and never depends on the load order: a built-in (registered by the ``sampleweight``
+distribution itself) keeps its name, and the third party's registration is ignored; a name that
+several third parties claim belongs to none of them, and creating it is a `PluginError` naming them
+all. Each losing registration is recorded in its plugin's `PluginInfo.clashes` and warned about once.
 """
 
 from __future__ import annotations
 
 import os
-import traceback
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,9 +26,10 @@ from typing import Any
 import pluggy
 
 from sampleweight import hookspecs
-from sampleweight.errors import PluginError
+from sampleweight.errors import PluginError, describe as _describe
 
 __all__ = [
+    "BUILTIN_DISTRIBUTION",
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
     "KINDS",
@@ -39,6 +46,8 @@ ENTRY_POINT_GROUP = "sampleweight"
 DISABLE_ENV = "SAMPLEWEIGHT_DISABLE_PLUGINS"
 KINDS = ("weighters", "losses", "models")
 SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model"}
+BUILTIN_DISTRIBUTION = "sampleweight"
+"""The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
 
 @dataclass
@@ -55,6 +64,8 @@ class PluginInfo:
         models: Names it registered.
         error: Why it did not load (None when it did); a plugin with an error registers nothing.
         disabled: True when skipped through ``SAMPLEWEIGHT_DISABLE_PLUGINS``.
+        clashes: Its registrations that did not take effect because another plugin (or timm) claims the
+            same name, one message each naming both sides; its other names are registered.
     """
 
     name: str
@@ -66,6 +77,12 @@ class PluginInfo:
     models: list[str] = field(default_factory=list)
     error: str | None = None
     disabled: bool = False
+    clashes: list[str] = field(default_factory=list)
+
+    @property
+    def builtin(self) -> bool:
+        """Registered by sampleweight's own entry points (a built-in keeps its names in a clash)."""
+        return (self.distribution or "").lower() == BUILTIN_DISTRIBUTION
 
     @property
     def label(self) -> str:
@@ -92,6 +109,8 @@ class Registry:
         weighters: Registered weighter factories by name.
         losses: Registered loss factories by name.
         models: Registered model factories by name.
+        contested: Names that several third-party plugins claim, by kind (``{"weighters": {name:
+            [claims]}}``): none of the claims is registered, and creating the name is an error naming them.
         complete: False when a plugin module was still being imported while loading (a plugin
             imported directly, which imports sampleweight, which loads the plugins): its hooks were
             not defined yet, so `get_registry` loads again on next use.
@@ -102,6 +121,7 @@ class Registry:
     weighters: dict[str, Registered] = field(default_factory=dict)
     losses: dict[str, Registered] = field(default_factory=dict)
     models: dict[str, Registered] = field(default_factory=dict)
+    contested: dict[str, dict[str, list[Registered]]] = field(default_factory=dict)
     complete: bool = True
 
     def kind(self, kind: str) -> dict[str, Registered]:
@@ -117,26 +137,41 @@ def load_plugins(
     modules: Iterable[ModuleType | tuple[str, object]] = (),
     disabled: Iterable[str] | None = None,
     register_timm: bool = True,
+    builtins: bool | None = None,
 ) -> Registry:
     """Build a fresh plugin manager and registry.
 
     Args:
-        entry_points: Load the modules declared in the ``sampleweight`` entry-point group.
+        entry_points: Load the third-party modules declared in the ``sampleweight`` entry-point group.
         modules: Extra plugins registered directly (a module or object, or ``(name, object)``),
             after the entry points; tests use this for test-only plugins.
         disabled: Plugin names (entry-point or distribution names) to skip. Default: the
             comma-separated ``SAMPLEWEIGHT_DISABLE_PLUGINS`` environment variable.
         register_timm: Add registered models to timm's registry so ``timm.create_model`` finds them.
+        builtins: Load sampleweight's own plugins (declared by the ``sampleweight`` distribution under
+            the same group); default: as ``entry_points``. To test a plugin beside the built-ins and
+            nothing else installed: ``load_plugins(entry_points=False, builtins=True, modules=[my_plugin])``.
 
     Returns:
-        The registry; failed plugins are listed in ``registry.plugins`` with their error.
+        The registry; failed plugins are listed in ``registry.plugins`` with their error, and
+        registrations that lost a name clash in their plugin's ``clashes``.
+
+    Example:
+        >>> import types, sampleweight as sw
+        >>> mine = types.ModuleType("mine")
+        >>> mine.register_weighters = sw.hookimpl(lambda register: register("halves", lambda: None))
+        >>> registry = load_plugins(entry_points=False, builtins=True, modules=[mine], register_timm=False)
+        >>> "halves" in registry.weighters and "ohem" in registry.weighters
+        True
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     registry = Registry(plugin_manager=pm)
     skip = _disabled_names(disabled)
+    builtins = entry_points if builtins is None else builtins
+    claims: list[tuple[str, Registered]] = []  # (kind, claim) in load order; settled once all are in
 
-    if entry_points:
+    if entry_points or builtins:
         found = metadata.entry_points(group=ENTRY_POINT_GROUP)
         for ep in sorted(found, key=lambda e: ((e.dist.name if e.dist else "").lower(), e.name)):
             dist = ep.dist
@@ -146,6 +181,8 @@ def load_plugins(
                 version=dist.version if dist else None,
                 module=ep.value,
             )
+            if not (builtins if info.builtin else entry_points):
+                continue
             registry.plugins.append(info)
             if ep.name in skip or (info.distribution or "") in skip:
                 info.disabled = True
@@ -158,7 +195,7 @@ def load_plugins(
             if getattr(getattr(plugin, "__spec__", None), "_initializing", False):
                 registry.complete = False  # mid-import (circular): its hooks do not exist yet
                 continue
-            _add_plugin(registry, info, plugin)
+            claims += _add_plugin(registry, info, plugin)
 
     for item in modules:
         name, plugin = item if isinstance(item, tuple) else (getattr(item, "__name__", repr(item)), item)
@@ -167,13 +204,16 @@ def load_plugins(
         if name in skip:
             info.disabled = True
             continue
-        _add_plugin(registry, info, plugin)
+        claims += _add_plugin(registry, info, plugin)
 
-    for info in registry.plugins:
-        if info.error:
-            warnings.warn(f"sampleweight plugin {info.label} failed to load: {info.error}", stacklevel=2)
+    _settle(registry, claims)
     if register_timm:
         _register_timm_models(registry)
+    for info in registry.plugins:
+        if info.error:
+            warnings.warn(f"sampleweight plugin {info.label} failed to load: {info.error}", stacklevel=_user_frame())
+        for clash in info.clashes:
+            warnings.warn(f"sampleweight plugin {info.label}: {clash}", stacklevel=_user_frame())
     return registry
 
 
@@ -200,39 +240,40 @@ def list_plugins(registry: Registry | None = None) -> list[PluginInfo]:
     return list((registry or get_registry()).plugins)
 
 
-def _add_plugin(registry: Registry, info: PluginInfo, plugin: object) -> None:
-    """Register one plugin with pluggy and collect its registrations, all or nothing."""
+def _add_plugin(registry: Registry, info: PluginInfo, plugin: object) -> list[tuple[str, Registered]]:
+    """Register one plugin with pluggy and return its claims ``(kind, Registered)``, all or nothing.
+
+    A plugin whose hooks fail (an unknown hook, a hook that raises, an invalid name or factory, a name
+    it registers twice itself) claims nothing and records its error; clashes with other plugins are
+    settled later, name by name (`_settle`).
+    """
     pm = registry.plugin_manager
     try:
         pm.register(plugin, name=_pluggy_name(pm, info))
     except Exception as exc:  # noqa: BLE001 - bad hook signatures are the plugin's, recorded
         info.error = _describe(exc)
-        return
+        return []
     try:
         pm.check_pending()  # a hook implementation with no spec (e.g. a misspelt name) is an error
     except pluggy.PluginValidationError as exc:
         pm.unregister(plugin)
         info.error = f"{exc} (known hooks: {', '.join(f'{k}' for k in _hook_names())})"
-        return
+        return []
 
     staged: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
     others = [p for p in pm.get_plugins() if p is not plugin]
     try:
         for kind in KINDS:
             caller = pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
-            caller(register=_registrar(registry, info, kind, staged[kind]))
-    except Exception as exc:  # noqa: BLE001 - a failing hook or duplicate name rejects this plugin
+            caller(register=_registrar(info, kind, staged[kind]))
+    except Exception as exc:  # noqa: BLE001 - a failing hook or an invalid registration rejects this plugin
         pm.unregister(plugin)
         info.error = exc.args[0] if isinstance(exc, PluginError) else _describe(exc)
-        return
-    for kind in KINDS:
-        registry.kind(kind).update(staged[kind])
-        getattr(info, kind).extend(staged[kind])
+        return []
+    return [(kind, entry) for kind in KINDS for entry in staged[kind].values()]
 
 
-def _registrar(
-    registry: Registry, info: PluginInfo, kind: str, staged: dict[str, Registered]
-) -> Callable[[str, Callable[..., Any]], None]:
+def _registrar(info: PluginInfo, kind: str, staged: dict[str, Registered]) -> Callable[[str, Callable[..., Any]], None]:
     singular = SINGULAR[kind]
 
     def register(name: str, factory: Callable[..., Any]) -> None:
@@ -243,23 +284,49 @@ def _registrar(
             )
         if not callable(factory):
             raise PluginError(f"plugin {info.label} registered {singular} {name!r} with a non-callable factory")
-        holder = registry.kind(kind).get(name)
-        if holder is not None or name in staged:
-            first = holder.plugin.label if holder else info.label
-            raise PluginError(
-                f"{singular} {name!r} is registered twice: by plugin {first} and by plugin {info.label}; "
-                f"rename one of them, or disable one with {DISABLE_ENV}=<plugin name>"
-            )
+        if name in staged:
+            raise PluginError(f"plugin {info.label} registered {singular} {name!r} twice; register each name once")
         staged[name] = Registered(name, factory, info)
 
     return register
 
 
+def _settle(registry: Registry, claims: list[tuple[str, Registered]]) -> None:
+    """Give each claimed name to its owner, whatever the load order.
+
+    One claim: it holds the name. Several: a built-in's claim holds it and the others are ignored;
+    among third parties only, nobody holds it (`Registry.contested`). A losing claim costs its plugin
+    that name only, recorded in its ``clashes`` naming the other side.
+    """
+    rivals: dict[tuple[str, str], list[Registered]] = {}
+    for kind, entry in claims:
+        rivals.setdefault((kind, entry.name), []).append(entry)
+    for kind, entry in claims:
+        everyone = rivals[kind, entry.name]
+        owners = [claim for claim in everyone if claim.plugin.builtin] or everyone
+        singular = SINGULAR[kind]
+        if len(owners) == 1 and owners[0] is entry:
+            registry.kind(kind)[entry.name] = entry
+            getattr(entry.plugin, kind).append(entry.name)
+        elif not any(claim is entry for claim in owners):
+            entry.plugin.clashes.append(
+                f"{singular} {entry.name!r} is a built-in of plugin {owners[0].plugin.label}, which keeps the "
+                f"name; this registration is ignored: rename it"
+            )
+        else:
+            registry.contested.setdefault(kind, {})[entry.name] = owners
+            others = ", ".join(claim.plugin.label for claim in owners if claim is not entry)
+            entry.plugin.clashes.append(
+                f"{singular} {entry.name!r} is also registered by plugin {others}; neither is used, and creating "
+                f"{entry.name!r} is an error until one is uninstalled or disabled with {DISABLE_ENV}=<plugin name>"
+            )
+
+
 def _register_timm_models(registry: Registry) -> None:
     """Add registered models to timm's registry.
 
-    A name timm already uses for another model rejects the plugin that registered it, as a duplicate
-    name does: all of its registrations are withdrawn and its error is recorded.
+    A name timm already uses for its own model stays timm's, as a built-in's does: that registration is
+    withdrawn and recorded as a clash of its plugin; the plugin's other names stay.
     """
     if not registry.models:
         return
@@ -268,26 +335,15 @@ def _register_timm_models(registry: Registry) -> None:
     for name, entry in list(registry.models.items()):
         existing = timm.models.is_model(name) and timm.models.model_entrypoint(name)
         if existing and getattr(existing, "__wrapped__", existing) is not entry.factory:
-            _reject(
-                registry,
-                entry.plugin,
-                f"model {name!r} of plugin {entry.plugin.label} clashes with timm's own model "
-                f"{existing.__module__}.{name}; choose another name",
+            del registry.models[name]
+            entry.plugin.models.remove(name)
+            entry.plugin.clashes.append(
+                f"model {name!r} clashes with timm's own model {existing.__module__}.{name}, which keeps the "
+                "name; this registration is ignored: rename it"
             )
     for name, entry in registry.models.items():
         if not timm.models.is_model(name):
             timm.models.register_model(_named(name, entry.factory))
-
-
-def _reject(registry: Registry, info: PluginInfo, error: str) -> None:
-    """Withdraw everything ``info``'s plugin registered and record why."""
-    for kind in KINDS:
-        table = registry.kind(kind)
-        for name in getattr(info, kind):
-            table.pop(name, None)
-        getattr(info, kind).clear()
-    info.error = error
-    warnings.warn(f"sampleweight plugin {info.label} failed to load: {error}", stacklevel=4)
 
 
 def _named(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -325,8 +381,17 @@ def _disabled_names(disabled: Iterable[str] | None) -> set[str]:
     return {name.strip() for name in disabled if name.strip()}
 
 
-def _describe(exc: BaseException) -> str:
-    """``ExcType: message`` plus where it was raised (the last frame)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+def _user_frame() -> int:
+    """The ``stacklevel`` of the first frame outside sampleweight: a warning then points at the user's code
+    (their ``import sampleweight`` or call), not at this module. Import machinery frames are skipped, as
+    `warnings.warn` skips them."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not ("importlib" in filename and "_bootstrap" in filename):
+            module = frame.f_globals.get("__name__", "")
+            if module != "sampleweight" and not module.startswith(("sampleweight.", "sampleweight_plugins")):
+                return level
+            level += 1
+        frame = frame.f_back
+    return level

@@ -17,7 +17,7 @@ from sampleweight.plugins import Registry
 from sampleweight.weighting import (
     Weighter,
     WeightingBatch,
-    check_form,
+    apply_weighter,
     check_weights,
     weight_flags,
     weight_problem,
@@ -44,6 +44,17 @@ class WeightedLoss(nn.Module):
     gradients over the W processes, so the update is ``(1/B_global) sum_j w_j grad l_j`` over the
     global batch, Eq. 3, even when the parts differ in length. Costs two small all-gathers per batch;
     a single process runs none of this.
+
+    **Validation** (``eval()`` mode, as ``model.eval()`` sets it on a criterion that is a submodule of the
+    model, e.g. in a LightningModule): the same criterion returns the plain mean ``(1/B) sum_j l_j`` of this
+    process's per-sample losses; the weighter is not called, `step` does not advance, ``last_*`` keep the
+    last training batch's values, and no collective runs. ``train()`` turns weighting back on.
+
+    **Weights** are cast to the dtype of the losses (float16/bfloat16 weights are widened), so
+    ``last_weights`` is float32 (float64 for float64 losses); integer weights are refused.
+
+    **A weighter that raises** is reported as a `WeightError` naming it, the epoch and the global step;
+    the original exception is its ``__cause__``.
 
     Keyword options are routed by name: dataset facts (``class_counts``, ``num_classes``,
     ``num_epochs``, ``batch_size``, ``class_names``) go to every factory that declares them; any
@@ -153,7 +164,11 @@ class WeightedLoss(nn.Module):
             indices: Dataset indices of the samples [B], for weighters that keep per-sample state.
 
         Returns:
-            A scalar tensor.
+            A scalar tensor: Eq. 3 in training mode, the plain mean of the losses in ``eval()`` mode.
+
+        Raises:
+            WeightError: The weighter raised (naming it, the epoch and the step) or returned invalid weights.
+            LossError: The loss did not return one value per sample.
         """
         losses = self.loss(output, targets)
         batch_len = targets.shape[0]
@@ -163,6 +178,8 @@ class WeightedLoss(nn.Module):
                 f"loss {type(self.loss).__name__} returned {shape} for a batch of {batch_len}; "
                 f"a per-sample loss must return shape [{batch_len}] (no reduction)"
             )
+        if not self.training:  # validation: the plain mean; no weighter, no step, no collective
+            return losses.mean()
         epoch = self.epoch if epoch is None else epoch
         if self._is_global():
             return self._global_forward(losses, targets, epoch, indices)
@@ -175,7 +192,7 @@ class WeightedLoss(nn.Module):
 
     def _weigh(self, batch: WeightingBatch) -> Tensor:
         """The weighter's (checked) weights for ``batch``; counts the step."""
-        weights = check_form(self.weighter(batch), batch, weighter_name(self.weighter))
+        weights = apply_weighter(self.weighter, batch, weighter_name(self.weighter))
         if self.validate:
             parts = self._parts(weights)
             flags = torch.stack([weight_flags(part) for _, part in parts])  # [parts, 2]

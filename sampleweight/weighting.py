@@ -9,13 +9,14 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from sampleweight.errors import WeightError
+from sampleweight.errors import SampleWeightError, WeightError, describe
 
 __all__ = [
     "BaseWeighter",
     "ProductWeighter",
     "Weighter",
     "WeightingBatch",
+    "apply_weighter",
     "check_form",
     "check_weights",
     "class_mix_weights",
@@ -75,6 +76,9 @@ class BaseWeighter(nn.Module):
     ``load_state_dict`` for buffers and, through ``get_extra_state``/``set_extra_state``, for any
     Python-side state. A stateless weighter writes only ``forward``.
 
+    A subclass whose ``__init__`` forgets ``super().__init__()`` still works: the module is set up
+    before any ``__init__`` runs.
+
     Attributes:
         name: The name the weighter was registered under (set by `sampleweight.create_weighter`),
             used in error messages.
@@ -82,8 +86,13 @@ class BaseWeighter(nn.Module):
 
     name: str = ""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> BaseWeighter:
+        self = super().__new__(cls)
+        nn.Module.__init__(self)  # so that a subclass skipping super().__init__() is a complete module
+        return self
+
     def __init__(self) -> None:
-        super().__init__()
+        # nn.Module.__init__ ran in __new__; running it again would drop what a subclass set before calling us
         self.name = self.name or type(self).__name__
 
     def forward(self, batch: WeightingBatch) -> Tensor:  # pragma: no cover - documented contract
@@ -101,7 +110,7 @@ class BaseWeighter(nn.Module):
         return None
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}"
+        return f"name={weighter_name(self)!r}"
 
 
 class ProductWeighter(BaseWeighter):
@@ -127,7 +136,7 @@ class ProductWeighter(BaseWeighter):
 
     def forward(self, batch: WeightingBatch) -> Tensor:
         names = [weighter_name(component) for component in self.components]
-        outputs = [check_form(c(batch), batch, name) for c, name in zip(self.components, names, strict=True)]
+        outputs = [apply_weighter(c, batch, name) for c, name in zip(self.components, names, strict=True)]
         self.last_parts = list(zip(names, outputs, strict=True))
         weights = outputs[0]
         for output in outputs[1:]:
@@ -176,8 +185,34 @@ def weight_problem(flags: Tensor) -> tuple[str, str] | None:
     return None
 
 
+def apply_weighter(weighter: Weighter, batch: WeightingBatch, name: str) -> Tensor:
+    """``weighter(batch)``, its form checked (`check_form`).
+
+    Raises:
+        WeightError: The weighter raised (its exception is kept as the cause; the message names the
+            weighter, the epoch and the step), or returned something of the wrong form. A
+            `SampleWeightError` it raises itself passes unchanged: it already names the problem.
+    """
+    try:
+        weights = weighter(batch)
+    except SampleWeightError:
+        raise
+    except Exception as exc:
+        raise WeightError(
+            f"weighter {name!r} failed at epoch {batch.epoch}, global step {batch.step} (batch of {batch.size}): "
+            f"{describe(exc)}",
+            epoch=batch.epoch,
+            step=batch.step,
+        ) from exc
+    return check_form(weights, batch, name)
+
+
 def check_form(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
-    """Check what needs no host sync: a float tensor [B] on the device of the losses; returns it detached.
+    """Check what needs no host sync: a float tensor [B] on the device of the losses.
+
+    Returns:
+        The weights, detached, in the dtype of the losses (float16/bfloat16 weights are widened to it,
+        float64 ones narrowed), so that ``last_weights`` and the product with the losses share one dtype.
 
     Raises:
         WeightError: Naming the weighter, the problem and the fix.
@@ -200,7 +235,7 @@ def check_form(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
             f"weighter {name!r} returned weights on {weights.device} for losses on {batch.losses.device}; "
             "create them on batch.losses.device (e.g. torch.ones_like(batch.losses))"
         )
-    return weights.detach()
+    return weights.detach().to(batch.losses.dtype)
 
 
 def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:

@@ -109,8 +109,8 @@ def test_class_ohem_state_and_pace_override(registry) -> None:
     weighter = sw.create_weighter("class_ohem", registry=registry, pace=0.0)  # half of each class forever
     batch = WeightingBatch(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0, 0, 1, 1]), epoch=1000)
     assert weighter(batch).tolist() == [0.0, 1.0, 0.0, 1.0]
-    with pytest.raises(sw.ConfigError, match=r"num_epochs and batch_size.*class_spl"):
-        sw.create_weighter("class_spl", registry=registry, num_epochs=10)
+    with pytest.raises(sw.ConfigError, match=r"'class_spl': the paper's pacing needs num_epochs.*pace="):
+        sw.create_weighter("class_spl", registry=registry, batch_size=10)
 
 
 def es_normalised(counts: list[int]) -> list[float]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import sampleweight as sw
@@ -58,7 +59,8 @@ def test_plugins_command_shows_a_mounted_third_party_plugin_and_a_broken_one(mou
     assert infos["isqrt"]["weighters"] == ["isqrt"] and infos["isqrt"]["version"] == "0.1.0"
     assert infos["broken"]["error"].startswith("RuntimeError: cannot start")
     table = subprocess.run([sys.executable, "-m", "sampleweight", "plugins"], env=env, capture_output=True, text=True)
-    assert table.returncode == 0 and "isqrt" in table.stdout and "failed: RuntimeError: cannot start" in table.stdout
+    assert table.returncode == 0 and "isqrt" in table.stdout and "failed [1]" in table.stdout
+    assert "[1] broken (sw-test-broken 1.0): RuntimeError: cannot start" in table.stdout
 
 
 def test_user_error_exits_2_with_one_line() -> None:
@@ -93,3 +95,69 @@ def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
     assert result.exit_code == 2
     assert "malformed --loss-option 'gamma': expected KEY=VALUE" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message", "choice"),
+    [
+        (["--weighter", "no_such_weighter"], "unknown weighter 'no_such_weighter'; choose one of: ", "class_ohem"),
+        (["--weighter", "ohem", "--weighter", "nope"], "unknown weighter 'nope'", "ohem"),
+        (["--loss", "nope"], "unknown loss 'nope'; choose one of: ", "focal"),
+        (["--loss-option", "nope=1"], "loss 'ce' does not accept option(s) nope; its options are: ", "label_smoothing"),
+        (["--model", "no_such_model"], "unknown model 'no_such_model'; sampleweight's models: ", "hierarchical_vgg16"),
+        (["--backbone", "vgg61"], "unknown timm backbone 'vgg61'; did you mean ", "vgg16"),
+        (["--optimizer", "adamw"], "optimizer: Input should be ", "'sgd'"),
+        (
+            ["--config", "WEIGHTER_OPTIONS", "--weighter", "ohem"],
+            "weighter 'ohem' does not accept option(s) tau",
+            "pace",
+        ),
+    ],
+)
+def test_a_wrong_name_or_option_is_the_first_error(flags, message, choice, tmp_path, monkeypatch) -> None:
+    import timm
+
+    from sampleweight.engine import training
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("data read or a model built before the options were checked")
+
+    monkeypatch.setattr(training, "load_split", must_not_run)
+    monkeypatch.setattr(training, "build_model", must_not_run)
+    monkeypatch.setattr(timm, "create_model", must_not_run)
+    config = tmp_path / "options.toml"
+    config.write_text("[weighter_options]\ntau = 1.0\n")
+    flags = [str(config) if flag == "WEIGHTER_OPTIONS" else flag for flag in flags]
+    result = runner.invoke(app, ["train", "--data", "synthetic", "--out", str(tmp_path / "run"), *flags])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text and choice in text.split(message, 1)[1]  # the valid choices follow
+
+
+def test_pretrained_weights_that_cannot_be_had_fail_at_once_with_the_offline_message(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a local port nothing listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxies = {"http_proxy", "https_proxy", "all_proxy"}
+    env = {k: v for k, v in os.environ.items() if k.lower() not in proxies and not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    args = [
+        "train",
+        "--data",
+        "synthetic:40",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+    ]  # fmt: skip  (the default: cbam_vgg16 with VGG16's ImageNet weights)
+    result = subprocess.run([sys.executable, "-m", "sampleweight", *args], env=env, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "could not download the pretrained weights of backbone 'vgg16'" in message
+    assert f"cannot reach 127.0.0.1:{port}" in message and "Retrying" not in message and "Traceback" not in message

@@ -258,3 +258,13 @@ def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(
     (outcome,) = run_grid(grid, progress=False)
     assert outcome.status == "failed"
     assert "half-finished with other options (epochs 2 -> 3)" in outcome.error and f"delete {partial}" in outcome.error
+
+
+def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
+    with pytest.raises(sw.ConfigError, match=r"cbam_vgg16-ce-none-adam-s0: loss 'ce' does not accept option\(s\) tau"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                  options={"loss_options": {"tau": 1.0}})  # fmt: skip
+    with pytest.raises(sw.ConfigError, match=r"weighter 'ohem' does not accept option\(s\) beta"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="es,ohem", optimizers="adam", splits="0",
+                  options={"weighter_options": {"beta": 0.9}})  # fmt: skip
+    assert not any(tmp_path.iterdir())

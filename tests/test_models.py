@@ -297,6 +297,60 @@ def test_offline_download_failure_is_one_clear_config_error(tmp_path: Path, monk
     assert "Hugging Face cache" in message and "pretrained=False" in message
 
 
+@pytest.fixture
+def unreachable_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Hub's endpoint on a closed local port, an empty Hub cache, no proxy; returns timm's download calls."""
+    import socket
+
+    import huggingface_hub.constants
+    import timm.models._hub
+
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for variable in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    calls: list[str] = []
+    download = timm.models._hub.hf_hub_download
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("filename", args[1] if len(args) > 1 else ""))
+        if kwargs.get("local_files_only") or huggingface_hub.constants.HF_HUB_OFFLINE:
+            return download(*args, **kwargs)
+        raise OSError("a download was attempted")  # the real one would retry for ~46 s
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", recording)
+    return calls
+
+
+def test_an_unreachable_weights_host_fails_at_once_with_the_offline_message(unreachable_hub) -> None:
+    with pytest.raises(ConfigError) as caught:
+        cbam_vgg16(pretrained=True, backbone="vgg16")
+    message = str(caught.value)
+    assert "could not download the pretrained weights of backbone 'vgg16' from Hugging Face Hub" in message
+    assert "cannot reach 127.0.0.1" in message and "--pretrained-path" in message
+    assert unreachable_hub == []  # no download attempt, so no retries
+
+
+def test_cached_weights_load_without_the_network(unreachable_hub, tmp_path: Path) -> None:
+    import huggingface_hub.constants
+    import safetensors.torch
+
+    source = timm.create_model(TINY).state_dict()
+    repo = Path(huggingface_hub.constants.HF_HUB_CACHE) / "models--timm--test_resnet.r160_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    safetensors.torch.save_file(source, repo / "snapshots" / ("0" * 40) / "model.safetensors")
+    model = cbam_vgg16(pretrained=True, backbone=TINY)
+    key = next(k for k in model.backbone.state_dict() if k.endswith("weight") and k in source)
+    assert torch.equal(model.backbone.state_dict()[key], source[key])
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # offline only while loading
+
+
 def test_backbone_without_timm_weights_and_unknown_backbones_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="timm has no pretrained weights for backbone 'ghostnet_050'"):
         CbamVGG16(backbone="ghostnet_050", pretrained=True)

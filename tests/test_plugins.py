@@ -69,33 +69,149 @@ def test_modules_register_directly() -> None:
     assert registry.weighters["triple"].plugin.name == "mine"
 
 
-def test_duplicate_names_are_rejected_naming_both_plugins() -> None:
+def test_a_name_two_third_parties_claim_belongs_to_neither_and_costs_nothing_else() -> None:
     def first(register):
-        register("focal", lambda: None)
+        register("focal_x", lambda: None)
 
     def second(register):
-        register("focal", lambda: None)
+        register("focal_x", lambda: None)
         register("dice", lambda: None)
 
-    with pytest.warns(UserWarning, match="failed to load"):
+    with pytest.warns(UserWarning, match="also registered by plugin"):
         registry = plugins.load_plugins(
             entry_points=False,
             modules=[plugin_module("alpha", register_losses=first), plugin_module("beta", register_losses=second)],
         )
     alpha, beta = registry.plugins
-    assert alpha.losses == ["focal"] and alpha.error is None
-    assert beta.losses == [] and "registered twice: by plugin alpha and by plugin beta" in beta.error
-    assert sw.list_losses(registry) == ["focal"]  # beta is rejected as a whole: no 'dice'
+    assert alpha.error is None and beta.error is None
+    assert (alpha.losses, beta.losses) == ([], ["dice"])  # the clash costs 'focal_x' only
+    assert "'focal_x' is also registered by plugin beta" in alpha.clashes[0]
+    assert "'focal_x' is also registered by plugin alpha" in beta.clashes[0]
+    assert sw.list_losses(registry) == ["dice"]
+    with pytest.raises(sw.PluginError, match="'focal_x' is registered by several plugins: alpha and beta"):
+        sw.create_loss("focal_x", registry=registry)
 
 
-def test_duplicate_with_a_builtin_names_the_distribution(registry) -> None:
+def test_a_builtin_keeps_its_name_whatever_the_load_order(registry) -> None:
     def clash(register):
         register("ohem", lambda: None)
+        register("mine", lambda: sw.BaseWeighter())
 
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="'ohem' is a built-in"):
         registry = plugins.load_plugins(disabled=(), modules=[plugin_module("copycat", register_weighters=clash)])
-    error = registry.plugins[-1].error
-    assert "'ohem' is registered twice: by plugin weighters (sampleweight" in error and "copycat" in error
+    copycat = registry.plugins[-1]
+    assert copycat.error is None and copycat.weighters == ["mine"]
+    assert "'ohem' is a built-in of plugin weighters (sampleweight" in copycat.clashes[0]
+    assert registry.weighters["ohem"].plugin.distribution == "sampleweight"
+
+
+RC_SWPLUG = """
+import torch
+import sampleweight as sw
+
+class Rank(sw.BaseWeighter):
+    def forward(self, batch):
+        return torch.ones_like(batch.losses)
+
+@sw.hookimpl
+def register_weighters(register):
+    register("ohem", lambda: None)   # a built-in name, with a broken factory
+    register("rank", Rank)
+
+@sw.hookimpl
+def register_losses(register):
+    register("ce", lambda: None)
+"""
+
+
+def test_an_installed_plugin_that_sorts_before_sampleweight_keeps_every_builtin(mount_plugin) -> None:
+    # 'rc-swplug' loads before 'sampleweight'; it used to get every built-in weighter rejected.
+    mount_plugin(
+        "rc-swplug", "0.3", entry_points={"swplug": "sw_test_rc_swplug"}, modules={"sw_test_rc_swplug": RC_SWPLUG}
+    )
+    with pytest.warns(UserWarning, match="is a built-in"):
+        infos = {p.name: p for p in sw.list_plugins()}
+    assert infos["weighters"].error is None and infos["losses"].error is None
+    alone = {p.name: p for p in plugins.load_plugins(entry_points=False, builtins=True, register_timm=False).plugins}
+    for kind in plugins.KINDS:  # every built-in is still there, under its own name
+        for name in ("weighters", "losses", "models"):
+            assert getattr(infos[name], kind) == getattr(alone[name], kind)
+    assert set(sw.list_weighters()) >= {"none", "cb", "es", "spl", "ohem", "class_ohem", "drw", "rank"}
+    swplug = infos["swplug"]
+    assert (swplug.distribution, swplug.weighters, swplug.losses) == ("rc-swplug", ["rank"], [])
+    assert len(swplug.clashes) == 2
+    assert all("(sampleweight " in clash for clash in swplug.clashes)
+    criterion = sw.WeightedLoss("ce", "ohem", num_epochs=4, batch_size=4)  # the built-ins, not the broken ones
+    criterion(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    assert criterion.last_weights.tolist().count(1.0) == 2
+
+
+def test_plugins_check_reports_a_clash_naming_both_distributions(mount_plugin) -> None:
+    import subprocess
+    import sys
+
+    root = mount_plugin(
+        "rc-swplug", "0.3", entry_points={"swplug": "sw_test_rc_swplug"}, modules={"sw_test_rc_swplug": RC_SWPLUG}
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(root), "COLUMNS": "80", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "sampleweight", "plugins"]
+    listed = subprocess.run(command, capture_output=True, text=True, env=env)
+    checked = subprocess.run([*command, "--check"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert checked.returncode == 1 and "swplug" in checked.stderr
+    text = " ".join(listed.stdout.split())  # the notes wrap at 80 columns
+    assert "swplug (rc-swplug 0.3): weighter 'ohem' is a built-in of plugin weighters (sampleweight" in text
+    assert "clash [1]" in text
+    clean = subprocess.run([*command[:3], "plugins", "--check"], capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_plugins_table_is_readable_at_80_columns() -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "COLUMNS": "80"}
+    result = subprocess.run([sys.executable, "-m", "sampleweight", "plugins"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    words = set(result.stdout.replace(",", " ").replace("│", " ").split())
+    for name in [*sw.list_weighters(), *sw.list_losses(), *sw.list_models(), "sampleweight"]:
+        assert name in words, f"{name!r} is broken across lines at 80 columns"
+
+
+def test_plugin_warnings_point_at_the_caller_not_at_sampleweight() -> None:
+    def register_losses(register):
+        raise RuntimeError("boom")
+
+    with pytest.warns(UserWarning, match="boom") as record:
+        plugins.load_plugins(entry_points=False, modules=[plugin_module("bad", register_losses=register_losses)])
+    assert record[0].filename == __file__
+
+
+def test_import_warnings_point_at_the_users_import(mount_plugin, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = mount_plugin(
+        "rc-swplug", "0.3", entry_points={"swplug": "sw_test_rc_swplug"}, modules={"sw_test_rc_swplug": RC_SWPLUG}
+    )
+    script = tmp_path / "user_script.py"
+    script.write_text("import warnings\nwarnings.simplefilter('always')\nimport sampleweight\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{script}:3: UserWarning: sampleweight plugin swplug" in result.stderr
+    assert "sampleweight/plugins.py" not in result.stderr
+
+
+def test_a_registry_without_builtins_says_how_to_get_them() -> None:
+    registry = plugins.load_plugins(entry_points=False, modules=[plugin_module("mine")])
+    with pytest.raises(sw.ConfigError, match=r"builtins=True"):
+        sw.create_loss("ce", registry=registry)
+    with_builtins = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin_module("mine")])
+    assert {p.name for p in with_builtins.plugins} == {"weighters", "losses", "models", "mine"}
+    assert isinstance(sw.create_loss("ce", registry=with_builtins), torch.nn.Module)
 
 
 def test_a_misspelt_hook_is_an_error_and_others_still_load() -> None:
@@ -187,7 +303,7 @@ def test_the_example_third_party_plugin_is_used_by_name(mount_plugin) -> None:
     assert (info.distribution, info.weighters) == ("sampleweight-isqrt", ["isqrt"])
 
 
-def test_a_model_name_timm_already_has_rejects_the_plugin() -> None:
+def test_a_model_name_timm_already_has_stays_timms_and_costs_only_that_name() -> None:
     def register_models(register):
         register("resnet18", lambda pretrained=False, **kwargs: None)
 
@@ -198,9 +314,9 @@ def test_a_model_name_timm_already_has_rejects_the_plugin() -> None:
     with pytest.warns(UserWarning, match="clashes with timm's own model"):
         registry = plugins.load_plugins(entry_points=False, modules=[module])
     (info,) = registry.plugins
-    assert "'resnet18' of plugin clash clashes with timm's own model" in info.error
-    assert (info.models, info.weighters) == ([], [])
-    assert sw.list_models(registry) == [] and sw.list_weighters(registry) == []
+    assert info.error is None and "'resnet18' clashes with timm's own model" in info.clashes[0]
+    assert (info.models, info.weighters) == ([], ["from_clashing_plugin"])
+    assert sw.list_models(registry) == [] and sw.list_weighters(registry) == ["from_clashing_plugin"]
 
 
 def test_plugin_models_are_registered_in_timm() -> None:

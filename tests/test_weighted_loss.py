@@ -27,7 +27,7 @@ class FixedWeights(sw.BaseWeighter):
 @pytest.mark.parametrize("spec", ["none", "cb", "es", "ohem", "spl", "ohem+es"])
 def test_equals_mean_of_weighted_per_sample_losses(registry, seed: int, spec: str) -> None:
     generator = torch.Generator().manual_seed(seed)
-    batch_len = 1 + seed % 21  # includes B = 1 and short batches
+    batch_len = 1 + seed % 20  # includes B = 1 and short batches (B <= batch_size)
     logits = torch.randn(batch_len, 7, generator=generator, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 7, (batch_len,), generator=generator)
     counts = torch.randint(1, 1000, (7,), generator=generator)
@@ -194,3 +194,111 @@ def test_an_open_factory_receives_options_nobody_names(registry) -> None:
     criterion = sw.WeightedLoss("focal", "open", gamma=2.0, temperature=0.5, registry=registry)
     assert criterion.loss.gamma == 2.0 and received == {"temperature": 0.5}
     assert sw.create_weighter("open", registry=registry, temperature=0.7) is not None and received["temperature"] == 0.7
+
+
+def test_a_factory_that_returns_a_non_weighter_fails_when_the_loss_is_built(registry) -> None:
+    from sampleweight.plugins import PluginInfo, Registered
+
+    registry.weighters["hollow"] = Registered("hollow", lambda: None, PluginInfo("hollow_plugin", "hollow-dist", "1.2"))
+    with pytest.raises(
+        sw.PluginError, match=r"weighter 'hollow' of plugin hollow_plugin \(hollow-dist 1.2\).*NoneType"
+    ):
+        sw.WeightedLoss("ce", "hollow", registry=registry)
+    registry.losses["hollow"] = Registered("hollow", lambda: 3, PluginInfo("hollow_plugin"))
+    with pytest.raises(sw.PluginError, match=r"loss 'hollow'.*returned int, not a callable"):
+        sw.create_loss("hollow", registry=registry)
+
+
+class RankWeighter(sw.BaseWeighter):
+    """Forgets super().__init__(), a common slip."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+        self.register_buffer("offset", torch.zeros(()))
+
+    def forward(self, batch: WeightingBatch) -> torch.Tensor:
+        ranks = batch.losses.argsort().argsort().to(batch.losses.dtype)
+        return self.scale * (ranks + 1) / batch.size + self.offset
+
+
+def test_a_base_weighter_that_skips_super_init_works_through_checkpoints(registry) -> None:
+    import copy
+
+    criterion = sw.WeightedLoss("ce", RankWeighter(2.0), registry=registry)
+    loss = criterion(torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert sorted(criterion.last_weights.tolist()) == [0.5, 1.0, 1.5, 2.0]
+    criterion.weighter.offset.fill_(0.25)
+    restored = sw.WeightedLoss("ce", RankWeighter(2.0), registry=registry)
+    restored.load_state_dict(criterion.state_dict())
+    assert float(restored.weighter.offset) == 0.25 and restored.step == 1
+    assert copy.deepcopy(criterion).weighter.scale == 2.0
+    assert repr(criterion.weighter) == "RankWeighter(name='RankWeighter')"
+
+
+class Exploding(sw.BaseWeighter):
+    name = "exploding"
+
+    def forward(self, batch: WeightingBatch) -> torch.Tensor:
+        if batch.step == 2:
+            return batch.losses / 0 if batch.losses.dtype == torch.long else {}["missing"]
+        return torch.ones_like(batch.losses)
+
+
+@pytest.mark.parametrize("spec", ["alone", "in_a_product"])
+def test_an_exception_inside_a_weighter_names_it_the_epoch_and_the_step(registry, spec: str) -> None:
+    weighter = Exploding() if spec == "alone" else sw.ProductWeighter([sw.create_weighter("none"), Exploding()])
+    criterion = sw.WeightedLoss("ce", weighter, registry=registry)
+    criterion.set_epoch(1)
+    for _ in range(2):
+        criterion(torch.randn(3, 2), torch.tensor([0, 1, 1]))
+    with pytest.raises(sw.WeightError) as caught:
+        criterion(torch.randn(3, 2), torch.tensor([0, 1, 1]))
+    message = str(caught.value)
+    assert "weighter 'exploding' failed at epoch 1, global step 2 (batch of 3): KeyError: 'missing'" in message
+    assert "test_weighted_loss.py" in message  # where it was raised
+    assert isinstance(caught.value.__cause__, KeyError) and (caught.value.epoch, caught.value.step) == (1, 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("loss_dtype", [torch.float32, torch.float64])
+def test_weights_take_the_dtype_of_the_losses(registry, dtype, loss_dtype) -> None:
+    weights = torch.tensor([0.5, 1.5, 2.0], dtype=dtype)
+    criterion = sw.WeightedLoss("ce", FixedWeights(weights), registry=registry)
+    logits, targets = torch.randn(3, 4, dtype=loss_dtype), torch.tensor([0, 1, 2])
+    loss = criterion(logits, targets)
+    assert criterion.last_weights.dtype == loss_dtype == loss.dtype
+    expected = (weights.to(loss_dtype) * nn.functional.cross_entropy(logits, targets, reduction="none")).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_eval_mode_gives_the_plain_mean_with_no_step_and_no_collective(registry, monkeypatch) -> None:
+    from sampleweight import distributed
+
+    class Classifier(nn.Module):  # a criterion held by the model, as in a LightningModule
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(5, 3)
+            self.criterion = sw.WeightedLoss("focal", "ohem", gamma=1.0, num_epochs=10, batch_size=8, registry=registry)
+
+    model = Classifier()
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    model.criterion(model.net(x), y)
+    trained_weights = model.criterion.last_weights
+    model.eval()
+
+    def no_collectives(*args, **kwargs):
+        raise AssertionError("a collective ran in eval mode")
+
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(distributed, "gather_rows", no_collectives)
+    model.criterion.weighter.forward = no_collectives
+    with torch.no_grad():
+        value = model.criterion(model.net(x), y)
+    torch.testing.assert_close(value, sw.functional.focal_loss(model.net(x), y, gamma=1.0).mean())
+    assert model.criterion.step == 1 and model.criterion.last_weights is trained_weights
+    model.train()
+    monkeypatch.setattr(distributed, "is_distributed", lambda: False)
+    del model.criterion.weighter.forward
+    model.criterion(model.net(x), y)
+    assert model.criterion.step == 2 and int(model.criterion.last_weights.sum()) == 4

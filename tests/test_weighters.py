@@ -93,8 +93,43 @@ def test_curriculum_keeps_exactly_m_extreme_samples(registry, name: str, seed: i
 def test_pace_override_and_missing_facts(registry) -> None:
     weighter = sw.create_weighter("ohem", registry=registry, pace=0.0)  # m = B/2 forever
     assert weighter(batch_of([1.0, 2.0, 3.0, 4.0], [0] * 4, epoch=1000)).tolist() == [0.0, 0.0, 1.0, 1.0]
-    with pytest.raises(sw.ConfigError, match=r"num_epochs and batch_size.*pace="):
-        sw.create_weighter("spl", registry=registry, num_epochs=10)
+    with pytest.raises(sw.ConfigError, match=r"'spl': the paper's pacing needs num_epochs.*pace="):
+        sw.create_weighter("spl", registry=registry, batch_size=10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("name", ["spl", "ohem", "class_spl", "class_ohem"])
+def test_curriculum_weighters_take_the_batch_size_from_the_batches(registry, name: str, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    epochs, full, short = 12, 8 + seed, 1 + seed % 5  # the last batch of an epoch is short
+    inferred = sw.create_weighter(name, registry=registry, num_epochs=epochs)
+    stated = sw.create_weighter(name, registry=registry, num_epochs=epochs, batch_size=full)
+    resumed = sw.create_weighter(name, registry=registry, num_epochs=epochs)
+    for epoch in range(0, epochs, 2):
+        for batch_len in (full, full, short):
+            batch = WeightingBatch(
+                torch.rand(batch_len, generator=generator),
+                torch.randint(0, 3, (batch_len,), generator=generator),
+                epoch,
+            )
+            assert inferred(batch).tolist() == stated(batch).tolist(), (epoch, batch_len)
+        if epoch == 4:  # a checkpoint: the resumed weighter's first batch is short, and it still paces with M = full
+            resumed.load_state_dict(inferred.state_dict())
+            assert resumed(batch).tolist() == stated(batch).tolist()
+    assert (inferred.batch_size, resumed.batch_size) == (full, full)
+    assert "seen_batch_size" not in stated.state_dict()  # a stated M adds nothing to checkpoints
+
+
+@pytest.mark.parametrize("name", ["spl", "ohem", "class_spl", "class_ohem"])
+def test_a_batch_larger_than_the_stated_batch_size_is_an_error(registry, name: str) -> None:
+    # under DDP the global batch: passing the per-process 8 of two processes used to change the pacing silently
+    criterion = sw.WeightedLoss("ce", name, num_epochs=4, batch_size=8, registry=registry)
+    criterion(torch.randn(8, 3), torch.randint(0, 3, (8,)))  # a full batch, and a short one, are fine
+    criterion(torch.randn(3, 3), torch.randint(0, 3, (3,)))
+    with pytest.raises(sw.ConfigError, match=rf"weighter '{name}' was given batch_size=8, but a batch has 16 samples"):
+        criterion(torch.randn(16, 3), torch.randint(0, 3, (16,)))
+    paced = sw.create_weighter(name, registry=registry, pace=0.5, batch_size=8)  # the pace given: M plays no part
+    assert paced(WeightingBatch(torch.rand(16), torch.zeros(16, dtype=torch.long))).shape == (16,)
 
 
 def test_cb_without_class_counts_says_what_to_pass(registry) -> None:
@@ -144,9 +179,9 @@ def test_weighters_follow_the_device_and_dtype_of_the_losses(registry) -> None:
 
 
 def test_state_dict_round_trips(registry) -> None:
-    source = sw.create_weighter("ohem+es", registry=registry, class_counts=HAM_COUNTS, num_epochs=10, batch_size=4)
+    source = sw.create_weighter("ohem+es", registry=registry, class_counts=HAM_COUNTS, num_epochs=10, batch_size=6)
     target = sw.create_weighter(
-        "ohem+es", registry=registry, class_counts=torch.ones(7, dtype=torch.long), num_epochs=10, batch_size=4
+        "ohem+es", registry=registry, class_counts=torch.ones(7, dtype=torch.long), num_epochs=10, batch_size=6
     )
     target.load_state_dict(source.state_dict())
     batch = WeightingBatch(torch.rand(6), torch.randint(0, 7, (6,)))

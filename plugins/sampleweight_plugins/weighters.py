@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from sampleweight import functional as SF
+from sampleweight.errors import ConfigError
 from sampleweight.hookspecs import hookimpl
 from sampleweight.weighting import BaseWeighter, Weighter, WeightingBatch
 
@@ -68,30 +69,79 @@ class CurriculumWeighter(BaseWeighter):
     runs within each class present in the batch instead: ``round(n_c * s(e))`` of its ``n_c``
     samples, at least one (class-aware SPL/OHEM). Ties are broken by position (earlier sample first).
 
+    The nominal batch size M: ``batch_size`` when given; otherwise the size of the (global) batch the
+    weighter sees, the largest so far, which is the first batch of a run unless that one is short.
+    It is kept in the state dict, so a resumed run paces as an uninterrupted one. A batch larger than
+    a given ``batch_size`` is an error (under DDP, M is the global batch of all processes).
+
     Args:
         hardest: True for OHEM, False for SPL.
-        pace: alpha of Eq. 9.
+        pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E`` from ``num_epochs`` and ``batch_size``.
         per_class: Select within each class instead of across the batch.
+        num_epochs: E, needed unless ``pace`` is given.
+        batch_size: M; default: taken from the batches.
     """
 
-    def __init__(self, *, hardest: bool, pace: float, per_class: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        hardest: bool,
+        pace: float | None = None,
+        per_class: bool = False,
+        num_epochs: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         super().__init__()
+        if pace is None and num_epochs is None:
+            raise ValueError(
+                "the paper's pacing needs num_epochs (pass num_epochs=...), or set the pace directly (pace=...)"
+            )
         self.hardest = hardest
-        self.pace = float(pace)
         self.per_class = per_class
+        self.num_epochs = num_epochs
+        self.batch_size = batch_size if pace is None else None  # the M the pace follows from
+        self.pace: float | None = float(pace) if pace is not None else None
+        if pace is None and batch_size is not None:
+            self.pace = SF.curriculum_pace(num_epochs, batch_size)
+        self.infers_batch_size = self.pace is None
+        if self.infers_batch_size:  # M from the batches, kept in the state dict
+            self.register_buffer("seen_batch_size", torch.zeros((), dtype=torch.long))
+            self.register_load_state_dict_post_hook(_restore_seen_batch_size)
 
     def keep(self, batch_len: int, epoch: int) -> int:
         """m, the number of samples kept in a batch of ``batch_len`` at ``epoch`` (across the batch)."""
-        return SF.curriculum_size(batch_len, epoch, self.pace)
+        return SF.curriculum_size(batch_len, epoch, self.pace_for(batch_len))
+
+    def pace_for(self, batch_len: int) -> float:
+        """alpha for a batch of ``batch_len``: fixed, or from the largest batch seen so far (see the class doc)."""
+        if self.infers_batch_size:
+            if batch_len > (self.batch_size or 0):
+                self.batch_size, self.pace = batch_len, SF.curriculum_pace(self.num_epochs, batch_len)
+                self.seen_batch_size.fill_(batch_len)  # a device fill: no host sync
+        elif self.batch_size is not None and batch_len > self.batch_size:
+            raise ConfigError(
+                f"weighter {self.name!r} was given batch_size={self.batch_size}, but a batch has {batch_len} samples: "
+                f"batch_size is the nominal batch M of the pacing (Eq. 9); under DDP pass the global batch (the "
+                f"per-process batch x the number of processes), or leave batch_size out to take it from the batches"
+            )
+        return self.pace
 
     def forward(self, batch: WeightingBatch) -> Tensor:
         if self.per_class:
-            fraction = SF.curriculum_fraction(batch.epoch, self.pace)
+            fraction = SF.curriculum_fraction(batch.epoch, self.pace_for(batch.size))
             return SF.class_curriculum_mask(batch.losses, batch.targets, fraction, hardest=self.hardest)
         return SF.curriculum_mask(batch.losses, self.keep(batch.size, batch.epoch), hardest=self.hardest)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, hardest={self.hardest}, pace={self.pace:.6g}, per_class={self.per_class}"
+        pace = "from the batches" if self.pace is None else f"{self.pace:.6g}"
+        return f"name={self.name!r}, hardest={self.hardest}, pace={pace}, per_class={self.per_class}"
+
+
+def _restore_seen_batch_size(module: CurriculumWeighter, incompatible_keys: object) -> None:
+    """After ``load_state_dict``: the M of the loaded state (one host read, at load time only)."""
+    seen = int(module.seen_batch_size)
+    module.batch_size = seen or None
+    module.pace = SF.curriculum_pace(module.num_epochs, seen) if seen else None
 
 
 class DeferredWeighter(BaseWeighter):
@@ -162,22 +212,24 @@ def spl(num_epochs: int | None = None, batch_size: int | None = None, pace: floa
     """Self-paced learning: weight 1 for the m lowest losses of each batch, 0 for the rest.
 
     Args:
-        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
-        batch_size: M, the nominal batch size (a dataset fact).
+        num_epochs: E (a dataset fact); with M it sets the default pace.
+        batch_size: M, the nominal (global) batch size (a dataset fact); default: the size of the
+            batches the weighter sees (the largest so far).
         pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
     """
-    return CurriculumWeighter(hardest=False, pace=_pace(num_epochs, batch_size, pace, "spl"))
+    return CurriculumWeighter(hardest=False, pace=pace, num_epochs=num_epochs, batch_size=batch_size)
 
 
 def ohem(num_epochs: int | None = None, batch_size: int | None = None, pace: float | None = None) -> CurriculumWeighter:
     """Online hard example mining: weight 1 for the m highest losses of each batch, 0 for the rest.
 
     Args:
-        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
-        batch_size: M, the nominal batch size (a dataset fact).
+        num_epochs: E (a dataset fact); with M it sets the default pace.
+        batch_size: M, the nominal (global) batch size (a dataset fact); default: the size of the
+            batches the weighter sees (the largest so far).
         pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
     """
-    return CurriculumWeighter(hardest=True, pace=_pace(num_epochs, batch_size, pace, "ohem"))
+    return CurriculumWeighter(hardest=True, pace=pace, num_epochs=num_epochs, batch_size=batch_size)
 
 
 def class_spl(
@@ -189,11 +241,12 @@ def class_spl(
     pacing ``s(e)`` of `spl`.
 
     Args:
-        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
-        batch_size: M, the nominal batch size (a dataset fact).
+        num_epochs: E (a dataset fact); with M it sets the default pace.
+        batch_size: M, the nominal (global) batch size (a dataset fact); default: the size of the
+            batches the weighter sees (the largest so far).
         pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
     """
-    return CurriculumWeighter(hardest=False, pace=_pace(num_epochs, batch_size, pace, "class_spl"), per_class=True)
+    return CurriculumWeighter(hardest=False, pace=pace, num_epochs=num_epochs, batch_size=batch_size, per_class=True)
 
 
 def class_ohem(
@@ -205,11 +258,12 @@ def class_ohem(
     pacing ``s(e)`` of `ohem`, so a rare class is never crowded out by the hard samples of a common one.
 
     Args:
-        num_epochs: E (a dataset fact); with ``batch_size`` it sets the default pace.
-        batch_size: M, the nominal batch size (a dataset fact).
+        num_epochs: E (a dataset fact); with M it sets the default pace.
+        batch_size: M, the nominal (global) batch size (a dataset fact); default: the size of the
+            batches the weighter sees (the largest so far).
         pace: alpha of Eq. 9; default ``2 ln(2M - 1) / E``.
     """
-    return CurriculumWeighter(hardest=True, pace=_pace(num_epochs, batch_size, pace, "class_ohem"), per_class=True)
+    return CurriculumWeighter(hardest=True, pace=pace, num_epochs=num_epochs, batch_size=batch_size, per_class=True)
 
 
 def drw(
@@ -276,17 +330,6 @@ def _start_epoch(num_epochs: int | None, start: float | None, start_epoch: int |
     if num_epochs is None:
         raise ValueError("drw needs num_epochs to place start (or pass start_epoch=...)")
     return math.ceil(start * num_epochs - 1e-9)
-
-
-def _pace(num_epochs: int | None, batch_size: int | None, pace: float | None, name: str) -> float:
-    if pace is not None:
-        return float(pace)
-    if num_epochs is None or batch_size is None:
-        raise ValueError(
-            "the paper's pacing needs num_epochs and batch_size (pass num_epochs=..., batch_size=...), "
-            f"or set the pace directly (pace=...); {name} got num_epochs={num_epochs}, batch_size={batch_size}"
-        )
-    return SF.curriculum_pace(num_epochs, batch_size)
 
 
 def _warn_empty_classes(class_counts: Tensor, class_names: Sequence[str] | None, name: str) -> None:

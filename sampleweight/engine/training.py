@@ -16,6 +16,7 @@ directory and prints (`sampleweight.engine.ddp`, ``docs/distributed.md``).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import time
 from collections.abc import Iterable
@@ -40,8 +41,9 @@ from sampleweight.engine.loader import TrainingData, load_split
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
-from sampleweight.factory import check_weighter_options, list_models
+from sampleweight.factory import check_options, check_weighter_options, list_models
 from sampleweight.metrics import classification_metrics, final_metrics
+from sampleweight.pretrained import download_message, weights_available
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 from sampleweight.weighted_loss import WeightedLoss
 from sampleweight.weighting import class_mix_weights
@@ -50,6 +52,7 @@ __all__ = [
     "Run",
     "autocast_for",
     "build_model",
+    "check_choices",
     "decide",
     "predict",
     "prepare_run",
@@ -250,8 +253,8 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
             raise ConfigError("--resume needs --out, the run directory to continue")
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume in {config.out}: it has no {RunDirectory.CHECKPOINT}")
-    check_weighter_options(config.weighters, config.weighter_options)  # before the data are read
     device = resolve_device(config.device)
+    check_choices(config)  # the user's mistakes first: before any data is read, model built or weight downloaded
     config = _resolve_execution(config, device)
     data = load_split(config, device)
     torch.manual_seed(config.seed)
@@ -289,22 +292,56 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     return run
 
 
+def check_choices(config: TrainConfig) -> None:
+    """Check every name and option of a run against what is installed, creating nothing.
+
+    The model (and its backbone), the loss and the weighter(s) with their options (scoped ``NAME.KEY``
+    weighter options included), so that a mistake is reported before any data is read, any model built or
+    any weight downloaded.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones listed) or an option nothing accepts.
+        PluginError: A name several third-party plugins claim.
+    """
+    check_model(config)
+    loss, loss_options = _loss(config, None)
+    check_options("losses", [loss], loss_options)
+    check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
+
+
+def check_model(config: TrainConfig) -> None:
+    """The model is sampleweight's or timm's, and ``backbone`` a timm model given only to ours.
+
+    Raises:
+        ConfigError: Naming similar models.
+    """
+    ours = list_models()
+    if not timm.is_model(config.model):
+        similar = timm.list_models(f"*{config.model}*")[:8]
+        hint = f"; similar timm models: {', '.join(similar)}" if similar else ""
+        raise ConfigError(
+            f"unknown model {config.model!r}; sampleweight's models: {', '.join(ours)}, or any timm model "
+            f"(timm.list_models()){hint}"
+        )
+    if config.backbone is None:
+        return
+    if config.model not in ours:
+        raise ConfigError(f"--backbone applies to {', '.join(ours)}; {config.model!r} is a timm model")
+    source, _ = timm.models.parse_model_name(config.backbone)
+    if not (source or timm.is_model(config.backbone)):  # hf-hub:/local-dir: names are timm's to resolve
+        close = difflib.get_close_matches(config.backbone, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ConfigError(f"unknown timm backbone {config.backbone!r}{hint}")
+
+
 def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None = None) -> nn.Module:
     """``timm.create_model`` with the config's model, backbone, dropout and pretrained weights."""
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": config.drop_rate}
     if taxonomy is not None:
         kwargs["taxonomy"] = taxonomy
+    check_model(config)
     ours = config.model in list_models()
-    if not timm.is_model(config.model):
-        similar = timm.list_models(f"*{config.model}*")[:8]
-        hint = f"; similar timm models: {', '.join(similar)}" if similar else ""
-        raise ConfigError(
-            f"unknown model {config.model!r}; sampleweight's models: {', '.join(list_models())}, or any timm model "
-            f"(timm.list_models()){hint}"
-        )
     if config.backbone is not None:
-        if not ours:
-            raise ConfigError(f"--backbone applies to {', '.join(list_models())}; {config.model!r} is a timm model")
         kwargs["backbone"] = config.backbone
     if config.pretrained_path is not None:
         if ours:
@@ -312,7 +349,13 @@ def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None
         else:
             kwargs["pretrained_cfg_overlay"] = {"file": str(config.pretrained_path)}
     pretrained = config.pretrained or config.pretrained_path is not None
-    return timm.create_model(config.model, pretrained=pretrained, **kwargs)
+    if ours or not pretrained or config.pretrained_path is not None:  # our models check their backbone's weights
+        return timm.create_model(config.model, pretrained=pretrained, **kwargs)
+    try:
+        with weights_available(config.model):  # fails in seconds offline, instead of after the Hub's retries
+            return timm.create_model(config.model, pretrained=True, **kwargs)
+    except OSError as error:
+        raise ConfigError(download_message(config.model, error)) from error
 
 
 HIERARCHICAL_MODELS = ("hierarchical_vgg16",)

@@ -280,6 +280,7 @@ def plan_grid(
                        "split": split, "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+            training.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
             where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}" + (f"-seed{seed}" if seed else "")
             raise ConfigError(f"run {where}: {exc}") from None

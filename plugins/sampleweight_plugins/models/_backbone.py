@@ -6,12 +6,13 @@ feature map. For timm's ``vgg16`` that is the output of the last max-pool (``fea
 
 Pretrained weights come from timm's own pretrained config (ImageNet for ``vgg16``), or from a local
 file (``pretrained_path``, loaded through timm's ``pretrained_cfg_overlay=dict(file=...)`` so timm's
-key conversions apply). A failed download becomes one `ConfigError` that says how to provide the
-weights offline.
+key conversions apply). Weights that cannot be had (not cached, and their host unreachable) are one
+`ConfigError` within seconds (`sampleweight.pretrained`), saying how to provide them offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from sampleweight.errors import ConfigError
+from sampleweight.pretrained import download_message, weights_available
 
 __all__ = ["create_backbone", "data_config", "feature_channels", "place"]
 
@@ -68,22 +70,25 @@ def create_backbone(
         overlay["file"] = str(path)
         pretrained = True
     local_file = overlay.get("file")
-    if pretrained and not local_file and "pretrained_cfg" not in kwargs:
+    downloads = pretrained and not local_file and "pretrained_cfg" not in kwargs
+    if downloads:
         _check_has_weights(name)
     try:
-        return timm.create_model(
-            name,
-            pretrained=pretrained,
-            features_only=True,
-            out_indices=(-1,),
-            in_chans=in_chans,
-            pretrained_cfg_overlay=overlay or None,
-            **kwargs,
-        )
+        # offline, weights that are not cached fail in seconds instead of after the Hub's retries
+        with weights_available(name, kwargs.get("cache_dir")) if downloads else contextlib.nullcontext():
+            return timm.create_model(
+                name,
+                pretrained=pretrained,
+                features_only=True,
+                out_indices=(-1,),
+                in_chans=in_chans,
+                pretrained_cfg_overlay=overlay or None,
+                **kwargs,
+            )
     except OSError as error:
         if local_file:
             raise ConfigError(f"could not read backbone weights from {local_file!r}: {error}") from error
-        raise ConfigError(_download_message(name, error)) from error
+        raise ConfigError(download_message(name, error)) from error
     except RuntimeError as error:
         if pretrained and local_file:
             reason = str(error).strip().splitlines()[0]
@@ -147,17 +152,3 @@ def _check_has_weights(name: str) -> None:
             f"timm has no pretrained weights for backbone {name!r}; pass pretrained=False "
             f"(CLI --no-pretrained) or a local state dict with pretrained_path= (CLI --pretrained-path)"
         )
-
-
-def _download_message(name: str, error: BaseException) -> str:
-    cfg = timm.models.get_pretrained_cfg(name)
-    source = cfg and (f"Hugging Face Hub {cfg.hf_hub_id!r}" if cfg.hf_hub_id else cfg.url)
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (
-        f"could not download the pretrained weights of backbone {name!r}"
-        f"{f' from {source}' if source else ''} ({reason}). Without internet, either pass a local state "
-        f"dict of the timm model {name!r} with pretrained_path='weights.safetensors' (CLI --pretrained-path), "
-        f"or fill the Hugging Face cache (HF_HOME) by running timm.create_model({name!r}, pretrained=True) "
-        f"on a machine with internet and copying the cache, or train from scratch with pretrained=False "
-        f"(CLI --no-pretrained)"
-    )

@@ -1,0 +1,97 @@
+"""sampleweight with Hugging Face accelerate: one process, torchrun, or notebook_launcher.
+
+Runs in seconds on a CPU on random tensors: a small MLP on an imbalanced 7-class problem, trained with
+focal loss and OHEM (the paper's pacing). What matters for sampleweight:
+
+- build the criterion without ``batch_size``: the curriculum weighters take it from the global batch
+  (all processes' samples, which `WeightedLoss` gathers);
+- accelerate completes the last global batch of an epoch with samples from its start, so that every
+  process gets a full batch; `real_part` cuts those repeats off before the criterion, so the last
+  step weights exactly the real samples, as one process would (a process may then pass none);
+  ``drop_last=True`` on the DataLoader is the simple alternative.
+
+    python examples/accelerate_training.py                                # one process
+    torchrun --nproc-per-node 2 examples/accelerate_training.py           # two CPU processes (gloo)
+    python examples/accelerate_training.py --notebook-launcher 2          # as notebook_launcher would
+
+``accelerate launch --num_processes 2 --cpu`` runs ONE process on a machine without GPUs (accelerate
+1.x); use torchrun or notebook_launcher for several CPU processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import sampleweight as sw
+
+PROPORTIONS = [0.111, 0.669, 0.051, 0.033, 0.11, 0.011, 0.014]  # the class shares of ISIC 2018
+
+
+def real_part(accelerator: Accelerator, batch_len: int) -> int:
+    """How many of this process's ``batch_len`` samples are real, not accelerate's repeats.
+
+    Only the last global batch of an epoch is completed with repeats (``even_batches=True``, the
+    default); its real samples come first, in process order: ``gradient_state.remainder`` of them.
+    """
+    state = accelerator.gradient_state
+    if not state.end_of_dataloader or state.remainder <= 0:
+        return batch_len
+    return max(0, min(batch_len, state.remainder - accelerator.process_index * batch_len))
+
+
+def train(epochs: int = 3, batch_size: int = 16, samples: int = 200, weighter: str = "ohem") -> list[str]:
+    """Train; ``batch_size`` is the global batch, shared by the processes. Returns one line per step."""
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    targets = torch.multinomial(torch.tensor(PROPORTIONS), samples, replacement=True, generator=generator)
+    centres = torch.randn(len(PROPORTIONS), 16, generator=generator) * 0.45
+    inputs = centres[targets] + torch.randn(samples, 16, generator=generator)
+    loader = DataLoader(
+        TensorDataset(inputs, targets),
+        batch_size=batch_size // accelerator.num_processes,  # per process
+        shuffle=True,
+        generator=torch.Generator().manual_seed(2),  # accelerate keeps it in step across the processes
+    )
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, len(PROPORTIONS)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = sw.WeightedLoss("focal", weighter, gamma=1.0, num_epochs=epochs)  # no batch_size: the global batch's
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    lines = []
+    for epoch in range(epochs):
+        criterion.set_epoch(epoch)
+        for x, y in loader:
+            keep = real_part(accelerator, len(y))
+            loss = criterion(model(x)[:keep], y[:keep])  # (1/B) sum_j w_j l_j over the global batch
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            kept = accelerator.reduce((criterion.last_weights > 0).sum(), reduction="sum")
+            size = accelerator.reduce(torch.tensor(keep), reduction="sum")
+            lines.append(
+                f"epoch {epoch} step {criterion.step - 1}: kept {int(kept)} of {int(size)}, "
+                f"loss {float(criterion.last_value):.6f}"
+            )
+            accelerator.print(lines[-1])
+    return lines
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16, help="the global batch, shared by the processes")
+    parser.add_argument("--samples", type=int, default=200, help="training samples (the last batch may be short)")
+    parser.add_argument("--notebook-launcher", type=int, metavar="N", help="start N processes as a notebook would")
+    args = parser.parse_args()
+    if args.notebook_launcher:
+        from accelerate import notebook_launcher
+
+        notebook_launcher(train, (args.epochs, args.batch_size, args.samples), num_processes=args.notebook_launcher)
+    else:
+        train(args.epochs, args.batch_size, args.samples)
