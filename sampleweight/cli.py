@@ -76,7 +76,7 @@ def plugins(
         print(json.dumps([{**asdict(i)} for i in infos], indent=2))
         return
     table = Table(title="sampleweight plugins", show_lines=False)
-    for column in ("plugin", "distribution", "version", "weighters", "losses", "models", "status"):
+    for column in ("plugin", "distribution", "version", "weighters", "losses", "models", "samplers", "status"):
         table.add_column(column, overflow="fold")
     for info in infos:
         if info.disabled:
@@ -92,12 +92,15 @@ def plugins(
             ", ".join(info.weighters) or "-",
             ", ".join(info.losses) or "-",
             ", ".join(info.models) or "-",
+            ", ".join(info.samplers) or "-",
             status,
         )
     console.print(table)
 
 
 LOSS_OPTION_HELP = "An option of the loss as KEY=VALUE (repeatable), e.g. --loss-option tau=1.0."
+SAMPLER_HELP = "instance (default: a shuffled pass), class_balanced, sqrt, progressive, repeat_factor, drs, a plugin's."
+SAMPLER_OPTION_HELP = "An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
 
 
@@ -116,6 +119,8 @@ def train(
     weighter: list[str] | None = typer.Option(
         None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
     ),
+    sampler: str | None = typer.Option(None, help=SAMPLER_HELP),
+    sampler_option: list[str] | None = typer.Option(None, "--sampler-option", help=SAMPLER_OPTION_HELP),
     optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
     lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
@@ -158,6 +163,8 @@ def train(
         gamma=gamma,
         loss_options=parse_options(loss_option, "--loss-option"),
         weighters=weighter or None,
+        sampler=sampler,
+        sampler_options=parse_options(sampler_option, "--sampler-option"),
         optimizer=optimizer,
         lr=lr,
         epochs=epochs,
@@ -287,6 +294,7 @@ def grid(
     weighters: str = typer.Option(
         "none,cb,es,spl,ohem", help="Weightings; an entry may compose several with + (ohem+es: weights multiply)."
     ),
+    samplers: str = typer.Option("instance", help="Samplers (instance, class_balanced, sqrt, progressive, ...)."),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
     splits: str = typer.Option("0,1", help="Lesion-grouped 80/20 splits (the paper's: 0,1)."),
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
@@ -297,6 +305,9 @@ def grid(
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
     gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
     loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
+    sampler_option: list[str] | None = typer.Option(
+        None, "--sampler-option", help=f"{SAMPLER_OPTION_HELP} Each run gets the options its sampler takes."
+    ),
     lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
     batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
@@ -324,7 +335,7 @@ def grid(
     index: int | None = typer.Option(None, help="Train only the run with this 0-based index (a job array's task)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
 ) -> None:
-    """Train the cross-product of models x losses x weightings x optimizers x splits; finished runs are skipped."""
+    """Train the cross-product of models x losses x weightings x samplers x optimizers x splits; skip finished runs."""
     from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import plan_grid, run_grid
@@ -337,6 +348,7 @@ def grid(
         pretrained_path=pretrained_path,
         gamma=gamma,
         loss_options=parse_options(loss_option, "--loss-option"),
+        sampler_options=parse_options(sampler_option, "--sampler-option"),
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,
@@ -356,6 +368,7 @@ def grid(
         models=models,
         losses=losses,
         weighters=weighters,
+        samplers=samplers,
         optimizers=optimizers,
         splits=splits,
         config_file=config,

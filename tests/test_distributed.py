@@ -26,7 +26,7 @@ import sampleweight as sw
 from sampleweight import distributed
 from sampleweight.data import read_dataset, split_indices
 from sampleweight.engine import ddp
-from sampleweight.engine.loader import EpochSampler, ShardSampler, epoch_seed
+from sampleweight.engine.loader import ShardSampler, epoch_seed
 from sampleweight.engine.rundir import RunDirectory, read_predictions
 
 WORLD = 2
@@ -62,8 +62,12 @@ def spawn(worker, *args) -> None:
 
 @pytest.mark.parametrize(("length", "batch_size", "world"), [(128, 16, 2), (100, 12, 4), (37, 6, 3), (5, 4, 4)])
 def test_every_global_batch_is_the_single_process_batch(length: int, batch_size: int, world: int) -> None:
-    single = EpochSampler(length, seed=3)
-    shares = [EpochSampler(length, 3, batch_size=batch_size, rank=r, world_size=world) for r in range(world)]
+    targets = torch.zeros(length, dtype=torch.long)
+    single = sw.create_sampler("instance", targets=targets, seed=3)
+    shares = [
+        sw.create_sampler("instance", targets=targets, seed=3, batch_size=batch_size, num_replicas=world, rank=r)
+        for r in range(world)
+    ]
     for sampler in (single, *shares):
         sampler.set_epoch(5)
     order = list(single)
@@ -82,10 +86,11 @@ def test_every_global_batch_is_the_single_process_batch(length: int, batch_size:
 
 
 def test_sampler_checks_its_arguments_and_shards_cover_once() -> None:
-    with pytest.raises(ValueError, match="multiple of world_size"):
-        EpochSampler(10, 0, batch_size=5, rank=0, world_size=2)
-    with pytest.raises(ValueError, match="rank"):
-        EpochSampler(10, 0, batch_size=4, rank=2, world_size=2)
+    targets = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(sw.ConfigError, match="choose a multiple of 2"):
+        sw.create_sampler("instance", targets=targets, batch_size=5, rank=0, num_replicas=2)
+    with pytest.raises(sw.ConfigError, match="rank"):
+        sw.create_sampler("instance", targets=targets, batch_size=4, rank=2, num_replicas=2)
     shards = [list(ShardSampler(11, r, 3)) for r in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(11)) and [len(s) for s in shards] == [4, 4, 3]
 

@@ -91,7 +91,7 @@ def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monk
 def test_grid_accepts_every_train_option_that_is_not_a_grid_axis() -> None:
     train_options = set(inspect.signature(cli.train).parameters)
     grid_options = set(inspect.signature(cli.grid).parameters)
-    axes = {"model", "loss", "weighter", "optimizer", "split"}  # lists in the grid: --models, --losses, ...
+    axes = {"model", "loss", "weighter", "sampler", "optimizer", "split"}  # lists in the grid: --models, .
     assert train_options - grid_options == axes | {"resume", "overwrite"}  # the grid always resumes
 
 

@@ -61,6 +61,9 @@ class TrainConfig(BaseModel):
     loss_options: dict[str, Any] = Field(default_factory=dict)
     weighters: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     weighter_options: dict[str, Any] = Field(default_factory=dict)
+    # sampling
+    sampler: str = Field("instance", description="Training sampler: instance (a shuffled pass), class_balanced, ...")
+    sampler_options: dict[str, Any] = Field(default_factory=dict, description="Options of the sampler.")
     # optimisation
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float | None = Field(None, gt=0, description="Learning rate (default: ADAM 1e-5, SGD 1e-4).")
@@ -114,11 +117,12 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """A readable name: model-loss-weighting-optimizer-sN."""
-        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
+        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER unless it is ``instance``."""
+        sampler = "" if self.sampler == "instance" else f"-{self.sampler}"
+        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}"
 
 
-OPTION_TABLES = ("loss_options", "weighter_options")
+OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
 
 

@@ -1,8 +1,10 @@
-"""``sampleweight grid``: the cross-product of models x losses x weightings x optimizers x splits.
+"""``sampleweight grid``: the cross-product of models x losses x weightings x samplers x optimizers x splits.
 
 `plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
 combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
-the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``). `run_grid` trains them:
+the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``), followed by ``-SAMPLER`` for a sampler other
+than the default ``instance`` (``cbam_vgg16-ce-none-adam-s0-class_balanced``), so that grids planned
+before samplers existed keep their names. `run_grid` trains them:
 
 - a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
   ``metrics.json``) is resumed (`train(config, resume=True)`), the others start;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import shlex
 import subprocess
@@ -40,7 +43,7 @@ from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, SampleWeightError
-from sampleweight.factory import list_losses, list_models, list_weighters
+from sampleweight.factory import accepted_options, list_losses, list_models, list_samplers, list_weighters, lookup
 
 __all__ = [
     "GRID_FILE",
@@ -71,12 +74,14 @@ PAPER_GRID: dict[str, tuple[Any, ...]] = {
     "splits": (0, 1),
 }
 """The paper's comparison: 2 models x 2 losses x 5 weightings x 2 optimizers x 2 splits = 80 runs."""
+DEFAULT_SAMPLERS = ("instance",)
+"""The sampler axis of a grid unless ``samplers`` is given: the paper's shuffled pass."""
 
-_COMBINATION = ("model", "loss", "weighters", "optimizer", "split", "out")
+_COMBINATION = ("model", "loss", "weighters", "sampler", "sampler_options", "optimizer", "split", "out")
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
-SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "optimizer", "split", "state", "epochs_done",
-                   "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
+SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "optimizer", "split", "state",
+                   "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
 """The columns of ``summary.csv`` (`write_summary`)."""
 
 
@@ -136,8 +141,9 @@ class Grid:
         out: The grid folder; run directories, ``grid.json`` and ``summary.csv`` go there.
         runs: One `GridRun` per combination, models outermost, splits innermost.
         shared: The options every run shares (the config file's and the flags', without the
-            combination's own: model, loss, weighters, optimizer, split, out; without ``gamma``, which
-            only the non-CE runs take).
+            combination's own: model, loss, weighters, sampler, optimizer, split, out; without ``gamma``,
+            which only the non-CE runs take, and without ``sampler_options``, of which each run takes
+            those its sampler accepts).
     """
 
     out: Path
@@ -163,6 +169,10 @@ class Grid:
             arguments += ["--gamma", repr(config.gamma)]
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
+        if config.sampler != "instance":  # the default: the commands of grids planned before samplers stay the same
+            arguments += ["--sampler", config.sampler]
+        for key, value in config.sampler_options.items():
+            arguments += ["--sampler-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--out", str(run.path)]
 
     def train_command(self, run: GridRun) -> str:
@@ -211,6 +221,7 @@ def plan_grid(
     models: str | Sequence[str] = PAPER_GRID["models"],
     losses: str | Sequence[str] = PAPER_GRID["losses"],
     weighters: str | Sequence[str] = PAPER_GRID["weighters"],
+    samplers: str | Sequence[str] = DEFAULT_SAMPLERS,
     optimizers: str | Sequence[str] = PAPER_GRID["optimizers"],
     splits: str | Sequence[int | str] = PAPER_GRID["splits"],
     config_file: str | Path | None = None,
@@ -223,18 +234,21 @@ def plan_grid(
         models: Model names (comma-separated or a list).
         losses: Loss names.
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
+        samplers: Sampler names (default ``instance``, the paper's shuffled pass).
         optimizers: ``adam`` and/or ``sgd``.
         splits: Split numbers (the paper's are 0 and 1).
         config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
-            ``gamma`` applies to the runs whose loss is not ``ce``.
+            ``gamma`` applies to the runs whose loss is not ``ce``; each run gets the ``sampler_options``
+            its sampler takes.
 
     Returns:
-        The `Grid`: runs ordered models, losses, weightings, optimizers, splits (splits innermost).
+        The `Grid`: runs ordered models, losses, weightings, samplers, optimizers, splits (splits innermost).
 
     Raises:
-        ConfigError: An unknown model, loss, weighter or optimizer (the valid names are listed), a split
-            that is not a number, or an option that is invalid for some run.
+        ConfigError: An unknown model, loss, weighter, sampler or optimizer (the valid names are listed), a
+            split that is not a number, a sampler option that no sampler of the grid takes, or an option
+            that is invalid for some run.
 
     Example:
         >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
@@ -247,25 +261,25 @@ def plan_grid(
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
     weightings = parse_list(weighters, "weighters")
     _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
+    sampler_names = _checked(parse_list(samplers, "samplers"), "sampler", list_samplers())
     optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
     shared = _shared_options(config_file, options or {})
     gamma = shared.pop("gamma", None)
+    sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
     runs: list[GridRun] = []
-    for model in model_names:
-        for loss in loss_names:
-            for weighting in weightings:
-                for optimizer in optimizer_names:
-                    for split in split_numbers:
-                        combination = {"model": model, "loss": loss, "weighters": [weighting],
-                                       "optimizer": optimizer, "split": split}  # fmt: skip
-                        try:
-                            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
-                        except ConfigError as exc:
-                            where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}"
-                            raise ConfigError(f"run {where}: {exc}") from None
-                        runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
+    for model, loss, weighting, sampler, optimizer, split in itertools.product(
+        model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers
+    ):
+        combination = {"model": model, "loss": loss, "weighters": [weighting], "sampler": sampler,
+                       "sampler_options": sampler_options[sampler], "optimizer": optimizer, "split": split}  # fmt: skip
+        try:
+            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+        except ConfigError as exc:
+            suffix = "" if sampler == "instance" else f"-{sampler}"
+            raise ConfigError(f"run {model}-{loss}-{weighting}-{optimizer}-s{split}{suffix}: {exc}") from None
+        runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
     return Grid(out=out, runs=tuple(runs), shared=shared)
 
 
@@ -353,7 +367,7 @@ def run_grid(
 def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:
     """Rewrite ``OUT/summary.csv`` from the run directories: one row per combination.
 
-    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, optimizer, split, state``
+    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, sampler, optimizer, split, state``
     (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
     mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
     ``error``.
@@ -373,7 +387,8 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
         epochs = read_epochs(run.path / RunDirectory.EPOCHS)
         row: dict[str, Any] = {
             "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
-            "weighting": config.weighter_spec, "optimizer": config.optimizer, "split": config.split,
+            "weighting": config.weighter_spec, "sampler": config.sampler, "optimizer": config.optimizer,
+            "split": config.split,
             "state": _summary_state(run.index, state, errors, running),
             "epochs_done": len(epochs), "epochs": config.epochs,
             "train_seconds": f"{sum(e.get('seconds', 0.0) for e in epochs):.1f}",
@@ -585,6 +600,25 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
         valid = ", ".join(TrainConfig.model_fields)
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid options: {valid}")
     return {k: v for k, v in values.items() if k not in _COMBINATION}
+
+
+def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each sampler's share of the grid's ``--sampler-option`` keys: those its factory takes.
+
+    Raises:
+        ConfigError: A key that no sampler of the grid takes.
+    """
+    accepted = {name: accepted_options(lookup(None, "samplers", name).factory) for name in samplers}
+    taken = {
+        name: {k: v for k, v in options.items() if names is None or k in names} for name, names in accepted.items()
+    }
+    unused = sorted(k for k in options if not any(k in chosen for chosen in taken.values()))
+    if unused:
+        raise ConfigError(
+            f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
+            f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
+        )
+    return taken
 
 
 def _checked(
