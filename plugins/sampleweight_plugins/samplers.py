@@ -9,7 +9,7 @@ that ``p_c`` is the expected share of class c in an epoch. ``docs/sampling.md`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -191,15 +191,21 @@ def instance(targets: Tensor, num_samples: int | None = None, seed: int = 0) -> 
     return InstanceSampler(len(targets), num_samples, seed)
 
 
-def class_balanced(
-    targets: Tensor,
-    num_classes: int | None = None,
-    num_samples: int | None = None,
-    seed: int = 0,
-    class_names: Sequence[str] | None = None,
-    skip_empty: bool = False,
-) -> PowerSampler:
-    """Class-balanced sampling: every class equally often, ``p_c = 1 / C`` (q = 0), with replacement.
+def _power_sampler(q: float, name: str, summary: str) -> Callable[..., PowerSampler]:
+    """The factory of `PowerSampler` with exponent ``q``, registered as ``name``."""
+
+    def factory(
+        targets: Tensor,
+        num_classes: int | None = None,
+        num_samples: int | None = None,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        skip_empty: bool = False,
+    ) -> PowerSampler:
+        return PowerSampler(targets, q, **_class_options(num_classes, num_samples, seed, class_names, skip_empty))
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"""{summary}
 
     Args:
         targets: The training side's class indices [N] (a fact).
@@ -207,30 +213,15 @@ def class_balanced(
         num_samples: Indices per epoch (default N).
         seed: Base seed (a fact).
         class_names: For messages (a fact).
-        skip_empty: Balance the classes with training samples instead of refusing an empty class.
-    """
-    return PowerSampler(targets, 0.0, **_class_options(num_classes, num_samples, seed, class_names, skip_empty))
-
-
-def sqrt(
-    targets: Tensor,
-    num_classes: int | None = None,
-    num_samples: int | None = None,
-    seed: int = 0,
-    class_names: Sequence[str] | None = None,
-    skip_empty: bool = False,
-) -> PowerSampler:
-    """Square-root sampling: ``p_c ∝ sqrt(N_c)`` (q = 1/2; Mahajan et al. 2018, Kang et al. 2020).
-
-    Args:
-        targets: The training side's class indices [N] (a fact).
-        num_classes: C (a fact).
-        num_samples: Indices per epoch (default N).
-        seed: Base seed (a fact).
-        class_names: For messages (a fact).
         skip_empty: Sample the classes with training samples instead of refusing an empty class.
     """
-    return PowerSampler(targets, 0.5, **_class_options(num_classes, num_samples, seed, class_names, skip_empty))
+    return factory
+
+
+class_balanced = _power_sampler(
+    0.0, "class_balanced", "Class-balanced sampling: every class equally often, ``p_c = 1 / C`` (q = 0)."
+)
+sqrt = _power_sampler(0.5, "sqrt", "Square-root sampling: ``p_c ∝ sqrt(N_c)`` (q = 1/2; Mahajan et al. 2018).")
 
 
 def progressive(

@@ -539,11 +539,16 @@ def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | No
 
 
 def _check_steps(config: TrainConfig, data: TrainingData) -> None:
-    """Refuse a training side too small for even one step (after dropping a last batch too small for BatchNorm)."""
+    """Refuse steps a model with BatchNorm cannot train: a batch of one sample per process, or no step at all."""
+    world, needed = distributed.world_size(), data.sampler.min_part
+    processes = f" over {world} processes" if world > 1 else ""
+    if config.batch_size // world < needed:
+        raise ConfigError(
+            f"--batch-size {config.batch_size}{processes} gives each process {config.batch_size // world} sample per "
+            f"step, and a model with BatchNorm needs at least {needed}; use --batch-size {needed * world} or more"
+        )
     if len(data.train) > 0:
         return
-    world = distributed.world_size()
-    processes = f" over {world} processes" if world > 1 else ""
     raise ConfigError(
         f"the training side has {len(data.train.dataset)} image(s): with a model that has BatchNorm, every process "
         f"needs at least 2 samples per step, so no step can run{processes}; use more training images, "
