@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from test_training import TINY, tiny_config  # the tiny synthetic run of the engine's tests
 from typer.testing import CliRunner
 
 import sampleweight as sw
@@ -299,7 +300,7 @@ def test_a_third_party_sampler_is_discovered_and_trains(mount_plugin, tmp_path) 
     result = runner.invoke(app, ["plugins", "--json"])
     assert json.loads(result.output)[-1]["samplers"] == ["rarest_first"]
     out = tmp_path / "run"
-    train(tiny(out, sampler="rarest_first", sampler_options={"reverse": True}, epochs=1))
+    train(tiny_config(out, sampler="rarest_first", sampler_options={"reverse": True}, epochs=1))
     drawn = RunDirectory(out).epochs()[0]["drawn"]
     assert sum(drawn.values()) == 128
     assert json.loads((out / "config.json").read_text())["sampler"] == "rarest_first"
@@ -308,19 +309,11 @@ def test_a_third_party_sampler_is_discovered_and_trains(mount_plugin, tmp_path) 
 # -- in the engine ------------------------------------------------------------------------------------------------
 
 
-def tiny(out: Path | None, **overrides) -> dict:
-    config = dict(
-        data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=2,
-        lr=1e-3, quiet=True, out=out,
-    )  # fmt: skip
-    return {**config, **overrides}
-
-
 def test_metrics_record_what_the_sampler_drew_each_epoch(tmp_path) -> None:
     from sampleweight.data import read_dataset, split_indices
 
-    train(tiny(tmp_path / "balanced", sampler="class_balanced", epochs=2))
-    train(tiny(tmp_path / "instance", epochs=1))
+    train(tiny_config(tmp_path / "balanced", sampler="class_balanced", epochs=2))
+    train(tiny_config(tmp_path / "instance", epochs=1))
     records = read_dataset("synthetic:160")
     train_idx, _ = split_indices(records, 0, 0)
     targets = torch.as_tensor(np.asarray(records.labels)[train_idx])
@@ -335,8 +328,7 @@ def test_metrics_record_what_the_sampler_drew_each_epoch(tmp_path) -> None:
 
 
 def test_a_rebalancing_sampler_with_a_rebalancing_weighter_warns_once(tmp_path) -> None:
-    args = ["train", "--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size",
-            "32", "--batch-size", "16", "--epochs", "1", "--quiet"]  # fmt: skip
+    args = ["train", *TINY, "--epochs", "1"]
     both = runner.invoke(app, [*args, "--sampler", "sqrt", "--weighter", "es", "--out", str(tmp_path / "a")])
     assert both.exit_code == 0, both.output
     warnings = [line for line in both.output.splitlines() if line.startswith("warning:")]
@@ -351,9 +343,9 @@ def test_a_rebalancing_sampler_with_a_rebalancing_weighter_warns_once(tmp_path) 
 def test_the_run_name_gains_the_sampler_unless_instance() -> None:
     from sampleweight.engine.config import load_config
 
-    config = load_config(**tiny(None))
+    config = load_config(**tiny_config(None))
     assert config.run_name == "cbam_vgg16-ce-none-adam-s0"
-    assert load_config(**tiny(None), sampler="drs").run_name == "cbam_vgg16-ce-none-adam-s0-drs"
+    assert load_config(**tiny_config(None), sampler="drs").run_name == "cbam_vgg16-ce-none-adam-s0-drs"
 
 
 def image_folder(root: Path, labels: list[str], corrupt: tuple[int, ...] = ()) -> Path:
@@ -426,8 +418,7 @@ def test_a_rebalancing_sampler_refuses_a_class_with_no_training_image(tmp_path) 
     (["--sampler-option", "oops"], "malformed --sampler-option 'oops'"),
 ])  # fmt: skip
 def test_bad_sampler_flags_exit_2_with_one_line(tmp_path, args: list[str], message: str) -> None:
-    base = ["train", "--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
-            "--batch-size", "16", "--epochs", "1", "--quiet"]  # fmt: skip
+    base = ["train", *TINY, "--epochs", "1"]
     result = runner.invoke(app, [*base, *args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
