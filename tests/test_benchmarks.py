@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import sampleweight as sw
+
 ROOT = Path(__file__).resolve().parents[1]
 HAM10000 = Path(os.environ.get("SAMPLEWEIGHT_HAM10000") or ROOT.parent / "shared" / "data" / "HAM10000")
 needs_ham10000 = pytest.mark.skipif(
@@ -97,3 +99,11 @@ def test_execution_settings_smoke(tmp_path) -> None:
     variants = ["default", "channels-last", "fused Adam", "channels-last + fused (ours)"]
     assert [row["variant"] for row in rows] == variants
     assert rows[0]["ratio"] == 1.0 and all(row["step_ms"] > 0 and row["ratio"] > 0 for row in rows)
+
+
+def test_sampling_smoke(tmp_path) -> None:
+    out = tmp_path / "s.json"
+    load("sampling").main(["--size", "1000", "--images", "200", "--rounds", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == set(sw.list_samplers()) >= {"instance", "class_balanced", "drs"}
+    assert all(row["draw_ms"] > 0 and row["iterate_vs_torch_weighted"] > 0 for row in report["results"].values())

@@ -6,6 +6,7 @@ import csv
 import inspect
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,8 @@ def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path
         ("--weighters", "none,ohem+bogus", "unknown weighter 'bogus'"),
         ("--losses", "ce,dice", "unknown loss 'dice'"),
         ("--optimizers", "adam,rmsprop", "unknown optimizer 'rmsprop'"),
+        ("--samplers", "instance,bogus", "unknown sampler 'bogus' in the grid; valid: class_balanced, drs, instance"),
+        ("--sampler-option", "threshold=0.1", "--sampler-option threshold: no sampler of the grid (instance) takes"),
         ("--splits", "0,one", "--splits must be whole numbers"),
         ("--weighters", ",", "--weighters is empty"),
     ],
@@ -215,3 +218,28 @@ def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(
     (outcome,) = run_grid(grid, progress=False)
     assert outcome.status == "failed"
     assert "half-finished with other options (epochs 2 -> 3)" in outcome.error and f"delete {partial}" in outcome.error
+
+
+def test_the_sampler_axis_keeps_instance_names_and_gives_each_run_the_options_its_sampler_takes(tmp_path) -> None:
+    out = tmp_path / "grid"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none",
+            "--samplers", "instance,repeat_factor", "--sampler-option", "threshold=0.2", "--optimizers", "adam",
+            "--splits", "0", "--out", str(out), "--no-report"]  # fmt: skip
+    commands = runner.invoke(app, [*args, "--print-commands"]).stdout.strip().splitlines()
+    assert "--sampler" not in commands[0]  # the default: the command of a grid planned before samplers
+    assert "--sampler repeat_factor --sampler-option threshold=0.2 " in commands[1]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = {"cbam_vgg16-ce-none-adam-s0": {}, "cbam_vgg16-ce-none-adam-s0-repeat_factor": {"threshold": 0.2}}
+    summary = read_summary(out)
+    for name, options in names.items():
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["sampler_options"] == options and summary[name]["sampler"] == config["sampler"]
+        assert summary[name]["state"] == "finished"
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "2 of 2 runs already finished" in again.output
+    planned = json.loads((out / "cbam_vgg16-ce-none-adam-s0-repeat_factor" / "config.json").read_text())
+    shutil.rmtree(out / "cbam_vgg16-ce-none-adam-s0-repeat_factor")
+    assert runner.invoke(app, shlex.split(commands[1])[1:]).exit_code == 0  # the printed command: the same run
+    written = json.loads((out / "cbam_vgg16-ce-none-adam-s0-repeat_factor" / "config.json").read_text())
+    assert {k: v for k, v in written.items() if k != "quiet"} == {k: v for k, v in planned.items() if k != "quiet"}

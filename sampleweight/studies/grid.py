@@ -77,7 +77,7 @@ PAPER_GRID: dict[str, tuple[Any, ...]] = {
 DEFAULT_SAMPLERS = ("instance",)
 """The sampler axis of a grid unless ``samplers`` is given: the paper's shuffled pass."""
 
-_COMBINATION = ("model", "loss", "weighters", "sampler", "sampler_options", "optimizer", "split", "out")
+_COMBINATION = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out")
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
 SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "optimizer", "split", "state",
