@@ -134,7 +134,8 @@ class ClassSampler(BaseSampler):
 
     Each of the epoch's ``num_samples`` draws picks a class ``c`` with probability ``p_c(epoch)``, then
     one of that class's samples uniformly: vectorised (``torch.multinomial`` over the classes, one
-    uniform draw per index), about 30 ms for 10^6 indices on one CPU core (``benchmarks/sampling.py``).
+    uniform draw per index): about 0.1 s for an epoch of 10^6 indices on one CPU core
+    (``benchmarks/sampling.py``).
 
     A class with no samples can never be drawn. Since such a sampler exists to rebalance the classes,
     an empty class is refused, unless ``skip_empty`` asks to balance the others: its probability is
