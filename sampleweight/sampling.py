@@ -219,10 +219,6 @@ class ClassSampler(BaseSampler):
             raise ValueError(f"{type(self).__name__}.class_probabilities({epoch}) gives no class with samples")
         return p / p.sum()
 
-    def present(self) -> Tensor:
-        """A mask [C] of the classes with samples (all of them unless ``skip_empty`` let empty ones in)."""
-        return self.class_counts > 0
-
 
 class ShardedSampler(TorchSampler[int]):
     """One process's share of a sampler's global sequence: what `sampleweight.create_sampler` returns.

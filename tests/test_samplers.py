@@ -391,6 +391,13 @@ def test_skip_bad_leaving_one_image_over_a_batch_trains(tmp_path) -> None:
     assert sum(RunDirectory(tmp_path / "run").epochs()[0]["drawn"].values()) == 48
 
 
+def test_a_batch_of_one_sample_per_step_is_refused_for_a_model_with_batch_norm(tmp_path) -> None:
+    with pytest.raises(sw.ConfigError, match="--batch-size 1 gives each process 1 sample per step, and a model with "
+                       "BatchNorm needs at least 2; use --batch-size 2 or more"):  # fmt: skip
+        train(tiny_config(tmp_path / "run", batch_size=1))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_a_rebalancing_sampler_refuses_a_class_with_no_training_image(tmp_path) -> None:
     labels = ["a" if i % 2 else "b" for i in range(30)] + ["c"]
     folder = image_folder(tmp_path / "data", labels, corrupt=(30,))  # c's only image does not decode
