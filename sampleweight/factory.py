@@ -28,6 +28,7 @@ __all__ = [
     "FACTS",
     "SAMPLER_FACTS",
     "accepted_options",
+    "check_sampler_options",
     "create_loss",
     "create_sampler",
     "create_weighter",
@@ -157,9 +158,8 @@ def create_sampler(
         >>> len(list(sampler))
         4
     """
-    entry = lookup(registry, "samplers", name)
+    entry = check_sampler_options(name, options, registry=registry)
     facts = _sampler_facts(options)
-    _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
     sampler = _build(entry, options, facts, "sampler", SAMPLER_FACTS)
     if not isinstance(sampler, Sampler):
         raise PluginError(
@@ -174,6 +174,25 @@ def create_sampler(
     )  # fmt: skip
     sharded.name = entry.name
     return sharded
+
+
+def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> Registered:
+    """Refuse an unknown sampler, or an option it does not take, before any data is read.
+
+    Args:
+        name: The sampler's name.
+        options: Its options (facts such as ``targets`` or ``seed`` may be among them).
+        registry: Where to look the name up; default the process-wide registry.
+
+    Returns:
+        The registered entry.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed) or option (the sampler's options are listed).
+    """
+    entry = lookup(registry, "samplers", name)
+    _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
+    return entry
 
 
 def accepted_options(factory: Callable[..., Any]) -> set[str] | None:

@@ -11,6 +11,7 @@ nearby wrong formula exceeds that bound, so the tolerance cannot let a wrong sam
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -389,6 +390,14 @@ def test_skip_bad_leaving_one_image_over_a_batch_trains(tmp_path) -> None:
     result = runner.invoke(app, [*folder_args(folder, tmp_path, 8), "--skip-bad", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert sum(RunDirectory(tmp_path / "run").epochs()[0]["drawn"].values()) == 48
+
+
+def test_the_sampler_is_checked_before_any_image_is_read(tmp_path) -> None:
+    cases = [({"sampler": "nope"}, "unknown sampler 'nope'"),
+             ({"sampler_options": {"q": 1}}, "sampler 'instance' does not accept option(s) q")]  # fmt: skip
+    for options, message in cases:
+        with pytest.raises(sw.ConfigError, match=re.escape(message)):
+            train(tiny_config(tmp_path / "run", data=str(tmp_path / "no such folder"), **options))
 
 
 def test_a_batch_of_one_sample_per_step_is_refused_for_a_model_with_batch_norm(tmp_path) -> None:

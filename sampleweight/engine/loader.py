@@ -26,7 +26,7 @@ from sampleweight.data import BatchAugment, build_datasets, read_dataset
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig
 from sampleweight.errors import ConfigError
-from sampleweight.factory import create_sampler
+from sampleweight.factory import SAMPLER_FACTS, check_sampler_options, create_sampler
 from sampleweight.sampling import ShardedSampler, epoch_seed
 
 __all__ = [
@@ -128,6 +128,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             f"--batch-size {config.batch_size} is the global batch, shared by {world} processes; "
             f"choose a multiple of {world}"
         )
+    _check_sampler(config)
     records = read_dataset(config.data, skip_bad=config.skip_bad)
     with ddp.local_main_first():
         data = build_datasets(
@@ -154,12 +155,6 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
         "batch_size": config.batch_size,
         "seed": config.seed,
     }
-    taken = sorted(set(config.sampler_options) & set(facts))
-    if taken:
-        raise ConfigError(
-            f"--sampler-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
-            "--seed), not from sampler options; drop it"
-        )
     sampler = create_sampler(config.sampler, num_replicas=world, rank=rank, **config.sampler_options, **facts)
     train = make_loader(data.train, per_process, device, workers, sampler)
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
@@ -168,6 +163,17 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     return TrainingData(
         train, val, data.classes, data.class_counts, val_ids, augment, normalize, records.describe(), rank, targets
     )
+
+
+def _check_sampler(config: TrainConfig) -> None:
+    """The sampler's name and options, checked before any image is read; the facts come from the run."""
+    taken = sorted(set(config.sampler_options) & set(SAMPLER_FACTS))
+    if taken:
+        raise ConfigError(
+            f"--sampler-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
+            "--seed), not from sampler options; drop it"
+        )
+    check_sampler_options(config.sampler, config.sampler_options)
 
 
 def smallest_part(model: nn.Module) -> int:
