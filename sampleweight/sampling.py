@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler as TorchSampler
 
-from sampleweight.errors import ConfigError
+from sampleweight.errors import ConfigError, PluginError
 
 __all__ = [
     "BaseSampler",
@@ -343,7 +343,7 @@ class ShardedSampler(TorchSampler[int]):
             indices = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)
         indices = torch.as_tensor(indices).long().flatten()
         if len(indices) != len(self.sampler):
-            raise ValueError(
+            raise PluginError(
                 f"{type(self.sampler).__name__} yielded {len(indices)} indices in epoch {self.epoch}, but its "
                 f"len() is {len(self.sampler)}"
             )

@@ -264,6 +264,15 @@ def test_a_factory_that_returns_no_sampler_is_a_plugin_error() -> None:
         sw.create_sampler("broken", targets=TARGETS, registry=registry)
 
 
+def test_a_sampler_whose_length_lies_is_a_plugin_error() -> None:
+    class Short(sw.BaseSampler):
+        def epoch_indices(self, epoch):
+            return torch.arange(self.num_samples - 1)
+
+    with pytest.raises(sw.PluginError, match="Short yielded 4 indices in epoch 0, but its len"):
+        list(sw.ShardedSampler(Short(5)))
+
+
 # -- a third-party sampler, through a real entry point -----------------------------------------------------------
 
 THIRD_PARTY = """
