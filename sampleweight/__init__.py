@@ -8,7 +8,7 @@ Importing the package loads the plugins' models into timm's registry, so that
 ``timm.create_model("cbam_vgg16", ...)`` works after ``import sampleweight``; weighters and losses are
 looked up in the same registry on first use.
 
-This package is the library a training loop imports (weighting, losses, plugins, metrics) and
+This package is the library a training loop imports (weighting, losses, samplers, plugins, metrics) and
 nothing more: ``sampleweight.data`` reads and caches images, ``sampleweight.engine`` runs one training
 run, ``sampleweight.studies`` compares many, and ``sampleweight.cli`` is the command line over both;
 none of them is imported here.
@@ -29,9 +29,11 @@ from sampleweight.errors import (
 )
 from sampleweight.factory import (
     create_loss as create_loss,
+    create_sampler as create_sampler,
     create_weighter as create_weighter,
     list_losses as list_losses,
     list_models as list_models,
+    list_samplers as list_samplers,
     list_weighters as list_weighters,
 )
 from sampleweight.hookspecs import hookimpl as hookimpl
@@ -39,6 +41,12 @@ from sampleweight.plugins import (
     PluginInfo as PluginInfo,
     get_registry as _get_registry,
     list_plugins as list_plugins,
+)
+from sampleweight.sampling import (
+    BaseSampler as BaseSampler,
+    ClassSampler as ClassSampler,
+    Sampler as Sampler,
+    ShardedSampler as ShardedSampler,
 )
 from sampleweight.taxonomy import ISIC2018_TAXONOMY as ISIC2018_TAXONOMY, Taxonomy as Taxonomy
 from sampleweight.weighted_loss import WeightedLoss as WeightedLoss
@@ -51,7 +59,9 @@ from sampleweight.weighting import (
 
 __all__ = [
     "ISIC2018_TAXONOMY",
+    "BaseSampler",
     "BaseWeighter",
+    "ClassSampler",
     "ConfigError",
     "DataError",
     "LossError",
@@ -61,18 +71,22 @@ __all__ = [
     "ProductWeighter",
     "RunDirectoryInUseError",
     "SampleWeightError",
+    "Sampler",
+    "ShardedSampler",
     "Taxonomy",
     "WeightError",
     "WeightedLoss",
     "Weighter",
     "WeightingBatch",
     "create_loss",
+    "create_sampler",
     "create_weighter",
     "functional",
     "hookimpl",
     "list_losses",
     "list_models",
     "list_plugins",
+    "list_samplers",
     "list_weighters",
 ]
 

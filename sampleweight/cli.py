@@ -119,6 +119,8 @@ WEIGHTER_OPTION_HELP = (
     "e.g. --weighter-option es.normalize=classes."
 )
 BOOTSTRAP_HELP = "Bootstrap resamples of the 95 % intervals in metrics.json (default 2000; 0: none)."
+SAMPLER_HELP = "instance (default: a shuffled pass), class_balanced, sqrt, progressive, repeat_factor, drs, a plugin's."
+SAMPLER_OPTION_HELP = "An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
 
 
@@ -138,6 +140,8 @@ def train(
         None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
     ),
     weighter_option: list[str] | None = typer.Option(None, "--weighter-option", help=WEIGHTER_OPTION_HELP),
+    sampler: str | None = typer.Option(None, help=SAMPLER_HELP),
+    sampler_option: list[str] | None = typer.Option(None, "--sampler-option", help=SAMPLER_OPTION_HELP),
     optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
     lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
@@ -184,6 +188,8 @@ def train(
         loss_options=parse_options(loss_option, "--loss-option"),
         weighters=weighter or None,
         weighter_options=parse_options(weighter_option, "--weighter-option"),
+        sampler=sampler,
+        sampler_options=parse_options(sampler_option, "--sampler-option"),
         optimizer=optimizer,
         lr=lr,
         epochs=epochs,
@@ -325,6 +331,7 @@ def grid(
     weighters: str = typer.Option(
         "none,cb,es,spl,ohem", help="Weightings; an entry may compose several with + (ohem+es: weights multiply)."
     ),
+    samplers: str = typer.Option("instance", help="Samplers (instance, class_balanced, sqrt, progressive, ...)."),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
     splits: str = typer.Option(
         "0,1", help="Lesion-grouped 80/20 splits: the paper's are 0,1; any k >= 0 is another independent draw."
@@ -342,6 +349,9 @@ def grid(
     loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
     weighter_option: list[str] | None = typer.Option(
         None, "--weighter-option", help=WEIGHTER_OPTION_HELP + " A scoped option reaches only the runs using NAME."
+    ),
+    sampler_option: list[str] | None = typer.Option(
+        None, "--sampler-option", help=f"{SAMPLER_OPTION_HELP} Each run gets the options its sampler takes."
     ),
     lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
@@ -371,7 +381,10 @@ def grid(
     index: int | None = typer.Option(None, help="Train only the run with this 0-based index (a job array's task)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
 ) -> None:
-    """Train models x losses x weightings x optimizers x splits x seeds (cross-product); finished runs are skipped."""
+    """Train the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
+
+    Finished runs are skipped, half-finished ones resumed.
+    """
     from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import plan_grid, run_grid
@@ -385,6 +398,7 @@ def grid(
         gamma=gamma,
         loss_options=parse_options(loss_option, "--loss-option"),
         weighter_options=parse_options(weighter_option, "--weighter-option"),
+        sampler_options=parse_options(sampler_option, "--sampler-option"),
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,
@@ -405,6 +419,7 @@ def grid(
         models=models,
         losses=losses,
         weighters=weighters,
+        samplers=samplers,
         optimizers=optimizers,
         splits=splits,
         seeds=seeds,

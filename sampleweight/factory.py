@@ -1,9 +1,10 @@
-"""Build weighters and losses by name, handing each factory the options and facts it declares.
+"""Build weighters, losses and samplers by name, handing each factory the options and facts it declares.
 
 A factory is called with the user's options plus the dataset-level facts its signature names
 (pluggy-style "declare what you need"): ``class_counts`` (LongTensor [C], training-set counts),
-``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``. ``num_classes`` follows from
-``class_counts`` or ``class_names`` when not given.
+``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``; a sampler factory also
+``targets`` (LongTensor [N], the training side's class indices) and ``seed``. ``num_classes`` follows
+from ``class_counts`` or ``class_names`` when not given, and ``class_counts`` from ``targets``.
 
 A weighter option may be scoped to one weighter as ``"NAME.KEY"`` (``{"es.normalize": "classes"}``): it
 reaches only that component of a composition (``"ohem+es"``), and a weighting without that weighter
@@ -21,26 +22,34 @@ from typing import Any
 import torch
 from torch import nn
 
+from sampleweight import distributed
 from sampleweight.errors import ConfigError, PluginError
 from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
+from sampleweight.sampling import Sampler, ShardedSampler
 from sampleweight.weighting import ProductWeighter, Weighter
 
 __all__ = [
     "FACTS",
+    "SAMPLER_FACTS",
     "SCOPE",
     "accepted_options",
     "check_options",
+    "check_sampler_options",
     "check_weighter_options",
     "create_loss",
+    "create_sampler",
     "create_weighter",
     "list_losses",
     "list_models",
+    "list_samplers",
     "list_weighters",
     "lookup",
     "resolve_facts",
 ]
 
 FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
+SAMPLER_FACTS = (*FACTS, "targets", "seed")
+"""The facts a sampler factory may name: the weighters' plus the training targets and the seed."""
 
 PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "weighter": (
@@ -48,6 +57,10 @@ PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda obj: isinstance(obj, Weighter),
     ),
     "loss": ("a callable (a per-sample loss module)", callable),
+    "sampler": (
+        "a sampleweight.Sampler (__iter__, __len__, set_epoch, state_dict and load_state_dict)",
+        lambda obj: isinstance(obj, Sampler),
+    ),
 }
 """What a factory must return, by what it builds: a description and a check (a factory returning something else is
 a `PluginError` when the user creates it, not at the first batch)."""
@@ -66,6 +79,11 @@ def list_losses(registry: Registry | None = None) -> list[str]:
 def list_models(registry: Registry | None = None) -> list[str]:
     """Names of all models registered by plugins (all of timm's own work too), sorted."""
     return sorted((registry or get_registry()).models)
+
+
+def list_samplers(registry: Registry | None = None) -> list[str]:
+    """Names of all registered samplers, sorted."""
+    return sorted((registry or get_registry()).samplers)
 
 
 def create_weighter(name: str | Sequence[str], *, registry: Registry | None = None, **options: Any) -> Weighter:
@@ -195,6 +213,82 @@ def check_options(
     _check_unused(options, entries, SINGULAR[kind])
 
 
+def create_sampler(
+    name: str,
+    *,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    drop_last: bool = False,
+    min_part: int = 1,
+    registry: Registry | None = None,
+    **options: Any,
+) -> ShardedSampler:
+    """Create a sampler by name: what ``DataLoader(sampler=...)`` takes, sharded over the processes.
+
+    The plugin's factory gives the global index sequence of each epoch; the returned `ShardedSampler`
+    gives this process its disjoint share of it, with the same length on every process. Call
+    ``set_epoch(epoch)`` before each epoch.
+
+    Args:
+        name: A registered sampler name (``"instance"``, ``"class_balanced"``, ``"sqrt"``, ...).
+        num_replicas: The number of processes; default the initialised process group's size (1 without one).
+        rank: This process's rank; default the process group's.
+        drop_last: Drop a last global batch shorter than ``batch_size``, on every process.
+        min_part: Drop a last global batch whose per-process parts would hold fewer indices than this.
+        registry: Where to look the name up; default the process-wide registry.
+        **options: Options of the sampler (e.g. ``num_samples``, the epoch length) and facts:
+            ``targets`` (the training side's class indices, what every built-in needs), ``class_counts``,
+            ``num_classes``, ``class_names``, ``num_epochs``, ``batch_size`` (the global batch: with it,
+            the processes' parts of each global batch are contiguous, so that concatenated in rank order
+            they are the global batch) and ``seed``.
+
+    Returns:
+        The `ShardedSampler` (its ``sampler`` attribute is the plugin's own object).
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed), an option the sampler does not take, a
+            missing or inconsistent fact, an empty class for a rebalancing sampler, a bad epoch length.
+        PluginError: The factory returned something that is not a `Sampler`.
+
+    Example:
+        >>> import sampleweight as sw, torch
+        >>> sampler = sw.create_sampler("class_balanced", targets=torch.tensor([0, 0, 0, 1]), seed=0)
+        >>> sampler.set_epoch(0)
+        >>> len(list(sampler))
+        4
+    """
+    entry = check_sampler_options(name, options, registry=registry)
+    facts = _sampler_facts(options)
+    sampler = _build(entry, options, facts, "sampler", SAMPLER_FACTS)
+    world = distributed.world_size() if num_replicas is None else num_replicas
+    here = distributed.rank() if rank is None else rank
+    sharded = ShardedSampler(
+        sampler, num_replicas=world, rank=here, batch_size=facts.get("batch_size"), drop_last=drop_last,
+        min_part=min_part,
+    )  # fmt: skip
+    sharded.name = entry.name
+    return sharded
+
+
+def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> Registered:
+    """Refuse an unknown sampler, or an option it does not take, before any data is read.
+
+    Args:
+        name: The sampler's name.
+        options: Its options (facts such as ``targets`` or ``seed`` may be among them).
+        registry: Where to look the name up; default the process-wide registry.
+
+    Returns:
+        The registered entry.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed) or option (the sampler's options are listed).
+    """
+    entry = lookup(registry, "samplers", name)
+    _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
+    return entry
+
+
 def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
     """Keyword names a factory accepts; None when it takes ``**kwargs`` (accepts anything)."""
     params = inspect.signature(factory).parameters.values()
@@ -235,6 +329,33 @@ def resolve_facts(options: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _sampler_facts(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`resolve_facts` plus ``targets`` (checked; ``class_counts`` derived from them) and ``seed``."""
+    facts = resolve_facts(options)
+    if options.get("seed") is not None:
+        seed = options["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+        facts["seed"] = seed
+    if options.get("targets") is None:
+        return facts
+    targets = torch.as_tensor(options["targets"])
+    if targets.ndim != 1 or targets.numel() == 0 or targets.is_floating_point() or bool((targets < 0).any()):
+        raise ConfigError("targets must be a non-empty 1-D sequence of class indices >= 0")
+    targets = targets.long()
+    classes = facts.get("num_classes", int(targets.max()) + 1)
+    if int(targets.max()) >= classes:
+        raise ConfigError(f"targets hold class {int(targets.max())}, but there are {classes} classes")
+    counts = torch.bincount(targets, minlength=classes)
+    if "class_counts" in facts and not torch.equal(facts["class_counts"], counts):
+        raise ConfigError(
+            f"class_counts {facts['class_counts'].tolist()} disagree with the targets' {counts.tolist()}; "
+            "pass the training side's counts, or only targets"
+        )
+    facts.update(targets=targets, class_counts=counts, num_classes=classes)
+    return facts
+
+
 def _split_names(name: str | Sequence[str]) -> list[str]:
     parts = name.split("+") if isinstance(name, str) else [p for n in name for p in n.split("+")]
     names = [p.strip() for p in parts]
@@ -272,8 +393,10 @@ def lookup(registry: Registry | None, kind: str, name: str) -> Registered:
     )
 
 
-def _check_unused(options: Mapping[str, Any], entries: Sequence[Registered], what: str) -> None:
-    accepted: set[str] = set(FACTS)
+def _check_unused(
+    options: Mapping[str, Any], entries: Sequence[Registered], what: str, facts: Sequence[str] = FACTS
+) -> None:
+    accepted: set[str] = set(facts)
     for entry in entries:
         names = accepted_options(entry.factory)
         if names is None:
@@ -281,7 +404,7 @@ def _check_unused(options: Mapping[str, Any], entries: Sequence[Registered], wha
         accepted |= names
     unknown = sorted(set(options) - accepted)
     if unknown:
-        valid = sorted(accepted - set(FACTS))
+        valid = sorted(accepted - set(facts))
         label = "+".join(e.name for e in entries)
         raise ConfigError(
             f"{what} {label!r} does not accept option(s) {', '.join(unknown)}; "
@@ -289,10 +412,16 @@ def _check_unused(options: Mapping[str, Any], entries: Sequence[Registered], wha
         )
 
 
-def _build(entry: Registered, options: Mapping[str, Any], facts: Mapping[str, Any], what: str) -> Any:
+def _build(
+    entry: Registered,
+    options: Mapping[str, Any],
+    facts: Mapping[str, Any],
+    what: str,
+    fact_names: Sequence[str] = FACTS,
+) -> Any:
     names = accepted_options(entry.factory)
     if names is None:  # **kwargs: the user's options only; facts go to factories that name them
-        kwargs = {k: v for k, v in options.items() if k not in FACTS}
+        kwargs = {k: v for k, v in options.items() if k not in fact_names}
     else:
         kwargs = {k: v for k, v in {**options, **facts}.items() if k in names}
     _check_required(entry, kwargs, what)
@@ -327,6 +456,7 @@ def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> 
             "num_epochs": "total training epochs",
             "batch_size": "the nominal batch size",
             "num_classes": "number of classes",
+            "targets": "the training side's class indices",
         }
         needs = ", ".join(f"{m} ({explain[m]})" if m in explain else m for m in missing)
         raise ConfigError(f"{what} {entry.name!r} needs {needs}; pass {missing[0]}=...")

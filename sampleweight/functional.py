@@ -30,6 +30,7 @@ __all__ = [
     "curriculum_mask",
     "curriculum_pace",
     "curriculum_size",
+    "deferred_start_epoch",
     "effective_number_weights",
     "focal_loss",
     "ldam_loss",
@@ -264,6 +265,43 @@ def curriculum_pace(num_epochs: int, batch_size: int) -> float:
     if num_epochs <= 0 or batch_size <= 0:
         raise ValueError(f"curriculum pacing needs num_epochs > 0 and batch_size > 0, got {num_epochs}, {batch_size}")
     return 2.0 * math.log(2 * batch_size - 1) / num_epochs
+
+
+DEFERRED_START = 0.8
+"""Where deferred re-weighting (DRW) and re-sampling (DRS) begin by default: Cao et al.'s epoch 160 of 200."""
+
+
+def deferred_start_epoch(
+    num_epochs: int | None, start: float | None = None, start_epoch: int | None = None, *, name: str = "drw"
+) -> int:
+    """The first epoch of a deferred schedule (DRW, DRS): ``start_epoch``, else the first epoch ``e >= start * E``.
+
+    Args:
+        num_epochs: E; needed unless ``start_epoch`` is given.
+        start: Fraction of training in [0, 1] (default `DEFERRED_START`).
+        start_epoch: The first deferred epoch (0-based), instead of ``start``.
+        name: The method, for messages.
+
+    Returns:
+        The 0-based epoch.
+
+    Raises:
+        ValueError: Both ``start`` and ``start_epoch``, a fraction outside [0, 1], or no ``num_epochs``.
+
+    Example:
+        >>> deferred_start_epoch(200), deferred_start_epoch(3, start=0.5)
+        (160, 2)
+    """
+    if start_epoch is not None:
+        if start is not None:
+            raise ValueError("pass either start (a fraction of training) or start_epoch, not both")
+        return int(start_epoch)
+    start = DEFERRED_START if start is None else float(start)
+    if not 0.0 <= start <= 1.0:
+        raise ValueError(f"start must be a fraction of training in [0, 1], got {start}")
+    if num_epochs is None:
+        raise ValueError(f"{name} needs num_epochs to place start (or pass start_epoch=...)")
+    return math.ceil(start * num_epochs - 1e-9)
 
 
 def curriculum_fraction(epoch: int, pace: float) -> float:

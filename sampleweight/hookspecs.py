@@ -53,3 +53,18 @@ def register_models(register: Register) -> None:
             has the shape of a timm ``@register_model`` entry point. The model is added to timm's
             registry, so ``timm.create_model(name, ...)`` builds it after ``import sampleweight``.
     """
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """Register sampler factories.
+
+    Args:
+        register: ``register(name, factory)``. ``factory(**options)`` returns a `sampleweight.Sampler`
+            (what ``DataLoader(sampler=...)`` takes: the global index sequence of the current epoch,
+            deterministic from its seed and the epoch, with ``set_epoch`` and ``state_dict`` /
+            ``load_state_dict``). It is called with the user's options plus whichever facts its
+            signature names: ``targets`` (LongTensor [N], the training side's class indices),
+            ``class_counts``, ``num_classes``, ``class_names``, ``num_epochs``, ``batch_size``, ``seed``.
+            Sharding over processes is the library's job: the factory returns the global sequence.
+    """

@@ -1,4 +1,4 @@
-"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses and models.
+"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses, models and samplers.
 
 Plugins (built-in and third-party alike) are modules declared under the ``sampleweight`` entry-point
 group. Loading is deterministic (sorted by distribution, then entry-point name) and isolated: a
@@ -44,8 +44,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sampleweight"
 DISABLE_ENV = "SAMPLEWEIGHT_DISABLE_PLUGINS"
-KINDS = ("weighters", "losses", "models")
-SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model"}
+KINDS = ("weighters", "losses", "models", "samplers")
+SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler"}
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
@@ -62,6 +62,7 @@ class PluginInfo:
         weighters: Names it registered.
         losses: Names it registered.
         models: Names it registered.
+        samplers: Names it registered.
         error: Why it did not load (None when it did); a plugin with an error registers nothing.
         disabled: True when skipped through ``SAMPLEWEIGHT_DISABLE_PLUGINS``.
         clashes: Its registrations that did not take effect because another plugin (or timm) claims the
@@ -75,6 +76,7 @@ class PluginInfo:
     weighters: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    samplers: list[str] = field(default_factory=list)
     error: str | None = None
     disabled: bool = False
     clashes: list[str] = field(default_factory=list)
@@ -109,6 +111,7 @@ class Registry:
         weighters: Registered weighter factories by name.
         losses: Registered loss factories by name.
         models: Registered model factories by name.
+        samplers: Registered sampler factories by name.
         contested: Names that several third-party plugins claim, by kind (``{"weighters": {name:
             [claims]}}``): none of the claims is registered, and creating the name is an error naming them.
         complete: False when a plugin module was still being imported while loading (a plugin
@@ -121,11 +124,12 @@ class Registry:
     weighters: dict[str, Registered] = field(default_factory=dict)
     losses: dict[str, Registered] = field(default_factory=dict)
     models: dict[str, Registered] = field(default_factory=dict)
+    samplers: dict[str, Registered] = field(default_factory=dict)
     contested: dict[str, dict[str, list[Registered]]] = field(default_factory=dict)
     complete: bool = True
 
     def kind(self, kind: str) -> dict[str, Registered]:
-        """The table for ``kind`` (``"weighters"``, ``"losses"`` or ``"models"``)."""
+        """The table for ``kind`` (one of `KINDS`: ``"weighters"``, ``"losses"``, ``"models"``, ``"samplers"``)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return getattr(self, kind)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import sampleweight as sw
+
 ROOT = Path(__file__).resolve().parents[1]
 HAM10000 = Path(os.environ.get("SAMPLEWEIGHT_HAM10000") or ROOT.parent / "shared" / "data" / "HAM10000")
 needs_ham10000 = pytest.mark.skipif(
@@ -116,3 +118,11 @@ def test_weight_scale_smoke(tmp_path) -> None:
     assert scales["none"] == 1.0 and scales["drw"] == 1.0
     assert abs(scales["cb"] - 7.0) < 1e-5  # sum_c (N_c / N) (N / N_c) = C
     assert 5e-4 < scales["es"] < 2e-3 and 0.1 < scales["es normalize=classes"] < 0.5
+
+
+def test_sampling_smoke(tmp_path) -> None:
+    out = tmp_path / "s.json"
+    load("sampling").main(["--size", "1000", "--images", "200", "--rounds", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == set(sw.list_samplers()) >= {"instance", "class_balanced", "drs"}
+    assert all(row["draw_ms"] > 0 and row["iterate_vs_torch_weighted"] > 0 for row in report["results"].values())

@@ -34,6 +34,8 @@ def test_plugins_json_lists_builtins_with_plain_string_names() -> None:
     infos = {p["name"]: p for p in json.loads(result.output)}
     assert infos["weighters"]["weighters"] == ["none", "cb", "es", "spl", "ohem", "class_spl", "class_ohem", "drw"]
     assert infos["losses"]["distribution"] == "sampleweight" and infos["losses"]["error"] is None
+    samplers = ["instance", "class_balanced", "sqrt", "progressive", "repeat_factor", "drs"]
+    assert infos["samplers"]["samplers"] == samplers and infos["samplers"]["distribution"] == "sampleweight"
 
 
 def test_plugins_table(monkeypatch) -> None:
@@ -41,6 +43,7 @@ def test_plugins_table(monkeypatch) -> None:
     result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0
     assert "none, cb, es, spl, ohem" in result.output and "ce, focal" in result.output
+    assert "samplers" in result.output and "instance, class_balanced" in result.output
 
 
 def test_plugins_command_shows_a_mounted_third_party_plugin_and_a_broken_one(mount_plugin, tmp_path) -> None:

@@ -104,3 +104,12 @@ def test_flags_update_a_files_option_table_key_by_key(tmp_path) -> None:
     path.write_text('loss = "focal"\n[loss_options]\ngamma = 2.0\nbase = "x"\n')
     assert load_config(path).loss_options == {"gamma": 2.0, "base": "x"}
     assert load_config(path, loss_options={"gamma": 3.0}).loss_options == {"gamma": 3.0, "base": "x"}
+
+
+def test_sampler_fields_and_their_options_table(tmp_path) -> None:
+    assert (TrainConfig().sampler, TrainConfig().sampler_options) == ("instance", {})
+    path = tmp_path / "c.yaml"
+    path.write_text("sampler: repeat_factor\nsampler_options: {threshold: 0.1, num_samples: 500}\n")
+    config = load_config(path, sampler_options={"num_samples": 800})  # a flag updates the file's table key by key
+    assert config.sampler == "repeat_factor" and config.sampler_options == {"threshold": 0.1, "num_samples": 800}
+    assert config.run_name.endswith("-s0-repeat_factor") and TrainConfig().run_name.endswith("-adam-s0")

@@ -26,7 +26,7 @@ import sampleweight as sw
 from sampleweight import distributed
 from sampleweight.data import read_dataset, split_indices
 from sampleweight.engine import ddp
-from sampleweight.engine.loader import EpochSampler, ShardSampler, epoch_seed
+from sampleweight.engine.loader import ShardSampler, epoch_seed
 from sampleweight.engine.rundir import RunDirectory, read_predictions
 
 WORLD = 2
@@ -42,19 +42,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def join_group(rank: int, port: int) -> None:
+def join_group(rank: int, port: int, world: int = WORLD) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
-        world_size=WORLD,
+        world_size=world,
         timeout=datetime.timedelta(seconds=120),  # a hang fails the test instead of blocking it
     )
 
 
-def spawn(worker, *args) -> None:
-    mp.spawn(worker, args=(free_port(), *args), nprocs=WORLD, join=True)
+def spawn(worker, *args, world: int = WORLD) -> None:
+    mp.spawn(worker, args=(free_port(), *args), nprocs=world, join=True)
 
 
 # -- the sampler (no processes needed) ----------------------------------------------------------------
@@ -62,8 +62,12 @@ def spawn(worker, *args) -> None:
 
 @pytest.mark.parametrize(("length", "batch_size", "world"), [(128, 16, 2), (100, 12, 4), (37, 6, 3), (5, 4, 4)])
 def test_every_global_batch_is_the_single_process_batch(length: int, batch_size: int, world: int) -> None:
-    single = EpochSampler(length, seed=3)
-    shares = [EpochSampler(length, 3, batch_size=batch_size, rank=r, world_size=world) for r in range(world)]
+    targets = torch.zeros(length, dtype=torch.long)
+    single = sw.create_sampler("instance", targets=targets, seed=3)
+    shares = [
+        sw.create_sampler("instance", targets=targets, seed=3, batch_size=batch_size, num_replicas=world, rank=r)
+        for r in range(world)
+    ]
     for sampler in (single, *shares):
         sampler.set_epoch(5)
     order = list(single)
@@ -82,10 +86,11 @@ def test_every_global_batch_is_the_single_process_batch(length: int, batch_size:
 
 
 def test_sampler_checks_its_arguments_and_shards_cover_once() -> None:
-    with pytest.raises(ValueError, match="multiple of world_size"):
-        EpochSampler(10, 0, batch_size=5, rank=0, world_size=2)
-    with pytest.raises(ValueError, match="rank"):
-        EpochSampler(10, 0, batch_size=4, rank=2, world_size=2)
+    targets = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(sw.ConfigError, match="choose a multiple of 2"):
+        sw.create_sampler("instance", targets=targets, batch_size=5, rank=0, num_replicas=2)
+    with pytest.raises(sw.ConfigError, match="rank"):
+        sw.create_sampler("instance", targets=targets, batch_size=4, rank=2, num_replicas=2)
     shards = [list(ShardSampler(11, r, 3)) for r in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(11)) and [len(s) for s in shards] == [4, 4, 3]
 
@@ -250,6 +255,112 @@ def resume_worker(rank: int, port: int, root: str) -> None:
 
 def test_a_distributed_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path) -> None:
     spawn(resume_worker, str(tmp_path))
+
+
+# -- every sampler: the processes' parts of every global batch are the single-process batch ----------------------
+
+BUILTIN_SAMPLERS = ["instance", "class_balanced", "sqrt", "progressive", "repeat_factor", "drs"]
+SAMPLER_OPTIONS = {"repeat_factor": {"threshold": 0.2}, "drs": {"start": 0.5}}  # drs: class-balanced from epoch 2
+# (training samples, global batch) per number of processes; padded, every last global batch is short
+SAMPLER_CASES = {2: [(37, 6), (50, 8)], 3: [(37, 6), (43, 12)]}
+
+
+class Indices(torch.utils.data.Dataset):
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def expected_global_batches(order: list[int], batch: int, world: int, min_part: int) -> list[list[int]]:
+    """One process's sequence padded to a multiple of ``world`` by repeating its start, in global batches; a last
+    batch that would give each process fewer than ``min_part`` samples is dropped."""
+    padded = (order * world)[: -(-len(order) // world) * world]
+    batches = [padded[i : i + batch] for i in range(0, len(padded), batch)]
+    if len(batches[-1]) // world < min_part:
+        batches.pop()
+    return batches
+
+
+def sampler_worker(rank: int, port: int, world: int) -> None:
+    join_group(rank, port, world)
+    try:
+        for length, batch in SAMPLER_CASES[world]:
+            targets = torch.arange(length) % 4
+            for name in BUILTIN_SAMPLERS:
+                facts = {"targets": targets, "seed": 5, "num_epochs": 4, **SAMPLER_OPTIONS.get(name, {})}
+                single = sw.create_sampler(name, num_replicas=1, rank=0, **facts)
+                for min_part in (1, 2):
+                    sampler = sw.create_sampler(name, batch_size=batch, min_part=min_part, **facts)  # the group's W, r
+                    assert (sampler.num_replicas, sampler.rank) == (world, rank)
+                    loader = torch.utils.data.DataLoader(Indices(length), batch_size=batch // world, sampler=sampler)
+                    for epoch in range(4):
+                        single.set_epoch(epoch)
+                        sampler.set_epoch(epoch)
+                        expected = expected_global_batches(list(single), batch, world, min_part)
+                        steps = [distributed.gather_rows(part)[0].tolist() for part in loader]
+                        where = f"{name}, {length} samples, batch {batch}, min_part {min_part}, epoch {epoch}"
+                        assert steps == expected, where  # the same steps on every process, each the global batch
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_every_sampler_shares_each_global_batch_over_the_processes(world: int) -> None:
+    spawn(sampler_worker, world, world=world)
+
+
+SEEN: dict[int, list[list[int]]] = {}  # epoch -> the global batches the recorder weighted (one per process)
+
+
+class Recorder(sw.BaseWeighter):
+    """A weighter that records the dataset indices of every (global) batch it weights, by epoch."""
+
+    def forward(self, batch: sw.WeightingBatch) -> torch.Tensor:
+        SEEN.setdefault(batch.epoch, []).append(batch.indices.tolist())
+        return torch.ones_like(batch.losses)
+
+
+class RecorderPlugin:
+    @sw.hookimpl
+    def register_weighters(self, register) -> None:
+        register("recorder", Recorder)
+
+
+def engine_sampler_worker(rank: int, port: int, root: str) -> None:
+    from sampleweight import plugins
+    from sampleweight.engine.training import train
+
+    join_group(rank, port)
+    plugins.set_registry(plugins.load_plugins(modules=[("recorder", RecorderPlugin())]))
+    try:
+        out = Path(root) / "run"
+        # 128 training images in global batches of 14: nine full ones, then 2 images, one per process, which
+        # test_resnet's BatchNorm cannot train on: dropped on both processes
+        train(tiny(out, sampler="class_balanced", weighters=["recorder"], batch_size=14))
+        records = read_dataset("synthetic:160")
+        train_idx, _ = split_indices(records, split=0, seed=0)
+        targets = torch.as_tensor(np.asarray(records.labels)[train_idx])
+        single = sw.create_sampler("class_balanced", targets=targets, num_classes=7, seed=0, num_replicas=1, rank=0)
+        drawn = []
+        for epoch in (0, 1):
+            single.set_epoch(epoch)
+            expected = expected_global_batches(list(single), 14, WORLD, min_part=2)
+            assert len(expected) == 9 and SEEN[epoch] == expected, (rank, epoch)
+            drawn.append(np.bincount(targets[[i for b in expected for i in b]].numpy(), minlength=7).tolist())
+        dist.barrier()
+        if rank == 0:
+            assert [list(line["drawn"].values()) for line in RunDirectory(out).epochs()] == drawn
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_engine_trains_every_process_on_its_part_of_the_samplers_global_batches(tmp_path) -> None:
+    spawn(engine_sampler_worker, str(tmp_path))
 
 
 # -- torchrun end to end --------------------------------------------------------------------------------

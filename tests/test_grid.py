@@ -6,6 +6,7 @@ import csv
 import inspect
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_grid_skips_finished_runs_and_resumes_a_half_finished_one(tmp_path, monk
 def test_grid_accepts_every_train_option_that_is_not_a_grid_axis() -> None:
     train_options = set(inspect.signature(cli.train).parameters)
     grid_options = set(inspect.signature(cli.grid).parameters)
-    axes = {"model", "loss", "weighter", "optimizer", "split"}  # lists in the grid: --models, --losses, ...
+    axes = {"model", "loss", "weighter", "sampler", "optimizer", "split"}  # lists in the grid: --models, .
     assert train_options - grid_options == axes | {"resume", "overwrite"}  # the grid always resumes
 
 
@@ -229,6 +230,8 @@ def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path
         ("--weighters", "none,ohem+bogus", "unknown weighter 'bogus'"),
         ("--losses", "ce,dice", "unknown loss 'dice'"),
         ("--optimizers", "adam,rmsprop", "unknown optimizer 'rmsprop'"),
+        ("--samplers", "instance,bogus", "unknown sampler 'bogus' in the grid; valid: class_balanced, drs, instance"),
+        ("--sampler-option", "threshold=0.1", "--sampler-option threshold: no sampler of the grid (instance) takes"),
         ("--splits", "0,one", "--splits must be whole numbers"),
         ("--weighters", ",", "--weighters is empty"),
     ],
@@ -268,3 +271,28 @@ def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="es,ohem", optimizers="adam", splits="0",
                   options={"weighter_options": {"beta": 0.9}})  # fmt: skip
     assert not any(tmp_path.iterdir())
+
+
+def test_the_sampler_axis_keeps_instance_names_and_gives_each_run_the_options_its_sampler_takes(tmp_path) -> None:
+    out = tmp_path / "grid"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none",
+            "--samplers", "instance,repeat_factor", "--sampler-option", "threshold=0.2", "--optimizers", "adam",
+            "--splits", "0", "--out", str(out), "--no-report"]  # fmt: skip
+    commands = runner.invoke(app, [*args, "--print-commands"]).stdout.strip().splitlines()
+    assert "--sampler" not in commands[0]  # the default: the command of a grid planned before samplers
+    assert "--sampler repeat_factor --sampler-option threshold=0.2 " in commands[1]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = {"cbam_vgg16-ce-none-adam-s0": {}, "cbam_vgg16-ce-none-adam-s0-repeat_factor": {"threshold": 0.2}}
+    summary = read_summary(out)
+    for name, options in names.items():
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["sampler_options"] == options and summary[name]["sampler"] == config["sampler"]
+        assert summary[name]["state"] == "finished"
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "2 of 2 runs already finished" in again.output
+    planned = json.loads((out / "cbam_vgg16-ce-none-adam-s0-repeat_factor" / "config.json").read_text())
+    shutil.rmtree(out / "cbam_vgg16-ce-none-adam-s0-repeat_factor")
+    assert runner.invoke(app, shlex.split(commands[1])[1:]).exit_code == 0  # the printed command: the same run
+    written = json.loads((out / "cbam_vgg16-ce-none-adam-s0-repeat_factor" / "config.json").read_text())
+    assert {k: v for k, v in written.items() if k != "quiet"} == {k: v for k, v in planned.items() if k != "quiet"}

@@ -232,7 +232,7 @@ def test_a_misspelt_hook_is_an_error_and_others_still_load() -> None:
     typo, ok = registry.plugins
     assert (
         "register_weighter" in typo.error
-        and "known hooks: register_losses, register_models, register_weighters" in typo.error
+        and "known hooks: register_losses, register_models, register_samplers, register_weighters" in typo.error
     )
     assert ok.error is None and sw.list_losses(registry) == ["fine"]
 

@@ -100,14 +100,24 @@ def test_metrics_json_holds_bootstrap_intervals_and_calibration_in_train_and_eva
     assert "ci" not in again and again["acc"] == final["acc"]
 
 
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
-    whole = train(tiny_config(tmp_path / "whole", epochs=3, weighters=["ohem"]))
+SAMPLERS = {  # every built-in; drs turns class-balanced at epoch 2 of 3, after the resumption
+    "instance": {}, "class_balanced": {}, "sqrt": {}, "progressive": {}, "repeat_factor": {"threshold": 0.2},
+    "drs": {"start": 0.5},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
+    tmp_path, monkeypatch, interrupt_after_epoch, sampler: str
+) -> None:
+    options = {"epochs": 3, "weighters": ["ohem"], "sampler": sampler, "sampler_options": SAMPLERS[sampler]}
+    whole = train(tiny_config(tmp_path / "whole", **options))
     interrupt_after_epoch(1)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path / "parts", epochs=3, weighters=["ohem"]))
+        train(tiny_config(tmp_path / "parts", **options))
     monkeypatch.undo()
     assert not (tmp_path / "parts" / "metrics.json").exists()
-    resumed = train(tiny_config(tmp_path / "parts", epochs=3, weighters=["ohem"]), resume=True)
+    resumed = train(tiny_config(tmp_path / "parts", **options), resume=True)
     assert resumed == whole
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)
@@ -119,9 +129,9 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
     )  # fmt: skip
     lines = RunDirectory(tmp_path / "parts").epochs()
     assert [line["epoch"] for line in lines] == [0, 1, 2]
-    assert [line["val_bacc"] for line in lines] == [
-        line["val_bacc"] for line in RunDirectory(tmp_path / "whole").epochs()
-    ]
+    for key in ("val_bacc", "train_loss", "drawn"):
+        assert [line[key] for line in lines] == [line[key] for line in RunDirectory(tmp_path / "whole").epochs()]
+    assert a["sampler"] == b["sampler"] == {"epoch": 2, "sampler": {"epoch": 2}}
 
 
 def test_cli_resume_reads_the_runs_own_config(tmp_path, monkeypatch, interrupt_after_epoch) -> None:
@@ -402,7 +412,9 @@ def test_resuming_a_finished_run_returns_its_metrics(tmp_path) -> None:
 
 def test_resume_refuses_any_change_to_what_is_computed(tmp_path) -> None:
     train(tiny_config(tmp_path, epochs=1))
-    for change in ({"lr": 1e-2}, {"epochs": 3}, {"val_fraction": 0.25}, {"weighters": ["es"]}):
+    changes = ({"lr": 1e-2}, {"epochs": 3}, {"val_fraction": 0.25}, {"weighters": ["es"]}, {"sampler": "sqrt"},
+               {"sampler_options": {"num_samples": 64}})  # fmt: skip
+    for change in changes:
         with pytest.raises(sw.ConfigError, match=f"--resume with a different {next(iter(change))}"):
             train(tiny_config(tmp_path, **change), resume=True)
     train(tiny_config(tmp_path, epochs=1, quiet=False, workers=0), resume=True)  # execution options may change

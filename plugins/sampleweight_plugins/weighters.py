@@ -3,7 +3,6 @@ class_spl and class_ohem (the paper's proposed future work), and drw (deferred r
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 
@@ -303,7 +302,7 @@ def drw(
         class_weights = es(class_counts, beta, normalize, class_names)
     else:
         class_weights = cb(class_counts, normalize, class_names)
-    return DeferredWeighter(class_weights, _start_epoch(num_epochs, start, start_epoch))
+    return DeferredWeighter(class_weights, SF.deferred_start_epoch(num_epochs, start, start_epoch, name="drw"))
 
 
 @hookimpl
@@ -316,20 +315,6 @@ def register_weighters(register) -> None:
     register("class_spl", class_spl)
     register("class_ohem", class_ohem)
     register("drw", drw)
-
-
-def _start_epoch(num_epochs: int | None, start: float | None, start_epoch: int | None) -> int:
-    """DRW's first re-weighted epoch: ``start_epoch``, else the first epoch ``e >= start * E``."""
-    if start_epoch is not None:
-        if start is not None:
-            raise ValueError("pass either start (a fraction of training) or start_epoch, not both")
-        return int(start_epoch)
-    start = 0.8 if start is None else float(start)
-    if not 0.0 <= start <= 1.0:
-        raise ValueError(f"start must be a fraction of training in [0, 1], got {start}")
-    if num_epochs is None:
-        raise ValueError("drw needs num_epochs to place start (or pass start_epoch=...)")
-    return math.ceil(start * num_epochs - 1e-9)
 
 
 def _warn_empty_classes(class_counts: Tensor, class_names: Sequence[str] | None, name: str) -> None:

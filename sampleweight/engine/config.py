@@ -64,6 +64,9 @@ class TrainConfig(BaseModel):
     loss_options: dict[str, Any] = Field(default_factory=dict)
     weighters: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     weighter_options: dict[str, Any] = Field(default_factory=dict)
+    # sampling
+    sampler: str = Field("instance", description="Training sampler: instance (a shuffled pass), class_balanced, ...")
+    sampler_options: dict[str, Any] = Field(default_factory=dict, description="Options of the sampler.")
     # optimisation
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float | None = Field(None, gt=0, description="Learning rate (default: ADAM 1e-5, SGD 1e-4).")
@@ -143,12 +146,14 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """A readable name: model-loss-weighting-optimizer-sN, then ``-seedK`` for a seed other than 0."""
-        name = f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}"
-        return name + (f"-seed{self.seed}" if self.seed else "")
+        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER unless it is ``instance``, then
+        ``-seedK`` for a seed other than 0."""
+        sampler = "" if self.sampler == "instance" else f"-{self.sampler}"
+        seed = f"-seed{self.seed}" if self.seed else ""
+        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{seed}"
 
 
-OPTION_TABLES = ("loss_options", "weighter_options")
+OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
 
 

@@ -2,22 +2,21 @@
 
 The images come from the cache (`sampleweight.data`) as uint8 ``[3, S, S]``; the random augmentation
 and the normalisation run on whole batches on the training device (`BatchAugment`), so loader workers
-only copy bytes. The order of the training batches and every augmentation draw come from generators
+only copy bytes. The training batches come from the configured sampler (``config.sampler``, a sampler
+plugin: ``instance``, today's shuffled pass, by default) and every augmentation draw from generators
 seeded by ``(seed, epoch)``: an epoch is the same whether or not the run was resumed before it.
 
 With several processes (``torchrun``), ``batch_size`` is the global batch: every process draws the same
-permutation and loads its own contiguous part of each global batch (`EpochSampler`), and its own
-round-robin shard of the validation side (`ShardSampler`).
+global sequence and loads its own contiguous part of each global batch (`sampleweight.ShardedSampler`),
+and its own round-robin shard of the validation side (`ShardSampler`).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -27,72 +26,18 @@ from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig
 from sampleweight.errors import ConfigError
+from sampleweight.factory import SAMPLER_FACTS, check_sampler_options, create_sampler
+from sampleweight.sampling import ShardedSampler, epoch_seed
 
-__all__ = ["EpochSampler", "ShardSampler", "TrainingData", "epoch_seed", "load_split", "make_loader"]
-
-
-def epoch_seed(seed: int, epoch: int, stream: int = 0, rank: int = 0) -> int:
-    """A 63-bit seed for one epoch (and one independent ``stream`` of draws within it, for process ``rank``).
-
-    Rank 0 (and a single process) gets the seeds of ``(seed, epoch, stream)``; every other rank its own.
-    """
-    entropy = [seed, epoch, stream] + ([rank] if rank else [])
-    return int(np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64)[0] >> 1)
-
-
-class EpochSampler(Sampler[int]):
-    """A random permutation per epoch, fixed by ``(seed, epoch)``; call `set_epoch` before iterating.
-
-    With ``world_size > 1`` it yields this process's share, so that the processes together load what
-    one process would: every process draws the same permutation, pads it to a multiple of
-    ``world_size`` by repeating its first samples (as ``DistributedSampler`` does; fewer than
-    ``world_size`` repeated samples per epoch), cuts it into global batches of ``batch_size`` and each
-    global batch into ``world_size`` equal contiguous parts; process ``r`` takes part ``r``. Batches of
-    ``batch_size / world_size`` from this sampler are then exactly those parts: the parts of step k,
-    concatenated in rank order, are batch k of one process with the same ``batch_size`` (the last one
-    with the padding), in the same order, and every process runs the same number of steps.
-
-    Args:
-        length: Number of samples.
-        seed: Base seed.
-        batch_size: The global batch size M (a multiple of ``world_size``); needed when ``world_size > 1``.
-        rank: This process's rank.
-        world_size: Number of processes.
-    """
-
-    def __init__(
-        self, length: int, seed: int, *, batch_size: int | None = None, rank: int = 0, world_size: int = 1
-    ) -> None:
-        if world_size > 1 and (batch_size is None or batch_size % world_size):
-            raise ValueError(f"batch_size must be a multiple of world_size={world_size}, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
-        self.length, self.seed, self.epoch = length, seed, 0
-        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the permutation of ``epoch``."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
-        order = torch.randperm(self.length, generator=generator)
-        if self.world_size > 1:
-            order = self._share(order)
-        return iter(order.tolist())
-
-    def _share(self, order: Tensor) -> Tensor:
-        """This rank's parts of the global batches of the padded permutation."""
-        world, per_process = self.world_size, self.batch_size // self.world_size
-        total = len(self) * world
-        padded = order.repeat(math.ceil(total / max(1, self.length)))[:total]
-        full = total - total % self.batch_size  # samples in full global batches
-        head = padded[:full].view(-1, world, per_process)[:, self.rank].reshape(-1)
-        tail = padded[full:].view(world, -1)[self.rank]
-        return torch.cat([head, tail])
-
-    def __len__(self) -> int:
-        return math.ceil(self.length / self.world_size)
+__all__ = [
+    "ShardSampler",
+    "TrainingData",
+    "check_sampler",
+    "epoch_seed",
+    "load_split",
+    "make_loader",
+    "smallest_part",
+]
 
 
 class ShardSampler(Sampler[int]):
@@ -122,7 +67,8 @@ class TrainingData:
     """Both sides of a split as loaders, and what the engine needs to know about them.
 
     Attributes:
-        train: Training batches ``(uint8 images [B, 3, S, S], labels [B], indices [B])``, reshuffled per epoch.
+        train: Training batches ``(uint8 images [B, 3, S, S], labels [B], indices [B])``, drawn per epoch by
+            ``train.sampler`` (a `ShardedSampler` over the configured sampler plugin).
         val: Validation batches in a fixed order.
         classes: Class names in index order.
         class_counts: Training-side images per class (LongTensor [C]).
@@ -132,6 +78,7 @@ class TrainingData:
         describe: One line on the data (layout, counts).
         rank: This process's rank (its augmentation draws differ from the other processes').
         inventory: Images per class on each side, and what the reader left out (``data.json``).
+        train_targets: Class index of every training sample, LongTensor [N] (what the sampler draws from).
     """
 
     train: DataLoader
@@ -144,24 +91,38 @@ class TrainingData:
     describe: str
     rank: int = 0
     inventory: DataInventory | None = None
+    train_targets: Tensor | None = None
+
+    @property
+    def sampler(self) -> ShardedSampler:
+        """The training sampler: this process's share of the epoch's global sequence."""
+        return self.train.sampler
 
     def set_epoch(self, epoch: int, seed: int) -> torch.Generator:
         """Prepare ``epoch``: its batch order, and a generator for its augmentation draws on the device."""
-        self.train.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
         generator = torch.Generator(device=self.augment.mean.device)
         return generator.manual_seed(epoch_seed(seed, epoch, stream=2, rank=self.rank))
+
+    def drawn(self) -> dict[str, int]:
+        """Samples per class in the current epoch's global sequence: what all processes together train on."""
+        counts = torch.bincount(self.train_targets[self.sampler.global_indices()], minlength=len(self.classes))
+        return dict(zip(self.classes, counts.tolist(), strict=True))
 
 
 def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     """Read the data set, split it, cache its images and wrap both sides as loaders.
 
-    With several processes, ``config.batch_size`` is the global batch: each process loads
-    ``batch_size / world_size`` samples per step (its share of the same global batch, `EpochSampler`)
-    and its shard of the validation side (`ShardSampler`); each node's first process fills the image
-    cache before the others read it.
+    The training side is drawn by ``config.sampler`` (`sampleweight.create_sampler`, with the training
+    targets, the run's seed, epochs and batch size as facts). With several processes,
+    ``config.batch_size`` is the global batch: each process loads ``batch_size / world_size`` samples per
+    step (its share of the same global batch, `sampleweight.ShardedSampler`) and its shard of the
+    validation side (`ShardSampler`); each node's first process fills the image cache before the others
+    read it.
 
     Raises:
-        ConfigError: A batch size that the processes cannot share equally.
+        ConfigError: A batch size that the processes cannot share equally; an unknown sampler, an option
+            it does not take, an empty class for a rebalancing sampler, a bad epoch length.
         DataError: A bad data set (missing or corrupt images, unknown labels, a class with no images).
     """
     rank, world = distributed.rank(), distributed.world_size()
@@ -170,6 +131,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             f"--batch-size {config.batch_size} is the global batch, shared by {world} processes; "
             f"choose a multiple of {world}"
         )
+    check_sampler(config)
     records = read_dataset(config.data, skip_bad=config.skip_bad)
     with ddp.local_main_first():
         data = build_datasets(
@@ -187,7 +149,16 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     normalize = BatchAugment(config.image_size).to(device).eval()
     workers = _workers(config.workers, device)
     per_process = config.batch_size // world
-    sampler = EpochSampler(len(data.train), config.seed, batch_size=config.batch_size, rank=rank, world_size=world)
+    targets = torch.as_tensor(data.train.labels, dtype=torch.long)
+    facts = {
+        "targets": targets,
+        "class_counts": data.class_counts,
+        "class_names": list(data.classes),
+        "num_epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+    }
+    sampler = create_sampler(config.sampler, num_replicas=world, rank=rank, **config.sampler_options, **facts)
     train = make_loader(data.train, per_process, device, workers, sampler)
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
     val = make_loader(data.val, per_process, device, workers, shard)
@@ -196,8 +167,40 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
         records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped
     )
     return TrainingData(
-        train, val, data.classes, data.class_counts, val_ids, augment, normalize, records.describe(), rank, inventory
+        train,
+        val,
+        data.classes,
+        data.class_counts,
+        val_ids,
+        augment,
+        normalize,
+        records.describe(),
+        rank,
+        inventory=inventory,
+        train_targets=targets,
     )
+
+
+def check_sampler(config: TrainConfig) -> None:
+    """The sampler's name and options, checked before any image is read; the facts come from the run."""
+    taken = sorted(set(config.sampler_options) & set(SAMPLER_FACTS))
+    if taken:
+        raise ConfigError(
+            f"--sampler-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
+            "--seed), not from sampler options; drop it"
+        )
+    check_sampler_options(config.sampler, config.sampler_options)
+
+
+def smallest_part(model: nn.Module) -> int:
+    """The fewest samples a process may train a step on: 2 when ``model`` has BatchNorm, else 1.
+
+    BatchNorm in training mode cannot normalise one sample whose feature map is 1x1 (PyTorch raises
+    "Expected more than 1 value per channel when training"); the training sampler then drops a last
+    global batch that would give each process a single sample (`sampleweight.ShardedSampler`'s
+    ``min_part``), on every process alike.
+    """
+    return 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
 
 
 def make_loader(

@@ -37,7 +37,7 @@ from sampleweight.deferred import DeferredCheck
 from sampleweight.engine import ddp
 from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.engine.config import TrainConfig, load_config, validation_message
-from sampleweight.engine.loader import TrainingData, load_split
+from sampleweight.engine.loader import TrainingData, check_sampler, load_split, smallest_part
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
@@ -139,10 +139,14 @@ def _fit(run: Run) -> dict[str, Any]:
             progress.console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
         for line in weight_scale_lines(run.criterion.weighter, run.data.class_counts, cfg.optimizer):
             progress.console.print(line, highlight=False, soft_wrap=True)
+        twice = rebalancing_twice(cfg, run.data.sampler.rebalances_classes)
+        if twice:
+            progress.console.print(f"[yellow]warning[/]: {escape(twice)}", highlight=False, soft_wrap=True)
         for epoch in range(run.start_epoch, cfg.epochs):
             _seed_epoch(cfg.seed, epoch, distributed.rank())
             started = time.perf_counter()
             train_loss, weight_mean = _train_epoch(run, epoch, autocast, progress)
+            drawn = run.data.drawn()
             ddp.average_buffers(run.network)
             seconds = time.perf_counter() - started
             targets, scores = _validate(run, autocast)
@@ -155,6 +159,7 @@ def _fit(run: Run) -> dict[str, Any]:
                 "seconds": seconds,
                 "images_per_second": len(run.data.train.dataset) / seconds,
                 **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
+                "drawn": drawn,
             }
             run.scheduler.step()
             if run.directory:
@@ -162,7 +167,10 @@ def _fit(run: Run) -> dict[str, Any]:
                 checkpoints.submit(run.directory.checkpoint, _checkpoint_state(run, epoch + 1))
             if scalars is not None:
                 for key, value in record.items():
-                    if key != "epoch":
+                    if isinstance(value, dict):  # drawn: one scalar per class
+                        for part, number in value.items():
+                            scalars.add_scalar(f"{key}/{part}", number, epoch)
+                    elif key != "epoch":
                         scalars.add_scalar(key, value, epoch)
             progress.end_epoch(epoch, record)
     if run.start_epoch >= cfg.epochs:  # resuming a run whose last epoch was done: score its final model
@@ -261,6 +269,8 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     taxonomy = _taxonomy(config, data.classes)
     model_taxonomy = taxonomy_of_model(config, data.classes)
     model = build_model(config, num_classes=len(data.classes), taxonomy=model_taxonomy).to(device)
+    data.sampler.min_part = smallest_part(model)
+    _check_steps(config, data)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss, options = _loss(config, taxonomy)
@@ -295,8 +305,8 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
 def check_choices(config: TrainConfig) -> None:
     """Check every name and option of a run against what is installed, creating nothing.
 
-    The model (and its backbone), the loss and the weighter(s) with their options (scoped ``NAME.KEY``
-    weighter options included), so that a mistake is reported before any data is read, any model built or
+    The model (and its backbone), the loss, the weighter(s) and the sampler with their options (scoped
+    ``NAME.KEY`` weighter options included), so that a mistake is reported before any data is read, any model built or
     any weight downloaded.
 
     Raises:
@@ -307,6 +317,7 @@ def check_choices(config: TrainConfig) -> None:
     loss, loss_options = _loss(config, None)
     check_options("losses", [loss], loss_options)
     check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
+    check_sampler(config)
 
 
 def check_model(config: TrainConfig) -> None:
@@ -631,6 +642,44 @@ def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
+REBALANCING_WEIGHTERS = ("cb", "es", "drw")
+"""Built-in weighters that reweight by class frequency (warned about beside a class-rebalancing sampler)."""
+
+
+def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | None:
+    """The warning for a class-rebalancing sampler combined with a class-rebalancing weighter, else None.
+
+    Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
+    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``).
+    """
+    weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
+    if not sampler_rebalances or not weighters:
+        return None
+    return (
+        f"sampler {config.sampler} and weighter {', '.join(weighters)} both rebalance the classes, so rare classes "
+        "end up favoured over common ones; use --sampler instance or another weighter to rebalance once "
+        "(docs/sampling.md)"
+    )
+
+
+def _check_steps(config: TrainConfig, data: TrainingData) -> None:
+    """Refuse steps a model with BatchNorm cannot train: a batch of one sample per process, or no step at all."""
+    world, needed = distributed.world_size(), data.sampler.min_part
+    processes = f" over {world} processes" if world > 1 else ""
+    if config.batch_size // world < needed:
+        raise ConfigError(
+            f"--batch-size {config.batch_size}{processes} gives each process {config.batch_size // world} sample per "
+            f"step, and a model with BatchNorm needs at least {needed}; use --batch-size {needed * world} or more"
+        )
+    if len(data.train) > 0:
+        return
+    raise ConfigError(
+        f"the training side has {len(data.train.dataset)} image(s): with a model that has BatchNorm, every process "
+        f"needs at least 2 samples per step, so no step can run{processes}; use more training images, "
+        "or a model without BatchNorm"
+    )
+
+
 def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
     return {
         "epoch": next_epoch,
@@ -638,6 +687,7 @@ def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "criterion": run.criterion.state_dict(),
+        "sampler": run.data.sampler.state_dict(),
         "rng": capture_rng(),
         "config": run.config.model_dump(mode="json"),
         "classes": list(run.data.classes),
@@ -678,6 +728,8 @@ def _restore(run: Run, path: Path) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.criterion.load_state_dict(state["criterion"])
+    if "sampler" in state:  # checkpoints written before samplers were plugins have none (the instance sampler)
+        run.data.sampler.load_state_dict(state["sampler"])
     restore_rng(state["rng"])
     run.start_epoch = int(state["epoch"])
     if run.directory:

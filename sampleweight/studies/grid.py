@@ -1,9 +1,10 @@
-"""``sampleweight grid``: the cross-product of models x losses x weightings x optimizers x splits x seeds.
+"""``sampleweight grid``: the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
 
 `plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
 combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
-the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``; ``-seedN`` is appended for a seed other than
-0, so the folders of a seed-0 grid keep their names). `run_grid` trains them:
+the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``), followed by ``-SAMPLER`` for a sampler other
+than the default ``instance`` (``cbam_vgg16-ce-none-adam-s0-class_balanced``) and ``-seedN`` for a seed
+other than 0, so that grids planned before samplers and seeds existed keep their names. `run_grid` trains them:
 
 - a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
   ``metrics.json``) is resumed (`train(config, resume=True)`), the others start;
@@ -43,7 +44,15 @@ from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
-from sampleweight.factory import check_weighter_options, list_losses, list_models, list_weighters
+from sampleweight.factory import (
+    accepted_options,
+    check_weighter_options,
+    list_losses,
+    list_models,
+    list_samplers,
+    list_weighters,
+    lookup,
+)
 
 __all__ = [
     "GRID_FILE",
@@ -74,12 +83,14 @@ PAPER_GRID: dict[str, tuple[Any, ...]] = {
     "splits": (0, 1),
 }
 """The paper's comparison: 2 models x 2 losses x 5 weightings x 2 optimizers x 2 splits = 80 runs."""
+DEFAULT_SAMPLERS = ("instance",)
+"""The sampler axis of a grid unless ``samplers`` is given: the paper's shuffled pass."""
 
-_COMBINATION = ("model", "loss", "weighters", "optimizer", "split", "out")  # and "seed", popped by plan_grid
+_COMBINATION = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out")  # and "seed", popped by plan_grid
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
-SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "optimizer", "split", "seed", "state", "epochs_done",
-                   "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
+SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "optimizer", "split", "seed", "state",
+                   "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
 """The columns of ``summary.csv`` (`write_summary`)."""
 
 
@@ -139,8 +150,9 @@ class Grid:
         out: The grid folder; run directories, ``grid.json`` and ``summary.csv`` go there.
         runs: One `GridRun` per combination, models outermost, seeds innermost.
         shared: The options every run shares (the config file's and the flags', without the
-            combination's own: model, loss, weighters, optimizer, split, seed, out; without ``gamma``, which
-            only the non-CE runs take).
+            combination's own: model, loss, weighters, sampler, optimizer, split, seed, out; without
+            ``gamma``, which only the non-CE runs take, and without ``sampler_options``, of which each run
+            takes those its sampler accepts).
     """
 
     out: Path
@@ -166,6 +178,10 @@ class Grid:
             arguments += ["--gamma", repr(config.gamma)]
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
+        if config.sampler != "instance":  # the default: the commands of grids planned before samplers stay the same
+            arguments += ["--sampler", config.sampler]
+        for key, value in config.sampler_options.items():
+            arguments += ["--sampler-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--seed", str(config.seed),
                 "--out", str(run.path)]  # fmt: skip
 
@@ -216,6 +232,7 @@ def plan_grid(
     models: str | Sequence[str] = PAPER_GRID["models"],
     losses: str | Sequence[str] = PAPER_GRID["losses"],
     weighters: str | Sequence[str] = PAPER_GRID["weighters"],
+    samplers: str | Sequence[str] = DEFAULT_SAMPLERS,
     optimizers: str | Sequence[str] = PAPER_GRID["optimizers"],
     splits: str | Sequence[int | str] = PAPER_GRID["splits"],
     seeds: str | Sequence[int | str] | None = None,
@@ -229,6 +246,7 @@ def plan_grid(
         models: Model names (comma-separated or a list).
         losses: Loss names.
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
+        samplers: Sampler names (default ``instance``, the paper's shuffled pass).
         optimizers: ``adam`` and/or ``sgd``.
         splits: Split numbers (the paper's are 0 and 1).
         seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
@@ -237,15 +255,17 @@ def plan_grid(
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
             ``gamma`` applies to the runs whose loss is not ``ce``; a weighter option scoped as
             ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
-            weighting uses NAME.
+            weighting uses NAME; each run gets the ``sampler_options`` its sampler takes.
 
     Returns:
-        The `Grid`: runs ordered models, losses, weightings, optimizers, splits, seeds (seeds innermost).
+        The `Grid`: runs ordered models, losses, weightings, samplers, optimizers, splits, seeds (seeds
+        innermost).
 
     Raises:
-        ConfigError: An unknown model, loss, weighter or optimizer (the valid names are listed), a split
-            or seed that is not a number, both ``seeds`` and a shared ``seed``, or an option that is
-            invalid for some run (a weighter option no weighter of that run accepts, among others).
+        ConfigError: An unknown model, loss, weighter, sampler or optimizer (the valid names are listed), a
+            split or seed that is not a number, both ``seeds`` and a shared ``seed``, a sampler option that no
+            sampler of the grid takes, or an option that is invalid for some run (a weighter option no
+            weighter of that run accepts, among others).
 
     Example:
         >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
@@ -258,6 +278,7 @@ def plan_grid(
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
     weightings = parse_list(weighters, "weighters")
     _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
+    sampler_names = _checked(parse_list(samplers, "samplers"), "sampler", list_samplers())
     optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
@@ -272,18 +293,20 @@ def plan_grid(
             check_weighter_options(weighting, shared.get("weighter_options", {}))
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
+    sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
     runs: list[GridRun] = []
-    for model, loss, weighting, optimizer, split, seed in itertools.product(
-        model_names, loss_names, weightings, optimizer_names, split_numbers, seed_numbers
+    for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
+        model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers, seed_numbers
     ):
-        combination = {"model": model, "loss": loss, "weighters": [weighting], "optimizer": optimizer,
-                       "split": split, "seed": seed}  # fmt: skip
+        combination = {"model": model, "loss": loss, "weighters": [weighting], "sampler": sampler,
+                       "sampler_options": sampler_options[sampler], "optimizer": optimizer, "split": split,
+                       "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
             training.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
-            where = f"{model}-{loss}-{weighting}-{optimizer}-s{split}" + (f"-seed{seed}" if seed else "")
-            raise ConfigError(f"run {where}: {exc}") from None
+            suffix = ("" if sampler == "instance" else f"-{sampler}") + (f"-seed{seed}" if seed else "")
+            raise ConfigError(f"run {model}-{loss}-{weighting}-{optimizer}-s{split}{suffix}: {exc}") from None
         runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
     return Grid(out=out, runs=tuple(runs), shared=shared)
 
@@ -372,7 +395,7 @@ def run_grid(
 def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:
     """Rewrite ``OUT/summary.csv`` from the run directories: one row per combination.
 
-    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, optimizer, split, seed, state``
+    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, sampler, optimizer, split, seed, state``
     (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
     mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
     ``error``.
@@ -392,8 +415,8 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
         epochs = read_epochs(run.path / RunDirectory.EPOCHS)
         row: dict[str, Any] = {
             "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
-            "weighting": config.weighter_spec, "optimizer": config.optimizer, "split": config.split,
-            "seed": config.seed,
+            "weighting": config.weighter_spec, "sampler": config.sampler, "optimizer": config.optimizer,
+            "split": config.split, "seed": config.seed,
             "state": _summary_state(run.index, state, errors, running),
             "epochs_done": len(epochs), "epochs": config.epochs,
             "train_seconds": f"{sum(e.get('seconds', 0.0) for e in epochs):.1f}",
@@ -616,6 +639,25 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
         valid = ", ".join(TrainConfig.model_fields)
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid options: {valid}")
     return {k: v for k, v in values.items() if k not in _COMBINATION}
+
+
+def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each sampler's share of the grid's ``--sampler-option`` keys: those its factory takes.
+
+    Raises:
+        ConfigError: A key that no sampler of the grid takes.
+    """
+    accepted = {name: accepted_options(lookup(None, "samplers", name).factory) for name in samplers}
+    taken = {
+        name: {k: v for k, v in options.items() if names is None or k in names} for name, names in accepted.items()
+    }
+    unused = sorted(k for k in options if not any(k in chosen for chosen in taken.values()))
+    if unused:
+        raise ConfigError(
+            f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
+            f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
+        )
+    return taken
 
 
 def _checked(
