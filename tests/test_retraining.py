@@ -195,6 +195,18 @@ def test_crt_leaves_every_backbone_parameter_and_buffer_unchanged_and_retrains_t
     assert config["weighters"] == ["none"] and config["sampler"] == "instance"  # the source's: what trained it
 
 
+def test_any_timm_model_is_retrained_through_its_classifier_interface(tmp_path) -> None:
+    run = tmp_path / "timm"
+    train({**{k: v for k, v in TINY.items() if k != "backbone"}, "model": "test_resnet", "epochs": 1, "out": run})
+    for method in ("crt", "ncm"):
+        retrain(run, method, tmp_path / method, quiet=True, bootstrap=0)
+    before, after = model_state(run), model_state(tmp_path / "crt")
+    changed = sorted(key for key in before if not torch.equal(before[key], after[key]))
+    assert changed == ["fc.bias", "fc.weight"]  # timm's ResNet: get_classifier() is its fc
+    model, _, _ = load_trained_model(tmp_path / "ncm", torch.device("cpu"))
+    assert isinstance(model.get_classifier(), CosineClassifier)
+
+
 def test_tau_norm_rescales_the_rows_drops_the_bias_and_records_its_choice_honestly(source, retrained) -> None:
     before, after = model_state(source), model_state(retrained["tau_norm"])
     metrics = json.loads((retrained["tau_norm"] / "metrics.json").read_text())
