@@ -210,7 +210,7 @@ def test_a_registry_without_builtins_says_how_to_get_them() -> None:
     with pytest.raises(sw.ConfigError, match=r"builtins=True"):
         sw.create_loss("ce", registry=registry)
     with_builtins = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin_module("mine")])
-    assert {p.name for p in with_builtins.plugins} == {"weighters", "losses", "models", "mine"}
+    assert {p.name for p in with_builtins.plugins} == {"weighters", "losses", "models", "samplers", "mine"}
     assert isinstance(sw.create_loss("ce", registry=with_builtins), torch.nn.Module)
 
 
