@@ -188,7 +188,13 @@ def retrain(
         raise ConfigError(validation_message(exc)) from None
     console = console or Console(quiet=quiet)
     with RunDirectory(out) as directory:  # one writer, as train: a second stage into the folder is refused
-        directory.start_fresh(overwrite=overwrite)
+        outputs = (RunDirectory.CHECKPOINT, RunDirectory.FINAL, RunDirectory.PREDICTIONS)
+        held = [name for name in outputs if (out / name).exists()]
+        if held and not overwrite:  # a stage is not resumed: it is short
+            raise ConfigError(
+                f"{out} already holds a run ({', '.join(held)}); start over with --overwrite or choose another --out"
+            )
+        directory.start_fresh(overwrite=True)
         return _retrain(directory, source, config, stage, model, classes, torch_device, console)
 
 

@@ -12,6 +12,9 @@ other than 0, so that grids planned before samplers and seeds existed keep their
 - on the CPU or one device the runs go one after another in this process; with several devices,
   one ``python -m sampleweight train ... --device cuda:K`` worker per device trains one run at a time.
 
+`run_stages` then adds decoupled second stages (``sampleweight retrain``, ``grid --retrain crt,tau_norm``) to
+every finished run, each in ``RUN+METHOD`` beside it, skipping finished ones.
+
 For a cluster, `Grid.train_command` gives each run as one ``sampleweight train`` command (what
 ``sampleweight grid --print-commands`` prints), and ``sampleweight grid ... --index K`` trains only
 the K-th run with the same skip/resume logic, for a scheduler's job array (``docs/reproducing-the-paper.md``).
