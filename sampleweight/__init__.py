@@ -16,7 +16,7 @@ none of them is imported here.
 
 from importlib import metadata as _metadata
 
-from sampleweight import functional as functional
+from sampleweight import classifier as classifier, functional as functional
 from sampleweight.errors import (
     ConfigError as ConfigError,
     DataError as DataError,
@@ -78,6 +78,7 @@ __all__ = [
     "WeightedLoss",
     "Weighter",
     "WeightingBatch",
+    "classifier",
     "create_loss",
     "create_sampler",
     "create_weighter",

@@ -263,6 +263,53 @@ def evaluate(
 
 @app.command()
 @user_errors
+def retrain(
+    run: Path = typer.Argument(..., help="A finished run directory (sampleweight train's --out)."),
+    method: str = typer.Option(..., help="crt, tau_norm, lws or ncm (Kang et al. 2020; docs/long-tail.md)."),
+    out: Path = typer.Option(..., help="The retrained run's directory (a normal run directory)."),
+    epochs: int | None = typer.Option(None, help="crt/lws: epochs (default 10 % of the run's, at least 1)."),
+    lr: float | None = typer.Option(None, help="crt/lws: learning rate (default the run's), cosine-annealed to 0."),
+    batch_size: int | None = typer.Option(None, help="crt/lws: batch size (default the run's)."),
+    sampler: str | None = typer.Option(None, help="crt/lws: sampler (default class_balanced)."),
+    loss: str | None = typer.Option(None, help="crt/lws: loss (default ce)."),
+    tau: float | None = typer.Option(
+        None, help="tau_norm: the exponent, >= 0 (default: the best of 0, 0.1, ..., 2 on the validation side)."
+    ),
+    data: str | None = typer.Option(None, help="The run's data set, if it moved (default the run's --data)."),
+    device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
+    cache_dir: Path | None = typer.Option(None, help="Image cache folder (default the run's)."),
+    workers: int | None = typer.Option(None, help="Data-loader worker processes (default the run's)."),
+    bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --out that holds a run."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the final line."),
+) -> None:
+    """Re-balance a finished run's classifier (decoupled second stage) and write it as a new run directory."""
+    from sampleweight.engine.retraining import retrain as run_retraining
+
+    metrics = run_retraining(
+        run,
+        method,
+        out,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        sampler=sampler,
+        loss=loss,
+        tau=tau,
+        data=data,
+        device=device,
+        cache_dir=cache_dir,
+        workers=workers,
+        bootstrap=bootstrap,
+        overwrite=overwrite,
+        quiet=quiet,
+        console=console,
+    )
+    console.print(_metrics_line(metrics, out), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Folder for the demo's run directories."),
     epochs: int = typer.Option(6, help="Epochs per run."),
@@ -380,6 +427,12 @@ def grid(
     ),
     index: int | None = typer.Option(None, help="Train only the run with this 0-based index (a job array's task)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the paper-style tables at the end."),
+    retrain: str | None = typer.Option(
+        None,
+        "--retrain",
+        help="Then add these decoupled second stages to every finished run (crt,tau_norm,lws,ncm), each in RUN+METHOD; "
+        "finished stages are skipped.",
+    ),
 ) -> None:
     """Train the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
 
@@ -387,7 +440,7 @@ def grid(
     """
     from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
-    from sampleweight.studies.grid import plan_grid, run_grid
+    from sampleweight.studies.grid import parse_methods, plan_grid, run_grid, run_stages
     from sampleweight.studies.report import rich_table, write_report
 
     options = dict(
@@ -414,6 +467,7 @@ def grid(
         tensorboard=tensorboard,
         bootstrap=bootstrap,
     )
+    methods = parse_methods(retrain) if retrain is not None else []  # before anything trains
     planned = plan_grid(
         out,
         models=models,
@@ -430,9 +484,13 @@ def grid(
         planned.write_config_file()
         for run in planned.runs:
             print(planned.train_command(run))
+        for run in planned.runs:  # once the runs are finished
+            for method in methods:
+                print(planned.retrain_command(run, method))
         return
     try:
         outcomes = run_grid(planned, devices=devices, only=index, progress=not quiet)
+        stages = run_stages(planned, methods, only=index, devices=devices) if methods else []
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted[/]: finished epochs are saved; run the same command to continue ({escape(str(out))})",
@@ -440,7 +498,7 @@ def grid(
             soft_wrap=True,
         )
         raise typer.Exit(code=130) from None
-    if report and index is None and any(o.metrics is not None for o in outcomes):
+    if report and index is None and any(o.metrics is not None for o in [*outcomes, *stages]):
         written = write_report(out)
         for table in written.tables:
             console.print(rich_table(table))
@@ -453,6 +511,13 @@ def grid(
         raise SampleWeightError(
             f"{len(failed)} of {len(outcomes)} runs failed (see {out / 'summary.csv'}); first: {first.run.name}: "
             f"{first.error}. Run the same command again to retry them"
+        )
+    failed_stages = [o for o in stages if o.status == "failed"]
+    if failed_stages:
+        first_stage = failed_stages[0]
+        raise SampleWeightError(
+            f"{len(failed_stages)} of {len(stages)} retrain stages failed; first: {first_stage.path.name}: "
+            f"{first_stage.error}. Run the same command again to retry them"
         )
 
 

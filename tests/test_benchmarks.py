@@ -29,6 +29,7 @@ def load(name: str):
         sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -126,3 +127,23 @@ def test_sampling_smoke(tmp_path) -> None:
     report = json.loads(out.read_text())
     assert set(report["results"]) == set(sw.list_samplers()) >= {"instance", "class_balanced", "drs"}
     assert all(row["draw_ms"] > 0 and row["iterate_vs_torch_weighted"] > 0 for row in report["results"].values())
+
+
+def test_reproduce_ham10000_smoke_with_the_long_tail_baselines(tmp_path) -> None:
+    doc = tmp_path / "reproduction.md"
+    args = ["--data", "synthetic:200", "--out", str(tmp_path / "runs"), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "16", "--splits", "0", "--seeds", "0", "--weighters", "none,cb", "--sgd-weighters", "",
+            "--samplers", "class_balanced", "--long-tail", "logit_adjusted", "--retrain", "crt", "--bootstrap", "20",
+            "--processes", "1", "--doc", str(doc)]  # fmt: skip
+    load("reproduce_ham10000").main(args)
+    text = doc.read_text()
+    for row in ("| ce | none sampler=class_balanced | 1 |", "| ce | none+crt | 1 |", "| logit_adjusted | none | 1 |"):
+        assert row in text
+    assert "Paired differences to `ce-none`" in text
+    findings = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1] for line in text.splitlines()
+                if line.startswith("| ") and line.endswith("** |")}  # fmt: skip
+    assert {"Class-balanced sampling raises BAcc (CEL, ADAM)", "cRT raises BAcc over the jointly trained classifier "
+            "(CEL, ADAM)", "The logit-adjusted loss raises BAcc over CE (ADAM)"} <= set(findings)  # fmt: skip
+    two_sided = findings["Re-sampling vs re-weighting: class-balanced sampling vs CB (CEL, ADAM)"]
+    assert two_sided == "**no significant difference** |" or "higher" in two_sided
+    assert (tmp_path / "runs" / "cbam_vgg16-ce-none-adam-s0+crt" / "metrics.json").is_file()

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from sampleweight.classifier import install_head
 from sampleweight.data import BatchAugment, DataInventory, build_eval_dataset, read_dataset
 from sampleweight.engine.checkpoint import load_checkpoint
 from sampleweight.engine.config import TrainConfig, validation_message
@@ -50,6 +51,7 @@ def load_trained_model(
         len(classes),
         taxonomy_of_model(config, classes),
     )
+    install_head(model, state.get("head", "linear"))  # a nearest-class-mean run (sampleweight retrain) has a cosine one
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, classes
 

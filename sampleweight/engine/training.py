@@ -714,6 +714,11 @@ EXECUTION_FIELDS = frozenset(
 
 def _restore(run: Run, path: Path) -> None:
     state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
+    if "retrain" in state:
+        raise ConfigError(
+            f"{path} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
+            "retrain the source run again instead"
+        )
     try:
         saved = TrainConfig(**state["config"])
     except ValidationError as exc:

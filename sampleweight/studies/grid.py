@@ -12,6 +12,9 @@ other than 0, so that grids planned before samplers and seeds existed keep their
 - on the CPU or one device the runs go one after another in this process; with several devices,
   one ``python -m sampleweight train ... --device cuda:K`` worker per device trains one run at a time.
 
+`run_stages` then adds decoupled second stages (``sampleweight retrain``, ``grid --retrain crt,tau_norm``) to
+every finished run, each in ``RUN+METHOD`` beside it, skipping finished ones.
+
 For a cluster, `Grid.train_command` gives each run as one ``sampleweight train`` command (what
 ``sampleweight grid --print-commands`` prints), and ``sampleweight grid ... --index K`` trains only
 the K-th run with the same skip/resume logic, for a scheduler's job array (``docs/reproducing-the-paper.md``).
@@ -42,6 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
+from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
 from sampleweight.factory import (
@@ -62,9 +66,13 @@ __all__ = [
     "Grid",
     "GridRun",
     "RunOutcome",
+    "StageOutcome",
     "parse_list",
+    "parse_methods",
     "plan_grid",
     "run_grid",
+    "run_stages",
+    "stage_path",
     "write_summary",
 ]
 
@@ -192,6 +200,11 @@ class Grid:
         """
         return shlex.join(["sampleweight", "train", *self.train_arguments(run)])
 
+    def retrain_command(self, run: GridRun, method: str) -> str:
+        """A decoupled second stage of one run as a command line (to run once the run is finished)."""
+        return shlex.join(["sampleweight", "retrain", str(run.path), "--method", method, "--out",
+                           str(stage_path(run, method))])  # fmt: skip
+
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -211,6 +224,51 @@ class RunOutcome:
     metrics: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What `run_stages` did with one decoupled second stage of one run.
+
+    Attributes:
+        run: The run it re-balances.
+        method: ``crt``, ``tau_norm``, ``lws`` or ``ncm``.
+        status: ``retrained`` (done now), ``skipped`` (done before), ``failed``, ``busy`` (another process writes
+            its folder) or ``not applicable`` (the hierarchical model has no single classifier).
+        metrics: Its final metrics once done.
+        error: Why it failed, is busy or does not apply.
+        seconds: Wall time spent on it in this call.
+    """
+
+    run: GridRun
+    method: str
+    status: Literal["retrained", "skipped", "failed", "busy", "not applicable"]
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        """The stage's run directory (`stage_path`)."""
+        return stage_path(self.run, self.method)
+
+
+def stage_path(run: GridRun, method: str) -> Path:
+    """Where a run's second stage goes: beside the run, named ``RUN+METHOD`` (``...-adam-s0+crt``)."""
+    return run.path.parent / retrained_name(run.name, method)
+
+
+def parse_methods(value: str | Sequence[str]) -> list[str]:
+    """A comma-separated list of retrain methods, checked.
+
+    Raises:
+        ConfigError: An empty list or an unknown method (the valid ones are listed).
+    """
+    methods = parse_list(value, "retrain")
+    for method in methods:
+        if method not in METHODS:
+            raise ConfigError(f"unknown retrain method {method!r} in --retrain; valid: {', '.join(METHODS)}")
+    return methods
 
 
 def parse_list(value: str | Sequence[Any], what: str) -> list[str]:
@@ -390,6 +448,78 @@ def run_grid(
         finally:
             ledger.close()
     return [ledger.outcomes[run.index] for run in targets if run.index in ledger.outcomes]
+
+
+def run_stages(
+    grid: Grid,
+    methods: Sequence[str],
+    *,
+    only: int | None = None,
+    devices: str | Sequence[str] | None = None,
+    console: Console | None = None,
+) -> list[StageOutcome]:
+    """Add each decoupled second stage (`sampleweight.engine.retraining.retrain`) to every finished run of ``grid``.
+
+    A stage goes to `stage_path` (``RUN+METHOD`` beside the run), where ``report`` finds it as its own setup
+    (``none+crt``). A finished stage (its ``metrics.json`` written) is skipped; an interrupted one starts over
+    (a stage is short). Runs that are not finished are left out; runs of the hierarchical model are noted as not
+    applicable. A stage that fails is recorded and the others go on.
+
+    Args:
+        grid: From `plan_grid`.
+        methods: `parse_methods`'s list.
+        only: Only the stages of the run with this index.
+        devices: The grid's ``devices``: the stages run one after another on the first (default: the shared
+            ``device`` option, else CUDA when available).
+        console: Where its one line per stage goes (default stderr).
+
+    Returns:
+        One `StageOutcome` per finished run and method.
+    """
+    console = console or Console(stderr=True)
+    runs = [grid.runs[only]] if only is not None else list(grid.runs)
+    listed = devices.split(",") if isinstance(devices, str) else list(devices or [])
+    named = [_device_name(d.strip()) for d in listed if d.strip()]
+    device = grid.shared.get("device") or (named[0] if named else None)
+    outcomes = []
+    for run in runs:
+        if run.state() != "finished":
+            continue
+        for method in methods:
+            outcome = _stage(run, method, device)
+            outcomes.append(outcome)
+            _print_stage(console, outcome)
+    return outcomes
+
+
+def _stage(run: GridRun, method: str, device: str | None) -> StageOutcome:
+    path = stage_path(run, method)
+    if (path / RunDirectory.FINAL).is_file():
+        return StageOutcome(run, method, "skipped", metrics=_read_json(path / RunDirectory.FINAL))
+    if run.config.model in training.HIERARCHICAL_MODELS:
+        return StageOutcome(run, method, "not applicable", error=f"{run.config.model} has no single classifier")
+    started = time.perf_counter()
+    try:
+        metrics = retrain(run.path, method, path, device=device, overwrite=True, quiet=True)
+    except RunDirectoryInUseError as exc:
+        return StageOutcome(run, method, "busy", error=str(exc), seconds=time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - reported with the grid's failures; the other stages go on
+        error = str(exc) if isinstance(exc, SampleWeightError) else f"{type(exc).__name__}: {exc}"
+        return StageOutcome(run, method, "failed", error=error, seconds=time.perf_counter() - started)
+    return StageOutcome(run, method, "retrained", metrics=metrics, seconds=time.perf_counter() - started)
+
+
+def _print_stage(console: Console, outcome: StageOutcome) -> None:
+    name = escape(outcome.path.name)
+    if outcome.status in ("retrained", "skipped") and outcome.metrics is not None:
+        figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+        word = "[green]done[/]" if outcome.status == "retrained" else "skipped (finished)"
+        console.print(f"grid: {word} {name}  {figures}  ({outcome.seconds:.0f}s)", highlight=False, soft_wrap=True)
+    else:
+        colour = "red" if outcome.status == "failed" else "yellow"
+        console.print(
+            f"grid: [{colour}]{outcome.status}[/] {name}: {escape(str(outcome.error))}", highlight=False, soft_wrap=True
+        )
 
 
 def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.retraining import STAGE_KEY, stage_of
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import expected_calibration_error, negative_log_likelihood
@@ -79,7 +80,7 @@ _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
 _PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
 _CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "weighter_options", "loss_options",
-                          "gamma"})  # fmt: skip
+                          "gamma", STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -111,8 +112,9 @@ class RunResult:
 
     @property
     def weighting(self) -> str:
-        """The weighters joined with ``+`` (``none``, ``ohem+es``)."""
-        return "+".join(self.config["weighters"])
+        """The weighters joined with ``+`` (``none``, ``ohem+es``); a retrained run adds its method (``none+crt``)."""
+        stage = stage_of(self.config)
+        return "+".join([*self.config["weighters"], *([stage["method"]] if stage else [])])
 
     @property
     def optimizer(self) -> str:
@@ -149,7 +151,7 @@ class RunResult:
         """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
-        options, and ``gamma`` when set.
+        options, ``gamma`` when set, and a retrained run's stage options as given (``crt.epochs``).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -160,6 +162,9 @@ class RunResult:
         options.update(self.config.get("loss_options") or {})
         if self.config.get("gamma") is not None:
             options["gamma"] = self.config["gamma"]
+        stage = stage_of(self.config)
+        if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
+            options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property

@@ -1,0 +1,268 @@
+"""A model's classifier layer, found through timm's interface, and its decoupled re-balancing.
+
+Kang et al. (ICLR 2020, "Decoupling representation and classifier for long-tailed recognition") keep a
+network's representation and re-balance only its last linear layer. This module holds the pieces that work
+on any timm model (and on ours, which expose the same interface):
+
+- `classifier_layer` finds the layer through timm's ``get_classifier()``; `pooled_features` computes what
+  feeds it (``forward_head(forward_features(x), pre_logits=True)``); `replace_classifier` swaps it.
+- `tau_normalize`: ``w_c / ||w_c||^tau`` per class row (tau-normalisation).
+- `WeightScaling`: ``f_c * (w_c . x + b_c)`` with one learnable scale per class (LWS), folded back into a plain
+  linear layer by `WeightScaling.folded`.
+- `class_means` and `CosineClassifier`: the nearest class mean (NCM) by cosine similarity.
+
+The training loop around them (frozen backbone, class-balanced batches, the run directory) is
+`sampleweight.engine.retraining`; ``docs/long-tail.md`` gives the formulas and the defaults.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sampleweight.errors import ConfigError
+
+__all__ = [
+    "HEADS",
+    "CosineClassifier",
+    "WeightScaling",
+    "class_means",
+    "classifier_layer",
+    "install_head",
+    "pooled_features",
+    "replace_classifier",
+    "tau_normalize",
+]
+
+HEADS = ("linear", "cosine")
+"""What a checkpoint's classifier is: the model's own layer, or a `CosineClassifier` put in its place (NCM)."""
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The model's classifier, as timm's ``get_classifier()`` returns it.
+
+    Args:
+        model: A timm model (or any model with ``get_classifier()``).
+
+    Returns:
+        The layer that turns pooled features into class scores.
+
+    Raises:
+        ConfigError: The model has no ``get_classifier()``, or it returns no single layer with parameters
+            (a model built with ``num_classes=0``, a model with several heads).
+
+    Example:
+        >>> import timm
+        >>> classifier_layer(timm.create_model("test_resnet", num_classes=3))
+        Linear(in_features=..., out_features=3, bias=True)
+    """
+    name = type(model).__name__
+    get = getattr(model, "get_classifier", None)
+    if not callable(get):
+        raise ConfigError(f"the model {name} has no get_classifier(), so its classifier cannot be found")
+    layer = get()
+    if not isinstance(layer, nn.Module) or isinstance(layer, (nn.Identity, nn.ModuleDict, nn.ModuleList)):
+        raise ConfigError(
+            f"the model {name} has no single classifier layer (get_classifier() returns {type(layer).__name__})"
+        )
+    if not any(True for _ in layer.parameters()) and not isinstance(layer, CosineClassifier):
+        raise ConfigError(f"the model {name}'s classifier {type(layer).__name__} has no weights")
+    return layer
+
+
+def pooled_features(model: nn.Module, x: Tensor) -> Tensor:
+    """What feeds the classifier: ``model.forward_head(model.forward_features(x), pre_logits=True)`` [B, D].
+
+    Raises:
+        ConfigError: The model lacks ``forward_features`` or ``forward_head`` (timm's interface).
+    """
+    if not (callable(getattr(model, "forward_features", None)) and callable(getattr(model, "forward_head", None))):
+        raise ConfigError(
+            f"the model {type(model).__name__} has no forward_features()/forward_head(pre_logits=True), so its "
+            "pooled features cannot be read apart from its classifier"
+        )
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+def replace_classifier(model: nn.Module, layer: nn.Module) -> None:
+    """Put ``layer`` where the model's classifier (`classifier_layer`) is, so that ``forward`` uses it.
+
+    Raises:
+        ConfigError: The classifier is not a submodule of the model.
+    """
+    current = classifier_layer(model)
+    for name, module in model.named_modules():
+        if module is current and name:
+            parent_name, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attribute, layer)
+            return
+    raise ConfigError(f"the classifier of {type(model).__name__} is not one of its submodules; it cannot be replaced")
+
+
+def tau_normalize(weight: Tensor, tau: float) -> Tensor:
+    """Tau-normalised classifier weights: each class row divided by its L2 norm to the power tau.
+
+    ``w_c / ||w_c||^tau``: ``tau = 0`` leaves the rows as they are, ``tau = 1`` gives them unit norm. A row of
+    zeros stays zeros (its norm counts as 1).
+
+    Args:
+        weight: Classifier weights [C, D].
+        tau: The exponent, >= 0.
+
+    Returns:
+        The rescaled weights [C, D] (a new tensor).
+
+    Raises:
+        ValueError: ``tau < 0`` or not finite.
+
+    Example:
+        >>> tau_normalize(torch.tensor([[3.0, 4.0], [0.0, 2.0]]), 1.0)
+        tensor([[0.6000, 0.8000],
+                [0.0000, 1.0000]])
+    """
+    if not tau >= 0 or tau == float("inf"):
+        raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+    norms = weight.norm(dim=1, keepdim=True)
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return weight / norms.pow(tau)
+
+
+def class_means(features: Tensor, targets: Tensor, num_classes: int) -> Tensor:
+    """The mean feature vector of each class [C, D]; a class without samples gets zeros.
+
+    Args:
+        features: Features [N, D].
+        targets: Class indices [N].
+        num_classes: C.
+
+    Example:
+        >>> class_means(torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0]]), torch.tensor([0, 0, 1]), 3)
+        tensor([[2., 1.],
+                [0., 5.],
+                [0., 0.]])
+    """
+    if features.ndim != 2 or targets.shape != features.shape[:1]:
+        raise ValueError(
+            f"features must be [N, D] and targets [N], got {tuple(features.shape)}, {tuple(targets.shape)}"
+        )
+    wide = features.double()
+    sums = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, device=features.device)
+    sums.index_add_(0, targets.long(), wide)
+    counts = torch.bincount(targets.long(), minlength=num_classes).clamp(min=1).to(sums)
+    return (sums / counts[:, None]).to(features.dtype)
+
+
+class CosineClassifier(nn.Module):
+    """Nearest class mean by cosine similarity: ``scale * cos(x, mu_c)`` for every class c.
+
+    The decision (the largest cosine) does not depend on ``scale``; ``scale`` only sets how peaked the
+    softmax scores are. A class mean of zeros (a class with no samples) scores 0.
+
+    Args:
+        means: Class means [C, D] (`class_means`), stored as the buffer ``means``.
+        scale: The temperature, > 0, stored as the buffer ``scale``.
+
+    Example:
+        >>> head = CosineClassifier(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), scale=2.0)
+        >>> head(torch.tensor([[3.0, 3.0]]))
+        tensor([[1.4142, 1.4142]])
+    """
+
+    def __init__(self, means: Tensor, scale: float = 1.0) -> None:
+        super().__init__()
+        if means.ndim != 2:
+            raise ValueError(f"means must be [C, D], got {tuple(means.shape)}")
+        self.register_buffer("means", means.detach().clone().float())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    @property
+    def in_features(self) -> int:
+        """D, the features it takes."""
+        return self.means.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        """C, the classes it scores."""
+        return self.means.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores [B, C] for features ``x`` [B, D]."""
+        return self.scale * F.normalize(x.float(), dim=1) @ F.normalize(self.means, dim=1).T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
+
+
+class WeightScaling(nn.Module):
+    """Learnable weight scaling (LWS): ``f_c * (w_c . x + b_c)`` with one scale per class, the layer frozen.
+
+    Only ``scales`` (initialised to 1) trains; `folded` returns the equivalent plain linear layer.
+
+    Args:
+        linear: The trained classifier (its weights are not changed).
+
+    Example:
+        >>> layer = nn.Linear(2, 3)
+        >>> scaled = WeightScaling(layer)
+        >>> [name for name, p in scaled.named_parameters() if p.requires_grad]
+        ['scales']
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise ConfigError(f"learnable weight scaling needs a linear classifier, got {type(linear).__name__}")
+        self.linear = linear
+        for parameter in self.linear.parameters():
+            parameter.requires_grad_(False)
+        self.scales = nn.Parameter(torch.ones(linear.out_features, device=linear.weight.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scaled scores [B, C] for features ``x`` [B, D]."""
+        return self.linear(x) * self.scales
+
+    @torch.no_grad()
+    def folded(self) -> nn.Linear:
+        """A linear layer computing the same scores: weights and bias multiplied by the scales."""
+        linear = self.linear
+        layer = nn.Linear(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
+        layer.weight.copy_(linear.weight * self.scales[:, None])
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias * self.scales)
+        return layer
+
+
+def install_head(model: nn.Module, head: str) -> nn.Module:
+    """Give a freshly built model the classifier kind a checkpoint holds, before ``load_state_dict``.
+
+    ``linear``: the model's own layer (nothing to do). ``cosine``: a `CosineClassifier` of the same shape in
+    place of the model's linear classifier (a nearest-class-mean run of ``sampleweight retrain``).
+
+    Args:
+        model: The model as built from the run's configuration.
+        head: One of `HEADS`.
+
+    Returns:
+        The model.
+
+    Raises:
+        ConfigError: An unknown head, or a model whose classifier is not linear for ``cosine``.
+    """
+    if head == "linear":
+        return model
+    if head != "cosine":
+        raise ConfigError(f"unknown classifier head {head!r} in the checkpoint; known: {', '.join(HEADS)}")
+    layer = classifier_layer(model)
+    if not isinstance(layer, nn.Linear):
+        raise ConfigError(
+            f"a cosine head replaces a linear classifier; {type(model).__name__} has {type(layer).__name__}"
+        )
+    replace_classifier(model, CosineClassifier(layer.weight.new_zeros(layer.out_features, layer.in_features)))
+    return model

@@ -1,0 +1,552 @@
+"""``sampleweight retrain``: a decoupled second stage on a finished run (Kang et al., ICLR 2020).
+
+Kang et al. ("Decoupling representation and classifier for long-tailed recognition") keep the
+representation a run learned on the natural class mix and re-balance only its classifier:
+
+- ``crt`` (classifier re-training): the classifier is re-initialised (timm's ``reset_classifier``) and
+  trained again on class-balanced batches (the ``class_balanced`` sampler plugin), everything else frozen;
+- ``tau_norm``: each class's weight vector is divided by its norm to the power tau, the bias dropped (as
+  Kang et al.'s ``tau_norm.py``); tau is chosen on the validation side from `TAU_GRID` unless given;
+- ``lws`` (learnable weight scaling): one scale per class, learned on class-balanced batches, the classifier
+  itself frozen; the scales are then folded into its weights;
+- ``ncm`` (nearest class mean): the mean pooled feature of each class on the training side, and the cosine
+  similarity to it as the score (a `sampleweight.classifier.CosineClassifier` in place of the classifier).
+
+The backbone runs in eval mode throughout (BatchNorm statistics and dropout as at the end of the run), so
+its parameters and buffers stay exactly those of the source run. (Kang et al.'s code leaves the frozen
+network in training mode during cRT and LWS, so there BatchNorm re-estimates its running statistics on the
+class-balanced batches; here the representation is the source run's, bit for bit.)
+
+`retrain` writes a normal run directory (``config.json`` with a ``retrain`` table, ``metrics.json``,
+``predictions.csv``, ``checkpoint.pt``, ``data.json``, and ``metrics.jsonl`` for the trained methods) that
+``evaluate``, ``report`` and ``grid`` treat like any other run. ``docs/long-tail.md`` gives the formulas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from torch import Tensor, nn
+
+from sampleweight.classifier import (
+    CosineClassifier,
+    WeightScaling,
+    class_means,
+    classifier_layer,
+    pooled_features,
+    replace_classifier,
+    tau_normalize,
+)
+from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
+from sampleweight.engine.config import TrainConfig, validation_message
+from sampleweight.engine.evaluation import load_trained_model
+from sampleweight.engine.loader import TrainingData, check_sampler, load_split, make_loader
+from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.training import HIERARCHICAL_MODELS, autocast_for, predict, resolve_device
+from sampleweight.errors import ConfigError, DataError, LossError
+from sampleweight.factory import check_options, list_losses
+from sampleweight.metrics import classification_metrics, final_metrics
+from sampleweight.weighted_loss import WeightedLoss
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "METHODS",
+    "SELECTION_METRIC",
+    "STAGE_KEY",
+    "TAU_GRID",
+    "TRAINED_METHODS",
+    "default_epochs",
+    "retrain",
+    "retrained_name",
+    "stage_of",
+]
+
+METHODS = ("crt", "tau_norm", "lws", "ncm")
+"""The decoupled second stages (Kang et al. 2020)."""
+TRAINED_METHODS = ("crt", "lws")
+"""The methods that train on class-balanced batches (the others compute the classifier in one pass)."""
+TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
+"""tau values tried when ``--tau`` is not given: 0, 0.1, ..., 2 (Kang et al.'s ``np.linspace(0, 2, 21)``)."""
+SELECTION_METRIC = "bacc"
+"""What tau is chosen by on the validation side: balanced accuracy (the first best in grid order)."""
+DEFAULT_SAMPLER = "class_balanced"
+"""The sampler of the trained methods: every class equally often (Kang et al.'s class-aware sampling)."""
+STAGE_KEY = "retrain"
+"""The table in a retrained run's ``config.json``, ``metrics.json`` and ``checkpoint.pt``."""
+NCM_SCALE_BOUNDS = (0.01, 1000.0)
+"""Where the NCM temperature is searched (`_fit_scale`)."""
+SELECTION_NOTE = (
+    "tau was chosen on the validation side that these metrics are computed on, so they are optimistic; "
+    "choose tau on other data (--tau) for an unbiased figure"
+)
+
+
+def default_epochs(run_epochs: int) -> int:
+    """The epochs of a trained stage when not given: 10 % of the run's, rounded up (at least 1)."""
+    return max(1, -(-run_epochs // 10))
+
+
+def retrained_name(run_name: str, method: str) -> str:
+    """The name of a retrained run: ``cbam_vgg16-ce-none-adam-s0+crt``."""
+    return f"{run_name}+{method}"
+
+
+def stage_of(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``retrain`` table of a run's ``config.json`` (None for a run trained by ``sampleweight train``)."""
+    stage = config.get(STAGE_KEY)
+    return stage if isinstance(stage, dict) else None
+
+
+def retrain(
+    run: str | Path,
+    method: str,
+    out: str | Path,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    sampler: str | None = None,
+    loss: str | None = None,
+    tau: float | None = None,
+    data: str | None = None,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    bootstrap: int | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Re-balance the classifier of a finished run and write the result as a new run directory.
+
+    Args:
+        run: A finished run directory (``metrics.json`` and ``checkpoint.pt``), trained by ``sampleweight train``.
+        method: ``crt``, ``tau_norm``, ``lws`` or ``ncm`` (`METHODS`).
+        out: The new run directory.
+        epochs: Epochs of ``crt``/``lws`` (default `default_epochs`: 10 % of the run's, at least 1).
+        lr: Their learning rate (default the run's; cosine-annealed to 0 over the stage, as Kang et al.).
+        batch_size: Their batch size (default the run's).
+        sampler: Their sampler plugin (default ``class_balanced``).
+        loss: Their loss plugin (default ``ce``, plain cross-entropy).
+        tau: ``tau_norm``'s exponent, >= 0 (default: the best of `TAU_GRID` on the validation side).
+        data: The data set, if it moved since the run (default the run's ``data``).
+        device: Device (default CUDA when available).
+        cache_dir: Image cache folder (default the run's).
+        workers: Loader worker processes (default the run's).
+        bootstrap: Resamples of the intervals in ``metrics.json`` (default the run's).
+        overwrite: Start over in an ``out`` that holds a run.
+        quiet: Print nothing.
+        console: Where progress goes (default stdout).
+
+    Returns:
+        The final metrics (as written to ``metrics.json``), with the stage's outcome under ``retrain``.
+
+    Raises:
+        ConfigError: An unknown method or option, a negative tau, an option the method does not take, a run
+            that is not finished or has no checkpoint, a retrained run as the source, a model without a single
+            linear classifier (the hierarchical one), an ``out`` that holds a run (without ``overwrite``).
+        RunDirectoryInUseError: Another process writes into ``out``.
+        DataError: The data's classes are not the run's.
+        LossError: The stage's training loss became NaN/inf.
+
+    Example:
+        >>> retrain("runs/ce-none", "crt", "runs/ce-none+crt")  # doctest: +SKIP
+    """
+    stage = _stage_options(method, epochs, lr, batch_size, sampler, loss, tau)
+    source = _finished_run(Path(run))
+    out = Path(out)
+    if out.resolve() == source.resolve():
+        raise ConfigError(f"--out {out} is the run itself: give the retrained run a folder of its own")
+    torch_device = resolve_device(device)
+    state = load_checkpoint(source / RunDirectory.CHECKPOINT)
+    config = _source_config(state, source)
+    if config.model in HIERARCHICAL_MODELS:
+        raise ConfigError(
+            f"retrain: {config.model} decides level by level with one classifier per node of its label tree and an "
+            "LSTM between them, so it has no single classifier to re-balance; retrain a flat model's run"
+        )
+    model, _, classes = load_trained_model(source, torch_device)
+    _check_classifier(model, method, len(classes), config.image_size, torch_device)
+    updates: dict[str, Any] = {"out": out, "device": str(torch_device), "quiet": quiet}
+    for key, value in (("data", data), ("cache_dir", cache_dir), ("workers", workers), ("bootstrap", bootstrap)):
+        if value is not None:
+            updates[key] = value
+    try:
+        config = TrainConfig(**{**config.model_dump(), **updates})
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from None
+    console = console or Console(quiet=quiet)
+    with RunDirectory(out) as directory:  # one writer, as train: a second stage into the folder is refused
+        outputs = (RunDirectory.CHECKPOINT, RunDirectory.FINAL, RunDirectory.PREDICTIONS)
+        held = [name for name in outputs if (out / name).exists()]
+        if held and not overwrite:  # a stage is not resumed: it is short
+            raise ConfigError(
+                f"{out} already holds a run ({', '.join(held)}); start over with --overwrite or choose another --out"
+            )
+        directory.start_fresh(overwrite=True)
+        return _retrain(directory, source, config, stage, model, classes, torch_device, console)
+
+
+def _stage_options(
+    method: str,
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    sampler: str | None,
+    loss: str | None,
+    tau: float | None,
+) -> dict[str, Any]:
+    """The options given, checked; those the method does not take are refused."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown retrain method {method!r}; choose one of: {', '.join(METHODS)}")
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "sampler": sampler, "loss": loss, "tau": tau}
+    given = {key: value for key, value in given.items() if value is not None}
+    takes = {"crt": {"epochs", "lr", "batch_size", "sampler", "loss"}, "lws": {"epochs", "lr", "batch_size",
+             "sampler", "loss"}, "tau_norm": {"tau"}, "ncm": set()}[method]  # fmt: skip
+    extra = sorted(set(given) - takes)
+    if extra:
+        accepted = (
+            f"it takes {', '.join('--' + k.replace('_', '-') for k in sorted(takes))}" if takes else "it has none"
+        )
+        raise ConfigError(f"--{extra[0].replace('_', '-')} is not an option of {method} ({accepted})")
+    if "tau" in given and not (math.isfinite(given["tau"]) and given["tau"] >= 0):
+        raise ConfigError(f"--tau must be a finite number >= 0 (w_c / ||w_c||^tau), got {given['tau']}")
+    if "epochs" in given and given["epochs"] < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {given['epochs']}")
+    if "batch_size" in given and given["batch_size"] < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {given['batch_size']}")
+    if "lr" in given and not (math.isfinite(given["lr"]) and given["lr"] > 0):
+        raise ConfigError(f"--lr must be a finite number > 0, got {given['lr']}")
+    if "loss" in given:
+        if given["loss"] not in list_losses():
+            raise ConfigError(f"unknown loss {given['loss']!r}; choose one of: {', '.join(list_losses())}")
+        check_options("losses", [given["loss"]], {})
+    if "sampler" in given:
+        check_sampler(TrainConfig(sampler=given["sampler"]))
+    return {"method": method, **given}
+
+
+def _finished_run(path: Path) -> Path:
+    """``path`` if it is a finished run that ``sampleweight train`` wrote, else a `ConfigError` saying why."""
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a run directory: pass the --out folder of a finished sampleweight train")
+    if not (path / RunDirectory.CHECKPOINT).is_file():
+        raise ConfigError(f"{path} has no {RunDirectory.CHECKPOINT}: retrain needs the trained model of a finished run")
+    if not (path / RunDirectory.FINAL).is_file():
+        raise ConfigError(
+            f"{path} is not finished (no {RunDirectory.FINAL}); finish it first: "
+            f"sampleweight train --out {path} --resume"
+        )
+    config_path = path / RunDirectory.CONFIG
+    if config_path.is_file() and stage_of(json.loads(config_path.read_text())) is not None:
+        raise ConfigError(f"{path} is itself a retrained run; retrain the run it came from")
+    return path
+
+
+def _source_config(state: dict[str, Any], source: Path) -> TrainConfig:
+    """The run's configuration from its checkpoint, which must be that of its last epoch."""
+    if STAGE_KEY in state:
+        raise ConfigError(f"{source} is itself a retrained run; retrain the run it came from")
+    try:
+        config = TrainConfig(**state["config"])
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source=f"the checkpoint in {source}")) from None
+    if int(state["epoch"]) < config.epochs:
+        raise ConfigError(
+            f"{source} is not finished: its checkpoint is of epoch {state['epoch']} of {config.epochs}; finish it "
+            f"first: sampleweight train --out {source} --resume"
+        )
+    return config
+
+
+@torch.no_grad()
+def _check_classifier(model: nn.Module, method: str, num_classes: int, image_size: int, device: torch.device) -> None:
+    """The model's classifier can be re-balanced apart from the rest: timm's interface, fed by the pooled features.
+
+    Checked on a random batch in eval mode: ``classifier(pooled_features(x))`` must give ``model(x)``.
+    """
+    name = type(model).__name__
+    try:
+        layer = classifier_layer(model)
+        if method != "crt" and not (isinstance(layer, nn.Linear) and layer.out_features == num_classes):
+            raise ConfigError(
+                f"{method} re-balances a linear classifier with one weight vector per class; {name}'s classifier is "
+                f"{type(layer).__name__}"
+            )
+        if method == "crt" and not callable(getattr(model, "reset_classifier", None)):
+            raise ConfigError(f"the model {name} has no reset_classifier(), so cRT cannot re-initialise its classifier")
+        x = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
+        direct, split = model(x), layer(pooled_features(model, x))
+    except ConfigError as error:
+        raise ConfigError(f"retrain: {error}") from None
+    if direct.shape != split.shape or not torch.allclose(
+        direct, split, rtol=1e-4, atol=1e-4 * (1 + direct.abs().max())
+    ):
+        raise ConfigError(
+            f"retrain: {name}'s classifier (get_classifier()) applied to its pooled features "
+            "(forward_head(pre_logits=True)) does not give the model's scores, so its classifier cannot be "
+            "re-balanced apart from the rest"
+        )
+
+
+def _retrain(
+    directory: RunDirectory,
+    source: Path,
+    config: TrainConfig,
+    stage: dict[str, Any],
+    model: nn.Module,
+    classes: tuple[str, ...],
+    device: torch.device,
+    console: Console,
+) -> dict[str, Any]:
+    method = stage["method"]
+    trained = method in TRAINED_METHODS
+    settings = {
+        "epochs": stage.get("epochs", default_epochs(config.epochs)) if trained else None,
+        "lr": stage.get("lr", config.lr) if trained else None,
+        "batch_size": stage.get("batch_size", config.batch_size),
+        "sampler": stage.get("sampler", DEFAULT_SAMPLER) if trained else None,
+        "loss": stage.get("loss", "ce") if trained else None,
+    }
+    record = {
+        "method": method,
+        "source": str(source.resolve()),
+        "source_run": config.run_name,
+        "options": {key: value for key, value in stage.items() if key != "method"},  # as given: what sets it apart
+        **{key: value for key, value in settings.items() if value is not None},
+    }
+    if method == "tau_norm":
+        record.update(tau=stage.get("tau"), tau_grid=list(TAU_GRID) if "tau" not in stage else None)
+        if "tau" not in stage:
+            record["selection_metric"] = SELECTION_METRIC
+    directory.write_config({**config.model_dump(mode="json"), STAGE_KEY: record})
+    loading = config.model_copy(
+        update={
+            "sampler": settings["sampler"] or "instance",
+            "sampler_options": {},
+            "epochs": settings["epochs"] or config.epochs,
+            "batch_size": settings["batch_size"],
+        }
+    )
+    data = load_split(loading, device)
+    if tuple(data.classes) != tuple(classes):
+        raise DataError(
+            f"the data has classes {list(data.classes)} but the run was trained on {list(classes)}; retrain with the "
+            "run's data (--data)"
+        )
+    if data.inventory is not None:
+        directory.write_data(data.inventory.to_dict())
+    autocast = autocast_for(device, config.precision if device.type == "cuda" else "fp32")
+    model.eval()  # the backbone's BatchNorm statistics and dropout stay as the run left them
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    head = "linear"
+    if method == "crt":
+        torch.manual_seed(config.seed)
+        model.reset_classifier(len(classes))
+        model.to(device)
+        layer = classifier_layer(model)
+        outcome = _fit_head(
+            model, layer, list(layer.parameters()), data, settings, config, autocast, directory, console
+        )
+    elif method == "lws":
+        scaled = WeightScaling(classifier_layer(model))
+        replace_classifier(model, scaled)
+        outcome = _fit_head(model, scaled, [scaled.scales], data, settings, config, autocast, directory, console)
+        outcome["scales"] = dict(zip(classes, scaled.scales.detach().cpu().tolist(), strict=True))
+        replace_classifier(model, scaled.folded())
+    elif method == "tau_norm":
+        outcome = _tau_norm(model, data, stage.get("tau"), classes, autocast, device)
+    else:
+        outcome = _nearest_class_mean(model, data, settings["batch_size"], config, classes, autocast, device)
+        head = "cosine"
+    model.eval()
+    targets, scores = predict(model, data.val, device, autocast, data.normalize)
+    predictions = scores.argmax(axis=1)
+    final = {
+        **final_metrics(targets, scores, predictions, classes, resamples=config.bootstrap),
+        "decoding": "argmax",
+        "epochs": config.epochs,
+        "run": retrained_name(config.run_name, method),
+        STAGE_KEY: {"method": method, "source": record["source"], **outcome},
+    }
+    dump = config.model_dump(mode="json")
+    checkpoint = {"epoch": config.epochs, "model": model.state_dict(), "config": dump, "classes": list(classes),
+                  STAGE_KEY: record, "head": head}  # fmt: skip
+    save_checkpoint(directory.checkpoint, checkpoint)
+    directory.write_predictions(data.val_ids, targets, scores, classes, predictions)
+    directory.write_final(final)  # last: a folder with metrics.json holds a finished stage
+    return final
+
+
+def _fit_head(
+    model: nn.Module,
+    head: nn.Module,
+    parameters: list[nn.Parameter],
+    data: TrainingData,
+    settings: dict[str, Any],
+    config: TrainConfig,
+    autocast: contextlib.AbstractContextManager,
+    directory: RunDirectory,
+    console: Console,
+) -> dict[str, Any]:
+    """Train ``parameters`` of ``head`` on the pooled features of augmented class-balanced batches.
+
+    The run's optimizer (ADAM, or SGD with Nesterov momentum) and weight decay, the stage's learning rate
+    annealed to 0 by a cosine over all steps (Kang et al.'s schedule), the stage's loss averaged over the batch.
+    """
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    device = data.augment.mean.device
+    criterion = WeightedLoss(
+        settings["loss"], "none", class_counts=data.class_counts, class_names=list(data.classes)
+    ).to(device)
+    if config.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            parameters, lr=settings["lr"], momentum=config.momentum, nesterov=config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
+    else:
+        optimizer = torch.optim.Adam(parameters, lr=settings["lr"], weight_decay=config.weight_decay)
+    epochs = settings["epochs"]
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * len(data.train)))
+    model.eval()  # a classifier just created (reset_classifier) may bring modules in training mode: dropout, pooling
+    head.train()
+    loss_mean = float("nan")
+    for epoch in range(epochs):
+        generator = data.set_epoch(epoch, config.seed)
+        started = time.perf_counter()
+        total = torch.zeros(2, dtype=torch.float64, device=device)  # sum of losses, batches: read once per epoch
+        for images, labels, _ in data.train:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.no_grad(), autocast:
+                features = pooled_features(model, data.augment(images, generator=generator))
+            loss = criterion(head(features.float()), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
+        loss_sum, batches = total.tolist()
+        loss_mean = loss_sum / max(batches, 1)
+        if not math.isfinite(loss_mean):
+            raise LossError(
+                f"the {settings['loss']} loss of the re-balanced classifier became {loss_mean} in epoch {epoch + 1}/"
+                f"{epochs}; lower --lr"
+            )
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch, "train_loss": loss_mean, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                  "drawn": data.drawn()}  # fmt: skip
+        directory.append_epoch(record)
+        console.print(
+            f"{escape(directory.path.name)}: epoch {epoch + 1}/{epochs}  loss {loss_mean:.4f}  {seconds:.1f}s",
+            highlight=False,
+        )
+    head.eval()
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    return {"epochs": epochs, "train_loss": loss_mean}
+
+
+@torch.no_grad()
+def _features(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+    normalize: nn.Module,
+    autocast: contextlib.AbstractContextManager,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Pooled features [N, D] (float32) and class indices [N] of every image of ``batches``, unaugmented."""
+    features, targets = [], []
+    for images, labels, _ in batches:
+        with autocast:
+            features.append(pooled_features(model, normalize(images.to(device))).float())
+        targets.append(labels.to(device))
+    return torch.cat(features), torch.cat(targets)
+
+
+def _tau_norm(
+    model: nn.Module,
+    data: TrainingData,
+    tau: float | None,
+    classes: tuple[str, ...],
+    autocast: contextlib.AbstractContextManager,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Rescale the classifier's rows by ``1 / ||w_c||^tau`` and drop its bias; choose tau on the validation side."""
+    layer = classifier_layer(model)
+    weight = layer.weight.detach().clone()
+    outcome: dict[str, Any] = {}
+    if tau is None:
+        features, targets = _features(model, data.val, data.normalize, autocast, device)
+        by_tau = {}
+        for candidate in TAU_GRID:
+            predicted = (features @ tau_normalize(weight, candidate).T.float()).argmax(1)
+            by_tau[candidate] = classification_metrics(targets.cpu(), predicted.cpu(), classes)[SELECTION_METRIC]
+        tau = max(TAU_GRID, key=lambda t: (by_tau[t], -t))  # the best; on a tie, the smallest tau
+        outcome.update(
+            tau_grid=list(TAU_GRID),
+            selection={
+                "metric": SELECTION_METRIC,
+                "side": "validation",
+                "by_tau": {str(t): by_tau[t] for t in TAU_GRID},
+            },
+            optimistic=True,
+            note=SELECTION_NOTE,
+        )
+    else:
+        outcome["tau_given"] = True
+    layer.weight.copy_(tau_normalize(weight, tau))
+    if layer.bias is not None:
+        layer.bias.zero_()
+    return {"tau": tau, **outcome}
+
+
+def _nearest_class_mean(
+    model: nn.Module,
+    data: TrainingData,
+    batch_size: int,
+    config: TrainConfig,
+    classes: tuple[str, ...],
+    autocast: contextlib.AbstractContextManager,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Replace the classifier by the cosine similarity to each class's mean training feature."""
+    plain = make_loader(
+        data.train.dataset, batch_size, device, workers=config.workers or 0
+    )  # every image once, in order
+    features, targets = _features(model, plain, data.normalize, autocast, device)
+    means = class_means(features, targets, len(classes))
+    scale = _fit_scale(features, targets, means)
+    replace_classifier(model, CosineClassifier(means, scale).to(device))
+    return {"scale": scale, "feature_images": int(targets.numel())}
+
+
+def _fit_scale(features: Tensor, targets: Tensor, means: Tensor) -> float:
+    """The temperature s of ``softmax(s * cos)`` with the least NLL on the training side (within `NCM_SCALE_BOUNDS`).
+
+    The NLL is convex in s, so a bounded scalar search finds its minimum; the decisions do not depend on s.
+    """
+    from scipy.optimize import minimize_scalar
+
+    cosine = nn.functional.normalize(features.double(), dim=1) @ nn.functional.normalize(means.double(), dim=1).T
+    index = targets.long()[:, None]
+
+    def nll(scale: float) -> float:
+        logits = scale * cosine
+        return float((torch.logsumexp(logits, dim=1) - logits.gather(1, index)[:, 0]).mean())
+
+    low, high = NCM_SCALE_BOUNDS
+    found = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
+    return float(np.clip(found.x, low, high))
