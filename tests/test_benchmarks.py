@@ -105,6 +105,7 @@ def test_bootstrap_speed_smoke(tmp_path) -> None:
     report = json.loads(out.read_text())
     assert report["benchmark"] == "bootstrap_speed" and report["resamples"] == 50
     assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
+    assert report["vectorised_with_auc_seconds"] > 0 and report["auc_loop_seconds"] > 0
 
 
 @needs_ham10000
@@ -116,3 +117,16 @@ def test_weight_scale_smoke(tmp_path) -> None:
     assert scales["none"] == 1.0 and scales["drw"] == 1.0
     assert abs(scales["cb"] - 7.0) < 1e-5  # sum_c (N_c / N) (N / N_c) = C
     assert 5e-4 < scales["es"] < 2e-3 and 0.1 < scales["es normalize=classes"] < 0.5
+
+
+@needs_ham10000
+def test_evaluation_ham10000_smoke(tmp_path) -> None:
+    out = tmp_path / "e.json"
+    args = ["--data", str(HAM10000), "--limit", "120", "--epochs", "1", "--image-size", "32", "--bootstrap", "50",
+            "--weighters", "none", "es", "--work", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
+    load("evaluation_ham10000").main(args)
+    report = json.loads(out.read_text())
+    names = [row["evaluation"] for row in report["results"]]
+    assert names[:5] == ["none tta=none", "none tta=flip", "none tta=flip-rot", "none tta=crops", "none logit_adjust=1"]
+    assert "ensemble geometric" in names and report["held_out_images"] > 0
+    assert all(0 <= row["bacc"] <= 1 and row["time_ratio"] > 0 for row in report["results"])

@@ -298,7 +298,7 @@ def predict_views(
 # ------------------------------------------------------------------------------------------- evaluate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Member:
     """One run of an evaluation (an ensemble has several).
 
