@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -9,8 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
+
+from sampleweight.data import read_dataset
 
 DEFAULT_DATA = Path(
     os.environ.get("SAMPLEWEIGHT_HAM10000") or Path(__file__).resolve().parents[1].parent / "shared/data/HAM10000"
@@ -45,3 +49,21 @@ def finish(report: dict, out: Path, print_report: Callable[[dict, Console], None
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return report
+
+
+def subset_as_csv(data: Path, limit: int, folder: Path) -> Path:
+    """``limit`` images spread over a data set, as a ``labels.csv`` layout (images linked, not copied)."""
+    records = read_dataset(data)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "label", "group"])
+        # spread over the whole data set (its metadata is sorted by diagnosis): every class is in
+        for i in np.linspace(0, len(records) - 1, min(limit, len(records))).astype(int):
+            source = records.paths[i]
+            link = images / source.name
+            if not link.exists():
+                link.symlink_to(source.resolve())
+            writer.writerow([records.image_ids[i], records.classes[records.labels[i]], records.groups[i]])
+    return folder

@@ -28,7 +28,6 @@ Prints a table and writes JSON (``--out``). Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import platform
 import random
@@ -59,27 +58,9 @@ from sampleweight.data import (
 from sampleweight.engine.config import TrainConfig
 from sampleweight.engine.training import train
 
-from benchtools import DEFAULT_DATA, default_out, finish
+from benchtools import DEFAULT_DATA, default_out, finish, subset_as_csv
 
 DEFAULT_OUT = default_out("trainer_vs_loop")
-
-
-def subset_as_csv(data: Path, limit: int, folder: Path) -> Path:
-    """``limit`` images spread over a data set, as a ``labels.csv`` layout (images linked, not copied)."""
-    records = read_dataset(data)
-    images = folder / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    with open(folder / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "label", "group"])
-        # spread over the whole data set (its metadata is sorted by diagnosis): every class is in
-        for i in np.linspace(0, len(records) - 1, min(limit, len(records))).astype(int):
-            source = records.paths[i]
-            link = images / source.name
-            if not link.exists():
-                link.symlink_to(source.resolve())
-            writer.writerow([records.image_ids[i], records.classes[records.labels[i]], records.groups[i]])
-    return folder
 
 
 class JpegDataset(Dataset):

@@ -234,22 +234,32 @@ def train(
 @app.command()
 @user_errors
 def evaluate(
-    run: Path = typer.Argument(..., help="A run directory or a checkpoint.pt file."),
-    data: str = typer.Option(..., help=DATA_HELP),
+    runs: list[Path] = typer.Argument(
+        ..., help="Run directories, checkpoint.pt files or grid folders (their finished runs); several: an ensemble."
+    ),
+    data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
     out: Path | None = typer.Option(
-        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate)."
+        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-laTAU])."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
-    batch_size: int = typer.Option(64, min=1, help="Evaluation batch size."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass, test-time views included."),
     cache_dir: Path | None = typer.Option(None, help="Image cache folder."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out (and report) unreadable images."),
     bootstrap: int = typer.Option(2000, min=0, help=BOOTSTRAP_HELP),
+    tta: str = typer.Option(
+        "none", help="Test-time augmentation: none, flip (4 views), flip-rot (8), crops (16 unscaled crops)."
+    ),
+    combine: str = typer.Option("mean", help="How an ensemble combines its runs' probabilities: mean or geometric."),
+    submission: Path | None = typer.Option(None, help="Also write the ISIC 2018 Task 3 submission CSV to this file."),
+    logit_adjust: float | None = typer.Option(
+        None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."
+    ),
 ) -> None:
-    """Score a trained model on another data set (e.g. the ISIC 2018 validation or test release)."""
+    """Score trained runs (one, or an ensemble) on another data set, e.g. the ISIC 2018 validation or test release."""
     from sampleweight.engine.evaluation import evaluate as run_evaluation
 
     metrics, where = run_evaluation(
-        run,
+        runs,
         data,
         out=out,
         device=device,
@@ -257,8 +267,18 @@ def evaluate(
         cache_dir=cache_dir,
         skip_bad=skip_bad,
         bootstrap=bootstrap,
+        tta=tta,
+        combine=combine,
+        submission=submission,
+        logit_adjust=logit_adjust,
     )
-    console.print(_metrics_line(metrics, where), markup=False, highlight=False, soft_wrap=True)
+    if metrics["labelled"]:
+        line = _metrics_line(metrics, where)
+    else:
+        line = f"no ground truth in {data}: scored {metrics['n']} images, no metrics computed   -> {where}"
+    if "submission" in metrics:
+        line += f" (submission: {metrics['submission']})"
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -535,11 +555,18 @@ def report(
         help="Compare every setup with this one on the same images (paired bootstrap, Holm's correction): "
         "a weighting (none) or a full setup name (ce-none).",
     ),
+    logit_adjust: list[float] | None = typer.Option(
+        None,
+        "--logit-adjust",
+        help="Also show every run after post-hoc logit adjustment with this TAU (repeatable): its own setups.",
+    ),
 ) -> None:
     """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""
     from sampleweight.studies.report import rich_comparisons, rich_table, write_report
 
-    written = write_report(folder, out, paper=paper, figures=figures, baseline=baseline)
+    written = write_report(
+        folder, out, paper=paper, figures=figures, baseline=baseline, logit_adjust=tuple(logit_adjust or ())
+    )
     for table in written.tables:
         console.print(rich_table(table, paper=paper))
         if table.comparisons:
@@ -573,7 +600,8 @@ def attention(
 
 
 def _metrics_line(metrics: dict[str, Any], where: Path | None) -> str:
-    figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("acc", "bacc", "mpr", "mf1"))
+    shown = ("acc", "bacc", "mpr", "mf1", "auc") if metrics.get("auc") is not None else ("acc", "bacc", "mpr", "mf1")
+    figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in shown)
     classes, scored = metrics["classes"], metrics.get("scored_classes", metrics["classes"])
     if len(scored) < len(classes):  # the macro means are over the classes the data has
         absent = ", ".join(name for name in classes if name not in scored)

@@ -36,6 +36,7 @@ __all__ = [
     "ldam_loss",
     "ldam_margins",
     "logit_adjusted_cross_entropy",
+    "logit_adjusted_probabilities",
     "normalize_class_weights",
 ]
 
@@ -139,6 +140,34 @@ def logit_adjusted_cross_entropy(logits: Tensor, targets: Tensor, log_prior: Ten
         raise ValueError(f"logit adjustment needs tau >= 0, got {tau}")
     logits = _wide(logits)
     return F.cross_entropy(logits + tau * log_prior.to(logits), targets, reduction="none")
+
+
+def logit_adjusted_probabilities(probabilities: Tensor, log_prior: Tensor, *, tau: float = 1.0) -> Tensor:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021) of a trained model's class probabilities.
+
+    ``softmax(log p - tau * log_prior)``: the scores lose ``tau`` times the log prior of their class, so a
+    frequent class must be more certain to win, and the result is renormalised into probabilities (the
+    decision ``argmax(log p - tau log prior)`` is Menon et al.'s; the renormalisation keeps AUC, ECE and NLL
+    meaningful). With ``tau = 1`` a model fitted to the training prior aims at the balanced error.
+
+    Args:
+        probabilities: Class probabilities [N, C] (a zero stays zero).
+        log_prior: The training set's log class prior [C] (`class_log_prior`).
+        tau: Strength, ``>= 0``; 0 returns the probabilities renormalised.
+
+    Returns:
+        Probabilities [N, C], float64 (each row sums to 1).
+
+    Example:
+        >>> p = torch.tensor([[0.6, 0.4]])
+        >>> adjusted = logit_adjusted_probabilities(p, class_log_prior(torch.tensor([3, 1])), tau=1.0)
+        >>> [round(v, 6) for v in adjusted[0].tolist()]  # 0.6 / 0.75 : 0.4 / 0.25
+        [0.333333, 0.666667]
+    """
+    if not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"logit adjustment needs a finite tau >= 0, got {tau}")
+    log_p = torch.as_tensor(probabilities, dtype=torch.float64).log()
+    return (log_p - tau * torch.as_tensor(log_prior, dtype=torch.float64)).softmax(dim=-1)
 
 
 def ldam_margins(class_counts: Tensor | Sequence[int], max_margin: float = 0.5) -> Tensor:

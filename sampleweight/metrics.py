@@ -6,6 +6,11 @@ occur in the ground truth (support > 0); a class that is never predicted has pre
 0), as scikit-learn's ``zero_division=0``. The formulas take a confusion matrix with any leading
 axes, so the same code scores one run and 2,000 bootstrap resamples at once.
 
+Ranking: each class's one-vs-rest ROC AUC (`roc_auc`, as scikit-learn's ``roc_auc_score`` of
+``targets == c`` against ``scores[:, c]``, ties counted one half) and their mean over the classes that
+have one, the figures the ISIC 2018 challenge reported beside its balanced accuracy. A class with no
+images, or with every image, has no AUC (None in ``metrics.json``).
+
 Calibration: the expected calibration error (ECE, top-label, 15 equal-width confidence bins) and the
 mean negative log-likelihood (NLL) of the predicted probabilities. `final_metrics` is what a run's
 ``metrics.json`` holds: all of the above and, under ``ci``, 95 % stratified-bootstrap intervals
@@ -34,6 +39,7 @@ __all__ = [
     "metric_intervals",
     "negative_log_likelihood",
     "reliability",
+    "roc_auc",
 ]
 
 ClassificationMetrics = dict[str, Any]
@@ -41,7 +47,7 @@ ClassificationMetrics = dict[str, Any]
 CALIBRATION_BINS = 15
 """Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 15)."""
 INTERVAL_METRICS = ("acc", "bacc", "mpr", "mf1")
-"""The summary metrics that get a bootstrap interval (besides each class's recall)."""
+"""The summary metrics that get a bootstrap interval (besides each class's recall, and the AUCs)."""
 
 
 def confusion_matrix(targets: Any, predictions: Any, num_classes: int, weights: Any = None) -> np.ndarray:
@@ -146,6 +152,62 @@ def classification_metrics(targets: Any, predictions: Any, class_names: Sequence
     }
 
 
+def roc_auc(targets: Any, scores: Any, weights: Any = None) -> np.ndarray:
+    """Each class's one-vs-rest ROC AUC: ``P(score of a positive > score of a negative)``, ties counting 1/2.
+
+    For class ``c`` the positives are the images of ``c`` and the negatives all others, ranked by
+    ``scores[:, c]``; this is scikit-learn's ``roc_auc_score(targets == c, scores[:, c])``, computed from
+    one sort per class. With ``weights``, each image counts as often as its weight in each row (bootstrap
+    resample counts), all rows at once: the AUC of every resample without drawing it.
+
+    Args:
+        targets: True class indices [N].
+        scores: Class probabilities (or any scores, higher meaning more likely) [N, C].
+        weights: Optional [..., N]: how much each image counts in each row.
+
+    Returns:
+        float64 [C], or [..., C] with ``weights``; NaN for a class without positives or without negatives.
+
+    Example:
+        >>> roc_auc([0, 0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.65, 0.35], [0.2, 0.8]]).tolist()
+        [0.75, 0.75]
+    """
+    labels, values = _scored(targets, scores)
+    n, num_classes = values.shape
+    if weights is None:
+        rows, shape = np.ones((1, n)), None
+    else:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape[-1:] != (n,):
+            raise ValueError(f"weights must end in one entry per image ({n}), got shape {weights.shape}")
+        rows, shape = weights.reshape(-1, n), weights.shape[:-1]
+    out = np.full((rows.shape[0], num_classes), np.nan)
+    for c in range(num_classes):
+        positive = labels == c
+        if not positive.any() or positive.all():
+            continue
+        negatives, positives = np.flatnonzero(~positive), np.flatnonzero(positive)
+        order = negatives[np.argsort(values[negatives, c], kind="stable")]
+        ranked = values[order, c]
+        below = np.zeros((rows.shape[0], order.size + 1))  # [:, k]: weight of the k lowest-scored negatives
+        np.cumsum(rows[:, order], axis=1, out=below[:, 1:])
+        score = values[positives, c]
+        lower = below[:, np.searchsorted(ranked, score, "left")]  # negatives scored below each positive
+        not_higher = below[:, np.searchsorted(ranked, score, "right")]  # ... and those tied with it
+        weight = rows[:, positives]
+        pairs = weight.sum(axis=1) * below[:, -1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, c] = np.where(pairs > 0, (weight * (lower + not_higher)).sum(axis=1) / (2 * pairs), np.nan)
+    return out[0] if shape is None else out.reshape(*shape, num_classes)
+
+
+def _mean_auc(auc: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """The mean over the classes that have an AUC (``defined`` [C]); NaN where none has."""
+    if not defined.any():
+        return np.full(auc.shape[:-1], np.nan)
+    return auc[..., defined].mean(axis=-1)
+
+
 def reliability(targets: Any, scores: Any, bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
     """Top-label reliability: per equal-width confidence bin, how many images, their mean confidence and accuracy.
 
@@ -222,37 +284,49 @@ def metric_intervals(
     predictions: Any,
     class_names: Sequence[str],
     *,
+    scores: Any = None,
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Stratified-bootstrap intervals of Acc, BAcc, mPR, mF1 and each class's recall.
+    """Stratified-bootstrap intervals of Acc, BAcc, mPR, mF1 and each class's recall (and, with scores, the AUCs).
 
-    All resamples are scored at once, as weighted confusion matrices (2,000 resamples of 2,000 images
-    take a small fraction of a second; ``benchmarks/bootstrap_speed.py``).
+    All resamples are scored at once, as weighted confusion matrices and weighted rank sums (2,000
+    resamples of 2,000 images take well under a second; ``benchmarks/bootstrap_speed.py``).
 
     Args:
         targets: True class indices [N].
         predictions: Predicted class indices [N].
         class_names: The C class names.
+        scores: Class probabilities [N, C]: adds intervals of the mean AUC and each class's AUC (`roc_auc`).
         resamples: R.
         seed: Seed of the resamples.
         level: Coverage (0.95).
 
     Returns:
         ``(ci, settings)``: ``ci`` = ``{"acc": [low, high], "bacc": ..., "mpr": ..., "mf1": ...,
-        "per_class": {name: {"recall": [low, high]}}}`` (None for a class absent from the targets);
+        "per_class": {name: {"recall": [low, high]}}}`` (None for a class absent from the targets); with
+        ``scores`` also ``ci["auc"]`` and ``ci["per_class"][name]["auc"]`` (None for a class without an AUC);
         ``settings`` = ``{"resamples", "seed", "level", "stratified"}``.
     """
     num_classes = len(class_names)
-
-    def figures(labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        scored = confusion_metrics(confusion_matrix(labels, predicted, num_classes, weights))
-        return np.concatenate([np.stack([scored[m] for m in INTERVAL_METRICS], axis=-1), scored["recall"]], axis=-1)
-
     labels = np.asarray(torch.as_tensor(targets).long().flatten().cpu())
     predicted = np.asarray(torch.as_tensor(predictions).long().flatten().cpu())
-    result = bootstrap(figures, labels, predicted, resamples=resamples, seed=seed, level=level, weighted=True)
+    values: list[np.ndarray] = [labels, predicted]
+    defined = np.zeros(num_classes, dtype=bool)
+    if scores is not None:
+        values.append(_scored(labels, scores)[1])
+        defined = ~np.isnan(roc_auc(labels, values[2]))
+
+    def figures(labels: np.ndarray, predicted: np.ndarray, *rest: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        scored = confusion_metrics(confusion_matrix(labels, predicted, num_classes, weights))
+        columns = [np.stack([scored[m] for m in INTERVAL_METRICS], axis=-1), scored["recall"]]
+        if rest:
+            auc = roc_auc(labels, rest[0], weights)
+            columns += [_mean_auc(auc, defined)[..., None], auc]
+        return np.concatenate(columns, axis=-1)
+
+    result = bootstrap(figures, *values, resamples=resamples, seed=seed, level=level, weighted=True)
     low, high = result.low.tolist(), result.high.tolist()
     present = np.bincount(labels, minlength=num_classes) > 0
     ci: dict[str, Any] = {m: [low[i], high[i]] for i, m in enumerate(INTERVAL_METRICS)}
@@ -261,6 +335,11 @@ def metric_intervals(
         name: {"recall": [low[offset + i], high[offset + i]] if present[i] else None}
         for i, name in enumerate(class_names)
     }
+    if scores is not None:
+        offset += num_classes
+        ci["auc"] = [low[offset], high[offset]] if defined.any() else None
+        for i, name in enumerate(class_names):
+            ci["per_class"][name]["auc"] = [low[offset + 1 + i], high[offset + 1 + i]] if defined[i] else None
     return ci, result.settings()
 
 
@@ -274,11 +353,12 @@ def final_metrics(
     seed: int = 0,
     level: float = 0.95,
 ) -> ClassificationMetrics:
-    """What a run's ``metrics.json`` holds: `classification_metrics`, ``ece``, ``nll`` and their intervals.
+    """What a run's ``metrics.json`` holds: `classification_metrics`, the AUCs, ``ece``, ``nll`` and their intervals.
 
     Args:
         targets: True class indices [N].
-        scores: Class probabilities [N, C] (for the calibration figures).
+        scores: Class probabilities [N, C] (for the AUCs and the calibration figures; a hierarchical model's
+            leaf probabilities).
         predictions: The decided classes [N] (argmax, or a hierarchical model's greedy decoding).
         class_names: The C class names.
         resamples: Bootstrap resamples for ``ci`` (0: no intervals).
@@ -286,19 +366,24 @@ def final_metrics(
         level: Coverage of the intervals.
 
     Returns:
-        `classification_metrics` plus ``ece`` (top-label, 15 bins) and ``nll``; with ``resamples``,
-        ``ci`` (see `metric_intervals`) and ``bootstrap`` (its settings).
+        `classification_metrics` plus ``auc`` (the mean one-vs-rest ROC AUC over the classes that have one,
+        None when none has) and ``per_class[name]["auc"]`` (`roc_auc`; None for a class without images or
+        with every image), ``ece`` (top-label, 15 bins) and ``nll``; with ``resamples``, ``ci`` (see
+        `metric_intervals`) and ``bootstrap`` (its settings).
     """
     if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 0:
         raise ValueError(f"resamples must be an integer >= 0 (0: no intervals), got {resamples!r}")
-    metrics = {
-        **classification_metrics(targets, predictions, class_names),
-        "ece": expected_calibration_error(targets, scores),
-        "nll": negative_log_likelihood(targets, scores),
-    }
+    metrics = classification_metrics(targets, predictions, class_names)
+    auc = roc_auc(targets, scores)
+    defined = ~np.isnan(auc)
+    metrics["auc"] = float(_mean_auc(auc, defined)) if defined.any() else None
+    for name, value, has in zip(class_names, auc.tolist(), defined, strict=True):
+        metrics["per_class"][name]["auc"] = value if has else None
+    metrics["ece"] = expected_calibration_error(targets, scores)
+    metrics["nll"] = negative_log_likelihood(targets, scores)
     if resamples:
         metrics["ci"], metrics["bootstrap"] = metric_intervals(
-            targets, predictions, class_names, resamples=resamples, seed=seed, level=level
+            targets, predictions, class_names, scores=scores, resamples=resamples, seed=seed, level=level
         )
     return metrics
 

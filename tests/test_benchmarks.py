@@ -108,6 +108,7 @@ def test_bootstrap_speed_smoke(tmp_path) -> None:
     report = json.loads(out.read_text())
     assert report["benchmark"] == "bootstrap_speed" and report["resamples"] == 50
     assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
+    assert report["vectorised_with_auc_seconds"] > 0 and report["auc_loop_seconds"] > 0
 
 
 @needs_ham10000
@@ -147,3 +148,16 @@ def test_reproduce_ham10000_smoke_with_the_long_tail_baselines(tmp_path) -> None
     two_sided = findings["Re-sampling vs re-weighting: class-balanced sampling vs CB (CEL, ADAM)"]
     assert two_sided == "**no significant difference** |" or "higher" in two_sided
     assert (tmp_path / "runs" / "cbam_vgg16-ce-none-adam-s0+crt" / "metrics.json").is_file()
+
+
+@needs_ham10000
+def test_evaluation_ham10000_smoke(tmp_path) -> None:
+    out = tmp_path / "e.json"
+    args = ["--data", str(HAM10000), "--limit", "120", "--epochs", "1", "--image-size", "32", "--bootstrap", "50",
+            "--weighters", "none", "es", "--work", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
+    load("evaluation_ham10000").main(args)
+    report = json.loads(out.read_text())
+    names = [row["evaluation"] for row in report["results"]]
+    assert names[:5] == ["none tta=none", "none tta=flip", "none tta=flip-rot", "none tta=crops", "none logit_adjust=1"]
+    assert "ensemble geometric" in names and report["held_out_images"] > 0
+    assert all(0 <= row["bacc"] <= 1 and row["time_ratio"] > 0 for row in report["results"])

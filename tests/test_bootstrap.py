@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from sampleweight.bootstrap import bootstrap, percentile_interval, resample_counts
+from sampleweight.bootstrap import bootstrap, percentile_interval, resample_counts, resample_images
 from sampleweight.metrics import (
     expected_calibration_error,
     final_metrics,
@@ -57,6 +57,28 @@ def test_intervals_equal_an_independent_slow_loop_over_the_same_resamples(seed: 
         assert ci["per_class"][name]["recall"] == expected, name
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_auc_intervals_equal_scikit_learn_on_each_resample(seed: int) -> None:
+    """The AUC intervals of metrics.json: the same resamples drawn and scored by scikit-learn, one by one."""
+    targets, predictions = scored_case(seed, n=80, classes=5)
+    scores = np.round(np.random.default_rng(seed).dirichlet(np.ones(5), size=80), 2)
+    names = NAMES[:5]
+    ci, _ = metric_intervals(targets, predictions, names, scores=scores, resamples=40, seed=seed)
+    present = np.bincount(targets, minlength=5) > 0
+    rows = []
+    for drawn in resample_images(resample_counts(targets, 40, seed)):
+        per_class = [skm.roc_auc_score(targets[drawn] == c, scores[drawn, c]) if present[c] else np.nan
+                     for c in range(5)]  # fmt: skip
+        rows.append([np.nanmean(per_class), *per_class])
+    slow = np.array(rows)
+    low, high = np.quantile(slow, 0.025, axis=0), np.quantile(slow, 0.975, axis=0)
+    assert ci["auc"] == pytest.approx([low[0], high[0]], abs=1e-12)
+    for c, name in enumerate(names):
+        expected = pytest.approx([low[1 + c], high[1 + c]], abs=1e-12) if present[c] else None
+        assert ci["per_class"][name]["auc"] == expected, name
+    assert ci["acc"] == metric_intervals(targets, predictions, names, resamples=40, seed=seed)[0]["acc"]
+
+
 def test_a_plain_metric_function_gives_the_vectorised_paths_samples() -> None:
     targets, predictions = scored_case(11, n=70)
     accuracy = lambda t, p: float((t == p).mean())  # noqa: E731
@@ -85,9 +107,11 @@ def test_the_interval_contains_the_point_estimate(seed: int) -> None:
         low, high = metrics["ci"][metric]
         assert low <= metrics[metric] <= high, (metric, low, metrics[metric], high)
     for name in NAMES:
-        interval = metrics["ci"]["per_class"][name]["recall"]
-        if interval is not None:
-            assert interval[0] <= metrics["per_class"][name]["recall"] <= interval[1], name
+        for metric in ("recall", "auc"):
+            interval = metrics["ci"]["per_class"][name][metric]
+            if interval is not None:
+                assert interval[0] <= metrics["per_class"][name][metric] <= interval[1], (name, metric)
+    assert metrics["ci"]["auc"][0] <= metrics["auc"] <= metrics["ci"]["auc"][1]
 
 
 def test_stratified_resamples_keep_every_class_count() -> None:

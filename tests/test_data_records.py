@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sampleweight.data import HAM10000_DX, ISIC_CLASSES, read_dataset
+from sampleweight.data import HAM10000_DX, ISIC_CLASSES, UNLABELLED, DataInventory, DatasetRecords, read_dataset
 from sampleweight.errors import ConfigError, DataError
 
 DX = ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]
@@ -268,3 +268,65 @@ def test_skip_bad_leaves_out_and_reports_every_bad_row(tmp_path: Path, caplog: p
     assert records.image_ids.count("ISIC_0000004") == 1
     assert len(records.skipped) == 3
     assert "skipped 3 row(s)" in caplog.text
+
+
+# ------------------------------------------------------------------------------- images without labels
+
+
+def test_a_folder_of_images_reads_unlabelled_only_when_allowed(tmp_path: Path) -> None:
+    folder = tmp_path / "ISIC2018_Task3_Test_Input"
+    for k in (3, 1, 2):
+        write_jpeg(folder / f"ISIC_{k:07d}.jpg", seed=k)
+    (folder / "LICENSE.txt").write_text("not an image")
+    with pytest.raises(DataError, match="holds images but no labels to train on") as error:
+        read_dataset(folder)
+    assert "labels.csv" in str(error.value) and "HAM10000_metadata.csv" in str(error.value)
+    records = read_dataset(folder, allow_unlabelled=True)
+    assert records.layout == "images" and not records.labelled and records.classes == ISIC_CLASSES
+    assert records.image_ids == ("ISIC_0000001", "ISIC_0000002", "ISIC_0000003")  # file stems, sorted
+    assert records.labels.tolist() == [UNLABELLED] * 3 and records.class_counts().tolist() == [0] * 7
+    assert records.paths == tuple(folder / f"ISIC_{k:07d}.jpg" for k in (1, 2, 3))
+    assert "3 images without labels" in records.describe()
+    # the ISIC release folder holding only the test images (no ground truth): its subfolder's images
+    assert read_dataset(tmp_path, allow_unlabelled=True).image_ids == records.image_ids
+    assert read_dataset(folder, allow_unlabelled=True, classes=["a", "b"]).classes == ("a", "b")
+
+
+def test_labelled_data_is_read_with_labels_even_when_unlabelled_is_allowed(tmp_path: Path) -> None:
+    root = make_ham(tmp_path)
+    assert read_dataset(root, allow_unlabelled=True).labelled
+    forced = read_dataset(root, layout="images")
+    assert not forced.labelled and len(forced) == 28
+
+
+def test_unlabelled_folder_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no images in .*empty: it has no image files") as error:
+        read_dataset(tmp_path / "empty", allow_unlabelled=True)
+    assert "\n" not in str(error.value)
+    write_jpeg(tmp_path / "twice" / "a.jpg")
+    write_jpeg(tmp_path / "twice" / "sub" / "a.png")
+    with pytest.raises(DataError, match=r"same name.*a \(a\.jpg and sub/a\.png\)"):
+        read_dataset(tmp_path / "twice", allow_unlabelled=True)
+    kept = read_dataset(tmp_path / "twice", allow_unlabelled=True, skip_bad=True)
+    assert kept.image_ids == ("a",) and kept.paths == (tmp_path / "twice" / "a.jpg",) and len(kept.skipped) == 1
+
+
+def test_unlabelled_records_refuse_labels_and_labelled_ones_need_valid_labels() -> None:
+    with pytest.raises(ValueError, match="unlabelled records"):
+        DatasetRecords(("a",), np.array([0]), ("a",), ISIC_CLASSES, "images", paths=(Path("a.jpg"),), labelled=False)
+    with pytest.raises(ValueError, match="index into classes"):
+        DatasetRecords(("a",), np.array([UNLABELLED]), ("a",), ISIC_CLASSES, "csv", paths=(Path("a.jpg"),))
+
+
+def test_the_inventory_of_unlabelled_images_counts_images_not_classes(tmp_path: Path) -> None:
+    for k in range(4):
+        write_jpeg(tmp_path / f"x{k}.jpg", seed=k)
+    records = read_dataset(tmp_path, allow_unlabelled=True)
+    inventory = DataInventory.of_sides(records, {"evaluated": [0, 1, 3]})
+    data = inventory.to_dict()
+    assert data["labelled"] is False and data["class_counts"] == {"evaluated": None}
+    assert data["images"] == {"evaluated": 3} and data["classes_without_images"] == {"evaluated": None}
+    assert inventory.notes() == ["no ground truth for the images (3 evaluated): no metrics computed, only their scores"]
+    labelled = DataInventory.of_sides(read_dataset("synthetic:40"), {"train": range(40)}).to_dict()
+    assert labelled["labelled"] is True and labelled["images"] == {"train": 40}

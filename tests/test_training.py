@@ -47,7 +47,7 @@ def test_cli_train_writes_the_run_directory(tmp_path) -> None:
     final = json.loads((out / "metrics.json").read_text())
     assert {"acc", "bacc", "mpr", "mf1", "per_class", "confusion", "classes"} <= set(final)
     assert final["classes"] == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
-    assert set(final["per_class"]["NV"]) == {"recall", "precision", "f1", "support"}
+    assert set(final["per_class"]["NV"]) == {"recall", "precision", "f1", "support", "auc"}
     assert final["bacc"] == epochs[-1]["val_bacc"]
 
 
@@ -73,17 +73,20 @@ def test_metrics_json_holds_bootstrap_intervals_and_calibration_in_train_and_eva
     final = train(tiny_config(run, epochs=1, bootstrap=300))
     assert json.loads((run / "metrics.json").read_text()) == final
     assert final["bootstrap"] == {"resamples": 300, "seed": 0, "level": 0.95, "stratified": True}
-    assert set(final["ci"]) == {"acc", "bacc", "mpr", "mf1", "per_class"}
+    assert set(final["ci"]) == {"acc", "bacc", "mpr", "mf1", "auc", "per_class"}
     for metric in ("acc", "bacc", "mpr", "mf1"):
         low, high = final["ci"][metric]
         assert 0 <= low <= final[metric] <= high <= 1
     assert set(final["ci"]["per_class"]) == set(final["classes"])
     for name, intervals in final["ci"]["per_class"].items():
-        assert set(intervals) == {"recall"}
-        recall = intervals["recall"]
+        assert set(intervals) == {"recall", "auc"}
+        recall, auc = intervals["recall"], intervals["auc"]
         assert (recall is None) == (final["per_class"][name]["support"] == 0)  # no interval for an absent class
+        assert (auc is None) == (final["per_class"][name]["auc"] is None) == (recall is None)
         if recall is not None:
             assert recall[0] <= final["per_class"][name]["recall"] <= recall[1]
+            assert auc[0] <= final["per_class"][name]["auc"] <= auc[1]
+    assert final["ci"]["auc"][0] <= final["auc"] <= final["ci"]["auc"][1]
     _, true, _, scores, classes = read_predictions(run / "predictions.csv")
     targets = [classes.index(t) for t in true]
     assert final["ece"] == pytest.approx(expected_calibration_error(targets, scores), abs=1e-4)

@@ -1,4 +1,5 @@
-"""Data: read ISIC 2018 / HAM10000 (or any labelled image folder, or the built-in synthetic set), split it
+"""Data: read ISIC 2018 / HAM10000 (or any labelled image folder, a folder of images to score without labels,
+or the built-in synthetic set), split it
 by lesion, colour-normalise and cache the images once, and serve them to torch.
 
 Typical use::
@@ -31,7 +32,11 @@ from sampleweight.data.dataset import (
 )
 from sampleweight.data.inventory import DataInventory as DataInventory
 from sampleweight.data.layouts import HAM10000_DX as HAM10000_DX, LAYOUTS as LAYOUTS, read_dataset as read_dataset
-from sampleweight.data.records import ISIC_CLASSES as ISIC_CLASSES, DatasetRecords as DatasetRecords
+from sampleweight.data.records import (
+    ISIC_CLASSES as ISIC_CLASSES,
+    UNLABELLED as UNLABELLED,
+    DatasetRecords as DatasetRecords,
+)
 from sampleweight.data.splits import split_class_counts as split_class_counts, split_indices as split_indices
 from sampleweight.data.synthetic import (
     DEFAULT_SYNTHETIC_SIZE as DEFAULT_SYNTHETIC_SIZE,

@@ -11,7 +11,7 @@ directory, whose training counts are the run's class prior.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class DataInventory:
         skipped: Rows and images left out (``skip_bad``), one line each.
         unlabelled: Image files that no row names (not used), relative to the data folder.
         merged_labels: Label spellings read as another, one line each.
+        labelled: False for images without ground truth: ``counts`` are zeros and ``class_counts`` null.
+        sizes: Images per side (the sum of ``counts`` unless unlabelled).
 
     Example:
         >>> from sampleweight.data import read_dataset
@@ -55,6 +57,8 @@ class DataInventory:
     skipped: tuple[str, ...] = ()
     unlabelled: tuple[str, ...] = ()
     merged_labels: tuple[str, ...] = ()
+    labelled: bool = True
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of_sides(
@@ -83,10 +87,18 @@ class DataInventory:
             skipped=tuple(skipped) or records.skipped,
             unlabelled=records.unlabelled,
             merged_labels=records.merged_labels,
+            labelled=records.labelled,
+            sizes={side: len(indices) for side, indices in sides.items()},
         )
 
-    def without_images(self, side: str) -> list[str]:
-        """The classes ``side`` has no images of."""
+    def images(self, side: str) -> int:
+        """How many images ``side`` has."""
+        return self.sizes.get(side, sum(self.counts[side]))
+
+    def without_images(self, side: str) -> list[str] | None:
+        """The classes ``side`` has no images of (None when unlabelled: not known)."""
+        if not self.labelled:
+            return None
         return [name for name, n in zip(self.classes, self.counts[side], strict=True) if n == 0]
 
     def notes(self) -> list[str]:
@@ -99,6 +111,10 @@ class DataInventory:
                          f"{_some(self.unlabelled)}")  # fmt: skip
         if self.merged_labels:
             lines.append(f"labels written with surrounding spaces: {_some(self.merged_labels)}")
+        if not self.labelled:
+            sides = ", ".join(f"{self.images(side)} {side}" for side in self.counts)
+            lines.append(f"no ground truth for the images ({sides}): no metrics computed, only their scores")
+            return lines
         for side in self.counts:
             empty = self.without_images(side)
             if not empty:
@@ -117,10 +133,12 @@ class DataInventory:
             "source": self.source,
             "layout": self.layout,
             "classes": list(self.classes),
+            "labelled": self.labelled,
             "class_counts": {
-                side: dict(zip(self.classes, counts, strict=True)) for side, counts in self.counts.items()
+                side: dict(zip(self.classes, counts, strict=True)) if self.labelled else None
+                for side, counts in self.counts.items()
             },
-            "images": {side: sum(counts) for side, counts in self.counts.items()},
+            "images": {side: self.images(side) for side in self.counts},
             "classes_without_images": {side: self.without_images(side) for side in self.counts},
             "skipped": list(self.skipped),
             "unlabelled": list(self.unlabelled),

@@ -9,6 +9,10 @@
   or inside the ``..._GroundTruth/`` folder the official zip unpacks to) and the optional
   ``ISIC2018_Task3_Training_LesionGroupings.csv`` (``image,lesion_id,diagnosis_confirm_type``);
 - ``csv``: any other data set, a ``labels.csv`` (``image,label[,group]``) beside its images;
+- ``images``: a folder of images without labels (say ``ISIC2018_Task3_Test_Input/`` without its ground
+  truth), read only when nothing labelled is there and the caller allows it (``allow_unlabelled=True``,
+  what ``sampleweight evaluate`` passes): each image file in the folder or its subfolders is a record
+  named by its file stem, labelled `UNLABELLED` (`DatasetRecords.labelled` is False);
 - ``synthetic``: ``synthetic`` or ``synthetic:N`` (or ``synthetic:N:SEED``), generated in memory
   (`sampleweight.data.synthetic`).
 
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sampleweight.data.records import ISIC_CLASSES, DatasetRecords
+from sampleweight.data.records import ISIC_CLASSES, UNLABELLED, DatasetRecords
 from sampleweight.data.synthetic import DEFAULT_SYNTHETIC_SIZE, synthetic_records
 from sampleweight.errors import ConfigError, DataError
 
@@ -51,7 +55,7 @@ HAM10000_DX: dict[str, int] = {"mel": 0, "nv": 1, "bcc": 2, "akiec": 3, "bkl": 4
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) taken for images when indexing an image folder."""
 
-LAYOUTS = ("isic2018", "ham10000", "csv", "synthetic")
+LAYOUTS = ("isic2018", "ham10000", "csv", "images", "synthetic")
 """Layout names `read_dataset` recognises, in the order auto-detection tries them."""
 
 _ISIC_SUBSETS = ("Training", "Validation", "Test")
@@ -70,6 +74,7 @@ def read_dataset(
     classes: Sequence[str] | None = None,
     skip_bad: bool = False,
     allow_empty_classes: bool = False,
+    allow_unlabelled: bool = False,
 ) -> DatasetRecords:
     """Read a data set, detecting its layout.
 
@@ -80,17 +85,21 @@ def read_dataset(
             ``source`` names (an ``..._Input`` folder or a ground-truth CSV), else Training when present, else
             the only one present.
         classes: For a generic CSV: the class names in index order (default: the sorted labels present).
-            Every listed class must have images.
+            Every listed class must have images. For unlabelled images: the classes they will be scored
+            against (default `ISIC_CLASSES`).
         skip_bad: Leave out rows with a missing image, an unknown label, a malformed one-hot row or a
             duplicate id (reported in `DatasetRecords.skipped` and logged) instead of raising.
         allow_empty_classes: Accept classes without images (a test set scored over the classes it has);
             by default every class needs images, as training does.
+        allow_unlabelled: Read a folder of images without labels (layout ``images``) when nothing labelled
+            is there, as evaluation does; by default such a folder is refused, as training needs labels.
 
     Returns:
         The records; ``records.layout`` says which layout was found (also logged at INFO).
 
     Raises:
-        DataError: Nothing recognisable at ``source`` (the message lists what was looked for), or bad rows.
+        DataError: Nothing recognisable at ``source`` (the message lists what was looked for), bad rows, images
+            without labels (unless ``allow_unlabelled``), or a folder without images (one line).
         ConfigError: An unknown ``layout``/``subset`` or a malformed ``synthetic:...`` spec.
 
     Example:
@@ -104,8 +113,8 @@ def read_dataset(
     if layout == "synthetic" or re.fullmatch(r"(?i)synthetic(:.*)?", text):
         records = _read_synthetic(text)
     else:
-        records = _read_path(Path(text).expanduser(), layout, subset, classes, skip_bad)
-        if not allow_empty_classes:
+        records = _read_path(Path(text).expanduser(), layout, subset, classes, skip_bad, allow_unlabelled)
+        if not allow_empty_classes and records.labelled:
             _require_every_class(records, text)
     records = replace(records, source=text)
     log.info("data: %s", records.describe())
@@ -135,18 +144,31 @@ def _read_synthetic(text: str) -> DatasetRecords:
 
 
 def _read_path(
-    path: Path, layout: str | None, subset: str | None, classes: Sequence[str] | None, skip_bad: bool
+    path: Path,
+    layout: str | None,
+    subset: str | None,
+    classes: Sequence[str] | None,
+    skip_bad: bool,
+    allow_unlabelled: bool,
 ) -> DatasetRecords:
     if not path.exists():
         raise DataError(
             f"data set not found: {path} does not exist. Point --data at the folder you downloaded "
             "(HAM10000 or ISIC 2018 Task 3), a folder with a labels.csv, or use 'synthetic'."
         )
-    found = _detect(path)
-    if layout is not None:
+    found = [] if layout == "images" else _detect(path)
+    if layout is not None and layout != "images":
         found = [f for f in found if f[0] == layout]
         if not found:
             raise DataError(f"no {layout} data set at {path}.\n{_looked_for()}")
+    if not found and path.is_dir() and (allow_unlabelled or layout == "images"):
+        return _read_images(path, classes, skip_bad)
+    if not found and path.is_dir() and _image_files([path, *_subfolders(path)]):
+        raise DataError(
+            f"{path} holds images but no labels to train on: add a labels.csv (image,label[,group]) beside them, "
+            f"or point --data at a labelled release (`sampleweight evaluate` scores images without labels).\n"
+            f"{_looked_for()}"
+        )
     if not found:
         raise DataError(f"could not recognise a data set at {path}.\n{_looked_for()}")
     if len(found) > 1:
@@ -316,17 +338,9 @@ def _columns(path: Path, header: list[str], required: Sequence[str]) -> dict[str
 def _index_images(folders: Iterable[Path]) -> dict[str, Path]:
     """Image stem (and file name) -> path over ``folders`` (not recursive); earlier folders win."""
     index: dict[str, Path] = {}
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        with os.scandir(folder) as entries:  # scandir: no stat per file (10,015 files in a few ms)
-            names = sorted(
-                e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()
-            )
-        for name in names:
-            path = folder / name
-            index.setdefault(os.path.splitext(name)[0], path)
-            index.setdefault(name, path)
+    for path in _image_files(folder for folder in folders if folder.is_dir()):
+        index.setdefault(path.stem, path)
+        index.setdefault(path.name, path)
     return index
 
 
@@ -484,8 +498,7 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
     header, raw_rows = _read_csv(labels_csv, strip=False)
     col = _columns(labels_csv, header, ("image", "label"))
     rows = [(line, [c.strip() for c in cells]) for line, cells in raw_rows]
-    subfolders = sorted(p for p in root.iterdir() if p.is_dir())
-    index = _index_images([root, *subfolders])
+    index = _index_images([root, *_subfolders(root)])
     present = sorted({cells[col["label"]] for _, cells in rows if len(cells) > col["label"]} - {""})
     if classes is None:
         _refuse_case_variants(labels_csv, rows, col["label"])
@@ -520,6 +533,57 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
     found = _finish(where, problems, records, names, "csv", root, skip_bad)
     return replace(
         found, unlabelled=_unlabelled(index, named, root), merged_labels=_padded_labels(raw_rows, col["label"])
+    )
+
+
+def _subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def _image_files(folders: Iterable[Path]) -> list[Path]:
+    """The image files directly in ``folders``, each folder's sorted by name (no stat per file)."""
+    files = []
+    for folder in folders:
+        with os.scandir(folder) as entries:  # scandir: no stat per file (10,015 files in a few ms)
+            names = sorted(
+                e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()
+            )
+        files += [folder / name for name in names]
+    return files
+
+
+def _read_images(root: Path, classes: Sequence[str] | None, skip_bad: bool) -> DatasetRecords:
+    """A folder of images without labels: one record per image file in it or its subfolders, named by its stem."""
+    files = _image_files([root, *_subfolders(root)])
+    if not files:
+        raise DataError(
+            f"no images in {root}: it has no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its "
+            "subfolders, and no labels file; point --data at a folder of images or a data set"
+        )
+    names = tuple(str(c) for c in classes) if classes is not None else ISIC_CLASSES
+    problems = _Problems(f"the images of {root}")
+    first: dict[str, Path] = {}
+    kept: list[tuple[str, Path]] = []
+    for position, path in enumerate(files):
+        image_id = path.stem
+        if image_id in first:  # one id per image: the submission and predictions.csv name images by stem
+            shown = f"{image_id} ({_relative(first[image_id], root)} and {_relative(path, root)})"
+            problems.add("image files with the same name (stem)", position, shown)
+        else:
+            first[image_id] = path
+            kept.append((image_id, path))
+    skipped = problems.finish(skip_bad)
+    ids = tuple(image_id for image_id, _ in kept)
+    return DatasetRecords(
+        image_ids=ids,
+        labels=np.full(len(kept), UNLABELLED, dtype=np.int64),
+        groups=ids,
+        classes=names,
+        layout="images",
+        root=root,
+        paths=tuple(path for _, path in kept),
+        skipped=skipped,
+        labelled=False,
     )
 
 

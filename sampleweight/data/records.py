@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ISIC_CLASSES", "DatasetRecords"]
+__all__ = ["ISIC_CLASSES", "UNLABELLED", "DatasetRecords"]
 
 ISIC_CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 """The class order of every ISIC 2018 / HAM10000 data set: the column order of ISIC's ground-truth CSV."""
+
+UNLABELLED = -1
+"""The label of every image of an unlabelled data set (a folder of images without ground truth)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +42,8 @@ class DatasetRecords:
         unlabelled: Image files found with the data (relative to ``root``) that no row names, so not used:
             e.g. ISIC images with no ground-truth row.
         merged_labels: One line per label spelling read as another (surrounding spaces dropped).
+        labelled: False for images without ground truth (layout ``images``): every label is `UNLABELLED`,
+            ``classes`` are those the images will be scored against, and `class_counts` are zeros.
 
     Example:
         >>> from sampleweight.data import read_dataset
@@ -59,6 +64,7 @@ class DatasetRecords:
     source: str = ""
     unlabelled: tuple[str, ...] = ()
     merged_labels: tuple[str, ...] = ()
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64, copy=True).reshape(-1)
@@ -69,7 +75,10 @@ class DatasetRecords:
             raise ValueError("image_ids, labels, groups and paths must have one entry per image")
         if (self.paths is None) == (self.render is None):
             raise ValueError("exactly one of paths (images on disk) and render (images in memory) is needed")
-        if n and (labels.min() < 0 or labels.max() >= len(self.classes)):
+        if not self.labelled:
+            if n and (labels != UNLABELLED).any():
+                raise ValueError(f"unlabelled records must have every label {UNLABELLED}")
+        elif n and (labels.min() < 0 or labels.max() >= len(self.classes)):
             raise ValueError("labels must index into classes")
 
     def __len__(self) -> int:
@@ -87,9 +96,10 @@ class DatasetRecords:
             indices: Count only these records (e.g. the training side of a split); default all.
 
         Returns:
-            LongTensor [C]: what the class-balance weighters take as ``class_counts``.
+            LongTensor [C]: what the class-balance weighters take as ``class_counts`` (zeros when unlabelled).
         """
         labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
+        labels = labels[labels != UNLABELLED]
         return torch.from_numpy(np.bincount(labels, minlength=self.num_classes).astype(np.int64))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> DatasetRecords:
@@ -120,6 +130,10 @@ class DatasetRecords:
 
     def describe(self) -> str:
         """One line: layout, where, how many images and lesions, and the images per class."""
+        if not self.labelled:
+            where = f" at {self.root}" if self.root is not None else ""
+            skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
+            return f"{self.layout}{where}: {len(self)} images without labels{skipped}"
         counts = self.class_counts().tolist()
         per_class = ", ".join(f"{name} {count}" for name, count in zip(self.classes, counts, strict=True))
         where = f" at {self.root}" if self.root is not None else ""

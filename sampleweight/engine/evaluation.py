@@ -1,34 +1,86 @@
-"""``sampleweight evaluate``: a trained model on another data set (e.g. the ISIC 2018 validation/test release)."""
+"""``sampleweight evaluate``: trained runs on another data set, as the ISIC challenge evaluates them.
+
+One run, or an ensemble of runs (same classes) whose class probabilities are averaged (``combine``:
+``mean``, or ``geometric``: the renormalised geometric mean); a grid folder stands for its finished runs.
+Each run sees the images as it was trained: at its own ``image_size`` (its own image cache) and precision,
+so runs of different input sizes ensemble without resizing one's input to another's.
+
+Test-time augmentation (`TTA_MODES`) scores several views of every image in one batch on the device and
+averages their probabilities: ``flip`` (identity, horizontal, vertical, both: 4 views), ``flip-rot`` (the 8
+symmetries of the square: 4 rotations by 90 degrees, each also mirrored) and ``crops``, the ordered
+multi-crop evaluation of Gessert et al. (arXiv 1808.01694; ``ngessert/isic2018``): a `CROP_GRID` x
+`CROP_GRID` grid of crops of the model's input size S, evenly spaced from the top-left to the bottom-right
+corner, cut without rescaling from the image cached at side ``round(S * CROP_ZOOM)`` (so a crop covers half
+the image, the smallest crop training's random resized crop takes); 16 views. ``none`` is the plain
+evaluation, bit for bit.
+
+Post-hoc logit adjustment (Menon et al., ICLR 2021): with ``logit_adjust=tau`` each run's probabilities
+become ``softmax(log p - tau * log prior)``, prior = that run's training class frequencies (``data.json``),
+before the ensemble combines them; the decisions, AUC, ECE, NLL and ``predictions.csv`` use the adjusted
+probabilities.
+
+Labelled data gets ``metrics.json`` (`sampleweight.metrics.final_metrics`: Acc, BAcc, mPR, mF1, per-class
+recall and one-vs-rest ROC AUC, ECE, NLL, bootstrap intervals); an unlabelled image folder gets its
+``predictions.csv`` (and the submission) with a ``metrics.json`` that says no metrics were computed.
+``submission`` writes the ISIC 2018 Task 3 CSV (`sampleweight.engine.submission`).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from torch import nn
 
 from sampleweight.classifier import install_head
-from sampleweight.data import BatchAugment, DataInventory, build_eval_dataset, read_dataset
+from sampleweight.data import BatchAugment, CachedImageDataset, DataInventory, build_eval_dataset, read_dataset
+from sampleweight.data.records import DatasetRecords
 from sampleweight.engine.checkpoint import load_checkpoint
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.loader import make_loader
 from sampleweight.engine.rundir import RunDirectory, write_predictions
-from sampleweight.engine.training import (
-    HIERARCHICAL_MODELS,
-    autocast_for,
-    build_model,
-    decide,
-    predict,
-    resolve_device,
-    taxonomy_of_model,
-)
+from sampleweight.engine.submission import check_submission_path, submission_order, write_submission
+from sampleweight.engine.training import autocast_for, build_model, decide, resolve_device, taxonomy_of_model
 from sampleweight.errors import ConfigError, DataError
+from sampleweight.functional import class_log_prior, logit_adjusted_probabilities
 from sampleweight.metrics import final_metrics
+from sampleweight.taxonomy import Taxonomy
 
-__all__ = ["evaluate", "load_trained_model"]
+__all__ = [
+    "COMBINE_MODES",
+    "CROP_GRID",
+    "CROP_ZOOM",
+    "TTA_MODES",
+    "Member",
+    "combine_probabilities",
+    "evaluate",
+    "find_runs",
+    "load_trained_model",
+    "logit_adjust",
+    "predict_views",
+    "training_class_counts",
+    "tta_input_size",
+    "tta_views",
+]
+
+TTA_MODES = ("none", "flip", "flip-rot", "crops")
+"""Test-time augmentations: the views of each image whose probabilities are averaged."""
+COMBINE_MODES = ("mean", "geometric")
+"""How an ensemble combines its runs' probabilities: arithmetic mean, or renormalised geometric mean."""
+CROP_GRID = 4
+"""``crops``: a CROP_GRID x CROP_GRID grid of crops (16, the default of Gessert et al.'s configs)."""
+CROP_ZOOM = math.sqrt(2)
+"""``crops``: the image is read at ``round(S * CROP_ZOOM)`` and cut into S x S crops (half its area each)."""
+_LOG_FLOOR = 1e-30  # probabilities below this count as this in the geometric mean (no log 0)
 
 
 def load_trained_model(
@@ -41,11 +93,7 @@ def load_trained_model(
     """
     checkpoint = _checkpoint_file(run_or_checkpoint)
     state = load_checkpoint(checkpoint)
-    try:
-        config = TrainConfig(**state["config"])
-    except ValidationError as exc:
-        raise ConfigError(validation_message(exc, source=f"the checkpoint {checkpoint}")) from None
-    classes = tuple(state["classes"])
+    config, classes = _described(state, checkpoint)
     model = build_model(
         config.model_copy(update={"pretrained": False, "pretrained_path": None}),
         len(classes),
@@ -54,6 +102,14 @@ def load_trained_model(
     install_head(model, state.get("head", "linear"))  # a nearest-class-mean run (sampleweight retrain) has a cosine one
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, classes
+
+
+def _described(state: dict[str, Any], checkpoint: Path) -> tuple[TrainConfig, tuple[str, ...]]:
+    try:
+        config = TrainConfig(**state["config"])
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source=f"the checkpoint {checkpoint}")) from None
+    return config, tuple(state["classes"])
 
 
 def _checkpoint_file(run_or_checkpoint: str | Path) -> Path:
@@ -66,8 +122,237 @@ def _checkpoint_file(run_or_checkpoint: str | Path) -> Path:
     return checkpoint
 
 
+def find_runs(sources: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """The checkpoint of every run named: a run directory, a ``checkpoint.pt``, or a folder of runs (a grid).
+
+    A folder without a checkpoint of its own stands for the finished runs under it (a ``checkpoint.pt``
+    beside a ``metrics.json``), in sorted order; unfinished ones are left out, with a note.
+
+    Returns:
+        ``(checkpoints, notes)``.
+
+    Raises:
+        ConfigError: A path that is neither, or a folder with no finished run.
+    """
+    checkpoints: list[Path] = []
+    notes: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if not path.is_dir() or (path / RunDirectory.CHECKPOINT).is_file():
+            checkpoints.append(_checkpoint_file(path))
+            continue
+        found = sorted(path.rglob(RunDirectory.CHECKPOINT))
+        finished = [c for c in found if (c.parent / RunDirectory.FINAL).is_file()]
+        if not finished:
+            raise ConfigError(
+                f"no run at {path}: it has no {RunDirectory.CHECKPOINT}, and no finished run (a folder with "
+                f"{RunDirectory.CHECKPOINT} and {RunDirectory.FINAL}) under it"
+            )
+        if len(finished) < len(found):
+            unfinished = [str(c.parent.relative_to(path)) for c in found if c not in finished]
+            notes.append(f"{path}: left out {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
+        checkpoints += finished
+    return checkpoints, notes
+
+
+def training_class_counts(run: str | Path, class_names: Sequence[str]) -> np.ndarray:
+    """A run's training images per class (its ``data.json``), in ``class_names`` order: its class prior.
+
+    Args:
+        run: The run directory (or its ``checkpoint.pt``).
+        class_names: The model's classes.
+
+    Raises:
+        ConfigError: The run has no readable ``data.json`` with training counts of these classes.
+    """
+    folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    path = folder / RunDirectory.DATA
+    fix = "retrain it with this version (every run writes data.json), or leave out --logit-adjust"
+    try:
+        counts = json.loads(path.read_text())["class_counts"]["train"]
+    except FileNotFoundError:
+        raise ConfigError(f"the training prior of {folder} is unknown: it has no {RunDirectory.DATA}; {fix}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the training class counts from {path} ({exc}); {fix}") from None
+    if not isinstance(counts, dict) or set(counts) != set(class_names):
+        raise ConfigError(f"{path} has no training counts of the classes {', '.join(class_names)}; {fix}")
+    return np.array([int(counts[name]) for name in class_names], dtype=np.int64)
+
+
+def logit_adjust(probabilities: np.ndarray, class_counts: Any, tau: float) -> np.ndarray:
+    """Post-hoc logit adjustment of class probabilities [N, C]: ``softmax(log p - tau log prior)`` (float64).
+
+    The prior is ``class_counts`` normalised, a class without images counting as one
+    (`sampleweight.functional.class_log_prior`).
+    """
+    log_prior = class_log_prior(torch.as_tensor(np.asarray(class_counts)))
+    adjusted = logit_adjusted_probabilities(torch.from_numpy(np.asarray(probabilities)), log_prior, tau=tau)
+    return adjusted.numpy()
+
+
+def combine_probabilities(members: Sequence[np.ndarray], how: str = "mean") -> np.ndarray:
+    """An ensemble's class probabilities [N, C] from its members' (each [N, C]).
+
+    Args:
+        members: Each run's probabilities.
+        how: ``mean`` (the average) or ``geometric`` (``softmax(mean log p)``, probabilities floored at 1e-30).
+
+    Returns:
+        One member's array as it is; else float64 [N, C].
+    """
+    if how not in COMBINE_MODES:
+        raise ConfigError(f"unknown --combine {how!r}; choose one of: {', '.join(COMBINE_MODES)}")
+    if len(members) == 1:
+        return members[0]
+    stacked = np.stack([np.asarray(m, dtype=np.float64) for m in members])
+    if how == "mean":
+        return stacked.mean(axis=0)
+    mean_log = np.log(np.maximum(stacked, _LOG_FLOOR)).mean(axis=0)
+    return torch.from_numpy(mean_log).softmax(dim=1).numpy()
+
+
+# ------------------------------------------------------------------------------------- test-time views
+
+
+def tta_input_size(tta: str, image_size: int) -> int:
+    """The side of the cached images a view set is cut from: ``round(S * CROP_ZOOM)`` for ``crops``, else S."""
+    return round(image_size * CROP_ZOOM) if tta == "crops" else image_size
+
+
+def tta_views(images: torch.Tensor, tta: str, image_size: int) -> torch.Tensor:
+    """The views of a batch [B, 3, H, W] as one batch [V * B, 3, S, S], view-major (view v is rows v*B...).
+
+    Args:
+        images: A normalised batch, at side ``tta_input_size(tta, image_size)``.
+        tta: One of `TTA_MODES`.
+        image_size: The model's input side S.
+
+    Returns:
+        ``none``: the batch itself; ``flip``: identity, horizontal, vertical, both; ``flip-rot``: rotations by
+        0, 90, 180, 270 degrees, then the same of the mirrored batch; ``crops``: the `CROP_GRID` ** 2 crops,
+        row by row.
+    """
+    if tta == "none":
+        return images
+    if tta == "flip":
+        return torch.cat([images, images.flip(-1), images.flip(-2), images.flip(-2, -1)])
+    if tta == "flip-rot":
+        mirrored = images.flip(-1)
+        return torch.cat([torch.rot90(x, k, (-2, -1)) for x in (images, mirrored) for k in range(4)])
+    if tta == "crops":
+        side = images.shape[-1]
+        if images.shape[-2] != side or side < image_size:
+            raise ValueError(f"crops need square images of side >= {image_size}, got {tuple(images.shape)}")
+        starts = [round(i * (side - image_size) / (CROP_GRID - 1)) for i in range(CROP_GRID)]
+        return torch.cat(
+            [images[..., top : top + image_size, left : left + image_size] for top in starts for left in starts]
+        )
+    raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+
+
+def _view_count(tta: str) -> int:
+    return {"none": 1, "flip": 4, "flip-rot": 8, "crops": CROP_GRID**2}[tta]
+
+
+def predict_views(
+    model: nn.Module,
+    batches: Any,
+    device: torch.device,
+    autocast: Any,
+    normalize: nn.Module,
+    tta: str,
+    image_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every image, averaged over its test-time views, in the order of ``batches``.
+
+    Each batch's views go through the model as one batch (``V * B`` images); with ``none`` this is exactly
+    `sampleweight.engine.training.predict`.
+
+    Args:
+        model: The model (put in eval mode).
+        batches: ``(images, labels, indices)`` batches of uint8 images at ``tta_input_size(tta, image_size)``.
+        device: Where the model is.
+        autocast: Mixed-precision context.
+        normalize: Turns a uint8 batch into the model's input (`BatchAugment` in eval mode).
+        tta: One of `TTA_MODES`.
+        image_size: The model's input side.
+
+    Returns:
+        ``(targets [N], scores [N, C])``, scores float32.
+    """
+    was_training = model.training
+    model.eval()
+    views = _view_count(tta)
+    targets, scores = [], []
+    for images, labels, _ in batches:
+        x = tta_views(normalize(images.to(device, non_blocking=True)), tta, image_size)
+        with torch.inference_mode(), autocast:
+            output = model(x)
+        probabilities = output.float().softmax(1)
+        if views > 1:
+            probabilities = probabilities.view(views, -1, probabilities.shape[1]).mean(0)
+        scores.append(probabilities.cpu())
+        targets.append(labels)
+    model.train(was_training)
+    return torch.cat(targets).numpy(), torch.cat(scores).numpy()
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """One run of an evaluation (an ensemble has several).
+
+    Attributes:
+        checkpoint: Its ``checkpoint.pt``.
+        config: Its training config.
+        classes: Its class names.
+        class_counts: Its training images per class, when logit adjustment needs its prior (else None).
+    """
+
+    checkpoint: Path
+    config: TrainConfig
+    classes: tuple[str, ...]
+    class_counts: np.ndarray | None = None
+
+    @property
+    def taxonomy(self) -> Taxonomy | None:
+        """The label tree of a hierarchical model (None for a flat one)."""
+        return taxonomy_of_model(self.config, self.classes)
+
+    @classmethod
+    def read(cls, checkpoint: Path, *, prior: bool = False) -> Member:
+        """The run of ``checkpoint``; with ``prior``, also its training class counts (`training_class_counts`)."""
+        config, classes = _described(load_checkpoint(checkpoint), checkpoint)
+        counts = training_class_counts(checkpoint.parent, classes) if prior else None
+        return cls(checkpoint, config, classes, counts)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything one `evaluate` call scores, and how."""
+
+    members: tuple[Member, ...]
+    data: str
+    device: torch.device
+    batch_size: int
+    cache_dir: str | Path | None
+    skip_bad: bool
+    quiet: bool
+    bootstrap: int
+    tta: str
+    combine: str
+    logit_adjust: float | None
+    submission: Path | None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.members[0].classes
+
+
 def evaluate(
-    run_or_checkpoint: str | Path,
+    runs: str | Path | Sequence[str | Path],
     data: str | Path,
     *,
     out: str | Path | None = None,
@@ -77,86 +362,194 @@ def evaluate(
     skip_bad: bool = False,
     quiet: bool = False,
     bootstrap: int = 2000,
+    tta: str = "none",
+    combine: str = "mean",
+    submission: str | Path | None = None,
+    logit_adjust: float | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Score a trained model on every image of ``data``; write ``metrics.json``, ``predictions.csv`` and ``data.json``.
+    """Score trained runs (one, or an ensemble) on every image of ``data``; write the evaluation folder.
 
-    A labelled set that lacks some of the model's classes is scored over the classes it has: BAcc, mPR and mF1
-    are means over ``metrics["scored_classes"]``, and a note (also in ``data.json``) names the absent ones.
+    Writes ``metrics.json``, ``predictions.csv`` and ``data.json`` in ``out``, and the ISIC 2018 Task 3
+    submission when asked. A labelled set that lacks some of the model's classes is scored over the
+    classes it has (``metrics["scored_classes"]``; a note names the absent ones); a folder of images without
+    labels is scored without metrics (``metrics["labelled"]`` is False).
 
     Args:
-        run_or_checkpoint: A run directory or its ``checkpoint.pt``.
-        data: A data set (any layout `read_dataset` detects; the ISIC 2018 validation or test release
-            with its ground-truth CSV).
-        out: Output folder (default ``RUN/evaluate``).
+        runs: A run directory, its ``checkpoint.pt``, or a folder of runs (a grid: its finished runs), or a
+            list of these: several runs are an ensemble (they must have the same classes).
+        data: A data set (any layout `read_dataset` detects, e.g. the ISIC 2018 validation or test release
+            with its ground-truth CSV), or a folder of images without labels.
+        out: Output folder (default ``RUN/evaluate`` for one run or grid folder, with ``-TTA``, ``-geometric``
+            and ``-laTAU`` appended for those options; required for several paths).
         device: Device (default CUDA when available).
-        batch_size: Evaluation batch size.
+        batch_size: Images per forward pass (views included: a batch holds ``batch_size // views`` images).
         cache_dir: Image cache folder.
         skip_bad: Leave out (and report) unreadable images and bad rows instead of failing.
-        quiet: No progress bar while caching.
+        quiet: No progress bar while caching and no notes.
         bootstrap: Resamples of the stratified-bootstrap intervals (``ci`` in ``metrics.json``); 0: none.
+        tta: Test-time augmentation, one of `TTA_MODES`.
+        combine: How an ensemble averages its runs' probabilities, one of `COMBINE_MODES`.
+        submission: Also write the ISIC 2018 Task 3 submission CSV here.
+        logit_adjust: Post-hoc logit adjustment strength tau (>= 0; None: none), with each run's training prior.
 
     Returns:
-        The metrics and the output folder.
+        The metrics (as written to ``metrics.json``) and the output folder.
 
     Raises:
-        DataError: The data set's classes are not the model's (a label the model does not know).
+        ConfigError: A bad option, no run at a path, runs with different classes, an unknown training prior
+            (``logit_adjust`` on a run without ``data.json``), a submission for non-ISIC classes.
+        OutputError: The submission cannot be written.
+        DataError: The data set's classes are not the model's, or no images.
         RunDirectoryInUseError: Another process writes into the output folder.
     """
-    torch_device = resolve_device(device)
+    sources = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    if not sources:
+        raise ConfigError("evaluate needs at least one run")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    source = Path(run_or_checkpoint)
-    checkpoint = _checkpoint_file(source)  # before creating any folder for a path that holds no run
-    folder = Path(out) if out is not None else checkpoint.parent / "evaluate"
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    if combine not in COMBINE_MODES:
+        raise ConfigError(f"unknown --combine {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
+    if logit_adjust is not None and not (math.isfinite(logit_adjust) and logit_adjust >= 0):
+        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {logit_adjust}")
+    torch_device = resolve_device(device)
+    checkpoints, notes = find_runs(sources)  # before creating any folder for a path that holds no run
+    members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
+    for member in members[1:]:
+        if member.classes != members[0].classes:
+            raise ConfigError(
+                f"the runs of an ensemble need the same classes in the same order: {members[0].checkpoint.parent} "
+                f"has {', '.join(members[0].classes)}, {member.checkpoint.parent} has {', '.join(member.classes)}"
+            )
+    if submission is not None:
+        submission_order(members[0].classes)
+        submission = check_submission_path(submission)
+    plan = _Plan(members, str(data), torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap, tta,
+                 combine, logit_adjust, submission)  # fmt: skip
+    folder = Path(out) if out is not None else _default_folder(sources, checkpoints, plan)
     with RunDirectory(folder) as directory:  # one writer: a second evaluate into the folder is refused at once
-        metrics = _evaluate(directory, source, data, torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap)
+        metrics = _evaluate(directory, plan, notes)
     return metrics, directory.path
 
 
-def _evaluate(
-    directory: RunDirectory,
-    source: Path,
-    data: str | Path,
-    torch_device: torch.device,
-    batch_size: int,
-    cache_dir: str | Path | None,
-    skip_bad: bool,
-    quiet: bool,
-    bootstrap: int,
-) -> dict[str, Any]:
-    model, config, classes = load_trained_model(source, torch_device)
-    records = read_dataset(data, skip_bad=skip_bad, classes=classes, allow_empty_classes=True)
-    if tuple(records.classes) != classes:
+def _default_folder(sources: list[str | Path], checkpoints: list[Path], plan: _Plan) -> Path:
+    if len(sources) > 1:
+        raise ConfigError("several runs (an ensemble) need --out: the folder for its metrics and predictions")
+    source = Path(sources[0])
+    grid = source.is_dir() and not (source / RunDirectory.CHECKPOINT).is_file()
+    home = source if grid else checkpoints[0].parent
+    name = "evaluate"
+    if plan.tta != "none":
+        name += f"-{plan.tta}"
+    if len(checkpoints) > 1 and plan.combine != "mean":
+        name += f"-{plan.combine}"
+    if plan.logit_adjust is not None:
+        name += f"-la{plan.logit_adjust:g}"
+    return home / name
+
+
+def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[str, Any]:
+    classes = plan.classes
+    records = read_dataset(
+        plan.data, skip_bad=plan.skip_bad, classes=classes, allow_empty_classes=True, allow_unlabelled=True
+    )
+    if records.labelled and tuple(records.classes) != classes:
         raise DataError(
-            f"{data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
+            f"{plan.data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
             "evaluate on data with the same classes in the same order"
         )
-    dataset = build_eval_dataset(
-        records,
-        image_size=config.image_size,
-        augment="batch",
-        cache_dir=cache_dir,
-        progress=not quiet,
-        skip_bad=skip_bad,
-    )
-    loader = make_loader(dataset, batch_size, torch_device, workers=0)
-    normalize = BatchAugment(config.image_size).to(torch_device).eval()
-    precision = config.precision if torch_device.type == "cuda" else "fp32"  # as trained; bf16 needs CUDA
-    targets, scores = predict(model, loader, torch_device, autocast_for(torch_device, precision), normalize)
-    predictions = decide(scores, model.taxonomy if config.model in HIERARCHICAL_MODELS else None)
-    metrics = {
-        **final_metrics(targets, scores, predictions, classes, resamples=bootstrap),
-        "decoding": "greedy" if config.model in HIERARCHICAL_MODELS else "argmax",
-        "data": str(data),
-    }
-    image_ids = [records.image_ids[i] for i in dataset.record_indices]
-    undecodable = sorted(set(range(len(records))) - set(dataset.record_indices.tolist()))
+    datasets = _datasets(records, plan)
+    indices = next(iter(datasets.values())).record_indices
+    sizes = sorted({m.config.image_size for m in plan.members})
+    if len(sizes) > 1:
+        notes.append(f"the runs take images of {', '.join(map(str, sizes))} px: each is fed its own size, as trained")
+    targets, scores = None, []
+    for member in plan.members:
+        targets, probabilities = _member_scores(member, datasets, plan)
+        if plan.logit_adjust:
+            probabilities = logit_adjust(probabilities, member.class_counts, plan.logit_adjust)
+        scores.append(probabilities)
+    combined = combine_probabilities(scores, plan.combine)
+    predictions = decide(combined, _shared_taxonomy(plan.members))
+    image_ids = [records.image_ids[i] for i in indices]
+    undecodable = sorted(set(range(len(records))) - set(indices.tolist()))
     skipped = records.skipped + tuple(f"{records.image_ids[i]} (cannot be decoded)" for i in undecodable)
-    inventory = DataInventory.of_sides(records, {"evaluated": dataset.record_indices}, skipped)
-    if not quiet:
-        for note in inventory.notes():
+    inventory = DataInventory.of_sides(records, {"evaluated": indices}, skipped)
+    about = {
+        "decoding": "greedy" if _shared_taxonomy(plan.members) is not None else "argmax",
+        "data": plan.data,
+        "runs": [str(m.checkpoint.parent) for m in plan.members],
+        "combine": plan.combine,
+        "tta": plan.tta,
+        "views": _view_count(plan.tta),
+        "logit_adjust": plan.logit_adjust,
+    }
+    if records.labelled:
+        metrics = {
+            **final_metrics(targets, combined, predictions, classes, resamples=plan.bootstrap),
+            "labelled": True,
+            **about,
+        }
+    else:
+        metrics = {"classes": list(classes), "n": len(image_ids), "labelled": False, **about}
+    if not plan.quiet:
+        for note in [*notes, *inventory.notes()]:
             Console(stderr=True).print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
-    write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, targets, scores, classes, predictions)
+    truth = targets if records.labelled else None
+    write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, truth, combined, classes, predictions)
+    if plan.submission is not None:
+        write_submission(plan.submission, image_ids, combined, classes)
+        metrics["submission"] = str(plan.submission)
     directory.write_final(metrics)
     directory.write_data(inventory.to_dict())
     return metrics
+
+
+def _datasets(records: DatasetRecords, plan: _Plan) -> dict[int, CachedImageDataset]:
+    """One evaluation data set per image side the runs need, all over the images every side could decode."""
+    sides = sorted({tta_input_size(plan.tta, m.config.image_size) for m in plan.members})
+    datasets = {
+        side: build_eval_dataset(
+            records,
+            image_size=side,
+            augment="batch",
+            cache_dir=plan.cache_dir,
+            progress=not plan.quiet,
+            skip_bad=plan.skip_bad,
+        )
+        for side in sides
+    }
+    common = datasets[sides[0]].record_indices
+    for dataset in datasets.values():
+        common = np.intersect1d(common, dataset.record_indices)
+    if common.size == 0:
+        raise DataError(f"no image of {plan.data} could be decoded")
+    return {
+        side: dataset
+        if np.array_equal(dataset.record_indices, common)
+        else CachedImageDataset(dataset.images, records.labels, common)
+        for side, dataset in datasets.items()
+    }
+
+
+def _member_scores(
+    member: Member, datasets: dict[int, CachedImageDataset], plan: _Plan
+) -> tuple[np.ndarray, np.ndarray]:
+    """One run's probabilities of every image (its views averaged), fed as it was trained."""
+    model, config, _ = load_trained_model(member.checkpoint, plan.device)
+    side = tta_input_size(plan.tta, config.image_size)
+    per_batch = max(1, plan.batch_size // _view_count(plan.tta))
+    loader = make_loader(datasets[side], per_batch, plan.device, workers=0)
+    normalize = BatchAugment(side).to(plan.device).eval()
+    precision = config.precision if plan.device.type == "cuda" else "fp32"  # as trained; bf16 needs CUDA
+    autocast = autocast_for(plan.device, precision)
+    return predict_views(model, loader, plan.device, autocast, normalize, plan.tta, config.image_size)
+
+
+def _shared_taxonomy(members: Sequence[Member]) -> Taxonomy | None:
+    """The label tree to decode greedily with: every run's, when all are hierarchical with one tree."""
+    trees = [m.taxonomy for m in members]
+    if trees[0] is None or any(t is None or t != trees[0] for t in trees[1:]):
+        return None
+    return trees[0]

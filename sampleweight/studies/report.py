@@ -9,6 +9,8 @@ over its runs (splits x seeds): mean, standard deviation, n and min-max (`studie
 same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons.
 `write_report` writes ``report.md``, one CSV per table (and per table's comparisons), a per-class recall
 bar chart per model x optimizer x loss, one reliability diagram per table and a confusion matrix per run.
+With ``logit_adjust`` it also shows every run after post-hoc logit adjustment of its validation predictions
+(`logit_adjusted_run`), as setups of their own (``logit_adjust=TAU``) beside the runs as trained.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.retraining import STAGE_KEY, stage_of
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError
-from sampleweight.metrics import expected_calibration_error, negative_log_likelihood
+from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
 from sampleweight.studies.paper_results import PAPER_TABLE_NUMBERS, paper_result
 from sampleweight.studies.statistics import (
@@ -45,6 +48,7 @@ from sampleweight.studies.statistics import (
     describe,
     holm_family,
 )
+from sampleweight.taxonomy import as_taxonomy
 
 __all__ = [
     "METRICS",
@@ -57,6 +61,7 @@ __all__ = [
     "collect_runs",
     "compare_with_baseline",
     "format_cell",
+    "logit_adjusted_run",
     "markdown_comparisons",
     "markdown_table",
     "rich_comparisons",
@@ -93,12 +98,16 @@ class RunResult:
     Attributes:
         path: The run directory.
         config: Its ``config.json``.
-        metrics: Its ``metrics.json``.
+        metrics: Its ``metrics.json`` (or, with ``logit_adjust``, the metrics of the adjusted predictions).
+        logit_adjust: The tau of a post-hoc logit adjustment of its predictions (`logit_adjusted_run`), or None.
+        adjusted: Those adjusted predictions.
     """
 
     path: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
+    logit_adjust: float | None = None
+    adjusted: Predictions | None = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -165,12 +174,14 @@ class RunResult:
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
+        if self.logit_adjust is not None:
+            options["logit_adjust"] = self.logit_adjust
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property
     def predictions(self) -> Predictions:
-        """Its ``predictions.csv`` (read once)."""
-        return Predictions.read(self.path / RunDirectory.PREDICTIONS)
+        """Its ``predictions.csv`` (read once), or its logit-adjusted predictions."""
+        return self.adjusted if self.adjusted is not None else Predictions.read(self.path / RunDirectory.PREDICTIONS)
 
     def calibration(self) -> tuple[float, float] | None:
         """``(ece, nll)``: from ``metrics.json``, else from ``predictions.csv``; None when neither has them."""
@@ -347,6 +358,30 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     return results
 
 
+def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
+    """``run`` after post-hoc logit adjustment of its validation predictions, as a run of its own setup.
+
+    The probabilities of its ``predictions.csv`` become ``softmax(log p - tau log prior)`` with the run's
+    training prior (its ``data.json``; `sampleweight.engine.evaluation.logit_adjust`), decided again (argmax,
+    or greedily for the hierarchical model) and scored (`sampleweight.metrics.final_metrics`, no intervals).
+    Its options gain ``logit_adjust=tau``, so it is a setup of its own, compared on the same images.
+
+    Raises:
+        ConfigError: ``tau`` is negative, or the run's training prior is unknown (no ``data.json``).
+    """
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {tau}")
+    scored = run.predictions
+    scores = logit_adjust(scored.scores, training_class_counts(run.path, run.classes), tau)
+    taxonomy = None
+    if run.model in training.HIERARCHICAL_MODELS:
+        taxonomy = as_taxonomy(run.config.get("taxonomy")).with_classes(tuple(run.classes))
+    predicted = training.decide(scores, taxonomy)
+    metrics = {**final_metrics(scored.targets, scores, predicted, run.classes, resamples=0), "logit_adjust": tau}
+    adjusted = replace(scored, predicted=np.asarray(predicted, dtype=np.int64), scores=scores)
+    return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted)
+
+
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
     """Group runs into the paper's tables: one per model x optimizer, a row per setup.
 
@@ -510,6 +545,7 @@ def write_report(
     figures: bool = True,
     baseline: str | None = None,
     resamples: int = 2000,
+    logit_adjust: Sequence[float] = (),
 ) -> Report:
     """Write the report of every finished run under ``folder``.
 
@@ -526,15 +562,19 @@ def write_report(
         figures: Draw the PNG figures.
         baseline: Compare every setup with this one on the same images (`compare_with_baseline`).
         resamples: Bootstrap resamples per pair of runs for the comparisons.
+        logit_adjust: Also show every run after post-hoc logit adjustment with each of these taus
+            (`logit_adjusted_run`), as setups ``LOSS-WEIGHTING-logit_adjust=TAU``.
 
     Returns:
         A `Report` with the tables and the files written.
 
     Raises:
-        ConfigError: No finished runs in ``folder``; ``baseline`` names no setup.
+        ConfigError: No finished runs in ``folder``; ``baseline`` names no setup; a negative tau, or a run
+            whose training prior is unknown (with ``logit_adjust``).
     """
     folder = Path(folder)
     runs = collect_runs(folder)
+    runs += [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in list(runs)]
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples)
@@ -790,6 +830,8 @@ def _reliability_figure(table: ResultTable, path: Path) -> Path | None:
 
 def _confusion_figure(run: RunResult, folder: Path, out: Path) -> Path:
     name = "__".join(run.path.relative_to(folder).parts) or run.path.name
+    if run.logit_adjust is not None:
+        name += f"-logit_adjust{run.logit_adjust:g}"
     acc, bacc = 100 * run.metrics["acc"], 100 * run.metrics["bacc"]
     return plot_confusion(
         run.metrics["confusion"], run.classes, out / f"{name}.png", title=f"{name}\nAcc {acc:.1f}  BAcc {bacc:.1f}"
@@ -806,11 +848,19 @@ def _markdown(
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
 ) -> str:
+    trained = [run for run in runs if run.logit_adjust is None]
     intro = (
-        f"{len(runs)} finished runs in `{folder}`. Figures are percentages on the validation side of each run: "
+        f"{len(trained)} finished runs in `{folder}`. Figures are percentages on the validation side of each run: "
         "the mean over a setup's runs (its splits and seeds) ± their standard deviation, and (min-max); `n` is "
         "the number of runs. Bold: the best mean of a column (where the column varies)."
     )
+    taus = sorted({run.logit_adjust for run in runs if run.logit_adjust is not None})
+    if taus:
+        intro += (
+            " Setups with `logit_adjust=TAU` are the same runs after post-hoc logit adjustment of their "
+            "validation probabilities: `softmax(log p - TAU log prior)`, prior = each run's training class "
+            f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
+        )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
     lines = ["# sampleweight report", "", intro]
