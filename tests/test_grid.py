@@ -263,6 +263,24 @@ def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(
     assert "half-finished with other options (epochs 2 -> 3)" in outcome.error and f"delete {partial}" in outcome.error
 
 
+# Options that runs written before this round's issues do not have in their config.json.
+NEWER_OPTIONS = ("sampler", "sampler_options", "bootstrap", "weighter_options")
+
+
+def test_a_run_written_before_an_option_existed_is_not_stale(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    (run,) = grid.runs
+    old = {k: v for k, v in run.config.model_dump(mode="json").items() if k not in NEWER_OPTIONS}
+    run.path.mkdir(parents=True)
+    (run.path / "config.json").write_text(json.dumps(old))
+    assert run.stale_options() == []  # sampler None -> 'instance', sampler_options None -> {}: not differences
+    (run.path / "config.json").write_text(json.dumps({**old, "epochs": 3}))
+    assert run.stale_options() == ["epochs 3 -> 1"]
+    (run.path / "config.json").write_text(json.dumps({**old, "sampler": "class_balanced"}))
+    assert run.stale_options() == ["sampler 'class_balanced' -> 'instance'"]
+
+
 def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
     with pytest.raises(sw.ConfigError, match=r"cbam_vgg16-ce-none-adam-s0: loss 'ce' does not accept option\(s\) tau"):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",

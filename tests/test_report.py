@@ -140,6 +140,21 @@ def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_pat
     assert result.exit_code == 2 and "are both split 0, seed 0 of cbam_vgg16 adam ce-none" in result.output
 
 
+def test_a_run_written_before_an_option_existed_shares_the_setup_of_a_new_one(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    for name in run_names("ce", "none")[:2]:  # split 0, both seeds: as an older version wrote them
+        path = folder / name / "config.json"
+        config = json.loads(path.read_text())
+        older = ("sampler", "sampler_options", "bootstrap", "weighter_options")
+        path.write_text(json.dumps({k: v for k, v in config.items() if k not in older}))
+    (table,) = summarize(collect_runs(folder))
+    assert [(cell.loss, cell.label, cell.n) for cell in table.cells] == [("ce", "none", 4), ("ce", "cb", 4),
+                                                                         ("focal", "none", 2)]  # fmt: skip
+
+
 def copy_runs(source: Path, folder: Path, names: list[str], **changes) -> None:
     """Copies of runs under ``folder``, their config changed (same predictions: the same models)."""
     import shutil

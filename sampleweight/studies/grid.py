@@ -44,7 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
+from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, load_config
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
@@ -136,12 +136,13 @@ class GridRun:
         """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
-        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count.
+        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
+        know yet, when this one's value is their default (`complete_config`).
         """
         path = self.path / RunDirectory.CONFIG
         if not path.is_file():
             return []
-        saved = json.loads(path.read_text())
+        saved = complete_config(json.loads(path.read_text()))
         wanted = self.config.model_dump(mode="json")
         return [
             f"{key} {saved.get(key)!r} -> {value!r}"

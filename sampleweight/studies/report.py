@@ -30,6 +30,7 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.config import complete_config
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.retraining import STAGE_KEY, stage_of
 from sampleweight.engine.rundir import RunDirectory
@@ -337,7 +338,9 @@ class Report:
 def collect_runs(folder: str | Path) -> list[RunResult]:
     """Every finished run under ``folder`` (itself or any subfolder with ``metrics.json`` and ``config.json``).
 
-    Folders with a ``metrics.json`` but no ``config.json`` (such as ``RUN/evaluate/``) are not runs.
+    Folders with a ``metrics.json`` but no ``config.json`` (such as ``RUN/evaluate/``) are not runs. A run
+    written by an older version reads with today's defaults for the options it did not know
+    (`sampleweight.engine.config.complete_config`), so it shares a setup with a new run of the same options.
 
     Raises:
         ConfigError: ``folder`` does not exist or holds no finished run.
@@ -349,7 +352,8 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     for metrics_path in sorted(folder.rglob(RunDirectory.FINAL)):
         config_path = metrics_path.with_name(RunDirectory.CONFIG)
         if config_path.is_file():
-            results.append(RunResult(metrics_path.parent, _read_json(config_path), _read_json(metrics_path)))
+            config = complete_config(_read_json(config_path))  # a run of an older version: today's defaults
+            results.append(RunResult(metrics_path.parent, config, _read_json(metrics_path)))
     if not results:
         raise ConfigError(
             f"no finished runs in {folder}: a run directory has {RunDirectory.CONFIG} and {RunDirectory.FINAL}; "
