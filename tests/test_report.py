@@ -122,6 +122,28 @@ def test_report_of_a_folder_without_runs_exits_2_with_one_line(tmp_path) -> None
     assert "no finished runs" in runner.invoke(app, ["report", str(tmp_path / "empty")]).stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("metrics.json", '{"acc": 0.5', "cannot read {path} (Expecting"),
+        ("config.json", '{"epochs": 3}', "{path} is not a sampleweight run's config.json (no model, loss,"),
+        ("metrics.json", "[1, 2]", "{path} is not a sampleweight run's metrics.json (no classes,"),
+    ],
+)
+def test_an_unreadable_or_foreign_run_file_exits_2_naming_it(grid_folder, tmp_path, name, text, message) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder / "cbam_vgg16-ce-none-adam-s0", folder / "run")
+    path = folder / "run" / name
+    path.write_text(text)
+    result = runner.invoke(app, ["report", str(folder), "--no-figures"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: report: "), result.stderr
+    assert message.format(path=path) in lines[0] and f"move that run folder out of {folder}" in lines[0]
+
+
 def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_path) -> None:
     import shutil
 

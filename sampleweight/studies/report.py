@@ -343,7 +343,8 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     (`sampleweight.engine.config.complete_config`), so it shares a setup with a new run of the same options.
 
     Raises:
-        ConfigError: ``folder`` does not exist or holds no finished run.
+        ConfigError: ``folder`` does not exist or holds no finished run, or a run's ``config.json`` or
+            ``metrics.json`` cannot be read or is not a sampleweight run's (the file is named).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -352,8 +353,8 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     for metrics_path in sorted(folder.rglob(RunDirectory.FINAL)):
         config_path = metrics_path.with_name(RunDirectory.CONFIG)
         if config_path.is_file():
-            config = complete_config(_read_json(config_path))  # a run of an older version: today's defaults
-            results.append(RunResult(metrics_path.parent, config, _read_json(metrics_path)))
+            config = complete_config(_read_run_file(config_path, _CONFIG_KEYS, folder))  # older runs: defaults
+            results.append(RunResult(metrics_path.parent, config, _read_run_file(metrics_path, _METRICS_KEYS, folder)))
     if not results:
         raise ConfigError(
             f"no finished runs in {folder}: a run directory has {RunDirectory.CONFIG} and {RunDirectory.FINAL}; "
@@ -910,5 +911,19 @@ def _rank(value: str, preferred: Sequence[str]) -> tuple[int, str]:
     return (preferred.index(value), "") if value in preferred else (len(preferred), value)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+# What every run's config.json and metrics.json hold, whichever version wrote them.
+_CONFIG_KEYS = ("model", "loss", "weighters", "optimizer", "split")
+_METRICS_KEYS = ("classes", "per_class", "confusion", *METRICS)
+
+
+def _read_run_file(path: Path, keys: Sequence[str], folder: Path) -> dict[str, Any]:
+    """A run's JSON file, or one `ConfigError` naming it when it does not parse or lacks what a run's has."""
+    fix = f"move that run folder out of {folder} (or delete it), then report again"
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise ConfigError(f"report: cannot read {path} ({exc}); {fix}") from None
+    missing = [key for key in keys if key not in value] if isinstance(value, dict) else list(keys)
+    if missing:
+        raise ConfigError(f"report: {path} is not a sampleweight run's {path.name} (no {', '.join(missing)}); {fix}")
+    return value
