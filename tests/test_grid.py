@@ -17,7 +17,7 @@ from sampleweight import cli
 from sampleweight.cli import app
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.engine.training import train
-from sampleweight.studies.grid import SUMMARY_COLUMNS, plan_grid, run_grid, write_summary
+from sampleweight.studies.grid import SUMMARY_COLUMNS, _train_subprocess, plan_grid, run_grid, write_summary
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
@@ -197,6 +197,57 @@ def test_several_devices_train_in_worker_subprocesses(tmp_path) -> None:
         assert "-m sampleweight train --config" in log and "--device cpu" in log
         assert json.loads((run.path / "config.json").read_text())["weighters"] == run.config.weighters
         assert outcomes[run.index].metrics == json.loads((run.path / "metrics.json").read_text())
+
+
+def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine import training
+
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    second = grid.runs[1]
+    real_train = training.train
+
+    def other_grid_finishes_the_second_run_first(config, resume=False):
+        if config.weighters == ["none"]:
+            real_train(second.config.model_copy(update={"quiet": True}))  # a second grid on the same folder
+        return real_train(config, resume=resume)
+
+    monkeypatch.setattr(training, "train", other_grid_finishes_the_second_run_first)
+    outcomes = run_grid(grid, progress=False)  # planned while both were new
+    assert [o.status for o in outcomes] == ["trained", "skipped"]
+    assert outcomes[1].metrics == json.loads((second.path / "metrics.json").read_text())
+    assert read_summary(tmp_path)[second.name]["state"] == "finished"
+    # the --devices path checks before it starts a worker: no subprocess, no train.log
+    outcome = _train_subprocess(grid, second, "cpu")
+    assert outcome.status == "skipped" and not (second.path / "train.log").exists()
+
+
+def test_a_run_another_process_holds_is_busy_on_the_devices_path(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine.folder_lock import FolderLock
+    from sampleweight.studies import grid as grid_module
+
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    (run,) = grid.runs
+    run.path.mkdir()
+    with FolderLock(run.path):  # another process trains it: no worker is started
+        outcome = _train_subprocess(grid, run, "cpu")
+    assert outcome.status == "busy" and "is in use by another sampleweight process" in outcome.error
+    assert not (run.path / "train.log").exists()
+    # taken between the check and the worker's start: the worker's refusal is read as busy, not failed
+    taken = FolderLock(run.path)
+
+    def worker_refused(command, **kwargs):
+        taken.acquire()
+        kwargs["stdout"].write("error: ... is in use by another sampleweight process ...\n")
+        return 2
+
+    monkeypatch.setattr(grid_module.subprocess, "call", worker_refused)
+    try:
+        outcome = _train_subprocess(grid, run, "cpu")
+    finally:
+        taken.release()
+    assert outcome.status == "busy" and outcome.error.startswith(f"{run.path} is in use")
 
 
 def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path, monkeypatch) -> None:

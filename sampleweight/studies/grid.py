@@ -45,6 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, load_config
+from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
@@ -213,8 +214,9 @@ class RunOutcome:
 
     Attributes:
         run: The run.
-        status: ``trained`` (finished now), ``skipped`` (finished before), ``failed``, or ``busy`` (another
-            process is training it: two grids on one folder share the work).
+        status: ``trained`` (finished now), ``skipped`` (finished before, or by another process since the grid
+            was planned), ``failed``, or ``busy`` (another process is training it: two grids on one folder
+            share the work).
         metrics: The final metrics (``metrics.json``) unless it failed.
         error: One line on why it failed, or who holds a busy run.
         seconds: Wall time spent on it in this call.
@@ -570,8 +572,12 @@ def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
     """Train (or resume) one run here; its failure becomes a failed outcome and the grid goes on.
 
     Any exception counts (a user error, CUDA out of memory, a bug in a plugin), as a crashing
-    subprocess does on the ``--devices`` path; Ctrl-C still stops the grid.
+    subprocess does on the ``--devices`` path; Ctrl-C still stops the grid. A run that another process
+    (a second grid on the same folder) finished since this grid was planned is skipped.
     """
+    done = _finished_elsewhere(run)
+    if done is not None:
+        return done
     updates: dict[str, Any] = {"quiet": True}
     if device is not None:
         updates["device"] = device
@@ -622,11 +628,22 @@ def _run_workers(
 
 
 def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
-    """``python -m sampleweight train ... --device DEVICE --quiet [--resume]``, output to ``RUN/train.log``."""
+    """``python -m sampleweight train ... --device DEVICE --quiet [--resume]``, output to ``RUN/train.log``.
+
+    A run another process finished since the grid was planned is skipped, and one another process is
+    training is ``busy``: checked before the worker starts and, should it fail, again after (the other
+    process may have taken the folder in between).
+    """
+    done = _finished_elsewhere(run)
+    if done is not None:
+        return done
+    run.path.mkdir(parents=True, exist_ok=True)
+    holder = _held_elsewhere(run)
+    if holder is not None:
+        return RunOutcome(run, "busy", error=holder)
     command = [sys.executable, "-m", "sampleweight", "train", *grid.train_arguments(run), "--device", device, "--quiet"]
     if run.state() == "partial":
         command.append("--resume")
-    run.path.mkdir(parents=True, exist_ok=True)
     log = run.path / LOG_FILE
     started = time.perf_counter()
     with open(log, "a") as handle:
@@ -636,9 +653,29 @@ def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
     seconds = time.perf_counter() - started
     if code == 0 and run.state() == "finished":
         return RunOutcome(run, "trained", metrics=_read_json(run.path / RunDirectory.FINAL), seconds=seconds)
+    done = _finished_elsewhere(run)
+    holder = _held_elsewhere(run) if done is None else None
+    if done is not None or holder is not None:  # refused the folder: the other process's run, not a failure
+        return done or RunOutcome(run, "busy", error=holder, seconds=seconds)
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     reason = lines[-1] if lines else "no output"
     return RunOutcome(run, "failed", error=f"exit code {code}: {reason} (log: {log})", seconds=seconds)
+
+
+def _finished_elsewhere(run: GridRun) -> RunOutcome | None:
+    """``skipped`` with its metrics when the run is finished by now (another process trained it), else None."""
+    if run.state() != "finished":
+        return None
+    return RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL))
+
+
+def _held_elsewhere(run: GridRun) -> str | None:
+    """Why the run's folder is refused when another process holds it now (it is training the run), else None."""
+    try:
+        with FolderLock(run.path):
+            return None
+    except RunDirectoryInUseError as exc:
+        return str(exc)
 
 
 class _Ledger:
@@ -730,8 +767,9 @@ class _GridProgress:
             self.active.pop(outcome.run.index, None)
             if outcome.metrics is not None:
                 figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+                word = "[green]done[/]" if outcome.status == "trained" else "skipped (finished by another process)"
                 self.console.print(
-                    f"grid: [green]done[/] {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
+                    f"grid: {word} {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
                     highlight=False,
                     soft_wrap=True,
                 )
