@@ -412,8 +412,12 @@ def grid(
     backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
-    gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
-    loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
+    gamma: float | None = typer.Option(
+        None, help="Focal-loss gamma (default 1), for the runs whose loss takes it (focal, on either model)."
+    ),
+    loss_option: list[str] | None = typer.Option(
+        None, "--loss-option", help=f"{LOSS_OPTION_HELP} Each run gets the options its loss takes."
+    ),
     weighter_option: list[str] | None = typer.Option(
         None, "--weighter-option", help=WEIGHTER_OPTION_HELP + " A scoped option reaches only the runs using NAME."
     ),

@@ -333,13 +333,38 @@ def test_a_run_written_before_an_option_existed_is_not_stale(tmp_path) -> None:
 
 
 def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
-    with pytest.raises(sw.ConfigError, match=r"cbam_vgg16-ce-none-adam-s0: loss 'ce' does not accept option\(s\) tau"):
-        plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+    with pytest.raises(sw.ConfigError, match=r"--loss-option tau: no loss of the grid \(ce, focal\) takes tau"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce,focal", weighters="none", optimizers="adam", splits="0",
                   options={"loss_options": {"tau": 1.0}})  # fmt: skip
+    with pytest.raises(sw.ConfigError, match=r"--gamma: no loss of the grid \(ce, balanced_softmax\) takes gamma"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce,balanced_softmax", weighters="none", optimizers="adam",
+                  splits="0", options={"gamma": 2.0})  # fmt: skip
     with pytest.raises(sw.ConfigError, match=r"weighter 'ohem' does not accept option\(s\) beta"):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="es,ohem", optimizers="adam", splits="0",
                   options={"weighter_options": {"beta": 0.9}})  # fmt: skip
     assert not any(tmp_path.iterdir())
+
+
+def test_gamma_and_loss_options_reach_only_the_runs_whose_loss_takes_them(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16,hierarchical_vgg16", losses="ce,focal,balanced_softmax",
+                     weighters="none", optimizers="adam", splits="0", options={**TINY, "gamma": 2.0})  # fmt: skip
+    gammas = {(run.config.model, run.config.loss): run.config.gamma for run in grid.runs}
+    assert gammas == {(model, loss): 2.0 if loss == "focal" else None for model, loss in gammas}
+    out = tmp_path / "tau"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce,logit_adjusted",
+            "--weighters", "none", "--optimizers", "adam", "--splits", "0", "--loss-option", "tau=1.5", "--out",
+            str(out)]  # fmt: skip
+    result = runner.invoke(app, [*args, "--print-commands"])
+    assert result.exit_code == 0, result.output
+    ce, adjusted = result.stdout.strip().splitlines()
+    assert "--loss-option" not in ce and "--loss-option tau=1.5 " in adjusted
+    assert "loss_options" not in json.loads((out / "grid.json").read_text())  # per run, not shared
+    planned = plan_grid(out, models="cbam_vgg16", losses="ce,logit_adjusted", weighters="none", optimizers="adam",
+                        splits="0", options={**TINY, "loss_options": {"tau": 1.5}})  # fmt: skip
+    assert [run.config.loss_options for run in planned.runs] == [{}, {"tau": 1.5}]
+    assert runner.invoke(app, shlex.split(adjusted)[1:]).exit_code == 0  # the printed command trains that run
+    written = json.loads((out / planned.runs[1].name / "config.json").read_text())
+    assert written["loss_options"] == {"tau": 1.5} and written["loss"] == "logit_adjusted"
 
 
 def test_the_sampler_axis_keeps_instance_names_and_gives_each_run_the_options_its_sampler_takes(tmp_path) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "build_model",
     "check_choices",
     "decide",
+    "loss_plugin",
     "predict",
     "prepare_run",
     "resolve_device",
@@ -384,14 +385,23 @@ def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy
     return as_taxonomy(config.taxonomy).with_classes(classes) if config.model in HIERARCHICAL_MODELS else None
 
 
+def loss_plugin(model: str, loss: str) -> str:
+    """The registered loss a run of ``model`` with ``loss`` trains with.
+
+    A hierarchical model trains with Eq. 10, ``ce``/``focal`` at every level: the ``hierarchical`` loss with
+    that base. Any other pair trains with ``loss`` itself.
+    """
+    return "hierarchical" if model in HIERARCHICAL_MODELS and loss in ("ce", "focal") else loss
+
+
 def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
-    """The loss name and its options. A hierarchical model trains with Eq. 10: ``ce``/``focal`` at every level."""
+    """The loss name and its options (`loss_plugin`; the hierarchical loss gets the run's loss as its base)."""
     options: dict[str, Any] = dict(config.loss_options)
     if config.gamma is not None:
         options["gamma"] = config.gamma
-    name = config.loss
-    if config.model in HIERARCHICAL_MODELS and name in ("ce", "focal"):
-        name, options["base"] = "hierarchical", name
+    name = loss_plugin(config.model, config.loss)
+    if name != config.loss:
+        options["base"] = config.loss
     if name == "hierarchical":
         options["taxonomy"] = taxonomy
     return name, options

@@ -161,8 +161,8 @@ class Grid:
         runs: One `GridRun` per combination, models outermost, seeds innermost.
         shared: The options every run shares (the config file's and the flags', without the
             combination's own: model, loss, weighters, sampler, optimizer, split, seed, out; without
-            ``gamma``, which only the non-CE runs take, and without ``sampler_options``, of which each run
-            takes those its sampler accepts).
+            ``gamma`` and ``loss_options``, of which each run takes what its loss accepts, and without
+            ``sampler_options``, of which each run takes those its sampler accepts).
     """
 
     out: Path
@@ -186,6 +186,8 @@ class Grid:
         arguments = ["--config", str(self.config_file), "--model", config.model, "--loss", config.loss]
         if config.gamma is not None:
             arguments += ["--gamma", repr(config.gamma)]
+        for key, value in config.loss_options.items():
+            arguments += ["--loss-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
         if config.sampler != "instance":  # the default: the commands of grids planned before samplers stay the same
@@ -314,7 +316,8 @@ def plan_grid(
             every seed. Default: the shared ``seed`` option, else 0.
         config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
-            ``gamma`` applies to the runs whose loss is not ``ce``; a weighter option scoped as
+            ``gamma`` and each ``loss_options`` key apply to the runs whose loss takes them (``gamma``: focal,
+            also on the hierarchical model; ``tau``: logit_adjusted, ...); a weighter option scoped as
             ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
             weighting uses NAME; each run gets the ``sampler_options`` its sampler takes.
 
@@ -324,9 +327,9 @@ def plan_grid(
 
     Raises:
         ConfigError: An unknown model, loss, weighter, sampler or optimizer (the valid names are listed), a
-            split or seed that is not a number, both ``seeds`` and a shared ``seed``, a sampler option that no
-            sampler of the grid takes, or an option that is invalid for some run (a weighter option no
-            weighter of that run accepts, among others).
+            split or seed that is not a number, both ``seeds`` and a shared ``seed``, ``gamma``, a loss option or a
+            sampler option that no loss or sampler of the grid takes, or an option that is invalid for some run
+            (a weighter option no weighter of that run accepts, among others).
 
     Example:
         >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
@@ -355,15 +358,17 @@ def plan_grid(
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
     sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
+    loss_options = _loss_options(model_names, loss_names, gamma, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
     for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
         model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers, seed_numbers
     ):
-        combination = {"model": model, "loss": loss, "weighters": [weighting], "sampler": sampler,
-                       "sampler_options": sampler_options[sampler], "optimizer": optimizer, "split": split,
-                       "seed": seed}  # fmt: skip
+        run_gamma, run_loss_options = loss_options[(model, loss)]
+        combination = {"model": model, "loss": loss, "gamma": run_gamma, "loss_options": run_loss_options,
+                       "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
+                       "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
         try:
-            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+            config = load_config(None, **shared, **combination)
             training.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
             suffix = ("" if sampler == "instance" else f"-{sampler}") + (f"-seed{seed}" if seed else "")
@@ -827,6 +832,36 @@ def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dic
             f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
         )
     return taken
+
+
+def _loss_options(
+    models: Sequence[str], losses: Sequence[str], gamma: float | None, options: Mapping[str, Any]
+) -> dict[tuple[str, str], tuple[float | None, dict[str, Any]]]:
+    """Each model x loss's share of the grid's ``gamma`` and ``--loss-option`` keys: those its loss takes.
+
+    The loss is the one the run trains with (`sampleweight.engine.training.loss_plugin`: the hierarchical
+    model's ``ce``/``focal`` is the hierarchical loss). ``gamma`` goes to the runs whose loss is not ``ce`` and
+    takes it (``focal``, on either model), as ``sampleweight train`` allows it.
+
+    Raises:
+        ConfigError: ``gamma`` or a key that no run of the grid takes.
+    """
+    shares = {}
+    for model, loss in itertools.product(models, losses):
+        accepted = accepted_options(lookup(None, "losses", training.loss_plugin(model, loss)).factory)
+        takes = {key for key in [*options, "gamma"] if accepted is None or key in accepted}
+        run_gamma = gamma if loss != "ce" and "gamma" in takes else None
+        shares[(model, loss)] = (run_gamma, {key: value for key, value in options.items() if key in takes})
+    where = f"no loss of the grid ({', '.join(losses)})"
+    unused = sorted(key for key in options if not any(key in chosen for _, chosen in shares.values()))
+    if unused:
+        raise ConfigError(
+            f"--loss-option {unused[0]}: {where} takes {', '.join(unused)}; `sampleweight plugins` lists the losses, "
+            "docs/weighting.md and docs/long-tail.md their options"
+        )
+    if gamma is not None and all(run_gamma is None for run_gamma, _ in shares.values()):
+        raise ConfigError(f"--gamma: {where} takes gamma; it is the focal loss's exponent (add focal to --losses)")
+    return shares
 
 
 def _checked(
