@@ -175,7 +175,7 @@ def train(
     from sampleweight.engine.config import load_config, parse_options
     from sampleweight.engine.ddp import is_main
     from sampleweight.engine.rundir import RunDirectory
-    from sampleweight.engine.training import train as run_training
+    from sampleweight.engine.training import resume_options, train as run_training
 
     flags = dict(
         data=data,
@@ -210,8 +210,8 @@ def train(
         tensorboard=tensorboard,
         bootstrap=bootstrap,
     )
-    if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
-        config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
+    if resume and config is None and out is not None:
+        config = resume_options(out)  # resume with the run's own options; flags may still override
     if resume and not overwrite:
         flags["overwrite"] = False  # a run started with --overwrite keeps it in config.json: resuming does not
     settings = load_config(config, **flags)

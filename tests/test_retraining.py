@@ -381,7 +381,11 @@ def test_an_out_that_holds_a_run_or_is_in_use_is_refused(source, retrained, tmp_
 
 def test_train_resume_refuses_a_retrained_run(retrained) -> None:
     result = runner.invoke(app, ["train", "--out", str(retrained["crt"]), "--resume"])
-    assert result.exit_code == 2 and "retrain" in error_line(result.output)
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: {retrained['crt']} holds a retrained classifier (sampleweight retrain), not a training run to "
+        "continue; retrain the source run again instead"
+    )
 
 
 # ------------------------------------------------------------------------------------ grid --retrain

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -58,6 +59,7 @@ __all__ = [
     "predict",
     "prepare_run",
     "resolve_device",
+    "resume_options",
     "taxonomy_of_model",
     "train",
     "weight_scale_lines",
@@ -722,13 +724,37 @@ EXECUTION_FIELDS = frozenset(
 """Options that may change when a run is resumed: how it executes, not what it computes."""
 
 
-def _restore(run: Run, path: Path) -> None:
-    state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
-    if "retrain" in state:
+def resume_options(out: str | Path) -> Path | None:
+    """The run's own ``config.json``, which ``train --out OUT --resume`` reads its options from (None when absent).
+
+    Raises:
+        ConfigError: ``out`` holds a retrained run (its ``config.json`` has a ``retrain`` table), which is no
+            training run to continue.
+    """
+    path = Path(out) / RunDirectory.CONFIG
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path  # unreadable: load_config says why
+    if isinstance(saved, dict):
+        _refuse_retrained(saved, Path(out))
+    return path
+
+
+def _refuse_retrained(saved: dict[str, Any], folder: Path) -> None:
+    """A retrained run's ``config.json`` and checkpoint hold a ``retrain`` table: it cannot be resumed."""
+    if "retrain" in saved:
         raise ConfigError(
-            f"{path} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
+            f"{folder} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
             "retrain the source run again instead"
         )
+
+
+def _restore(run: Run, path: Path) -> None:
+    state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
+    _refuse_retrained(state, path.parent)
     try:
         saved = TrainConfig(**state["config"])
     except ValidationError as exc:
