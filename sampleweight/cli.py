@@ -508,9 +508,17 @@ def grid(
         planned.write_config_file()
         for run in planned.runs:
             print(planned.train_command(run))
-        for run in planned.runs:  # once the runs are finished
+        retrainable = [run for run in planned.runs if run.retrainable]  # not the hierarchical model's
+        for run in retrainable:  # once the runs are finished
             for method in methods:
                 print(planned.retrain_command(run, method))
+        if methods and len(retrainable) < len(planned.runs):
+            err_console.print(
+                f"note: no retrain commands for the {len(planned.runs) - len(retrainable)} run(s) of a hierarchical "
+                "model: it has no single classifier to re-balance",
+                markup=False,
+                highlight=False,
+            )
         return
     try:
         outcomes = run_grid(planned, devices=devices, only=index, progress=not quiet)

@@ -125,6 +125,11 @@ class GridRun:
         """The run directory."""
         return Path(self.config.out)
 
+    @property
+    def retrainable(self) -> bool:
+        """Whether decoupled second stages apply: not to the hierarchical model, which has no single classifier."""
+        return self.config.model not in training.HIERARCHICAL_MODELS
+
     def state(self) -> Literal["finished", "partial", "new"]:
         """``finished`` (``metrics.json`` written), ``partial`` (a checkpoint to resume) or ``new``."""
         if (self.path / RunDirectory.FINAL).is_file():
@@ -205,7 +210,8 @@ class Grid:
         return shlex.join(["sampleweight", "train", *self.train_arguments(run)])
 
     def retrain_command(self, run: GridRun, method: str) -> str:
-        """A decoupled second stage of one run as a command line (to run once the run is finished)."""
+        """A decoupled second stage of one run as a command line (to run once the run is finished; only for a
+        `GridRun.retrainable` run)."""
         return shlex.join(["sampleweight", "retrain", str(run.path), "--method", method, "--out",
                            str(stage_path(run, method))])  # fmt: skip
 
@@ -504,7 +510,7 @@ def _stage(run: GridRun, method: str, device: str | None) -> StageOutcome:
     path = stage_path(run, method)
     if (path / RunDirectory.FINAL).is_file():
         return StageOutcome(run, method, "skipped", metrics=_read_json(path / RunDirectory.FINAL))
-    if run.config.model in training.HIERARCHICAL_MODELS:
+    if not run.retrainable:
         return StageOutcome(run, method, "not applicable", error=f"{run.config.model} has no single classifier")
     started = time.perf_counter()
     try:
