@@ -206,6 +206,20 @@ def test_a_sampler_or_a_weighter_option_makes_its_own_row(grid_folder, tmp_path)
         summarize(collect_runs(folder))
 
 
+def test_sampler_options_make_their_own_rows(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    for threshold in (0.1, 0.2):
+        copy_runs(grid_folder, folder / str(threshold), run_names("ce", "none"), sampler="repeat_factor",
+                  sampler_options={"threshold": threshold})  # fmt: skip
+    (table,) = summarize(collect_runs(folder))
+    labels = [(cell.label, cell.n) for cell in table.cells if cell.loss == "ce" and cell.weighting == "none"]
+    assert labels == [("none", 4), ("none sampler=repeat_factor sampler.threshold=0.1", 4),
+                      ("none sampler=repeat_factor sampler.threshold=0.2", 4)]  # fmt: skip
+
+
 def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:
     import shutil
 

@@ -85,8 +85,8 @@ _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
 _PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
-_CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "weighter_options", "loss_options",
-                          "gamma", STAGE_KEY})  # fmt: skip
+_CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
+                          "loss_options", "gamma", STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -161,7 +161,8 @@ class RunResult:
         """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
-        options, ``gamma`` when set, and a retrained run's stage options as given (``crt.epochs``).
+        options, ``gamma`` when set, the sampler's options (``sampler.threshold``) and a retrained run's stage
+        options as given (``crt.epochs``).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -172,6 +173,7 @@ class RunResult:
         options.update(self.config.get("loss_options") or {})
         if self.config.get("gamma") is not None:
             options["gamma"] = self.config["gamma"]
+        options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
