@@ -220,6 +220,22 @@ def test_sampler_options_make_their_own_rows(grid_folder, tmp_path) -> None:
                       ("none sampler=repeat_factor sampler.threshold=0.2", 4)]  # fmt: skip
 
 
+def test_an_explicit_default_gamma_is_the_same_setup_as_none_given(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    path = folder / run_names("focal", "none")[0] / "config.json"  # split 0 says gamma 1 (the default), split 1 not
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gamma": 1.0}))
+    (table,) = summarize(collect_runs(folder), paper=True)
+    focal = [cell for cell in table.cells if cell.loss == "focal"]
+    assert [(cell.label, cell.n) for cell in focal] == [("none", 2)]
+    assert focal[0].paper == {"acc": 87.0, "bacc": 73.5, "mpr": 79.5, "mf1": 75.5}  # Table 2, FL none
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gamma": 2.0}))
+    (table,) = summarize(collect_runs(folder), paper=True)
+    assert [cell.label for cell in table.cells if cell.loss == "focal"] == ["none", "none gamma=2.0"]
+
+
 def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:
     import shutil
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sampleweight.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_GAMMA",
     "OPTION_TABLES",
     "PAPER_EPOCHS",
     "PAPER_LR",
@@ -25,6 +26,8 @@ __all__ = [
     "validation_message",
 ]
 
+DEFAULT_GAMMA = 1.0
+"""The ``focal`` loss's exponent when ``gamma`` is not given, on either model (the paper's best)."""
 # The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
 PAPER_EPOCHS = {"hierarchical_vgg16": 250}

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import complete_config
+from sampleweight.engine.config import DEFAULT_GAMMA, complete_config
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.retraining import STAGE_KEY, stage_of
 from sampleweight.engine.rundir import RunDirectory
@@ -161,8 +161,8 @@ class RunResult:
         """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
-        options, ``gamma`` when set, the sampler's options (``sampler.threshold``) and a retrained run's stage
-        options as given (``crt.epochs``).
+        options, ``gamma`` when set to other than its loss's default (1 for focal), the sampler's options
+        (``sampler.threshold``) and a retrained run's stage options as given (``crt.epochs``).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -171,8 +171,9 @@ class RunResult:
             if "." not in key or key.split(".", 1)[0] in weighters
         }
         options.update(self.config.get("loss_options") or {})
-        if self.config.get("gamma") is not None:
-            options["gamma"] = self.config["gamma"]
+        gamma = self.config.get("gamma")
+        if gamma is not None and not (self.loss == "focal" and gamma == DEFAULT_GAMMA):
+            options["gamma"] = gamma  # an explicit default is the same setup as none given
         options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
