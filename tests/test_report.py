@@ -236,6 +236,24 @@ def test_an_explicit_default_gamma_is_the_same_setup_as_none_given(grid_folder, 
     assert [cell.label for cell in table.cells if cell.loss == "focal"] == ["none", "none gamma=2.0"]
 
 
+def test_a_weighting_baseline_is_its_plain_row_and_its_variants_are_compared_with_it(grid_folder, tmp_path) -> None:
+    import shutil
+
+    from sampleweight.studies.report import compare_with_baseline, logit_adjusted_run
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    copy_runs(grid_folder, folder, run_names("ce", "none"), sampler="class_balanced")
+    runs = collect_runs(folder)
+    runs += [logit_adjusted_run(run, 1.0) for run in list(runs)]
+    (compared,) = compare_with_baseline(summarize(runs), "none", resamples=20)
+    assert sorted((c.cell.name, c.baseline.name) for c in compared.comparisons) == [
+        ("ce-cb", "ce-none"), ("ce-cb-logit_adjust=1.0", "ce-none"), ("ce-none-logit_adjust=1.0", "ce-none"),
+        ("ce-none-sampler=class_balanced", "ce-none"),
+        ("ce-none-sampler=class_balanced-logit_adjust=1.0", "ce-none"), ("focal-none-logit_adjust=1.0", "focal-none"),
+    ]  # fmt: skip
+
+
 def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:
     import shutil
 

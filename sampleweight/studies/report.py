@@ -437,14 +437,16 @@ def compare_with_baseline(
 ) -> list[ResultTable]:
     """The tables with every cell's paired difference to the baseline cell of its table.
 
-    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else
-    with the table's only baseline cell), on the runs both have for a split and seed, matched by image
-    id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled comparisons
-    of a table (cells x metrics), and separately over those of each pair.
+    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else of
+    the same loss, else with the table's only baseline cell), on the runs both have for a split and seed,
+    matched by image id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled
+    comparisons of a table (cells x metrics), and separately over those of each pair.
 
     Args:
         tables: From `summarize`.
-        baseline: A weighting (``none``: every cell of that weighting is a baseline) or a full setup name
+        baseline: A weighting (``none``: the plain cells of that weighting, with the default sampler and no
+            options, are the baselines, one per loss; its other cells, such as ``none sampler=class_balanced``
+            or ``none logit_adjust=1.0``, are compared with the plain one of their loss) or a full setup name
             (`Cell.name`, e.g. ``ce-none``).
         resamples: Bootstrap resamples per pair.
         seed: Seed of the resamples.
@@ -454,7 +456,8 @@ def compare_with_baseline(
         ConfigError: ``baseline`` names no cell of any table (the names it could be are listed).
     """
     if not any(_is_baseline(cell, baseline) for table in tables for cell in table.cells):
-        names = sorted({c.weighting for t in tables for c in t.cells} | {c.name for t in tables for c in t.cells})
+        cells = [cell for table in tables for cell in table.cells]
+        names = sorted({c.weighting for c in cells if _is_baseline(c, c.weighting)} | {c.name for c in cells})
         raise ConfigError(f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(names)}")
     bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level)
     compared = []
@@ -682,7 +685,10 @@ def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
 
 
 def _is_baseline(cell: Cell, baseline: str) -> bool:
-    return baseline in (cell.weighting, cell.name)
+    """A full setup name names its cell; a weighting names its plain cells: the default sampler and no options
+    (a retrained stage is a weighting of its own, ``none+crt``). The weighting's other cells are compared."""
+    plain = cell.sampler == DEFAULT_SAMPLER and not cell.options
+    return cell.name == baseline or (plain and cell.weighting == baseline)
 
 
 def _baseline_for(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
@@ -900,11 +906,11 @@ def _comparison_section(table: ResultTable, baseline: str) -> list[str]:
     return [
         f"### Paired differences to `{baseline}`",
         "",
-        "Each setup minus its baseline (`vs`: the same loss and sampler) on the same validation images (same split "
-        "and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, [its 95 % "
-        "interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, stratified by "
-        f"class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of this table; "
-        f"**bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
+        "Each setup minus its baseline (`vs`: of the same loss where there is one) on the same validation images "
+        "(same split and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, "
+        "[its 95 % interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, "
+        f"stratified by class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of "
+        f"this table; **bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
         "",
         markdown_comparisons(table),
     ]
