@@ -40,7 +40,8 @@ from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_c
 from sampleweight.engine.config import TrainConfig, load_config, validation_message
 from sampleweight.engine.loader import TrainingData, check_sampler, load_split, smallest_part
 from sampleweight.engine.progress import TrainingProgress
-from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.rebalancing import rebalancing_twice
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
 from sampleweight.factory import check_options, check_weighter_options, list_models
 from sampleweight.metrics import classification_metrics, final_metrics
@@ -654,26 +655,6 @@ def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
-REBALANCING_WEIGHTERS = ("cb", "es", "drw")
-"""Built-in weighters that reweight by class frequency (warned about beside a class-rebalancing sampler)."""
-
-
-def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | None:
-    """The warning for a class-rebalancing sampler combined with a class-rebalancing weighter, else None.
-
-    Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
-    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``).
-    """
-    weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
-    if not sampler_rebalances or not weighters:
-        return None
-    return (
-        f"sampler {config.sampler} and weighter {', '.join(weighters)} both rebalance the classes, so rare classes "
-        "end up favoured over common ones; use --sampler instance or another weighter to rebalance once "
-        "(docs/sampling.md)"
-    )
-
-
 def _check_steps(config: TrainConfig, data: TrainingData) -> None:
     """Refuse steps a model with BatchNorm cannot train: a batch of one sample per process, or no step at all."""
     world, needed = distributed.world_size(), data.sampler.min_part
@@ -745,7 +726,7 @@ def resume_options(out: str | Path) -> Path | None:
 
 def _refuse_retrained(saved: dict[str, Any], folder: Path) -> None:
     """A retrained run's ``config.json`` and checkpoint hold a ``retrain`` table: it cannot be resumed."""
-    if "retrain" in saved:
+    if STAGE_KEY in saved:
         raise ConfigError(
             f"{folder} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
             "retrain the source run again instead"
