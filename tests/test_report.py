@@ -305,3 +305,19 @@ def test_a_baseline_that_names_nothing_exits_2_listing_the_names(grid_folder) ->
 
     (compared,) = compare_with_baseline([table], "none", resamples=50)
     assert [(c.cell.name, c.baseline.name) for c in compared.comparisons] == [("ce-cb", "ce-none")]
+
+
+def test_names_in_the_terminal_tables_are_printed_as_typed_not_as_markup(grid_folder) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from sampleweight.studies.report import compare_with_baseline, rich_comparisons
+
+    (compared,) = compare_with_baseline(summarize(collect_runs(grid_folder)), "none", resamples=20)
+    (item,) = compared.comparisons
+    odd = replace(item, cell=replace(item.cell, loss="c[bold]e"))
+    console = Console(width=200, record=True)
+    console.print(rich_comparisons(replace(compared, model="m[red]x", comparisons=(odd,))))
+    text = console.export_text()
+    assert "c[bold]e" in text and "m[red]x, adam: paired differences" in text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,8 +33,8 @@ from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.config import DEFAULT_GAMMA, complete_config
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
-from sampleweight.engine.retraining import STAGE_KEY, stage_of
-from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.rebalancing import saved_run_rebalancing
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
@@ -535,7 +536,7 @@ def markdown_comparisons(table: ResultTable) -> str:
 
 def rich_comparisons(table: ResultTable) -> Table:
     """The table's paired differences to its baseline, for the terminal (significant ones in bold)."""
-    view = Table(title=f"{table.title}: paired differences (percentage points)", title_justify="left")
+    view = Table(title=f"{escape(table.title)}: paired differences (percentage points)", title_justify="left")
     for name in ("loss", "weighting", "vs", "pairs"):
         view.add_column(name)
     for metric in COMPARED_METRICS:
@@ -544,7 +545,8 @@ def rich_comparisons(table: ResultTable) -> Table:
         differences = item.comparison.pooled
         texts = [_difference_text(d) for d in differences]
         texts = [f"[bold]{t}[/]" if d.significant else t for t, d in zip(texts, differences, strict=True)]
-        view.add_row(item.cell.loss, item.cell.label, item.baseline.name, str(differences[0].pairs), *texts)
+        names = (escape(item.cell.loss), escape(item.cell.label), escape(item.baseline.name))  # not markup
+        view.add_row(*names, str(differences[0].pairs), *texts)
     return view
 
 
@@ -585,7 +587,9 @@ def write_report(
     """
     folder = Path(folder)
     runs = collect_runs(folder)
-    runs += [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in list(runs)]
+    adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in runs]
+    rebalanced = _rebalanced(runs) if logit_adjust else Counter()  # the runs whose adjustment corrects twice
+    runs += adjusted
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples)
@@ -605,7 +609,8 @@ def write_report(
         for run in runs:
             drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
     markdown = out / REPORT_FILE
-    atomic_write_text(markdown, _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn))
+    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced)
+    atomic_write_text(markdown, text)
     return Report(tuple(tables), markdown, tuple(csv_files), tuple(drawn))
 
 
@@ -633,6 +638,13 @@ def _cell(
         ece=describe([c[0] for c in calibration]) if calibration else None,
         nll=describe([c[1] for c in calibration]) if calibration else None,
         paper=paper_result(model, optimizer, loss, weighting) if paper else None,
+    )
+
+
+def _rebalanced(runs: Sequence[RunResult]) -> Counter[str]:
+    """How many trained runs already rebalance their classes in each way (`saved_run_rebalancing`)."""
+    return Counter(
+        way for run in runs for way in saved_run_rebalancing(run.config, training_class_counts(run.path, run.classes))
     )
 
 
@@ -861,6 +873,7 @@ def _markdown(
     baseline: str | None,
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
+    rebalanced: Counter[str],
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
     intro = (
@@ -875,6 +888,12 @@ def _markdown(
             "validation probabilities: `softmax(log p - TAU log prior)`, prior = each run's training class "
             f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
         )
+        if rebalanced:
+            ways = ", ".join(f"{way}: {count} run{'s' * (count > 1)}" for way, count in sorted(rebalanced.items()))
+            intro += (
+                " It is meant for plain runs; these already rebalance their classes, so their adjusted setups "
+                f"correct twice: {ways}."
+            )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
     lines = ["# sampleweight report", "", intro]
