@@ -239,7 +239,7 @@ def evaluate(
     ),
     data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
     out: Path | None = typer.Option(
-        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-laTAU])."
+        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-geometric][-laTAU])."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass, test-time views included."),

@@ -117,7 +117,8 @@ class GridRun:
 
     @property
     def name(self) -> str:
-        """The run directory's name: ``model-loss-weighting-optimizer-sSPLIT``."""
+        """The run directory's name: ``model-loss-weighting-optimizer-sSPLIT[-SAMPLER][-seedK]``
+        (`sampleweight.engine.config.TrainConfig.run_name`)."""
         return self.config.run_name
 
     @property
