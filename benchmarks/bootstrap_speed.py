@@ -6,7 +6,7 @@ resample is scored at once, as a weighted confusion matrix per resample; the ref
 straightforward loop that draws each resample's images and calls `classification_metrics` on them,
 as a user would write it with `sampleweight.bootstrap.bootstrap` and a plain metric function.
 
-The intervals of the one-vs-rest ROC AUCs (issue 16) are timed the same way: vectorised (one sort per class,
+The intervals of the one-vs-rest ROC AUCs are timed the same way: vectorised (one sort per class,
 weighted rank sums of every resample at once, `sampleweight.metrics.roc_auc`) against scikit-learn's
 ``roc_auc_score`` called per resample and class on the images drawn.
 

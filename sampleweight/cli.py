@@ -175,7 +175,7 @@ def train(
     from sampleweight.engine.config import load_config, parse_options
     from sampleweight.engine.ddp import is_main
     from sampleweight.engine.rundir import RunDirectory
-    from sampleweight.engine.training import train as run_training
+    from sampleweight.engine.training import resume_options, train as run_training
 
     flags = dict(
         data=data,
@@ -210,8 +210,8 @@ def train(
         tensorboard=tensorboard,
         bootstrap=bootstrap,
     )
-    if resume and config is None and out is not None and (out / RunDirectory.CONFIG).is_file():
-        config = out / RunDirectory.CONFIG  # resume with the run's own options; flags may still override
+    if resume and config is None and out is not None:
+        config = resume_options(out)  # resume with the run's own options; flags may still override
     if resume and not overwrite:
         flags["overwrite"] = False  # a run started with --overwrite keeps it in config.json: resuming does not
     settings = load_config(config, **flags)
@@ -239,7 +239,7 @@ def evaluate(
     ),
     data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
     out: Path | None = typer.Option(
-        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-laTAU])."
+        None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-geometric][-laTAU])."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass, test-time views included."),
@@ -412,8 +412,12 @@ def grid(
     backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
-    gamma: float | None = typer.Option(None, help="Focal-loss gamma for the focal runs (default 1)."),
-    loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
+    gamma: float | None = typer.Option(
+        None, help="Focal-loss gamma (default 1), for the runs whose loss takes it (focal, on either model)."
+    ),
+    loss_option: list[str] | None = typer.Option(
+        None, "--loss-option", help=f"{LOSS_OPTION_HELP} Each run gets the options its loss takes."
+    ),
     weighter_option: list[str] | None = typer.Option(
         None, "--weighter-option", help=WEIGHTER_OPTION_HELP + " A scoped option reaches only the runs using NAME."
     ),
@@ -504,9 +508,17 @@ def grid(
         planned.write_config_file()
         for run in planned.runs:
             print(planned.train_command(run))
-        for run in planned.runs:  # once the runs are finished
+        retrainable = [run for run in planned.runs if run.retrainable]  # not the hierarchical model's
+        for run in retrainable:  # once the runs are finished
             for method in methods:
                 print(planned.retrain_command(run, method))
+        if methods and len(retrainable) < len(planned.runs):
+            err_console.print(
+                f"note: no retrain commands for the {len(planned.runs) - len(retrainable)} run(s) of a hierarchical "
+                "model: it has no single classifier to re-balance",
+                markup=False,
+                highlight=False,
+            )
         return
     try:
         outcomes = run_grid(planned, devices=devices, only=index, progress=not quiet)

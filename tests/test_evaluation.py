@@ -162,6 +162,25 @@ def test_a_grid_folder_is_the_list_of_its_finished_runs(tmp_path, runs) -> None:
     assert (grid / "evaluate" / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
 
 
+def test_a_grid_folder_leaves_out_retrained_stages_whose_backbone_is_a_runs(tmp_path, runs) -> None:
+    grid = tmp_path / "grid"
+    shutil.copytree(runs["flat"], grid / "flat")
+    shutil.copytree(runs["flat"], grid / "flat+crt")
+    config = json.loads((grid / "flat+crt" / "config.json").read_text())
+    (grid / "flat+crt" / "config.json").write_text(json.dumps({**config, "retrain": {"method": "crt"}}))
+    result = runner.invoke(app, ["evaluate", str(grid), "--data", DATA, "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "left out 1 retrained stage(s), whose backbone is their source run's: flat+crt" in " ".join(
+        result.output.split()
+    )
+    assert json.loads((grid / "evaluate" / "metrics.json").read_text())["runs"] == [str(grid / "flat")]
+    named, _ = evaluate([grid / "flat", grid / "flat+crt"], DATA, out=tmp_path / "named", bootstrap=0, quiet=True)
+    assert named["runs"] == [str(grid / "flat"), str(grid / "flat+crt")]  # named, a stage is a member
+    shutil.rmtree(grid / "flat")
+    only, _ = evaluate(grid, DATA, out=tmp_path / "stages", bootstrap=0, quiet=True)
+    assert only["runs"] == [str(grid / "flat+crt")]  # a folder of stages only is those stages
+
+
 # ------------------------------------------------------------------------------ test-time augmentation
 
 
@@ -346,6 +365,33 @@ def test_evaluate_with_logit_adjustment_equals_adjusting_the_plain_probabilities
     _, _, pred, written, _ = predictions_of(out)
     assert pred == [ISIC_CLASSES[i] for i in adjusted.argmax(1)]
     np.testing.assert_allclose(written, adjusted, rtol=1e-5)
+
+
+def test_logit_adjusting_a_run_that_already_rebalances_says_so_once(tmp_path, runs) -> None:
+    balanced = tmp_path / "balanced"
+    training.train({**TINY, "loss": "balanced_softmax", "weighters": ["es"], "out": balanced})
+    result = runner.invoke(app, ["evaluate", str(balanced), str(runs["flat"]), "--data", DATA, "--bootstrap", "0",
+                                 "--logit-adjust", "1", "--out", str(tmp_path / "e")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = (
+        f"{balanced} already rebalances its classes (weighter es; loss balanced_softmax): adjusting its logits by "
+        "the natural training prior corrects them twice; post-hoc logit adjustment is meant for a plain run "
+        "(docs/evaluation.md)"
+    )
+    output = " ".join(result.output.split())
+    assert output.count("already rebalances") == 1 and f"note: {note}" in output  # the plain run gets none
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["logit_adjust_note"] == [note]
+    plain, _ = evaluate(runs["flat"], DATA, out=tmp_path / "plain", logit_adjust=1.0, bootstrap=0, quiet=True)
+    assert "logit_adjust_note" not in plain
+    folder = tmp_path / "grid"
+    for run in (balanced, runs["flat"]):
+        shutil.copytree(run, folder / run.name)
+    markdown = write_report(folder, figures=False, logit_adjust=[1.0]).markdown.read_text()
+    assert (
+        "It is meant for plain runs; these already rebalance their classes, so their adjusted setups correct "
+        "twice: loss balanced_softmax: 1 run, weighter es: 1 run." in " ".join(markdown.split())
+    )
+    assert "already rebalance" not in write_report(folder, out=tmp_path / "r", figures=False).markdown.read_text()
 
 
 def test_report_shows_each_run_with_and_without_logit_adjustment(tmp_path, runs) -> None:

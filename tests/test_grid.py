@@ -17,7 +17,7 @@ from sampleweight import cli
 from sampleweight.cli import app
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.engine.training import train
-from sampleweight.studies.grid import SUMMARY_COLUMNS, plan_grid, run_grid, write_summary
+from sampleweight.studies.grid import SUMMARY_COLUMNS, _train_subprocess, plan_grid, run_grid, write_summary
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
@@ -199,6 +199,57 @@ def test_several_devices_train_in_worker_subprocesses(tmp_path) -> None:
         assert outcomes[run.index].metrics == json.loads((run.path / "metrics.json").read_text())
 
 
+def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine import training
+
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    second = grid.runs[1]
+    real_train = training.train
+
+    def other_grid_finishes_the_second_run_first(config, resume=False):
+        if config.weighters == ["none"]:
+            real_train(second.config.model_copy(update={"quiet": True}))  # a second grid on the same folder
+        return real_train(config, resume=resume)
+
+    monkeypatch.setattr(training, "train", other_grid_finishes_the_second_run_first)
+    outcomes = run_grid(grid, progress=False)  # planned while both were new
+    assert [o.status for o in outcomes] == ["trained", "skipped"]
+    assert outcomes[1].metrics == json.loads((second.path / "metrics.json").read_text())
+    assert read_summary(tmp_path)[second.name]["state"] == "finished"
+    # the --devices path checks before it starts a worker: no subprocess, no train.log
+    outcome = _train_subprocess(grid, second, "cpu")
+    assert outcome.status == "skipped" and not (second.path / "train.log").exists()
+
+
+def test_a_run_another_process_holds_is_busy_on_the_devices_path(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine.folder_lock import FolderLock
+    from sampleweight.studies import grid as grid_module
+
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    (run,) = grid.runs
+    run.path.mkdir()
+    with FolderLock(run.path):  # another process trains it: no worker is started
+        outcome = _train_subprocess(grid, run, "cpu")
+    assert outcome.status == "busy" and "is in use by another sampleweight process" in outcome.error
+    assert not (run.path / "train.log").exists()
+    # taken between the check and the worker's start: the worker's refusal is read as busy, not failed
+    taken = FolderLock(run.path)
+
+    def worker_refused(command, **kwargs):
+        taken.acquire()
+        kwargs["stdout"].write("error: ... is in use by another sampleweight process ...\n")
+        return 2
+
+    monkeypatch.setattr(grid_module.subprocess, "call", worker_refused)
+    try:
+        outcome = _train_subprocess(grid, run, "cpu")
+    finally:
+        taken.release()
+    assert outcome.status == "busy" and outcome.error.startswith(f"{run.path} is in use")
+
+
 def test_a_failing_run_is_recorded_the_others_train_and_the_cli_exits_2(tmp_path, monkeypatch) -> None:
     from sampleweight.engine import training
 
@@ -263,14 +314,57 @@ def test_a_half_finished_run_with_other_options_is_failed_with_what_to_do(
     assert "half-finished with other options (epochs 2 -> 3)" in outcome.error and f"delete {partial}" in outcome.error
 
 
+# Options that runs written before this round's issues do not have in their config.json.
+NEWER_OPTIONS = ("sampler", "sampler_options", "bootstrap", "weighter_options")
+
+
+def test_a_run_written_before_an_option_existed_is_not_stale(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    (run,) = grid.runs
+    old = {k: v for k, v in run.config.model_dump(mode="json").items() if k not in NEWER_OPTIONS}
+    run.path.mkdir(parents=True)
+    (run.path / "config.json").write_text(json.dumps(old))
+    assert run.stale_options() == []  # sampler None -> 'instance', sampler_options None -> {}: not differences
+    (run.path / "config.json").write_text(json.dumps({**old, "epochs": 3}))
+    assert run.stale_options() == ["epochs 3 -> 1"]
+    (run.path / "config.json").write_text(json.dumps({**old, "sampler": "class_balanced"}))
+    assert run.stale_options() == ["sampler 'class_balanced' -> 'instance'"]
+
+
 def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
-    with pytest.raises(sw.ConfigError, match=r"cbam_vgg16-ce-none-adam-s0: loss 'ce' does not accept option\(s\) tau"):
-        plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0",
+    with pytest.raises(sw.ConfigError, match=r"--loss-option tau: no loss of the grid \(ce, focal\) takes tau"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce,focal", weighters="none", optimizers="adam", splits="0",
                   options={"loss_options": {"tau": 1.0}})  # fmt: skip
+    with pytest.raises(sw.ConfigError, match=r"--gamma: no loss of the grid \(ce, balanced_softmax\) takes gamma"):
+        plan_grid(tmp_path, models="cbam_vgg16", losses="ce,balanced_softmax", weighters="none", optimizers="adam",
+                  splits="0", options={"gamma": 2.0})  # fmt: skip
     with pytest.raises(sw.ConfigError, match=r"weighter 'ohem' does not accept option\(s\) beta"):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="es,ohem", optimizers="adam", splits="0",
                   options={"weighter_options": {"beta": 0.9}})  # fmt: skip
     assert not any(tmp_path.iterdir())
+
+
+def test_gamma_and_loss_options_reach_only_the_runs_whose_loss_takes_them(tmp_path) -> None:
+    grid = plan_grid(tmp_path, models="cbam_vgg16,hierarchical_vgg16", losses="ce,focal,balanced_softmax",
+                     weighters="none", optimizers="adam", splits="0", options={**TINY, "gamma": 2.0})  # fmt: skip
+    gammas = {(run.config.model, run.config.loss): run.config.gamma for run in grid.runs}
+    assert gammas == {(model, loss): 2.0 if loss == "focal" else None for model, loss in gammas}
+    out = tmp_path / "tau"
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce,logit_adjusted",
+            "--weighters", "none", "--optimizers", "adam", "--splits", "0", "--loss-option", "tau=1.5", "--out",
+            str(out)]  # fmt: skip
+    result = runner.invoke(app, [*args, "--print-commands"])
+    assert result.exit_code == 0, result.output
+    ce, adjusted = result.stdout.strip().splitlines()
+    assert "--loss-option" not in ce and "--loss-option tau=1.5 " in adjusted
+    assert "loss_options" not in json.loads((out / "grid.json").read_text())  # per run, not shared
+    planned = plan_grid(out, models="cbam_vgg16", losses="ce,logit_adjusted", weighters="none", optimizers="adam",
+                        splits="0", options={**TINY, "loss_options": {"tau": 1.5}})  # fmt: skip
+    assert [run.config.loss_options for run in planned.runs] == [{}, {"tau": 1.5}]
+    assert runner.invoke(app, shlex.split(adjusted)[1:]).exit_code == 0  # the printed command trains that run
+    written = json.loads((out / planned.runs[1].name / "config.json").read_text())
+    assert written["loss_options"] == {"tau": 1.5} and written["loss"] == "logit_adjusted"
 
 
 def test_the_sampler_axis_keeps_instance_names_and_gives_each_run_the_options_its_sampler_takes(tmp_path) -> None:

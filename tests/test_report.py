@@ -122,6 +122,28 @@ def test_report_of_a_folder_without_runs_exits_2_with_one_line(tmp_path) -> None
     assert "no finished runs" in runner.invoke(app, ["report", str(tmp_path / "empty")]).stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("metrics.json", '{"acc": 0.5', "cannot read {path} (Expecting"),
+        ("config.json", '{"epochs": 3}', "{path} is not a sampleweight run's config.json (no model, loss,"),
+        ("metrics.json", "[1, 2]", "{path} is not a sampleweight run's metrics.json (no classes,"),
+    ],
+)
+def test_an_unreadable_or_foreign_run_file_exits_2_naming_it(grid_folder, tmp_path, name, text, message) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder / "cbam_vgg16-ce-none-adam-s0", folder / "run")
+    path = folder / "run" / name
+    path.write_text(text)
+    result = runner.invoke(app, ["report", str(folder), "--no-figures"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: report: "), result.stderr
+    assert message.format(path=path) in lines[0] and f"move that run folder out of {folder}" in lines[0]
+
+
 def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_path) -> None:
     import shutil
 
@@ -138,6 +160,21 @@ def test_runs_of_different_setups_are_not_averaged_together(grid_folder, tmp_pat
     (copy / "config.json").write_text(json.dumps(config))  # same setup, but split 0 twice
     result = runner.invoke(app, ["report", str(folder)])
     assert result.exit_code == 2 and "are both split 0, seed 0 of cbam_vgg16 adam ce-none" in result.output
+
+
+def test_a_run_written_before_an_option_existed_shares_the_setup_of_a_new_one(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    for name in run_names("ce", "none")[:2]:  # split 0, both seeds: as an older version wrote them
+        path = folder / name / "config.json"
+        config = json.loads(path.read_text())
+        older = ("sampler", "sampler_options", "bootstrap", "weighter_options")
+        path.write_text(json.dumps({k: v for k, v in config.items() if k not in older}))
+    (table,) = summarize(collect_runs(folder))
+    assert [(cell.loss, cell.label, cell.n) for cell in table.cells] == [("ce", "none", 4), ("ce", "cb", 4),
+                                                                         ("focal", "none", 2)]  # fmt: skip
 
 
 def copy_runs(source: Path, folder: Path, names: list[str], **changes) -> None:
@@ -167,6 +204,54 @@ def test_a_sampler_or_a_weighter_option_makes_its_own_row(grid_folder, tmp_path)
     copy_runs(grid_folder, folder / "c", run_names("ce", "none"), weighter_options={"cb.normalize": "classes"})
     with pytest.raises(sw.ConfigError, match="are both split 0, seed 0 of cbam_vgg16 adam ce-none;"):
         summarize(collect_runs(folder))
+
+
+def test_sampler_options_make_their_own_rows(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    for threshold in (0.1, 0.2):
+        copy_runs(grid_folder, folder / str(threshold), run_names("ce", "none"), sampler="repeat_factor",
+                  sampler_options={"threshold": threshold})  # fmt: skip
+    (table,) = summarize(collect_runs(folder))
+    labels = [(cell.label, cell.n) for cell in table.cells if cell.loss == "ce" and cell.weighting == "none"]
+    assert labels == [("none", 4), ("none sampler=repeat_factor sampler.threshold=0.1", 4),
+                      ("none sampler=repeat_factor sampler.threshold=0.2", 4)]  # fmt: skip
+
+
+def test_an_explicit_default_gamma_is_the_same_setup_as_none_given(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    path = folder / run_names("focal", "none")[0] / "config.json"  # split 0 says gamma 1 (the default), split 1 not
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gamma": 1.0}))
+    (table,) = summarize(collect_runs(folder), paper=True)
+    focal = [cell for cell in table.cells if cell.loss == "focal"]
+    assert [(cell.label, cell.n) for cell in focal] == [("none", 2)]
+    assert focal[0].paper == {"acc": 87.0, "bacc": 73.5, "mpr": 79.5, "mf1": 75.5}  # Table 2, FL none
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gamma": 2.0}))
+    (table,) = summarize(collect_runs(folder), paper=True)
+    assert [cell.label for cell in table.cells if cell.loss == "focal"] == ["none", "none gamma=2.0"]
+
+
+def test_a_weighting_baseline_is_its_plain_row_and_its_variants_are_compared_with_it(grid_folder, tmp_path) -> None:
+    import shutil
+
+    from sampleweight.studies.report import compare_with_baseline, logit_adjusted_run
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    copy_runs(grid_folder, folder, run_names("ce", "none"), sampler="class_balanced")
+    runs = collect_runs(folder)
+    runs += [logit_adjusted_run(run, 1.0) for run in list(runs)]
+    (compared,) = compare_with_baseline(summarize(runs), "none", resamples=20)
+    assert sorted((c.cell.name, c.baseline.name) for c in compared.comparisons) == [
+        ("ce-cb", "ce-none"), ("ce-cb-logit_adjust=1.0", "ce-none"), ("ce-none-logit_adjust=1.0", "ce-none"),
+        ("ce-none-sampler=class_balanced", "ce-none"),
+        ("ce-none-sampler=class_balanced-logit_adjust=1.0", "ce-none"), ("focal-none-logit_adjust=1.0", "focal-none"),
+    ]  # fmt: skip
 
 
 def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:
@@ -220,3 +305,19 @@ def test_a_baseline_that_names_nothing_exits_2_listing_the_names(grid_folder) ->
 
     (compared,) = compare_with_baseline([table], "none", resamples=50)
     assert [(c.cell.name, c.baseline.name) for c in compared.comparisons] == [("ce-cb", "ce-none")]
+
+
+def test_names_in_the_terminal_tables_are_printed_as_typed_not_as_markup(grid_folder) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from sampleweight.studies.report import compare_with_baseline, rich_comparisons
+
+    (compared,) = compare_with_baseline(summarize(collect_runs(grid_folder)), "none", resamples=20)
+    (item,) = compared.comparisons
+    odd = replace(item, cell=replace(item.cell, loss="c[bold]e"))
+    console = Console(width=200, record=True)
+    console.print(rich_comparisons(replace(compared, model="m[red]x", comparisons=(odd,))))
+    text = console.export_text()
+    assert "c[bold]e" in text and "m[red]x, adam: paired differences" in text

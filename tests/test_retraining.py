@@ -381,10 +381,29 @@ def test_an_out_that_holds_a_run_or_is_in_use_is_refused(source, retrained, tmp_
 
 def test_train_resume_refuses_a_retrained_run(retrained) -> None:
     result = runner.invoke(app, ["train", "--out", str(retrained["crt"]), "--resume"])
-    assert result.exit_code == 2 and "retrain" in error_line(result.output)
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: {retrained['crt']} holds a retrained classifier (sampleweight retrain), not a training run to "
+        "continue; retrain the source run again instead"
+    )
 
 
 # ------------------------------------------------------------------------------------ grid --retrain
+
+
+def test_grid_print_commands_gives_no_retrain_command_for_a_hierarchical_run(tmp_path) -> None:
+    args = ["grid", "--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+            "--epochs", "1", "--models", "cbam_vgg16,hierarchical_vgg16", "--losses", "ce", "--weighters", "none",
+            "--optimizers", "adam", "--splits", "0", "--out", str(tmp_path), "--retrain", "crt",
+            "--print-commands"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    retrain_lines = [line for line in result.stdout.splitlines() if line.startswith("sampleweight retrain")]
+    assert retrain_lines == [
+        f"sampleweight retrain {tmp_path / 'cbam_vgg16-ce-none-adam-s0'} --method crt --out "
+        f"{tmp_path / 'cbam_vgg16-ce-none-adam-s0+crt'}"
+    ]
+    assert "no retrain commands for the 1 run(s) of a hierarchical model" in result.stderr
 
 
 def test_grid_retrain_adds_the_stages_and_resumes_without_redoing_finished_ones(tmp_path) -> None:

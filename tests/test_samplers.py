@@ -350,6 +350,36 @@ def test_a_rebalancing_sampler_with_a_rebalancing_weighter_warns_once(tmp_path) 
     assert once.exit_code == 0 and "warning" not in once.output
 
 
+def test_every_way_a_run_rebalances_is_named_and_two_together_warn() -> None:
+    from sampleweight.engine.config import TrainConfig
+    from sampleweight.engine.rebalancing import rebalancing, rebalancing_twice, saved_run_rebalancing
+
+    plain = TrainConfig(weighters=["ohem"])
+    assert rebalancing(plain, sampler_rebalances=False) == []
+    assert rebalancing_twice(plain, sampler_rebalances=True) is None  # a rebalancing sampler alone: once
+    for loss in ("logit_adjusted", "balanced_softmax", "ldam"):
+        config = TrainConfig(loss=loss, sampler="class_balanced")
+        assert rebalancing(config, sampler_rebalances=True) == ["sampler class_balanced", f"loss {loss}"]
+        assert rebalancing_twice(config, sampler_rebalances=True) == (
+            f"sampler class_balanced and loss {loss} both rebalance the classes, so rare classes end up favoured "
+            "over common ones; use --sampler instance or another loss to rebalance once (docs/sampling.md)"
+        )
+    no_shift = TrainConfig(loss="logit_adjusted", loss_options={"tau": 0.0}, sampler="sqrt")
+    assert rebalancing_twice(no_shift, sampler_rebalances=True) is None  # tau = 0 is plain cross-entropy
+    three = TrainConfig(loss="ldam", weighters=["drw"], sampler="sqrt")
+    assert rebalancing_twice(three, sampler_rebalances=True).startswith(
+        "sampler sqrt and weighter drw and loss ldam all rebalance the classes"
+    )
+    assert rebalancing(plain, False, {"method": "crt", "sampler": "instance"}) == []  # trained on natural batches
+    assert rebalancing(plain, False, {"method": "lws"}) == ["retrained stage lws (class_balanced batches)"]
+    assert rebalancing(plain, False, {"method": "tau_norm"}) == ["retrained stage tau_norm"]
+    saved = {"model": "cbam_vgg16", "weighters": ["cb"], "sampler": "sqrt", "retrain": {"method": "ncm"}}
+    assert saved_run_rebalancing(saved, [50, 5, 1, 0, 9, 9, 9]) == [
+        "sampler sqrt", "weighter cb", "retrained stage ncm"
+    ]  # fmt: skip
+    assert saved_run_rebalancing({"model": "cbam_vgg16"}, [50, 5, 1, 0, 9, 9, 9]) == []  # an old run: defaults
+
+
 def test_the_run_name_gains_the_sampler_unless_instance() -> None:
     from sampleweight.engine.config import load_config
 

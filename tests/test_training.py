@@ -396,6 +396,20 @@ def test_demo_prints_the_comparison_table(tmp_path, monkeypatch) -> None:
     assert all((tmp_path / w / "metrics.json").is_file() for w in ("none", "es", "ohem"))
 
 
+def test_the_demo_prints_its_folder_and_names_as_typed_not_as_markup(tmp_path, monkeypatch) -> None:
+    from rich.console import Console
+
+    from sampleweight.studies import demo
+
+    monkeypatch.setattr(demo, "train", lambda config: {"acc": 0.5, "bacc": 0.25, "mpr": 0.2, "mf1": 0.1})
+    console = Console(width=300, record=True)
+    out = tmp_path / "runs[bold]x"
+    demo.run_demo(out, weighters=["none", "w[red]"], epochs=1, images=160, image_size=32, quiet=True, console=console)
+    text = console.export_text()
+    assert f"training with weighting w[red] -> {out / 'w[red]'}" in text
+    assert f"run directories: {out}/<weighting>/" in text and "│ w[red]" in text
+
+
 def test_a_fresh_run_into_a_run_directory_is_refused_unless_overwrite(tmp_path) -> None:
     out = tmp_path / "run"
     assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0

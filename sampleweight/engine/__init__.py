@@ -9,8 +9,10 @@ What ``sampleweight train`` and ``sampleweight evaluate`` call, and what a noteb
 Modules, from the run down: `training` (the loop, checkpoints, resume), `loader` (a split as
 per-epoch seeded loaders, per-process shares), `config` (`TrainConfig`: the paper's defaults, validated),
 `evaluation` (trained runs and ensembles on other data, test-time augmentation, post-hoc logit adjustment),
-`submission` (the ISIC 2018 Task 3 CSV), `checkpoint` and `rundir` (atomic files, the run directory),
-`progress` (rich bars or quiet lines) and `ddp` (torchrun + DistributedDataParallel). Nothing in
+`submission` (the ISIC 2018 Task 3 CSV), `retraining` (the decoupled second stage: cRT, tau-norm, LWS, NCM),
+`rebalancing` (the ways a run already rebalances its classes), `checkpoint` and `rundir` (atomic files, the
+run directory), `folder_lock` (one writer per run directory), `progress` (rich bars or quiet lines) and
+`ddp` (torchrun + DistributedDataParallel). Nothing in
 `sampleweight`'s core imports this package: ``import sampleweight`` stays light for a user's own loop.
 """
 

@@ -153,16 +153,19 @@ def _snapshot(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint` (it holds RNG states, so not weights-only).
 
-    Load on the CPU (the default) and let ``load_state_dict`` copy onto the model's device.
+    Load on the CPU (the default) and let ``load_state_dict`` copy onto the model's device. With ``mmap`` the
+    tensors are mapped from the file, not read, until used: cheap when only the config is wanted.
 
     Raises:
         ConfigError: The file is missing or is not a checkpoint.
     """
     try:
-        state = torch.load(Path(path), map_location=map_location, weights_only=False)
+        state = torch.load(Path(path), map_location=map_location, weights_only=False, mmap=mmap)
     except FileNotFoundError:
         raise ConfigError(f"no checkpoint at {path}") from None
     except Exception as exc:  # noqa: BLE001 - unpickling errors of any kind mean "not a checkpoint"

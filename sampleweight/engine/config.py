@@ -6,7 +6,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,15 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sampleweight.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_GAMMA",
     "OPTION_TABLES",
     "PAPER_EPOCHS",
     "PAPER_LR",
     "TrainConfig",
+    "complete_config",
     "load_config",
     "parse_options",
     "validation_message",
 ]
 
+DEFAULT_GAMMA = 1.0
+"""The ``focal`` loss's exponent when ``gamma`` is not given, on either model (the paper's best)."""
 # The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
 PAPER_EPOCHS = {"hierarchical_vgg16": 250}
@@ -195,6 +199,34 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         return TrainConfig(**values)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, source=str(path) if path else None)) from None
+
+
+def complete_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved ``config.json`` as this version writes it: the options an older version did not know take
+    their defaults.
+
+    A run written before an option existed (``sampler``, ``sampler_options``, ``bootstrap``, ...) lacks its key;
+    compared key by key with a new run's config it would read as ``None`` and differ. The saved options are
+    validated as a `TrainConfig` and dumped again (derived defaults such as ``lr`` included); where they no
+    longer validate, the missing keys take the fields' plain defaults. Keys that are not options (a retrained
+    run's ``retrain`` table) are kept as they are.
+
+    Args:
+        saved: The parsed ``config.json``.
+
+    Returns:
+        Every `TrainConfig` field (JSON values), then the other keys of ``saved``.
+
+    Example:
+        >>> complete_config({"model": "cbam_vgg16", "optimizer": "sgd"})["sampler"]
+        'instance'
+    """
+    known = {key: value for key, value in saved.items() if key in TrainConfig.model_fields}
+    try:
+        filled = TrainConfig.model_validate(known).model_dump(mode="json")
+    except ValidationError:
+        filled = {**TrainConfig.model_construct().model_dump(mode="json"), **known}
+    return {**filled, **{key: value for key, value in saved.items() if key not in known}}
 
 
 def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any] | None:

@@ -47,7 +47,8 @@ from sampleweight.data.records import DatasetRecords
 from sampleweight.engine.checkpoint import load_checkpoint
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.loader import make_loader
-from sampleweight.engine.rundir import RunDirectory, write_predictions
+from sampleweight.engine.rebalancing import rebalancing, sampler_rebalances
+from sampleweight.engine.rundir import RunDirectory, stage_of, write_predictions
 from sampleweight.engine.submission import check_submission_path, submission_order, write_submission
 from sampleweight.engine.training import autocast_for, build_model, decide, resolve_device, taxonomy_of_model
 from sampleweight.errors import ConfigError, DataError
@@ -125,8 +126,10 @@ def _checkpoint_file(run_or_checkpoint: str | Path) -> Path:
 def find_runs(sources: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
     """The checkpoint of every run named: a run directory, a ``checkpoint.pt``, or a folder of runs (a grid).
 
-    A folder without a checkpoint of its own stands for the finished runs under it (a ``checkpoint.pt``
-    beside a ``metrics.json``), in sorted order; unfinished ones are left out, with a note.
+    A folder without a checkpoint of its own stands for the finished trained runs under it (a
+    ``checkpoint.pt`` beside a ``metrics.json``), in sorted order. Unfinished ones are left out, with a note,
+    and so are retrained stages (``sampleweight retrain``: their backbone is their source run's, which would
+    count twice in an ensemble) unless the folder holds nothing else; name a stage's folder to include it.
 
     Returns:
         ``(checkpoints, notes)``.
@@ -151,8 +154,25 @@ def find_runs(sources: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         if len(finished) < len(found):
             unfinished = [str(c.parent.relative_to(path)) for c in found if c not in finished]
             notes.append(f"{path}: left out {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
-        checkpoints += finished
+        stages = [c for c in finished if _is_stage(c.parent)]
+        if len(stages) == len(finished):  # a folder of stages only: they are what was asked for
+            stages = []
+        if stages:
+            names = ", ".join(str(c.parent.relative_to(path)) for c in stages)
+            notes.append(
+                f"{path}: left out {len(stages)} retrained stage(s), whose backbone is their source run's: {names} "
+                "(name a stage's folder to include it)"
+            )
+        checkpoints += [c for c in finished if c not in stages]
     return checkpoints, notes
+
+
+def _is_stage(folder: Path) -> bool:
+    """Whether the run in ``folder`` is a retrained stage (its ``config.json`` has a ``retrain`` table)."""
+    try:
+        return stage_of(json.loads((folder / RunDirectory.CONFIG).read_text())) is not None
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def training_class_counts(run: str | Path, class_names: Sequence[str]) -> np.ndarray:
@@ -309,12 +329,15 @@ class Member:
         config: Its training config.
         classes: Its class names.
         class_counts: Its training images per class, when logit adjustment needs its prior (else None).
+        rebalances: How it already compensates its class frequencies, when its prior was read
+            (`sampleweight.engine.rebalancing.rebalancing`; empty for a plain run).
     """
 
     checkpoint: Path
     config: TrainConfig
     classes: tuple[str, ...]
     class_counts: np.ndarray | None = None
+    rebalances: tuple[str, ...] = ()
 
     @property
     def taxonomy(self) -> Taxonomy | None:
@@ -323,10 +346,15 @@ class Member:
 
     @classmethod
     def read(cls, checkpoint: Path, *, prior: bool = False) -> Member:
-        """The run of ``checkpoint``; with ``prior``, also its training class counts (`training_class_counts`)."""
-        config, classes = _described(load_checkpoint(checkpoint), checkpoint)
-        counts = training_class_counts(checkpoint.parent, classes) if prior else None
-        return cls(checkpoint, config, classes, counts)
+        """The run of ``checkpoint``; with ``prior``, also its training class counts (`training_class_counts`)
+        and how it already rebalances them."""
+        state = load_checkpoint(checkpoint, mmap=True)  # the weights are read later, by load_trained_model
+        config, classes = _described(state, checkpoint)
+        if not prior:
+            return cls(checkpoint, config, classes)
+        counts = training_class_counts(checkpoint.parent, classes)
+        ways = rebalancing(config, sampler_rebalances(config, counts), stage_of(state))
+        return cls(checkpoint, config, classes, counts, tuple(ways))
 
 
 @dataclass(frozen=True)
@@ -464,6 +492,9 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
     sizes = sorted({m.config.image_size for m in plan.members})
     if len(sizes) > 1:
         notes.append(f"the runs take images of {', '.join(map(str, sizes))} px: each is fed its own size, as trained")
+    if plan.logit_adjust:
+        adjusted_twice = _adjusted_twice(plan.members)
+        notes += adjusted_twice
     targets, scores = None, []
     for member in plan.members:
         targets, probabilities = _member_scores(member, datasets, plan)
@@ -485,6 +516,8 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
         "views": _view_count(plan.tta),
         "logit_adjust": plan.logit_adjust,
     }
+    if plan.logit_adjust and adjusted_twice:
+        about["logit_adjust_note"] = adjusted_twice
     if records.labelled:
         metrics = {
             **final_metrics(targets, combined, predictions, classes, resamples=plan.bootstrap),
@@ -504,6 +537,18 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
     directory.write_final(metrics)
     directory.write_data(inventory.to_dict())
     return metrics
+
+
+def _adjusted_twice(members: Sequence[Member]) -> list[str]:
+    """A note for each run that already rebalances its classes: logit adjustment by its natural prior adds a
+    second correction (meant for a plain CE or focal run: instance sampler, no class weighting)."""
+    return [
+        f"{m.checkpoint.parent} already rebalances its classes ({'; '.join(m.rebalances)}): adjusting its logits "
+        "by the natural training prior corrects them twice; post-hoc logit adjustment is meant for a plain run "
+        "(docs/evaluation.md)"
+        for m in members
+        if m.rebalances
+    ]
 
 
 def _datasets(records: DatasetRecords, plan: _Plan) -> dict[int, CachedImageDataset]:

@@ -52,7 +52,7 @@ from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.evaluation import load_trained_model
 from sampleweight.engine.loader import TrainingData, check_sampler, load_split, make_loader
-from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
 from sampleweight.engine.training import HIERARCHICAL_MODELS, autocast_for, predict, resolve_device
 from sampleweight.errors import ConfigError, DataError, LossError
 from sampleweight.factory import check_options, list_losses
@@ -82,8 +82,6 @@ SELECTION_METRIC = "bacc"
 """What tau is chosen by on the validation side: balanced accuracy (the first best in grid order)."""
 DEFAULT_SAMPLER = "class_balanced"
 """The sampler of the trained methods: every class equally often (Kang et al.'s class-aware sampling)."""
-STAGE_KEY = "retrain"
-"""The table in a retrained run's ``config.json``, ``metrics.json`` and ``checkpoint.pt``."""
 NCM_SCALE_BOUNDS = (0.01, 1000.0)
 """Where the NCM temperature is searched (`_fit_scale`)."""
 SELECTION_NOTE = (
@@ -100,12 +98,6 @@ def default_epochs(run_epochs: int) -> int:
 def retrained_name(run_name: str, method: str) -> str:
     """The name of a retrained run: ``cbam_vgg16-ce-none-adam-s0+crt``."""
     return f"{run_name}+{method}"
-
-
-def stage_of(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``retrain`` table of a run's ``config.json`` (None for a run trained by ``sampleweight train``)."""
-    stage = config.get(STAGE_KEY)
-    return stage if isinstance(stage, dict) else None
 
 
 def retrain(

@@ -19,7 +19,10 @@ from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.errors import ConfigError, OutputError
 
-__all__ = ["RunDirectory", "read_epochs", "read_predictions", "write_predictions"]
+__all__ = ["STAGE_KEY", "RunDirectory", "read_epochs", "read_predictions", "stage_of", "write_predictions"]
+
+STAGE_KEY = "retrain"
+"""The table in a retrained run's ``config.json``, ``metrics.json`` and ``checkpoint.pt`` (``sampleweight retrain``)."""
 
 MIN_FREE_BYTES = 256 * 2**20
 
@@ -188,6 +191,12 @@ def write_predictions(
         true = "" if targets is None else class_names[int(targets[i])]
         writer.writerow([image, true, class_names[predicted[i]], *(f"{s:.6g}" for s in scores[i])])
     atomic_write_text(path, buffer.getvalue())
+
+
+def stage_of(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``retrain`` table of a run's ``config.json`` or checkpoint (None for a run of ``sampleweight train``)."""
+    stage = config.get(STAGE_KEY)
+    return stage if isinstance(stage, dict) else None
 
 
 def read_epochs(path: str | Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -39,7 +40,8 @@ from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_c
 from sampleweight.engine.config import TrainConfig, load_config, validation_message
 from sampleweight.engine.loader import TrainingData, check_sampler, load_split, smallest_part
 from sampleweight.engine.progress import TrainingProgress
-from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.rebalancing import rebalancing_twice
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
 from sampleweight.factory import check_options, check_weighter_options, list_models
 from sampleweight.metrics import classification_metrics, final_metrics
@@ -54,9 +56,11 @@ __all__ = [
     "build_model",
     "check_choices",
     "decide",
+    "loss_plugin",
     "predict",
     "prepare_run",
     "resolve_device",
+    "resume_options",
     "taxonomy_of_model",
     "train",
     "weight_scale_lines",
@@ -384,14 +388,23 @@ def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy
     return as_taxonomy(config.taxonomy).with_classes(classes) if config.model in HIERARCHICAL_MODELS else None
 
 
+def loss_plugin(model: str, loss: str) -> str:
+    """The registered loss a run of ``model`` with ``loss`` trains with.
+
+    A hierarchical model trains with Eq. 10, ``ce``/``focal`` at every level: the ``hierarchical`` loss with
+    that base. Any other pair trains with ``loss`` itself.
+    """
+    return "hierarchical" if model in HIERARCHICAL_MODELS and loss in ("ce", "focal") else loss
+
+
 def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
-    """The loss name and its options. A hierarchical model trains with Eq. 10: ``ce``/``focal`` at every level."""
+    """The loss name and its options (`loss_plugin`; the hierarchical loss gets the run's loss as its base)."""
     options: dict[str, Any] = dict(config.loss_options)
     if config.gamma is not None:
         options["gamma"] = config.gamma
-    name = config.loss
-    if config.model in HIERARCHICAL_MODELS and name in ("ce", "focal"):
-        name, options["base"] = "hierarchical", name
+    name = loss_plugin(config.model, config.loss)
+    if name != config.loss:
+        options["base"] = config.loss
     if name == "hierarchical":
         options["taxonomy"] = taxonomy
     return name, options
@@ -642,26 +655,6 @@ def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
-REBALANCING_WEIGHTERS = ("cb", "es", "drw")
-"""Built-in weighters that reweight by class frequency (warned about beside a class-rebalancing sampler)."""
-
-
-def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | None:
-    """The warning for a class-rebalancing sampler combined with a class-rebalancing weighter, else None.
-
-    Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
-    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``).
-    """
-    weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
-    if not sampler_rebalances or not weighters:
-        return None
-    return (
-        f"sampler {config.sampler} and weighter {', '.join(weighters)} both rebalance the classes, so rare classes "
-        "end up favoured over common ones; use --sampler instance or another weighter to rebalance once "
-        "(docs/sampling.md)"
-    )
-
-
 def _check_steps(config: TrainConfig, data: TrainingData) -> None:
     """Refuse steps a model with BatchNorm cannot train: a batch of one sample per process, or no step at all."""
     world, needed = distributed.world_size(), data.sampler.min_part
@@ -712,13 +705,37 @@ EXECUTION_FIELDS = frozenset(
 """Options that may change when a run is resumed: how it executes, not what it computes."""
 
 
-def _restore(run: Run, path: Path) -> None:
-    state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
-    if "retrain" in state:
+def resume_options(out: str | Path) -> Path | None:
+    """The run's own ``config.json``, which ``train --out OUT --resume`` reads its options from (None when absent).
+
+    Raises:
+        ConfigError: ``out`` holds a retrained run (its ``config.json`` has a ``retrain`` table), which is no
+            training run to continue.
+    """
+    path = Path(out) / RunDirectory.CONFIG
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path  # unreadable: load_config says why
+    if isinstance(saved, dict):
+        _refuse_retrained(saved, Path(out))
+    return path
+
+
+def _refuse_retrained(saved: dict[str, Any], folder: Path) -> None:
+    """A retrained run's ``config.json`` and checkpoint hold a ``retrain`` table: it cannot be resumed."""
+    if STAGE_KEY in saved:
         raise ConfigError(
-            f"{path} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
+            f"{folder} holds a retrained classifier (sampleweight retrain), not a training run to continue; "
             "retrain the source run again instead"
         )
+
+
+def _restore(run: Run, path: Path) -> None:
+    state = load_checkpoint(path)  # on the CPU; load_state_dict copies onto the run's device
+    _refuse_retrained(state, path.parent)
     try:
         saved = TrainConfig(**state["config"])
     except ValidationError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sampleweight.engine.config import TrainConfig, load_config
@@ -64,10 +65,14 @@ def run_demo(
     results: dict[str, dict[str, Any]] = {}
     for weighter in weighters:
         config = demo_config(weighter, out, epochs=epochs, images=images, image_size=image_size, quiet=quiet)
-        console.print(f"[bold]demo[/]: training with weighting [cyan]{weighter}[/] -> {config.out}")
+        console.print(
+            f"[bold]demo[/]: training with weighting [cyan]{escape(weighter)}[/] -> {escape(str(config.out))}"
+        )
         results[weighter] = train(config)
     console.print(results_table(results, title=f"sampleweight demo: synthetic:{images}, {epochs} epochs, CE, ADAM"))
-    console.print(f"run directories: {out}/<weighting>/ (config.json, metrics.jsonl, metrics.json, predictions.csv)")
+    console.print(
+        f"run directories: {out}/<weighting>/ (config.json, metrics.jsonl, metrics.json, predictions.csv)", markup=False
+    )
     return results
 
 
@@ -82,5 +87,5 @@ def results_table(results: dict[str, dict[str, Any]], *, title: str = "") -> Tab
     for name, metrics in results.items():
         cells = [f"{100 * metrics[c]:.1f}" for c in columns]
         cells = [f"[bold]{cell}[/]" if metrics[c] == best[c] else cell for cell, c in zip(cells, columns, strict=True)]
-        table.add_row(name, *cells)
+        table.add_row(escape(name), *cells)  # a name as typed, not markup
     return table

@@ -44,7 +44,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import OPTION_TABLES, TrainConfig, load_config
+from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, load_config
+from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
@@ -116,13 +117,19 @@ class GridRun:
 
     @property
     def name(self) -> str:
-        """The run directory's name: ``model-loss-weighting-optimizer-sSPLIT``."""
+        """The run directory's name: ``model-loss-weighting-optimizer-sSPLIT[-SAMPLER][-seedK]``
+        (`sampleweight.engine.config.TrainConfig.run_name`)."""
         return self.config.run_name
 
     @property
     def path(self) -> Path:
         """The run directory."""
         return Path(self.config.out)
+
+    @property
+    def retrainable(self) -> bool:
+        """Whether decoupled second stages apply: not to the hierarchical model, which has no single classifier."""
+        return self.config.model not in training.HIERARCHICAL_MODELS
 
     def state(self) -> Literal["finished", "partial", "new"]:
         """``finished`` (``metrics.json`` written), ``partial`` (a checkpoint to resume) or ``new``."""
@@ -136,12 +143,13 @@ class GridRun:
         """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
-        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count.
+        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
+        know yet, when this one's value is their default (`complete_config`).
         """
         path = self.path / RunDirectory.CONFIG
         if not path.is_file():
             return []
-        saved = json.loads(path.read_text())
+        saved = complete_config(json.loads(path.read_text()))
         wanted = self.config.model_dump(mode="json")
         return [
             f"{key} {saved.get(key)!r} -> {value!r}"
@@ -159,8 +167,8 @@ class Grid:
         runs: One `GridRun` per combination, models outermost, seeds innermost.
         shared: The options every run shares (the config file's and the flags', without the
             combination's own: model, loss, weighters, sampler, optimizer, split, seed, out; without
-            ``gamma``, which only the non-CE runs take, and without ``sampler_options``, of which each run
-            takes those its sampler accepts).
+            ``gamma`` and ``loss_options``, of which each run takes what its loss accepts, and without
+            ``sampler_options``, of which each run takes those its sampler accepts).
     """
 
     out: Path
@@ -184,6 +192,8 @@ class Grid:
         arguments = ["--config", str(self.config_file), "--model", config.model, "--loss", config.loss]
         if config.gamma is not None:
             arguments += ["--gamma", repr(config.gamma)]
+        for key, value in config.loss_options.items():
+            arguments += ["--loss-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
         if config.sampler != "instance":  # the default: the commands of grids planned before samplers stay the same
@@ -201,7 +211,8 @@ class Grid:
         return shlex.join(["sampleweight", "train", *self.train_arguments(run)])
 
     def retrain_command(self, run: GridRun, method: str) -> str:
-        """A decoupled second stage of one run as a command line (to run once the run is finished)."""
+        """A decoupled second stage of one run as a command line (to run once the run is finished; only for a
+        `GridRun.retrainable` run)."""
         return shlex.join(["sampleweight", "retrain", str(run.path), "--method", method, "--out",
                            str(stage_path(run, method))])  # fmt: skip
 
@@ -212,8 +223,9 @@ class RunOutcome:
 
     Attributes:
         run: The run.
-        status: ``trained`` (finished now), ``skipped`` (finished before), ``failed``, or ``busy`` (another
-            process is training it: two grids on one folder share the work).
+        status: ``trained`` (finished now), ``skipped`` (finished before, or by another process since the grid
+            was planned), ``failed``, or ``busy`` (another process is training it: two grids on one folder
+            share the work).
         metrics: The final metrics (``metrics.json``) unless it failed.
         error: One line on why it failed, or who holds a busy run.
         seconds: Wall time spent on it in this call.
@@ -311,7 +323,8 @@ def plan_grid(
             every seed. Default: the shared ``seed`` option, else 0.
         config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
-            ``gamma`` applies to the runs whose loss is not ``ce``; a weighter option scoped as
+            ``gamma`` and each ``loss_options`` key apply to the runs whose loss takes them (``gamma``: focal,
+            also on the hierarchical model; ``tau``: logit_adjusted, ...); a weighter option scoped as
             ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
             weighting uses NAME; each run gets the ``sampler_options`` its sampler takes.
 
@@ -321,9 +334,9 @@ def plan_grid(
 
     Raises:
         ConfigError: An unknown model, loss, weighter, sampler or optimizer (the valid names are listed), a
-            split or seed that is not a number, both ``seeds`` and a shared ``seed``, a sampler option that no
-            sampler of the grid takes, or an option that is invalid for some run (a weighter option no
-            weighter of that run accepts, among others).
+            split or seed that is not a number, both ``seeds`` and a shared ``seed``, ``gamma``, a loss option or a
+            sampler option that no loss or sampler of the grid takes, or an option that is invalid for some run
+            (a weighter option no weighter of that run accepts, among others).
 
     Example:
         >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
@@ -352,15 +365,17 @@ def plan_grid(
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
     sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
+    loss_options = _loss_options(model_names, loss_names, gamma, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
     for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
         model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers, seed_numbers
     ):
-        combination = {"model": model, "loss": loss, "weighters": [weighting], "sampler": sampler,
-                       "sampler_options": sampler_options[sampler], "optimizer": optimizer, "split": split,
-                       "seed": seed}  # fmt: skip
+        run_gamma, run_loss_options = loss_options[(model, loss)]
+        combination = {"model": model, "loss": loss, "gamma": run_gamma, "loss_options": run_loss_options,
+                       "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
+                       "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
         try:
-            config = load_config(None, **shared, **combination, gamma=None if loss == "ce" else gamma)
+            config = load_config(None, **shared, **combination)
             training.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
             suffix = ("" if sampler == "instance" else f"-{sampler}") + (f"-seed{seed}" if seed else "")
@@ -496,7 +511,7 @@ def _stage(run: GridRun, method: str, device: str | None) -> StageOutcome:
     path = stage_path(run, method)
     if (path / RunDirectory.FINAL).is_file():
         return StageOutcome(run, method, "skipped", metrics=_read_json(path / RunDirectory.FINAL))
-    if run.config.model in training.HIERARCHICAL_MODELS:
+    if not run.retrainable:
         return StageOutcome(run, method, "not applicable", error=f"{run.config.model} has no single classifier")
     started = time.perf_counter()
     try:
@@ -569,8 +584,12 @@ def _train_in_process(run: GridRun, device: str | None) -> RunOutcome:
     """Train (or resume) one run here; its failure becomes a failed outcome and the grid goes on.
 
     Any exception counts (a user error, CUDA out of memory, a bug in a plugin), as a crashing
-    subprocess does on the ``--devices`` path; Ctrl-C still stops the grid.
+    subprocess does on the ``--devices`` path; Ctrl-C still stops the grid. A run that another process
+    (a second grid on the same folder) finished since this grid was planned is skipped.
     """
+    done = _finished_elsewhere(run)
+    if done is not None:
+        return done
     updates: dict[str, Any] = {"quiet": True}
     if device is not None:
         updates["device"] = device
@@ -621,11 +640,22 @@ def _run_workers(
 
 
 def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
-    """``python -m sampleweight train ... --device DEVICE --quiet [--resume]``, output to ``RUN/train.log``."""
+    """``python -m sampleweight train ... --device DEVICE --quiet [--resume]``, output to ``RUN/train.log``.
+
+    A run another process finished since the grid was planned is skipped, and one another process is
+    training is ``busy``: checked before the worker starts and, should it fail, again after (the other
+    process may have taken the folder in between).
+    """
+    done = _finished_elsewhere(run)
+    if done is not None:
+        return done
+    run.path.mkdir(parents=True, exist_ok=True)
+    holder = _held_elsewhere(run)
+    if holder is not None:
+        return RunOutcome(run, "busy", error=holder)
     command = [sys.executable, "-m", "sampleweight", "train", *grid.train_arguments(run), "--device", device, "--quiet"]
     if run.state() == "partial":
         command.append("--resume")
-    run.path.mkdir(parents=True, exist_ok=True)
     log = run.path / LOG_FILE
     started = time.perf_counter()
     with open(log, "a") as handle:
@@ -635,9 +665,29 @@ def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
     seconds = time.perf_counter() - started
     if code == 0 and run.state() == "finished":
         return RunOutcome(run, "trained", metrics=_read_json(run.path / RunDirectory.FINAL), seconds=seconds)
+    done = _finished_elsewhere(run)
+    holder = _held_elsewhere(run) if done is None else None
+    if done is not None or holder is not None:  # refused the folder: the other process's run, not a failure
+        return done or RunOutcome(run, "busy", error=holder, seconds=seconds)
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     reason = lines[-1] if lines else "no output"
     return RunOutcome(run, "failed", error=f"exit code {code}: {reason} (log: {log})", seconds=seconds)
+
+
+def _finished_elsewhere(run: GridRun) -> RunOutcome | None:
+    """``skipped`` with its metrics when the run is finished by now (another process trained it), else None."""
+    if run.state() != "finished":
+        return None
+    return RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL))
+
+
+def _held_elsewhere(run: GridRun) -> str | None:
+    """Why the run's folder is refused when another process holds it now (it is training the run), else None."""
+    try:
+        with FolderLock(run.path):
+            return None
+    except RunDirectoryInUseError as exc:
+        return str(exc)
 
 
 class _Ledger:
@@ -729,8 +779,9 @@ class _GridProgress:
             self.active.pop(outcome.run.index, None)
             if outcome.metrics is not None:
                 figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+                word = "[green]done[/]" if outcome.status == "trained" else "skipped (finished by another process)"
                 self.console.print(
-                    f"grid: [green]done[/] {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
+                    f"grid: {word} {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -788,6 +839,36 @@ def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dic
             f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
         )
     return taken
+
+
+def _loss_options(
+    models: Sequence[str], losses: Sequence[str], gamma: float | None, options: Mapping[str, Any]
+) -> dict[tuple[str, str], tuple[float | None, dict[str, Any]]]:
+    """Each model x loss's share of the grid's ``gamma`` and ``--loss-option`` keys: those its loss takes.
+
+    The loss is the one the run trains with (`sampleweight.engine.training.loss_plugin`: the hierarchical
+    model's ``ce``/``focal`` is the hierarchical loss). ``gamma`` goes to the runs whose loss is not ``ce`` and
+    takes it (``focal``, on either model), as ``sampleweight train`` allows it.
+
+    Raises:
+        ConfigError: ``gamma`` or a key that no run of the grid takes.
+    """
+    shares = {}
+    for model, loss in itertools.product(models, losses):
+        accepted = accepted_options(lookup(None, "losses", training.loss_plugin(model, loss)).factory)
+        takes = {key for key in [*options, "gamma"] if accepted is None or key in accepted}
+        run_gamma = gamma if loss != "ce" and "gamma" in takes else None
+        shares[(model, loss)] = (run_gamma, {key: value for key, value in options.items() if key in takes})
+    where = f"no loss of the grid ({', '.join(losses)})"
+    unused = sorted(key for key in options if not any(key in chosen for _, chosen in shares.values()))
+    if unused:
+        raise ConfigError(
+            f"--loss-option {unused[0]}: {where} takes {', '.join(unused)}; `sampleweight plugins` lists the losses, "
+            "docs/weighting.md and docs/long-tail.md their options"
+        )
+    if gamma is not None and all(run_gamma is None for run_gamma, _ in shares.values()):
+        raise ConfigError(f"--gamma: {where} takes gamma; it is the focal loss's exponent (add focal to --losses)")
+    return shares
 
 
 def _checked(

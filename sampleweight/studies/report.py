@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -30,9 +31,10 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
+from sampleweight.engine.config import DEFAULT_GAMMA, complete_config
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
-from sampleweight.engine.retraining import STAGE_KEY, stage_of
-from sampleweight.engine.rundir import RunDirectory
+from sampleweight.engine.rebalancing import saved_run_rebalancing
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
@@ -84,8 +86,8 @@ _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
 _PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
-_CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "weighter_options", "loss_options",
-                          "gamma", STAGE_KEY})  # fmt: skip
+_CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
+                          "loss_options", "gamma", STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -160,7 +162,8 @@ class RunResult:
         """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
-        options, ``gamma`` when set, and a retrained run's stage options as given (``crt.epochs``).
+        options, ``gamma`` when set to other than its loss's default (1 for focal), the sampler's options
+        (``sampler.threshold``) and a retrained run's stage options as given (``crt.epochs``).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -169,8 +172,10 @@ class RunResult:
             if "." not in key or key.split(".", 1)[0] in weighters
         }
         options.update(self.config.get("loss_options") or {})
-        if self.config.get("gamma") is not None:
-            options["gamma"] = self.config["gamma"]
+        gamma = self.config.get("gamma")
+        if gamma is not None and not (self.loss == "focal" and gamma == DEFAULT_GAMMA):
+            options["gamma"] = gamma  # an explicit default is the same setup as none given
+        options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
@@ -337,10 +342,13 @@ class Report:
 def collect_runs(folder: str | Path) -> list[RunResult]:
     """Every finished run under ``folder`` (itself or any subfolder with ``metrics.json`` and ``config.json``).
 
-    Folders with a ``metrics.json`` but no ``config.json`` (such as ``RUN/evaluate/``) are not runs.
+    Folders with a ``metrics.json`` but no ``config.json`` (such as ``RUN/evaluate/``) are not runs. A run
+    written by an older version reads with today's defaults for the options it did not know
+    (`sampleweight.engine.config.complete_config`), so it shares a setup with a new run of the same options.
 
     Raises:
-        ConfigError: ``folder`` does not exist or holds no finished run.
+        ConfigError: ``folder`` does not exist or holds no finished run, or a run's ``config.json`` or
+            ``metrics.json`` cannot be read or is not a sampleweight run's (the file is named).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -349,7 +357,8 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     for metrics_path in sorted(folder.rglob(RunDirectory.FINAL)):
         config_path = metrics_path.with_name(RunDirectory.CONFIG)
         if config_path.is_file():
-            results.append(RunResult(metrics_path.parent, _read_json(config_path), _read_json(metrics_path)))
+            config = complete_config(_read_run_file(config_path, _CONFIG_KEYS, folder))  # older runs: defaults
+            results.append(RunResult(metrics_path.parent, config, _read_run_file(metrics_path, _METRICS_KEYS, folder)))
     if not results:
         raise ConfigError(
             f"no finished runs in {folder}: a run directory has {RunDirectory.CONFIG} and {RunDirectory.FINAL}; "
@@ -429,14 +438,16 @@ def compare_with_baseline(
 ) -> list[ResultTable]:
     """The tables with every cell's paired difference to the baseline cell of its table.
 
-    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else
-    with the table's only baseline cell), on the runs both have for a split and seed, matched by image
-    id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled comparisons
-    of a table (cells x metrics), and separately over those of each pair.
+    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else of
+    the same loss, else with the table's only baseline cell), on the runs both have for a split and seed,
+    matched by image id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled
+    comparisons of a table (cells x metrics), and separately over those of each pair.
 
     Args:
         tables: From `summarize`.
-        baseline: A weighting (``none``: every cell of that weighting is a baseline) or a full setup name
+        baseline: A weighting (``none``: the plain cells of that weighting, with the default sampler and no
+            options, are the baselines, one per loss; its other cells, such as ``none sampler=class_balanced``
+            or ``none logit_adjust=1.0``, are compared with the plain one of their loss) or a full setup name
             (`Cell.name`, e.g. ``ce-none``).
         resamples: Bootstrap resamples per pair.
         seed: Seed of the resamples.
@@ -446,7 +457,8 @@ def compare_with_baseline(
         ConfigError: ``baseline`` names no cell of any table (the names it could be are listed).
     """
     if not any(_is_baseline(cell, baseline) for table in tables for cell in table.cells):
-        names = sorted({c.weighting for t in tables for c in t.cells} | {c.name for t in tables for c in t.cells})
+        cells = [cell for table in tables for cell in table.cells]
+        names = sorted({c.weighting for c in cells if _is_baseline(c, c.weighting)} | {c.name for c in cells})
         raise ConfigError(f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(names)}")
     bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level)
     compared = []
@@ -524,7 +536,7 @@ def markdown_comparisons(table: ResultTable) -> str:
 
 def rich_comparisons(table: ResultTable) -> Table:
     """The table's paired differences to its baseline, for the terminal (significant ones in bold)."""
-    view = Table(title=f"{table.title}: paired differences (percentage points)", title_justify="left")
+    view = Table(title=f"{escape(table.title)}: paired differences (percentage points)", title_justify="left")
     for name in ("loss", "weighting", "vs", "pairs"):
         view.add_column(name)
     for metric in COMPARED_METRICS:
@@ -533,7 +545,8 @@ def rich_comparisons(table: ResultTable) -> Table:
         differences = item.comparison.pooled
         texts = [_difference_text(d) for d in differences]
         texts = [f"[bold]{t}[/]" if d.significant else t for t, d in zip(texts, differences, strict=True)]
-        view.add_row(item.cell.loss, item.cell.label, item.baseline.name, str(differences[0].pairs), *texts)
+        names = (escape(item.cell.loss), escape(item.cell.label), escape(item.baseline.name))  # not markup
+        view.add_row(*names, str(differences[0].pairs), *texts)
     return view
 
 
@@ -574,7 +587,9 @@ def write_report(
     """
     folder = Path(folder)
     runs = collect_runs(folder)
-    runs += [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in list(runs)]
+    adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in runs]
+    rebalanced = _rebalanced(runs) if logit_adjust else Counter()  # the runs whose adjustment corrects twice
+    runs += adjusted
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples)
@@ -594,7 +609,8 @@ def write_report(
         for run in runs:
             drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
     markdown = out / REPORT_FILE
-    atomic_write_text(markdown, _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn))
+    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced)
+    atomic_write_text(markdown, text)
     return Report(tuple(tables), markdown, tuple(csv_files), tuple(drawn))
 
 
@@ -622,6 +638,13 @@ def _cell(
         ece=describe([c[0] for c in calibration]) if calibration else None,
         nll=describe([c[1] for c in calibration]) if calibration else None,
         paper=paper_result(model, optimizer, loss, weighting) if paper else None,
+    )
+
+
+def _rebalanced(runs: Sequence[RunResult]) -> Counter[str]:
+    """How many trained runs already rebalance their classes in each way (`saved_run_rebalancing`)."""
+    return Counter(
+        way for run in runs for way in saved_run_rebalancing(run.config, training_class_counts(run.path, run.classes))
     )
 
 
@@ -674,7 +697,10 @@ def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
 
 
 def _is_baseline(cell: Cell, baseline: str) -> bool:
-    return baseline in (cell.weighting, cell.name)
+    """A full setup name names its cell; a weighting names its plain cells: the default sampler and no options
+    (a retrained stage is a weighting of its own, ``none+crt``). The weighting's other cells are compared."""
+    plain = cell.sampler == DEFAULT_SAMPLER and not cell.options
+    return cell.name == baseline or (plain and cell.weighting == baseline)
 
 
 def _baseline_for(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
@@ -847,6 +873,7 @@ def _markdown(
     baseline: str | None,
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
+    rebalanced: Counter[str],
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
     intro = (
@@ -861,6 +888,12 @@ def _markdown(
             "validation probabilities: `softmax(log p - TAU log prior)`, prior = each run's training class "
             f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
         )
+        if rebalanced:
+            ways = ", ".join(f"{way}: {count} run{'s' * (count > 1)}" for way, count in sorted(rebalanced.items()))
+            intro += (
+                " It is meant for plain runs; these already rebalance their classes, so their adjusted setups "
+                f"correct twice: {ways}."
+            )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
     lines = ["# sampleweight report", "", intro]
@@ -892,11 +925,11 @@ def _comparison_section(table: ResultTable, baseline: str) -> list[str]:
     return [
         f"### Paired differences to `{baseline}`",
         "",
-        "Each setup minus its baseline (`vs`: the same loss and sampler) on the same validation images (same split "
-        "and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, [its 95 % "
-        "interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, stratified by "
-        f"class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of this table; "
-        f"**bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
+        "Each setup minus its baseline (`vs`: of the same loss where there is one) on the same validation images "
+        "(same split and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, "
+        "[its 95 % interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, "
+        f"stratified by class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of "
+        f"this table; **bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
         "",
         markdown_comparisons(table),
     ]
@@ -906,5 +939,19 @@ def _rank(value: str, preferred: Sequence[str]) -> tuple[int, str]:
     return (preferred.index(value), "") if value in preferred else (len(preferred), value)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+# What every run's config.json and metrics.json hold, whichever version wrote them.
+_CONFIG_KEYS = ("model", "loss", "weighters", "optimizer", "split")
+_METRICS_KEYS = ("classes", "per_class", "confusion", *METRICS)
+
+
+def _read_run_file(path: Path, keys: Sequence[str], folder: Path) -> dict[str, Any]:
+    """A run's JSON file, or one `ConfigError` naming it when it does not parse or lacks what a run's has."""
+    fix = f"move that run folder out of {folder} (or delete it), then report again"
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise ConfigError(f"report: cannot read {path} ({exc}); {fix}") from None
+    missing = [key for key in keys if key not in value] if isinstance(value, dict) else list(keys)
+    if missing:
+        raise ConfigError(f"report: {path} is not a sampleweight run's {path.name} (no {', '.join(missing)}); {fix}")
+    return value

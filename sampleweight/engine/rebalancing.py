@@ -1,0 +1,129 @@
+"""Whether a run already compensates its training class frequencies, and how.
+
+Four things rebalance the classes: a sampler that changes how often each class is drawn (its
+``rebalances_classes``), a weighter that weighs by class frequency (`REBALANCING_WEIGHTERS`), a loss that
+shifts the logits or margins by the class prior (`REBALANCING_LOSSES`) and a decoupled second stage
+(``sampleweight retrain``). `rebalancing` lists them for one run. Two of them together over-correct (the
+rare classes then weigh more than the common ones): ``train`` warns when a rebalancing sampler meets
+another one (`rebalancing_twice`), and post-hoc logit adjustment, which divides by the natural training
+prior, notes a run that already rebalances (``sampleweight evaluate --logit-adjust``, ``report
+--logit-adjust``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from sampleweight.engine.config import TrainConfig, complete_config
+from sampleweight.engine.rundir import stage_of
+from sampleweight.errors import SampleWeightError
+from sampleweight.factory import create_sampler
+
+__all__ = [
+    "REBALANCING_LOSSES",
+    "REBALANCING_WEIGHTERS",
+    "rebalancing",
+    "rebalancing_twice",
+    "sampler_rebalances",
+    "saved_run_rebalancing",
+]
+
+REBALANCING_WEIGHTERS = ("cb", "es", "drw")
+"""Built-in weighters that weigh by class frequency."""
+REBALANCING_LOSSES = ("logit_adjusted", "balanced_softmax", "ldam")
+"""Built-in losses that account for the class prior: in the logits (``logit_adjusted`` unless ``tau=0``,
+``balanced_softmax``) or in per-class margins (``ldam``)."""
+
+
+def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[str, Any] | None = None) -> list[str]:
+    """How a run compensates its training class frequencies: one phrase per way, none for a plain run.
+
+    Args:
+        config: The run's configuration.
+        sampler_rebalances: Whether its sampler changes how often each class is drawn (the sampler's
+            ``rebalances_classes``; `sampler_rebalances` rebuilds it from a finished run).
+        stage: A retrained run's ``retrain`` table (``sampleweight retrain``), or None. ``crt`` and ``lws``
+            train the classifier on the stage's sampler (class-balanced by default), ``tau_norm`` equalises
+            the norms of the class weights and ``ncm`` scores one mean per class.
+
+    Returns:
+        Phrases such as ``"sampler class_balanced"``, ``"weighter cb"``, ``"loss balanced_softmax"``,
+        ``"retrained stage crt (class_balanced batches)"``, the sampler first.
+
+    Example:
+        >>> rebalancing(TrainConfig(weighters=["ohem", "es"], loss="balanced_softmax"), sampler_rebalances=False)
+        ['weighter es', 'loss balanced_softmax']
+    """
+    ways = [f"sampler {config.sampler}"] if sampler_rebalances else []
+    weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
+    if weighters:
+        ways.append(f"weighter {', '.join(weighters)}")
+    no_shift = config.loss == "logit_adjusted" and config.loss_options.get("tau", 1.0) == 0
+    if config.loss in REBALANCING_LOSSES and not no_shift:
+        ways.append(f"loss {config.loss}")
+    method = stage.get("method") if stage else None
+    if method in ("crt", "lws") and stage.get("sampler", "class_balanced") != "instance":
+        ways.append(f"retrained stage {method} ({stage.get('sampler', 'class_balanced')} batches)")
+    elif method in ("tau_norm", "ncm"):
+        ways.append(f"retrained stage {method}")
+    return ways
+
+
+def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | None:
+    """The warning for a class-rebalancing sampler combined with a weighter or loss that rebalances, else None.
+
+    Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
+    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``).
+    """
+    ways = rebalancing(config, sampler_rebalances)
+    if not sampler_rebalances or len(ways) < 2:
+        return None
+    others = ways[1:]
+    kinds = " or ".join(dict.fromkeys(way.split()[0] for way in others))  # "weighter", "loss"
+    return (
+        f"{ways[0]} and {' and '.join(others)} {'both' if len(others) == 1 else 'all'} rebalance the classes, so "
+        f"rare classes end up favoured over common ones; use --sampler instance or another {kinds} to rebalance "
+        "once (docs/sampling.md)"
+    )
+
+
+def sampler_rebalances(config: TrainConfig, class_counts: Sequence[int] | np.ndarray) -> bool:
+    """Whether a finished run's training sampler changed how often each class is drawn.
+
+    The sampler is built again from the run's options and its training class counts (``data.json``), and
+    asked (`sampleweight.Sampler`'s ``rebalances_classes``). One that cannot be built here (its plugin is
+    not installed) counts as rebalancing unless it is the default ``instance``.
+
+    Args:
+        config: The run's configuration.
+        class_counts: Its training images per class.
+    """
+    counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.long)
+    facts = {
+        "targets": torch.repeat_interleave(torch.arange(len(counts)), counts),
+        "class_counts": counts,
+        "num_epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+    }
+    try:
+        sampler = create_sampler(config.sampler, num_replicas=1, rank=0, **config.sampler_options, **facts)
+    except SampleWeightError:
+        return config.sampler != "instance"
+    return bool(sampler.rebalances_classes)
+
+
+def saved_run_rebalancing(saved: Mapping[str, Any], class_counts: Sequence[int] | np.ndarray) -> list[str]:
+    """`rebalancing` of a finished run from its ``config.json`` (completed with today's defaults) and counts.
+
+    Args:
+        saved: The run's parsed ``config.json`` (a retrained run's includes its ``retrain`` table).
+        class_counts: Its training images per class (``data.json``).
+    """
+    known = {key: value for key, value in complete_config(saved).items() if key in TrainConfig.model_fields}
+    config = TrainConfig.model_construct(**known)  # read back, not validated again: only its options are used
+    return rebalancing(config, sampler_rebalances(config, class_counts), stage_of(dict(saved)))
