@@ -4,6 +4,8 @@ extra includes them, so CI runs these)."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import re
 import subprocess
@@ -11,11 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import sampleweight as sw
 from sampleweight import functional as SF
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STEP = re.compile(r"^epoch (\d+) step (\d+): kept (\d+) of (\d+), loss ([\d.]+)$", re.MULTILINE)
+BATCH = re.compile(r"^rank (\d+) epoch (\d+) batch (\d+): samples ([\d ]+)$", re.MULTILINE)
+DRAWN = re.compile(r"^epoch (\d+) drew per class: ([\d ]+)$", re.MULTILINE)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
@@ -27,6 +33,27 @@ def run(*command: str) -> str:
 
 def steps(output: str) -> list[tuple[int, int, int, int, str]]:
     return [(int(e), int(s), int(k), int(n), loss) for e, s, k, n, loss in STEP.findall(output)]
+
+
+def batches(output: str) -> dict[tuple[int, int, int], list[int]]:
+    """(rank, epoch, batch) -> the sample indices that process trained on (``--show-batches``)."""
+    found = {(int(r), int(e), int(b)): [int(i) for i in samples.split()] for r, e, b, samples in BATCH.findall(output)}
+    assert len(found) == len(BATCH.findall(output)), "a process printed the same batch twice"
+    return found
+
+
+def drawn(output: str) -> list[list[int]]:
+    """Samples per class of each epoch, all processes together."""
+    found = DRAWN.findall(output)
+    assert [int(epoch) for epoch, _ in found] == list(range(len(found)))
+    return [[int(n) for n in counts.split()] for _, counts in found]
+
+
+def example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_paced_over_the_global_batch(found: list, epochs: int, batch_size: int, steps_per_epoch: int) -> None:
@@ -51,6 +78,43 @@ def test_lightning_recipe(devices: int) -> None:
     # validation reuses the criterion in eval() mode: it weights nothing and counts no step
     validated = [int(n) for n in re.findall(r"validation: criterion step (\d+)", output)]
     assert validated[-3:] == [13, 26, 39]
+    # the shuffled pass trains on every sample once per epoch: the data set's imbalance
+    targets = example("lightning_training").imbalanced_blobs(200, seed=1).tensors[1]
+    assert drawn(output) == [torch.bincount(targets, minlength=7).tolist()] * 3
+
+
+def test_lightning_recipe_with_a_class_balanced_sampler_draws_the_same_global_batches_under_ddp() -> None:
+    pytest.importorskip(
+        "lightning", reason="the Lightning recipe needs lightning (pip install sampleweight[integrations])"
+    )
+    script = str(EXAMPLES / "lightning_training.py")
+    args = (script, "--epochs", "2", "--sampler", "class_balanced", "--show-batches")
+    one, two = run(sys.executable, *args), run(sys.executable, *args, "--devices", "2")
+
+    # the global batches of 16 that the sampler defines, drawn here for each epoch
+    targets = example("lightning_training").imbalanced_blobs(200, seed=1).tensors[1]
+    sampler = sw.create_sampler("class_balanced", targets=targets, seed=0, batch_size=16, num_replicas=1, rank=0)
+    expected = {}
+    for epoch in range(2):
+        sampler.set_epoch(epoch)  # a new draw per epoch: Lightning must call set_epoch, or epoch 1 repeats epoch 0
+        expected |= {(epoch, b): part.tolist() for b, part in enumerate(sampler.global_indices().split(16))}
+    assert len(expected) == 2 * 13 and expected[(0, 0)] != expected[(1, 0)]
+    assert batches(one) == {(0, epoch, b): part for (epoch, b), part in expected.items()}
+    # two processes: each trains on its own half of every global batch (rank 0 the first), the same steps
+    parts = batches(two)
+    assert parts == {
+        (rank, epoch, b): part[rank * len(part) // 2 : (rank + 1) * len(part) // 2]
+        for (epoch, b), part in expected.items()
+        for rank in (0, 1)
+    }
+    assert steps(two) == steps(one)  # so OHEM kept the same samples and the losses agree (6 decimals)
+    assert_paced_over_the_global_batch(steps(one), epochs=2, batch_size=16, steps_per_epoch=13)
+    # balanced: every class near 200 / 7 per epoch (the data set holds 149 of class 1 and 2 of class 5)
+    epochs = [[i for b in range(13) for i in expected[epoch, b]] for epoch in range(2)]
+    counts = [torch.bincount(targets[indices], minlength=7).tolist() for indices in epochs]
+    assert drawn(one) == drawn(two) == counts
+    spread = 3 * math.sqrt(200 * (1 / 7) * (6 / 7))  # 3 standard deviations of a class's count
+    assert all(abs(n - 200 / 7) <= spread for epoch in counts for n in epoch), counts
 
 
 def test_accelerate_recipe_gives_one_process_results_under_torchrun_and_notebook_launcher() -> None:
