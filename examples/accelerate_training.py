@@ -85,7 +85,8 @@ def train(
         draws = None
     else:
         # After Accelerator(), which started the process group: this process's part of every global batch.
-        draws = sw.create_sampler(sampler, targets=dataset.tensors[1], seed=0, batch_size=batch_size)
+        targets = dataset.tensors[1]
+        draws = sw.create_sampler(sampler, targets=targets, seed=0, batch_size=batch_size, num_epochs=epochs)
         loader = DataLoader(dataset, batch_size=per_process, sampler=draws)  # already sharded: not prepared
         model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -125,10 +126,8 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16, help="the global batch, shared by the processes")
     parser.add_argument("--samples", type=int, default=200, help="training samples (the last batch may be short)")
-    parser.add_argument("--sampler", help="draw the batches with this sampleweight sampler (class_balanced)")
-    parser.add_argument(
-        "--show-batches", action="store_true", help="with --sampler: print the indices of every global batch"
-    )
+    parser.add_argument("--sampler", choices=sw.list_samplers(), help="draw the batches with this sampleweight sampler")
+    parser.add_argument("--show-batches", action="store_true", help="with --sampler: each global batch's indices")
     parser.add_argument("--notebook-launcher", type=int, metavar="N", help="start N processes as a notebook would")
     args = parser.parse_args()
     options = (args.epochs, args.batch_size, args.samples, "ohem", args.sampler, args.show_batches)

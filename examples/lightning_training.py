@@ -68,6 +68,7 @@ class Blobs(L.LightningDataModule):
             targets=self.train_data.tensors[1],
             seed=self.seed,
             batch_size=self.batch_size,  # the global batch
+            num_epochs=self.trainer.max_epochs,  # what progressive and drs pace by
             num_replicas=world,
             rank=rank,
         )
@@ -164,7 +165,7 @@ if __name__ == "__main__":
     parser.add_argument("--devices", type=int, default=1, help="CPU processes (DDP when more than one)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16, help="the global batch, shared by the processes")
-    parser.add_argument("--sampler", help="draw the training batches with this sampleweight sampler (class_balanced)")
+    parser.add_argument("--sampler", choices=sw.list_samplers(), help="draw the training batches with this sampler")
     parser.add_argument("--show-batches", action="store_true", help="print each process's sample indices per step")
     args = parser.parse_args()
     main(
