@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     outcomes = [o for grid in grids for o in run_grid(grid, devices=devices, progress=sys.stderr.isatty())]
     stages = run_stages(stage_grid(args, grids), methods) if methods else []
     done = sum(o.status == "trained" for o in outcomes) + sum(o.status == "retrained" for o in stages)
-    timing = _add_timing(args.out, time.perf_counter() - started, trained=done)
+    timing = _add_timing(args.out, time.perf_counter() - started, trained=done, commit=commit)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise SystemExit(f"{len(failed)} runs failed, first: {failed[0].run.name}: {failed[0].error}")
@@ -425,10 +425,9 @@ def render(
         f"sampleweight {sampleweight.__version__}{commit}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU cores (shared with "
         "other work while this ran), no GPU.",
-        f"- Wall time of the grids: **{timing['wall_seconds'] / 60:.1f} min** for {len(runs)} runs "
-        f"({args.processes} at a time, {args.threads} thread(s) each); training time per run "
-        f"{min(train_seconds) / 60:.1f}-{max(train_seconds) / 60:.1f} min (the sum of its epochs in `metrics.jsonl`)."
-        + stage_text,
+        _timing_text(timing, len(runs) + len(stages), args) + "; training time per run "
+        f"{min(train_seconds) / 60:.1f}-{max(train_seconds) / 60:.1f} min (the sum of its epochs in `metrics.jsonl`), "
+        f"{sum(train_seconds) / 60:.0f} min in all." + stage_text,
         f"- Data: all {sum(sizes[next(iter(sizes))]):,} images of `{args.data}`, the paper's random lesion-grouped "
         f"80/20 splits, each with seeds {args.seeds} (the seed also draws the split; {split_text} for seed 0); "
         "no subsampling. Shades of Gray colour constancy (p = 6) and the paper's online augmentation, as in the paper.",
@@ -577,15 +576,37 @@ def _command() -> str:
     return prefix + shlex.join(["python", str(shown), *sys.argv[1:]])
 
 
-def _add_timing(out: Path, seconds: float, trained: int) -> dict:
-    """Accumulate the wall time of the invocations that trained (a resumed reproduction adds up)."""
+def _add_timing(out: Path, seconds: float, trained: int, commit: str = "") -> dict:
+    """Accumulate the wall time of the invocations that trained (a resumed reproduction adds up).
+
+    Only an invocation that reaches the end is recorded: the runs an interrupted one finished are then
+    counted by none (`_timing_text` says so).
+    """
     path = out / TIMING_FILE
     timing = json.loads(path.read_text()) if path.is_file() else {"wall_seconds": 0.0, "invocations": []}
     if trained:
         timing["wall_seconds"] += seconds
-        timing["invocations"].append({"seconds": seconds, "runs_trained": trained})
+        timing["invocations"].append({"seconds": seconds, "runs_trained": trained, "commit": commit.strip(" ()")})
         path.write_text(json.dumps(timing, indent=2) + "\n")
     return timing
+
+
+def _timing_text(timing: dict, total: int, args: argparse.Namespace) -> str:
+    """The wall-time line: what the recorded invocations took, and how many runs an interrupted one trained."""
+    invocations = timing["invocations"]
+    counted = sum(i["runs_trained"] for i in invocations)
+    commits = sorted({i.get("commit") or "unknown" for i in invocations})
+    text = (
+        f"- Wall time of the grids: **{timing['wall_seconds'] / 60:.1f} min** for the {counted} runs and stages "
+        f"trained by {len(invocations)} invocation(s) that ran to the end ({args.processes} at a time, "
+        f"{args.threads} thread(s) each; code: {', '.join(commits)})"
+    )
+    if counted < total:
+        text += (
+            f"; the other {total - counted} were trained (or begun, and resumed) by an invocation that was "
+            "interrupted, whose wall time is not counted"
+        )
+    return text
 
 
 def _commit() -> str:
