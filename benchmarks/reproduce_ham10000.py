@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     grids = plan(args)
     methods = [m.strip() for m in args.retrain.split(",") if m.strip()]
-    commit = _commit()  # the code the runs train with (read now: the checkout may change while they run)
+    commit = _commit(args.doc)  # the code the runs train with (read now: the checkout may change while they run)
     started = time.perf_counter()
     devices = ["cpu"] * args.processes if args.processes > 1 else None
     outcomes = [o for grid in grids for o in run_grid(grid, devices=devices, progress=sys.stderr.isatty())]
@@ -609,11 +609,18 @@ def _timing_text(timing: dict, total: int, args: argparse.Namespace) -> str:
     return text
 
 
-def _commit() -> str:
-    """`` (commit abc1234)`` of the checkout this runs from, with ``+changes`` when it has uncommitted ones."""
+def _commit(doc: Path | None = None) -> str:
+    """`` (commit abc1234)`` of the checkout this runs from, with ``+changes`` when it has uncommitted ones
+    (other than ``doc``, the page this script rewrites)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+        ignored = (
+            [f":(exclude){Path(doc).resolve().relative_to(ROOT)}"]
+            if doc and ROOT in Path(doc).resolve().parents
+            else []
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", *ignored], cwd=ROOT, capture_output=True,
+                               text=True)  # fmt: skip
     except OSError:  # no git here
         return ""
     if head.returncode:
