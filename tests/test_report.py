@@ -170,7 +170,7 @@ def test_a_run_written_before_an_option_existed_shares_the_setup_of_a_new_one(gr
     for name in run_names("ce", "none")[:2]:  # split 0, both seeds: as an older version wrote them
         path = folder / name / "config.json"
         config = json.loads(path.read_text())
-        older = ("sampler", "sampler_options", "bootstrap", "weighter_options")
+        older = ("sampler", "sampler_options", "bootstrap", "weighter_options", "val_fraction", "drop_rate")
         path.write_text(json.dumps({k: v for k, v in config.items() if k not in older}))
     (table,) = summarize(collect_runs(folder))
     assert [(cell.loss, cell.label, cell.n) for cell in table.cells] == [("ce", "none", 4), ("ce", "cb", 4),
@@ -252,6 +252,29 @@ def test_a_weighting_baseline_is_its_plain_row_and_its_variants_are_compared_wit
         ("ce-none-sampler=class_balanced", "ce-none"),
         ("ce-none-sampler=class_balanced-logit_adjust=1.0", "ce-none"), ("focal-none-logit_adjust=1.0", "focal-none"),
     ]  # fmt: skip
+
+
+def test_a_weighting_baseline_is_plain_for_its_loss_and_never_crosses_losses(grid_folder, tmp_path) -> None:
+    import shutil
+
+    from sampleweight.studies.report import compare_with_baseline
+
+    folder = tmp_path / "runs"
+    for name in run_names("ce", "none") + run_names("ce", "cb"):
+        shutil.copytree(grid_folder / name, folder / name)
+    copy_runs(grid_folder, folder, run_names("focal", "none"), gamma=2.0)  # a grid run with --gamma 2
+    copy_runs(grid_folder, folder / "b", run_names("ce", "cb"), loss="focal", gamma=2.0)
+    (compared,) = compare_with_baseline(summarize(collect_runs(folder)), "none", resamples=20)
+    assert sorted((c.cell.name, c.baseline.name) for c in compared.comparisons) == [
+        ("ce-cb", "ce-none"), ("focal-cb-gamma=2.0", "focal-none-gamma=2.0")
+    ]  # fmt: skip
+    shutil.rmtree(folder / "variant")  # focal has no none row now: its cells are not compared with ce's
+    (compared,) = compare_with_baseline(summarize(collect_runs(folder)), "none", resamples=20)
+    assert [(c.cell.name, c.baseline.name) for c in compared.comparisons] == [("ce-cb", "ce-none")]
+    (named,) = compare_with_baseline(summarize(collect_runs(folder)), "ce-none", resamples=20)
+    assert sorted((c.cell.name, c.baseline.name) for c in named.comparisons) == [
+        ("ce-cb", "ce-none"), ("focal-cb-gamma=2.0", "ce-none")
+    ]  # fmt: skip  # a baseline named in full is every cell's
 
 
 def test_baseline_comparisons_are_paired_pooled_and_holm_corrected(grid_folder, tmp_path) -> None:

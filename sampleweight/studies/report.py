@@ -276,7 +276,7 @@ class CellComparison:
 
     Attributes:
         cell: The cell.
-        baseline: The baseline cell it is compared with (same loss and sampler where the table has one).
+        baseline: The baseline cell it is compared with (`compare_with_baseline` says which).
         comparison: The differences ``cell - baseline``, with Holm-adjusted p-values.
     """
 
@@ -439,16 +439,19 @@ def compare_with_baseline(
     """The tables with every cell's paired difference to the baseline cell of its table.
 
     A cell is compared with the baseline cell of the same loss and sampler when the table has one (else of
-    the same loss, else with the table's only baseline cell), on the runs both have for a split and seed,
+    the same loss; a baseline named in full is also the baseline of the other losses), on the runs both have
+    for a split and seed,
     matched by image id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled
     comparisons of a table (cells x metrics), and separately over those of each pair.
 
     Args:
         tables: From `summarize`.
-        baseline: A weighting (``none``: the plain cells of that weighting, with the default sampler and no
-            options, are the baselines, one per loss; its other cells, such as ``none sampler=class_balanced``
-            or ``none logit_adjust=1.0``, are compared with the plain one of their loss) or a full setup name
-            (`Cell.name`, e.g. ``ce-none``).
+        baseline: A weighting (``none``: its plain cell of each loss is that loss's baseline, plain meaning
+            the sampler and options every cell of the loss shares, so ``focal-none gamma=2.0`` in a grid run
+            with ``--gamma 2``; its other cells, such as ``none sampler=class_balanced`` or
+            ``none logit_adjust=1.0``, are compared with the plain one of their loss, and a loss without a
+            plain cell of that weighting is not compared) or a full setup name (`Cell.name`, e.g.
+            ``ce-none``: the baseline of every cell).
         resamples: Bootstrap resamples per pair.
         seed: Seed of the resamples.
         level: Coverage of the intervals.
@@ -456,17 +459,20 @@ def compare_with_baseline(
     Raises:
         ConfigError: ``baseline`` names no cell of any table (the names it could be are listed).
     """
-    if not any(_is_baseline(cell, baseline) for table in tables for cell in table.cells):
-        cells = [cell for table in tables for cell in table.cells]
-        names = sorted({c.weighting for c in cells if _is_baseline(c, c.weighting)} | {c.name for c in cells})
-        raise ConfigError(f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(names)}")
+    if not any(_baseline_cells(table, baseline) for table in tables):
+        names = {c.name for table in tables for c in table.cells}
+        names |= {c.weighting for table in tables for c in table.cells if c in _baseline_cells(table, c.weighting)}
+        raise ConfigError(
+            f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(sorted(names))}"
+        )
     bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level)
     compared = []
     for table in tables:
-        candidates = [cell for cell in table.cells if _is_baseline(cell, baseline)]
+        candidates = _baseline_cells(table, baseline)
+        named = any(cell.name == baseline for cell in candidates)
         found = []
         for cell in table.cells:
-            reference = _baseline_for(cell, candidates)
+            reference = _baseline_for(cell, candidates, across_losses=named)
             if reference is not None and set(cell.by_key) & set(reference.by_key):
                 found.append((cell, reference, bootstrap.compare(cell.by_key, reference.by_key)))
         compared.append(replace(table, comparisons=_holm_per_table(found)))
@@ -696,15 +702,31 @@ def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
                 )
 
 
-def _is_baseline(cell: Cell, baseline: str) -> bool:
-    """A full setup name names its cell; a weighting names its plain cells: the default sampler and no options
-    (a retrained stage is a weighting of its own, ``none+crt``). The weighting's other cells are compared."""
-    plain = cell.sampler == DEFAULT_SAMPLER and not cell.options
-    return cell.name == baseline or (plain and cell.weighting == baseline)
+def _baseline_cells(table: ResultTable, baseline: str) -> list[Cell]:
+    """The table's cells that ``baseline`` names: the cell of that full name, or the weighting's plain cells.
+
+    A weighting's cell is plain when it has the sampler and options that every cell of its loss shares (the
+    default sampler counts as plain): ``none`` itself, or ``focal-none gamma=2.0`` when every focal cell has
+    ``gamma=2.0``. A retrained stage is a weighting of its own (``none+crt``).
+    """
+    named = [cell for cell in table.cells if cell.name == baseline]
+    if named:
+        return named
+    found = []
+    for cell in table.cells:
+        if cell.weighting != baseline:
+            continue
+        same_loss = [other for other in table.cells if other.loss == cell.loss]
+        shared = set.intersection(*(set(other.options.items()) for other in same_loss))
+        one_sampler = len({other.sampler for other in same_loss}) == 1
+        if (cell.sampler == DEFAULT_SAMPLER or one_sampler) and set(cell.options.items()) == shared:
+            found.append(cell)
+    return found
 
 
-def _baseline_for(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
-    """The baseline cell ``cell`` is compared with: same loss and sampler, else same loss, else the only one."""
+def _baseline_for(cell: Cell, candidates: Sequence[Cell], *, across_losses: bool) -> Cell | None:
+    """The baseline cell ``cell`` is compared with: same loss and sampler, else same loss, else (for a baseline
+    named in full, ``across_losses``) the only one."""
     if cell in candidates or not candidates:
         return None
     rules: list[Callable[[Cell], bool]] = [
@@ -715,7 +737,7 @@ def _baseline_for(cell: Cell, candidates: Sequence[Cell]) -> Cell | None:
         matches = [b for b in candidates if rule(b)]
         if matches:
             return matches[0]
-    return candidates[0] if len(candidates) == 1 else None
+    return candidates[0] if across_losses and len(candidates) == 1 else None
 
 
 def _holm_per_table(found: Sequence[tuple[Cell, Cell, Comparison]]) -> tuple[CellComparison, ...]:
