@@ -357,27 +357,43 @@ def test_every_way_a_run_rebalances_is_named_and_two_together_warn() -> None:
     plain = TrainConfig(weighters=["ohem"])
     assert rebalancing(plain, sampler_rebalances=False) == []
     assert rebalancing_twice(plain, sampler_rebalances=True) is None  # a rebalancing sampler alone: once
-    for loss in ("logit_adjusted", "balanced_softmax", "ldam"):
+    for loss in ("logit_adjusted", "balanced_softmax"):
         config = TrainConfig(loss=loss, sampler="class_balanced")
         assert rebalancing(config, sampler_rebalances=True) == ["sampler class_balanced", f"loss {loss}"]
         assert rebalancing_twice(config, sampler_rebalances=True) == (
             f"sampler class_balanced and loss {loss} both rebalance the classes, so rare classes end up favoured "
             "over common ones; use --sampler instance or another loss to rebalance once (docs/sampling.md)"
         )
+    ldam_drs = TrainConfig(loss="ldam", sampler="drs")  # Cao et al.'s LDAM-DRS: named, not warned about
+    assert rebalancing(ldam_drs, sampler_rebalances=True) == ["sampler drs", "loss ldam"]
+    assert rebalancing_twice(ldam_drs, sampler_rebalances=True) is None
     no_shift = TrainConfig(loss="logit_adjusted", loss_options={"tau": 0.0}, sampler="sqrt")
     assert rebalancing_twice(no_shift, sampler_rebalances=True) is None  # tau = 0 is plain cross-entropy
-    three = TrainConfig(loss="ldam", weighters=["drw"], sampler="sqrt")
+    three = TrainConfig(loss="balanced_softmax", weighters=["drw"], sampler="sqrt")
     assert rebalancing_twice(three, sampler_rebalances=True).startswith(
-        "sampler sqrt and weighter drw and loss ldam all rebalance the classes"
+        "sampler sqrt and weighter drw and loss balanced_softmax all rebalance the classes"
     )
-    assert rebalancing(plain, False, {"method": "crt", "sampler": "instance"}) == []  # trained on natural batches
+    # a crt/lws stage learns its classifier again: only the stage's sampler and loss count
+    es_run = TrainConfig(weighters=["es"], sampler="sqrt")
+    assert rebalancing(es_run, True, {"method": "crt", "sampler": "instance", "loss": "ce"}) == []
+    assert rebalancing(es_run, True, {"method": "crt", "sampler": "instance", "loss": "balanced_softmax"}) == [
+        "retrained stage crt (loss balanced_softmax)"
+    ]
     assert rebalancing(plain, False, {"method": "lws"}) == ["retrained stage lws (class_balanced batches)"]
-    assert rebalancing(plain, False, {"method": "tau_norm"}) == ["retrained stage tau_norm"]
-    saved = {"model": "cbam_vgg16", "weighters": ["cb"], "sampler": "sqrt", "retrain": {"method": "ncm"}}
-    assert saved_run_rebalancing(saved, [50, 5, 1, 0, 9, 9, 9]) == [
-        "sampler sqrt", "weighter cb", "retrained stage ncm"
-    ]  # fmt: skip
-    assert saved_run_rebalancing({"model": "cbam_vgg16"}, [50, 5, 1, 0, 9, 9, 9]) == []  # an old run: defaults
+    assert rebalancing(es_run, True, {"method": "tau_norm"}) == [
+        "sampler sqrt",
+        "weighter es",
+        "retrained stage tau_norm",
+    ]
+    assert rebalancing(es_run, True, {"method": "ncm"}) == ["retrained stage ncm"]
+    counts = [50, 5, 1, 2, 9, 9, 9]
+    saved = {"model": "cbam_vgg16", "weighters": ["cb"], "sampler": "sqrt", "retrain": {"method": "tau_norm"}}
+    assert saved_run_rebalancing(saved, counts) == ["sampler sqrt", "weighter cb", "retrained stage tau_norm"]
+    assert saved_run_rebalancing({**saved, "sampler": "instance", "retrain": None}, counts) == ["weighter cb"]
+    assert saved_run_rebalancing({"model": "cbam_vgg16"}, counts) == []  # an old run: today's defaults
+    assert saved_run_rebalancing({"model": "cbam_vgg16", "sampler": "not_installed"}, counts) == [
+        "sampler not_installed"
+    ]  # a sampler whose plugin is not installed here counts as rebalancing
 
 
 def test_the_run_name_gains_the_sampler_unless_instance() -> None:

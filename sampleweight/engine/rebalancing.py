@@ -20,8 +20,7 @@ import torch
 
 from sampleweight.engine.config import TrainConfig, complete_config
 from sampleweight.engine.rundir import stage_of
-from sampleweight.errors import SampleWeightError
-from sampleweight.factory import create_sampler
+from sampleweight.factory import create_sampler, list_samplers
 
 __all__ = [
     "REBALANCING_LOSSES",
@@ -47,8 +46,10 @@ def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[st
         sampler_rebalances: Whether its sampler changes how often each class is drawn (the sampler's
             ``rebalances_classes``; `sampler_rebalances` rebuilds it from a finished run).
         stage: A retrained run's ``retrain`` table (``sampleweight retrain``), or None. ``crt`` and ``lws``
-            train the classifier on the stage's sampler (class-balanced by default), ``tau_norm`` equalises
-            the norms of the class weights and ``ncm`` scores one mean per class.
+            learn the classifier again on the stage's own sampler (class-balanced by default) and loss, so
+            the source run's sampler, weighter and loss no longer set its bias: only the stage's count;
+            ``tau_norm`` equalises the norms of the source's class weights (its ways stay, and this one is
+            added); ``ncm`` scores one mean per class, with no prior at all.
 
     Returns:
         Phrases such as ``"sampler class_balanced"``, ``"weighter cb"``, ``"loss balanced_softmax"``,
@@ -58,6 +59,13 @@ def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[st
         >>> rebalancing(TrainConfig(weighters=["ohem", "es"], loss="balanced_softmax"), sampler_rebalances=False)
         ['weighter es', 'loss balanced_softmax']
     """
+    method = stage.get("method") if stage else None
+    if method in ("crt", "lws"):
+        sampler, loss = stage.get("sampler", "class_balanced"), stage.get("loss", "ce")
+        ways = [f"retrained stage {method} ({sampler} batches)"] if sampler != "instance" else []
+        return ways + ([f"retrained stage {method} (loss {loss})"] if loss in REBALANCING_LOSSES else [])
+    if method == "ncm":
+        return ["retrained stage ncm"]
     ways = [f"sampler {config.sampler}"] if sampler_rebalances else []
     weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
     if weighters:
@@ -65,11 +73,8 @@ def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[st
     no_shift = config.loss == "logit_adjusted" and config.loss_options.get("tau", 1.0) == 0
     if config.loss in REBALANCING_LOSSES and not no_shift:
         ways.append(f"loss {config.loss}")
-    method = stage.get("method") if stage else None
-    if method in ("crt", "lws") and stage.get("sampler", "class_balanced") != "instance":
-        ways.append(f"retrained stage {method} ({stage.get('sampler', 'class_balanced')} batches)")
-    elif method in ("tau_norm", "ncm"):
-        ways.append(f"retrained stage {method}")
+    if method == "tau_norm":
+        ways.append("retrained stage tau_norm")
     return ways
 
 
@@ -77,9 +82,11 @@ def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | No
     """The warning for a class-rebalancing sampler combined with a weighter or loss that rebalances, else None.
 
     Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
-    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``).
+    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``). ``ldam`` is not
+    warned about: Cao et al. pair its margins with deferred re-sampling or re-weighting by design (LDAM-DRS,
+    LDAM-DRW).
     """
-    ways = rebalancing(config, sampler_rebalances)
+    ways = [way for way in rebalancing(config, sampler_rebalances) if way != "loss ldam"]
     if not sampler_rebalances or len(ways) < 2:
         return None
     others = ways[1:]
@@ -110,10 +117,9 @@ def sampler_rebalances(config: TrainConfig, class_counts: Sequence[int] | np.nda
         "batch_size": config.batch_size,
         "seed": config.seed,
     }
-    try:
-        sampler = create_sampler(config.sampler, num_replicas=1, rank=0, **config.sampler_options, **facts)
-    except SampleWeightError:
+    if config.sampler not in list_samplers():
         return config.sampler != "instance"
+    sampler = create_sampler(config.sampler, num_replicas=1, rank=0, **config.sampler_options, **facts)
     return bool(sampler.rebalances_classes)
 
 

@@ -647,11 +647,19 @@ def _cell(
     )
 
 
+_RUNS = ""
+"""The key of `_rebalanced`'s count of runs (no way is named by an empty string)."""
+
+
 def _rebalanced(runs: Sequence[RunResult]) -> Counter[str]:
-    """How many trained runs already rebalance their classes in each way (`saved_run_rebalancing`)."""
-    return Counter(
-        way for run in runs for way in saved_run_rebalancing(run.config, training_class_counts(run.path, run.classes))
-    )
+    """How many trained runs already rebalance their classes in each way (`saved_run_rebalancing`), and under
+    ``_RUNS`` how many do at all; empty when none does."""
+    found: Counter[str] = Counter()
+    for run in runs:
+        ways = saved_run_rebalancing(run.config, training_class_counts(run.path, run.classes))
+        found.update(ways)
+        found[_RUNS] += bool(ways)
+    return found if found[_RUNS] else Counter()
 
 
 def _distinguishing(keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[str, ...]]:
@@ -911,10 +919,13 @@ def _markdown(
             f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
         )
         if rebalanced:
-            ways = ", ".join(f"{way}: {count} run{'s' * (count > 1)}" for way, count in sorted(rebalanced.items()))
+            count = rebalanced.pop(_RUNS)
+            ways = ", ".join(f"{way} {n}" for way, n in sorted(rebalanced.items()))
+            many = count > 1
             intro += (
-                " It is meant for plain runs; these already rebalance their classes, so their adjusted setups "
-                f"correct twice: {ways}."
+                f" It is meant for plain runs; {count} run{'s' * many} here already rebalance{'s' * (not many)} "
+                f"the classes, so {'their' if many else 'its'} adjusted setups correct twice (runs per way, a run "
+                f"may have several: {ways})."
             )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
