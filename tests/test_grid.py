@@ -220,6 +220,30 @@ def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, m
     # the --devices path checks before it starts a worker: no subprocess, no train.log
     outcome = _train_subprocess(grid, second, "cpu")
     assert outcome.status == "skipped" and not (second.path / "train.log").exists()
+    config = json.loads((second.path / "config.json").read_text())  # finished by a grid of other options
+    (second.path / "config.json").write_text(json.dumps({**config, "lr": 0.5}))
+    outcome = _train_subprocess(grid, second, "cpu")
+    assert outcome.status == "skipped" and outcome.error.startswith("finished with other options (lr")
+
+
+def test_a_run_another_grid_finished_with_other_options_is_skipped_with_a_note(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine import training
+
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb", optimizers="adam", splits="0",
+                     options=TINY)  # fmt: skip
+    second = grid.runs[1]
+    real_train = training.train
+
+    def other_grid_finishes_the_second_run_first(config, resume=False):
+        if config.weighters == ["none"]:  # a grid of another learning rate, on the same folder
+            real_train(second.config.model_copy(update={"quiet": True, "lr": 0.5}))
+        return real_train(config, resume=resume)
+
+    monkeypatch.setattr(training, "train", other_grid_finishes_the_second_run_first)
+    outcomes = run_grid(grid, progress=False)
+    assert outcomes[1].status == "skipped" and outcomes[1].error.startswith("finished with other options (lr")
+    row = read_summary(tmp_path)[second.name]
+    assert row["state"] == "finished" and row["error"] == ""  # a note, not a failure
 
 
 def test_a_run_another_process_holds_is_busy_on_the_devices_path(tmp_path, monkeypatch) -> None:

@@ -227,7 +227,8 @@ class RunOutcome:
             was planned), ``failed``, or ``busy`` (another process is training it: two grids on one folder
             share the work).
         metrics: The final metrics (``metrics.json``) unless it failed.
-        error: One line on why it failed, or who holds a busy run.
+        error: One line on why it failed, or who holds a busy run, or (for a run another process finished with
+            other options) what differs.
         seconds: Wall time spent on it in this call.
     """
 
@@ -675,10 +676,13 @@ def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
 
 
 def _finished_elsewhere(run: GridRun) -> RunOutcome | None:
-    """``skipped`` with its metrics when the run is finished by now (another process trained it), else None."""
+    """``skipped`` with its metrics when the run is finished by now (another process trained it), else None;
+    finished with other options than this grid's, it says which (in ``error``), as planning does."""
     if run.state() != "finished":
         return None
-    return RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL))
+    stale = run.stale_options()
+    note = f"finished with other options ({'; '.join(stale)}); it is kept: delete its folder to train it again"
+    return RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL), error=note if stale else None)
 
 
 def _held_elsewhere(run: GridRun) -> str | None:
@@ -714,7 +718,7 @@ class _Ledger:
             self.outcomes[outcome.run.index] = outcome
             if outcome.status == "busy":
                 self.elsewhere.add(outcome.run.index)
-            elif outcome.error:
+            elif outcome.status == "failed" and outcome.error:  # a skipped run's note is no error
                 self.errors[outcome.run.index] = outcome.error
             self._write()
 
@@ -785,6 +789,9 @@ class _GridProgress:
                     highlight=False,
                     soft_wrap=True,
                 )
+                if outcome.error:
+                    note = f"[yellow]note[/]: {escape(outcome.run.name)} is {escape(outcome.error)}"
+                    self.console.print(note, highlight=False, soft_wrap=True)
             else:
                 colour = "yellow" if outcome.status == "busy" else "red"
                 self.console.print(
