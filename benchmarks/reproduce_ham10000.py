@@ -52,7 +52,7 @@ import torch
 
 import sampleweight
 from sampleweight.data import read_dataset, split_class_counts, split_indices
-from sampleweight.engine.retraining import stage_of
+from sampleweight.engine.rundir import stage_of
 from sampleweight.functional import deferred_start_epoch
 from sampleweight.studies.grid import Grid, plan_grid, run_grid, run_stages
 from sampleweight.studies.paper_results import PAPER_METRICS, PAPER_RESULTS
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     outcomes = [o for grid in grids for o in run_grid(grid, devices=devices, progress=sys.stderr.isatty())]
     stages = run_stages(stage_grid(args, grids), methods) if methods else []
     done = sum(o.status == "trained" for o in outcomes) + sum(o.status == "retrained" for o in stages)
-    timing = _add_timing(args.out, time.perf_counter() - started, trained=done, commit=commit)
+    timing = _add_timing(args.out, time.perf_counter() - started, trained=done, commit=commit, args=args)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise SystemExit(f"{len(failed)} runs failed, first: {failed[0].run.name}: {failed[0].error}")
@@ -203,6 +203,16 @@ class Planned:
     paper: str
     claims: list[Claim]
     table: ResultTable
+    untestable: str | None = None
+    """Why these runs cannot test it, though they measure it (the verdict then says so first)."""
+
+
+SHORT_DEFERRAL = (
+    "not testable at this schedule: DRS rebalances only in the last epoch here, at lr/100, so its weights barely "
+    "move while BatchNorm's running statistics are re-estimated on class-balanced batches (its earlier epochs "
+    "equal ce-none's exactly)"
+)
+"""The verdict's prefix for findings on DRS when its deferred phase is shorter than two epochs."""
 
 
 def verdict(tests: Sequence[tuple[Claim, Difference]]) -> str:
@@ -252,8 +262,15 @@ def _paper_text(row: dict[str, tuple[float, ...]], claims: list[Claim]) -> str:
     return text + ("" if paper_supports(row, claims) else PAPER_EXCEPTION)
 
 
-def plan_findings(tables: Sequence[ResultTable]) -> list[Planned]:
-    """The paper's findings that these tables can test (and, under SGD, the weight-scale one)."""
+def plan_findings(tables: Sequence[ResultTable], *, deferred_epochs: int | None = None) -> list[Planned]:
+    """The paper's findings that these tables can test (and, under SGD, the weight-scale one).
+
+    Args:
+        tables: The report's tables.
+        deferred_epochs: How many epochs DRS trains on rebalanced batches; under two, its findings are
+            measured but marked untestable (`SHORT_DEFERRAL`).
+    """
+    short = deferred_epochs is not None and deferred_epochs < 2
     planned: list[Planned] = []
     for table in tables:
         cells = {cell.name for cell in table.cells}
@@ -288,7 +305,8 @@ def plan_findings(tables: Sequence[ResultTable]) -> list[Planned]:
         for text, paper_text, claims in candidates:
             if all(a in cells and b in cells for a, b, _, _ in claims):
                 row = paper.get(claims[0][0].split("-", 1)[0], {})
-                planned.append(Planned(text, paper_text or _paper_text(row, claims), claims, table))
+                untestable = SHORT_DEFERRAL if short and any(DEFERRED in claim[:2] for claim in claims) else None
+                planned.append(Planned(text, paper_text or _paper_text(row, claims), claims, table, untestable))
     return planned
 
 
@@ -330,9 +348,11 @@ def long_tail_candidates(tag: str) -> list[tuple[str, str, list[Claim]]]:
     ]  # fmt: skip
 
 
-def findings(tables: Sequence[ResultTable], *, resamples: int = 2000) -> list[Finding]:
+def findings(
+    tables: Sequence[ResultTable], *, resamples: int = 2000, deferred_epochs: int | None = None
+) -> list[Finding]:
     """Test each planned finding with paired bootstraps; Holm's correction over all the claims tested."""
-    planned = plan_findings(tables)
+    planned = plan_findings(tables, deferred_epochs=deferred_epochs)
     metrics = (*COMPARED_METRICS, "recall:MEL") if all("MEL" in t.classes for t in tables) else COMPARED_METRICS
     bootstrap = PairedBootstrap(metrics, resamples=resamples)
     tests: list[list[tuple[Claim, Difference]]] = []
@@ -349,7 +369,9 @@ def findings(tables: Sequence[ResultTable], *, resamples: int = 2000) -> list[Fi
     for item, found in zip(planned, tests, strict=True):
         found = [(claim, _with_holm(d, next(adjusted))) for claim, d in found]
         ours = "; ".join(_difference(claim, d) for claim, d in found)
-        results.append(Finding(item.claim, item.paper, ours, verdict(found)))
+        measured = verdict(found)
+        results.append(Finding(item.claim, item.paper, ours, f"{item.untestable} (measured: {measured})"
+                               if item.untestable else measured))  # fmt: skip
     return results
 
 
@@ -425,7 +447,7 @@ def render(
         f"sampleweight {sampleweight.__version__}{commit}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU cores (shared with "
         "other work while this ran), no GPU.",
-        _timing_text(timing, len(runs) + len(stages), args) + "; training time per run "
+        _timing_text(timing, len(runs) + len(stages)) + "; training time per run "
         f"{min(train_seconds) / 60:.1f}-{max(train_seconds) / 60:.1f} min (the sum of its epochs in `metrics.jsonl`), "
         f"{sum(train_seconds) / 60:.0f} min in all." + stage_text,
         f"- Data: all {sum(sizes[next(iter(sizes))]):,} images of `{args.data}`, the paper's random lesion-grouped "
@@ -474,9 +496,9 @@ def render(
         "| finding | the paper (or the source) | here (A - B, [95 % interval], p) | verdict |",
         "|---|---|---|---|",
     ]
-    lines += [
-        f"| {f.claim} | {f.paper} | {f.ours} | **{f.verdict}** |" for f in findings(tables, resamples=args.bootstrap)
-    ]
+    deferred = args.epochs - deferred_start_epoch(args.epochs, None, None)  # DRS/DRW's epochs after the switch
+    tested = findings(tables, resamples=args.bootstrap, deferred_epochs=deferred)
+    lines += [f"| {f.claim} | {f.paper} | {f.ours} | **{f.verdict}** |" for f in tested]
     lines += [
         "",
         f"Not tested here: {untested}. Caveats: a tiny randomly initialised backbone at {args.image_size} px",
@@ -576,7 +598,9 @@ def _command() -> str:
     return prefix + shlex.join(["python", str(shown), *sys.argv[1:]])
 
 
-def _add_timing(out: Path, seconds: float, trained: int, commit: str = "") -> dict:
+def _add_timing(
+    out: Path, seconds: float, trained: int, commit: str = "", args: argparse.Namespace | None = None
+) -> dict:
     """Accumulate the wall time of the invocations that trained (a resumed reproduction adds up).
 
     Only an invocation that reaches the end is recorded: the runs an interrupted one finished are then
@@ -586,20 +610,26 @@ def _add_timing(out: Path, seconds: float, trained: int, commit: str = "") -> di
     timing = json.loads(path.read_text()) if path.is_file() else {"wall_seconds": 0.0, "invocations": []}
     if trained:
         timing["wall_seconds"] += seconds
-        timing["invocations"].append({"seconds": seconds, "runs_trained": trained, "commit": commit.strip(" ()")})
+        invocation = {"seconds": seconds, "runs_trained": trained, "commit": commit.strip(" ()")}
+        if args is not None:
+            invocation.update(processes=args.processes, threads=args.threads)
+        timing["invocations"].append(invocation)
         path.write_text(json.dumps(timing, indent=2) + "\n")
     return timing
 
 
-def _timing_text(timing: dict, total: int, args: argparse.Namespace) -> str:
+def _timing_text(timing: dict, total: int) -> str:
     """The wall-time line: what the recorded invocations took, and how many runs an interrupted one trained."""
     invocations = timing["invocations"]
     counted = sum(i["runs_trained"] for i in invocations)
     commits = sorted({i.get("commit") or "unknown" for i in invocations})
+    settings = sorted(
+        {f"{i.get('processes', '?')} at a time, {i.get('threads', '?')} thread(s) each" for i in invocations}
+    )
     text = (
         f"- Wall time of the grids: **{timing['wall_seconds'] / 60:.1f} min** for the {counted} runs and stages "
-        f"trained by {len(invocations)} invocation(s) that ran to the end ({args.processes} at a time, "
-        f"{args.threads} thread(s) each; code: {', '.join(commits)})"
+        f"trained by {len(invocations)} invocation(s) that ran to the end ({'; '.join(settings)}; code: "
+        f"{', '.join(commits)})"
     )
     if counted < total:
         text += (

@@ -63,13 +63,11 @@ __all__ = [
     "DEFAULT_SAMPLER",
     "METHODS",
     "SELECTION_METRIC",
-    "STAGE_KEY",
     "TAU_GRID",
     "TRAINED_METHODS",
     "default_epochs",
     "retrain",
     "retrained_name",
-    "stage_of",
 ]
 
 METHODS = ("crt", "tau_norm", "lws", "ncm")
