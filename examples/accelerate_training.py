@@ -118,6 +118,7 @@ def train(
                 f"loss {float(criterion.last_value):.6f}"
             )
         say(f"epoch {epoch} drew per class: {' '.join(map(str, accelerator.reduce(drawn, reduction='sum').tolist()))}")
+    accelerator.end_training()  # destroys the process group: a process that exits with it alive may abort
     return lines
 
 

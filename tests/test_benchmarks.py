@@ -134,8 +134,8 @@ def test_reproduce_ham10000_smoke_with_the_long_tail_baselines(tmp_path) -> None
     doc = tmp_path / "reproduction.md"
     args = ["--data", "synthetic:200", "--out", str(tmp_path / "runs"), "--image-size", "32", "--epochs", "1",
             "--batch-size", "16", "--splits", "0", "--seeds", "0", "--weighters", "none,cb", "--sgd-weighters", "",
-            "--samplers", "class_balanced,drs", "--long-tail", "logit_adjusted", "--retrain", "crt", "--bootstrap", "20",
-            "--processes", "1", "--doc", str(doc)]  # fmt: skip
+            "--samplers", "class_balanced,drs", "--long-tail", "logit_adjusted", "--retrain", "crt",
+            "--bootstrap", "20", "--processes", "1", "--doc", str(doc)]  # fmt: skip
     load("reproduce_ham10000").main(args)
     text = doc.read_text()
     for row in ("| ce | none sampler=class_balanced | 1 |", "| ce | none+crt | 1 |", "| logit_adjusted | none | 1 |"):
