@@ -184,6 +184,11 @@ class RunResult:
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property
+    def class_counts(self) -> np.ndarray:
+        """Its training images per class, its prior (``data.json``, read once; `training_class_counts`)."""
+        return training_class_counts(self.path, self.classes)
+
+    @cached_property
     def predictions(self) -> Predictions:
         """Its ``predictions.csv`` (read once), or its logit-adjusted predictions."""
         return self.adjusted if self.adjusted is not None else Predictions.read(self.path / RunDirectory.PREDICTIONS)
@@ -381,7 +386,7 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     if not (np.isfinite(tau) and tau >= 0):
         raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {tau}")
     scored = run.predictions
-    scores = logit_adjust(scored.scores, training_class_counts(run.path, run.classes), tau)
+    scores = logit_adjust(scored.scores, run.class_counts, tau)
     taxonomy = None
     if run.model in training.HIERARCHICAL_MODELS:
         taxonomy = as_taxonomy(run.config.get("taxonomy")).with_classes(tuple(run.classes))
@@ -594,7 +599,7 @@ def write_report(
     folder = Path(folder)
     runs = collect_runs(folder)
     adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in runs]
-    rebalanced = _rebalanced(runs) if logit_adjust else Counter()  # the runs whose adjustment corrects twice
+    rebalanced = _rebalanced(runs) if logit_adjust else (0, Counter())  # runs the adjustment corrects twice
     runs += adjusted
     tables = summarize(runs, paper=paper)
     if baseline is not None:
@@ -647,19 +652,11 @@ def _cell(
     )
 
 
-_RUNS = ""
-"""The key of `_rebalanced`'s count of runs (no way is named by an empty string)."""
-
-
-def _rebalanced(runs: Sequence[RunResult]) -> Counter[str]:
-    """How many trained runs already rebalance their classes in each way (`saved_run_rebalancing`), and under
-    ``_RUNS`` how many do at all; empty when none does."""
-    found: Counter[str] = Counter()
-    for run in runs:
-        ways = saved_run_rebalancing(run.config, training_class_counts(run.path, run.classes))
-        found.update(ways)
-        found[_RUNS] += bool(ways)
-    return found if found[_RUNS] else Counter()
+def _rebalanced(runs: Sequence[RunResult]) -> tuple[int, Counter[str]]:
+    """How many trained runs already rebalance their classes, and how many do in each way
+    (`saved_run_rebalancing`)."""
+    ways = [saved_run_rebalancing(run.config, run.class_counts) for run in runs]
+    return sum(map(bool, ways)), Counter(way for found in ways for way in found)
 
 
 def _distinguishing(keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[str, ...]]:
@@ -903,7 +900,7 @@ def _markdown(
     baseline: str | None,
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
-    rebalanced: Counter[str],
+    rebalanced: tuple[int, Counter[str]],
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
     intro = (
@@ -918,9 +915,9 @@ def _markdown(
             "validation probabilities: `softmax(log p - TAU log prior)`, prior = each run's training class "
             f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
         )
-        if rebalanced:
-            count = rebalanced.pop(_RUNS)
-            ways = ", ".join(f"{way} {n}" for way, n in sorted(rebalanced.items()))
+        count, per_way = rebalanced
+        if count:
+            ways = ", ".join(f"{way} {n}" for way, n in sorted(per_way.items()))
             many = count > 1
             intro += (
                 f" It is meant for plain runs; {count} run{'s' * many} here already rebalance{'s' * (not many)} "
