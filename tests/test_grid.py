@@ -17,7 +17,15 @@ from sampleweight import cli
 from sampleweight.cli import app
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.engine.training import train
-from sampleweight.studies.grid import SUMMARY_COLUMNS, _train_subprocess, plan_grid, run_grid, write_summary
+from sampleweight.studies.grid import (
+    SUMMARY_COLUMNS,
+    Grid,
+    GridRun,
+    _train_subprocess,
+    plan_grid,
+    run_grid,
+    write_summary,
+)
 
 runner = CliRunner()
 TINY = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=1,
@@ -199,7 +207,8 @@ def test_several_devices_train_in_worker_subprocesses(tmp_path) -> None:
         assert outcomes[run.index].metrics == json.loads((run.path / "metrics.json").read_text())
 
 
-def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, monkeypatch) -> None:
+def finished_meanwhile(tmp_path, monkeypatch, **other) -> tuple[Grid, GridRun]:
+    """A grid of two runs, whose second another grid (of ``other`` options) finishes while the first trains."""
     from sampleweight.engine import training
 
     grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb", optimizers="adam", splits="0",
@@ -208,11 +217,16 @@ def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, m
     real_train = training.train
 
     def other_grid_finishes_the_second_run_first(config, resume=False):
-        if config.weighters == ["none"]:
-            real_train(second.config.model_copy(update={"quiet": True}))  # a second grid on the same folder
+        if config.weighters == ["none"]:  # a second grid on the same folder
+            real_train(second.config.model_copy(update={"quiet": True, **other}))
         return real_train(config, resume=resume)
 
     monkeypatch.setattr(training, "train", other_grid_finishes_the_second_run_first)
+    return grid, second
+
+
+def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, monkeypatch) -> None:
+    grid, second = finished_meanwhile(tmp_path, monkeypatch)
     outcomes = run_grid(grid, progress=False)  # planned while both were new
     assert [o.status for o in outcomes] == ["trained", "skipped"]
     assert outcomes[1].metrics == json.loads((second.path / "metrics.json").read_text())
@@ -227,23 +241,17 @@ def test_a_run_another_grid_finished_meanwhile_is_skipped_not_failed(tmp_path, m
 
 
 def test_a_run_another_grid_finished_with_other_options_is_skipped_with_a_note(tmp_path, monkeypatch) -> None:
-    from sampleweight.engine import training
+    from rich.console import Console
 
-    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none,cb", optimizers="adam", splits="0",
-                     options=TINY)  # fmt: skip
-    second = grid.runs[1]
-    real_train = training.train
-
-    def other_grid_finishes_the_second_run_first(config, resume=False):
-        if config.weighters == ["none"]:  # a grid of another learning rate, on the same folder
-            real_train(second.config.model_copy(update={"quiet": True, "lr": 0.5}))
-        return real_train(config, resume=resume)
-
-    monkeypatch.setattr(training, "train", other_grid_finishes_the_second_run_first)
+    grid, second = finished_meanwhile(tmp_path, monkeypatch, lr=0.5)  # a grid of another learning rate
     outcomes = run_grid(grid, progress=False)
     assert outcomes[1].status == "skipped" and outcomes[1].error.startswith("finished with other options (lr")
     row = read_summary(tmp_path)[second.name]
     assert row["state"] == "finished" and row["error"] == ""  # a note, not a failure
+    console = Console(width=300, record=True)
+    again = run_grid(grid, progress=False, console=console)  # now skipped at planning: the same note
+    assert again[1].error == outcomes[1].error
+    assert f"note: {second.name} is {outcomes[1].error}" in console.export_text()
 
 
 def test_a_run_another_process_holds_is_busy_on_the_devices_path(tmp_path, monkeypatch) -> None:

@@ -432,16 +432,10 @@ def run_grid(
     ledger = _Ledger(grid)
     pending: list[GridRun] = []
     for run in targets:
-        if run.state() == "finished":
-            ledger.outcomes[run.index] = RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL))
-            stale = run.stale_options()
-            if stale:
-                console.print(
-                    f"[yellow]note[/]: {escape(run.name)} is finished with other options ({escape('; '.join(stale))}); "
-                    "it is kept: delete its folder to train it again",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+        finished = _finished_elsewhere(run)
+        if finished is not None:
+            ledger.outcomes[run.index] = finished
+            _print_kept(console, finished)
         elif run.state() == "partial" and run.stale_options():  # resuming would refuse: say what to do here
             stale = "; ".join(run.stale_options())
             error = f"half-finished with other options ({stale}); delete {run.path} to train it with the new ones"
@@ -676,13 +670,20 @@ def _train_subprocess(grid: Grid, run: GridRun, device: str) -> RunOutcome:
 
 
 def _finished_elsewhere(run: GridRun) -> RunOutcome | None:
-    """``skipped`` with its metrics when the run is finished by now (another process trained it), else None;
-    finished with other options than this grid's, it says which (in ``error``), as planning does."""
+    """``skipped`` with its metrics when the run is finished by now (before this grid, or by another process
+    since), else None; finished with other options than this grid's, it says which (in ``error``)."""
     if run.state() != "finished":
         return None
     stale = run.stale_options()
     note = f"finished with other options ({'; '.join(stale)}); it is kept: delete its folder to train it again"
     return RunOutcome(run, "skipped", metrics=_read_json(run.path / RunDirectory.FINAL), error=note if stale else None)
+
+
+def _print_kept(console: Console, outcome: RunOutcome) -> None:
+    """The note on a skipped run that was finished with other options (kept as it is), if it was."""
+    if outcome.status == "skipped" and outcome.error:
+        console.print(f"[yellow]note[/]: {escape(outcome.run.name)} is {escape(outcome.error)}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
 
 
 def _held_elsewhere(run: GridRun) -> str | None:
@@ -789,9 +790,7 @@ class _GridProgress:
                     highlight=False,
                     soft_wrap=True,
                 )
-                if outcome.error:
-                    note = f"[yellow]note[/]: {escape(outcome.run.name)} is {escape(outcome.error)}"
-                    self.console.print(note, highlight=False, soft_wrap=True)
+                _print_kept(self.console, outcome)
             else:
                 colour = "yellow" if outcome.status == "busy" else "red"
                 self.console.print(
