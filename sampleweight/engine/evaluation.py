@@ -492,9 +492,8 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
     sizes = sorted({m.config.image_size for m in plan.members})
     if len(sizes) > 1:
         notes.append(f"the runs take images of {', '.join(map(str, sizes))} px: each is fed its own size, as trained")
-    if plan.logit_adjust:
-        adjusted_twice = _adjusted_twice(plan.members)
-        notes += adjusted_twice
+    adjusted_twice = _adjusted_twice(plan.members)  # none without --logit-adjust: no member read its prior
+    notes += adjusted_twice
     targets, scores = None, []
     for member in plan.members:
         targets, probabilities = _member_scores(member, datasets, plan)
@@ -516,7 +515,7 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
         "views": _view_count(plan.tta),
         "logit_adjust": plan.logit_adjust,
     }
-    if plan.logit_adjust and adjusted_twice:
+    if adjusted_twice:
         about["logit_adjust_note"] = adjusted_twice
     if records.labelled:
         metrics = {
