@@ -835,16 +835,25 @@ def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dic
         ConfigError: A key that no sampler of the grid takes.
     """
     accepted = {name: accepted_options(lookup(None, "samplers", name).factory) for name in samplers}
-    taken = {
-        name: {k: v for k, v in options.items() if names is None or k in names} for name, names in accepted.items()
-    }
-    unused = sorted(k for k in options if not any(k in chosen for chosen in taken.values()))
+    taken, unused = _shares(accepted, options)
     if unused:
         raise ConfigError(
             f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
             f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
         )
     return taken
+
+
+def _shares(accepted: Mapping[Any, set[str] | None], options: Mapping[str, Any]) -> tuple[dict[Any, dict], list[str]]:
+    """Each plugin's share of a grid's options, by the keys its factory takes (None: any), and the keys none takes.
+
+    Args:
+        accepted: Per plugin (or model x loss), `sampleweight.factory.accepted_options` of its factory.
+        options: The grid's options.
+    """
+    taken = {key: {k: v for k, v in options.items() if names is None or k in names} for key, names in accepted.items()}
+    unused = sorted(k for k in options if not any(k in chosen for chosen in taken.values()))
+    return taken, unused
 
 
 def _loss_options(
@@ -859,14 +868,16 @@ def _loss_options(
     Raises:
         ConfigError: ``gamma`` or a key that no run of the grid takes.
     """
-    shares = {}
-    for model, loss in itertools.product(models, losses):
-        accepted = accepted_options(lookup(None, "losses", training.loss_plugin(model, loss)).factory)
-        takes = {key for key in [*options, "gamma"] if accepted is None or key in accepted}
-        run_gamma = gamma if loss != "ce" and "gamma" in takes else None
-        shares[(model, loss)] = (run_gamma, {key: value for key, value in options.items() if key in takes})
+    accepted = {
+        (model, loss): accepted_options(lookup(None, "losses", training.loss_plugin(model, loss)).factory)
+        for model, loss in itertools.product(models, losses)
+    }
+    taken, unused = _shares(accepted, options)
+    shares = {
+        pair: (gamma if pair[1] != "ce" and (names is None or "gamma" in names) else None, taken[pair])
+        for pair, names in accepted.items()
+    }
     where = f"no loss of the grid ({', '.join(losses)})"
-    unused = sorted(key for key in options if not any(key in chosen for _, chosen in shares.values()))
     if unused:
         raise ConfigError(
             f"--loss-option {unused[0]}: {where} takes {', '.join(unused)}; `sampleweight plugins` lists the losses, "
