@@ -13,6 +13,7 @@ describes the launch, multi-node and SLURM use, and what global batch selection 
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -118,8 +119,15 @@ _host_groups: list[tuple[object, object]] = []  # (default group, gloo group ove
 
 
 def forget_host_group() -> None:
-    """Drop the gloo side group of `gather_rows`; call it when destroying the default group it belongs to."""
+    """Drop the gloo side group of `gather_rows`; call it when destroying the default group it belongs to.
+
+    It also runs at exit: a side group still held while the interpreter shuts down can abort the process
+    ("terminate called without an active exception") after its default group was destroyed.
+    """
     _host_groups.clear()
+
+
+atexit.register(forget_host_group)  # released while the interpreter still runs, not during its shutdown
 
 
 def _host_group() -> object:
