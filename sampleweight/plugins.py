@@ -394,7 +394,7 @@ def _user_frame() -> int:
         filename = frame.f_code.co_filename
         if not ("importlib" in filename and "_bootstrap" in filename):
             module = frame.f_globals.get("__name__", "")
-            if module != "sampleweight" and not module.startswith(("sampleweight.", "sampleweight_plugins")):
+            if module != "sampleweight" and not module.startswith("sampleweight."):
                 return level
             level += 1
         frame = frame.f_back

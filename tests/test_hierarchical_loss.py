@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from sampleweight_plugins import models as model_plugin
-from sampleweight_plugins.models.hierarchical_loss import HierarchicalLoss, hierarchical_loss
 
+from sampleweight.builtins import models as model_plugin
+from sampleweight.builtins.models.hierarchical_loss import HierarchicalLoss, hierarchical_loss
 from sampleweight.errors import ConfigError
 from sampleweight.taxonomy import ISIC2018_CLASSES, Taxonomy
 

@@ -1,5 +1,8 @@
 """The folders show the layers: the core a training loop imports, data, the engine (one run), the studies
-(many runs) and the command line; imports only point down, and ``import sampleweight`` stays light."""
+(many runs) and the command line; imports only point down, and ``import sampleweight`` stays light.
+
+The built-in plugins (``sampleweight/builtins/``) stand beside the layers, as a third party's would: they
+import only the core, and nothing imports them (the registry reaches them through their entry points)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ LAYERS = {
     "engine": {"core", "data", "engine"},
     "studies": {"core", "data", "engine", "studies"},
     "cli": {"core", "data", "engine", "studies", "cli"},
+    "builtins": {"core", "builtins"},
 }
 HEAVY = ("sampleweight.engine", "sampleweight.studies", "sampleweight.cli", "matplotlib", "rich", "sklearn")
 
@@ -32,7 +36,7 @@ def _module_name(path: Path) -> str:
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if parts[:2] in (["sampleweight", "data"], ["sampleweight", "engine"], ["sampleweight", "studies"]):
+    if parts[:2] in (["sampleweight", x] for x in ("data", "engine", "studies", "builtins")):
         return parts[1]
     if module in ("sampleweight.cli", "sampleweight.__main__"):
         return "cli"
@@ -65,6 +69,20 @@ def test_the_folders_hold_the_modules_of_their_layer() -> None:
     assert {"training", "loader", "config", "checkpoint", "rundir", "progress", "evaluation", "ddp"} <= engine
     studies = {m.rsplit(".", 1)[1] for m in MODULES if _layer(m) == "studies"}
     assert {"grid", "report", "figures", "attention", "paper_results", "demo"} <= studies
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) != "builtins"))
+def test_no_layer_imports_the_builtins_which_load_through_their_entry_points(module: str) -> None:
+    direct = sorted(name for name in _imports(module) if _layer(name) == "builtins")
+    assert not direct, f"{module} imports the built-in plugin(s) {direct}; reach them through the registry"
+
+
+def test_the_builtins_are_declared_as_entry_points_of_our_distribution() -> None:
+    from importlib import metadata
+
+    declared = {ep.value for ep in metadata.entry_points(group="sampleweight") if ep.dist.name == "sampleweight"}
+    modules = {m for m in MODULES if _layer(m) == "builtins" and m.count(".") == 2}
+    assert declared == modules, "every module directly under sampleweight/builtins/ is one declared plugin"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

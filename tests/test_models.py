@@ -9,8 +9,10 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from sampleweight_plugins import models as model_plugin
-from sampleweight_plugins.models import (
+
+import sampleweight  # noqa: F401  (registers the plugin models in timm once the core loads them)
+from sampleweight.builtins import models as model_plugin
+from sampleweight.builtins.models import (
     CbamVGG16,
     HierarchicalLoss,
     HierarchicalVGG16,
@@ -18,8 +20,6 @@ from sampleweight_plugins.models import (
     cbam_vgg16,
     hierarchical_vgg16,
 )
-
-import sampleweight  # noqa: F401  (registers the plugin models in timm once the core loads them)
 from sampleweight.errors import ConfigError
 from sampleweight.taxonomy import ISIC2018_CLASSES, Taxonomy
 

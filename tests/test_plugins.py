@@ -338,7 +338,7 @@ def test_importing_a_plugin_module_first_still_registers_everything() -> None:
     import sys
 
     code = (
-        "import sampleweight_plugins.models, sampleweight as sw, timm\n"
+        "import sampleweight.builtins.models, sampleweight as sw, timm\n"
         "assert sw.list_models() == ['cbam_vgg16', 'hierarchical_vgg16'], sw.list_models()\n"
         "assert 'hierarchical' in sw.list_losses() and timm.is_model('cbam_vgg16')\n"
     )

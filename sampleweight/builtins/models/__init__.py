@@ -11,11 +11,11 @@ Registers, through the same hooks a third-party plugin uses:
 
 from __future__ import annotations
 
+from sampleweight.builtins.models.cbam import Attention, Cbam
+from sampleweight.builtins.models.cbam_vgg16 import CbamOutput, CbamVGG16, cbam_vgg16
+from sampleweight.builtins.models.hierarchical_loss import HierarchicalLoss, hierarchical_loss
+from sampleweight.builtins.models.hierarchical_vgg16 import HierarchicalVGG16, TreeOutput, hierarchical_vgg16
 from sampleweight.hookspecs import Register, hookimpl
-from sampleweight_plugins.models.cbam import Attention, Cbam
-from sampleweight_plugins.models.cbam_vgg16 import CbamOutput, CbamVGG16, cbam_vgg16
-from sampleweight_plugins.models.hierarchical_loss import HierarchicalLoss, hierarchical_loss
-from sampleweight_plugins.models.hierarchical_vgg16 import HierarchicalVGG16, TreeOutput, hierarchical_vgg16
 
 __all__ = [
     "Attention",

@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sampleweight_plugins.models._backbone import create_backbone, data_config, feature_channels, place
-from sampleweight_plugins.models.cbam import Cbam
+from sampleweight.builtins.models._backbone import create_backbone, data_config, feature_channels, place
+from sampleweight.builtins.models.cbam import Cbam
 
 __all__ = ["CbamOutput", "CbamVGG16", "cbam_vgg16"]
 

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sampleweight.builtins.models._backbone import create_backbone, data_config, feature_channels, place
+from sampleweight.builtins.models.cbam import Attention, Cbam
 from sampleweight.errors import ConfigError
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
-from sampleweight_plugins.models._backbone import create_backbone, data_config, feature_channels, place
-from sampleweight_plugins.models.cbam import Attention, Cbam
 
 __all__ = ["HierarchicalVGG16", "TreeOutput", "hierarchical_vgg16"]
 
