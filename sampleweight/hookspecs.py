@@ -8,7 +8,7 @@ than its spec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
@@ -17,7 +17,17 @@ PROJECT_NAME = "sampleweight"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-Register = Callable[[str, Callable[..., Any]], None]
+
+class Register(Protocol):
+    """The ``register`` callback a hook receives: ``register(name, factory, **info)``.
+
+    ``info`` says what the registered thing is, with the documented keys of `sampleweight.plugins.INFO_KEYS`
+    (every kind: ``summary``, ``default``; models: ``hierarchical``, ``taxonomy``, ``loss``, ``epochs``,
+    ``published``; losses: ``bases``, ``rebalances``; weighters and samplers: ``rebalances``). The engine
+    reads capabilities from there and never names a plugin.
+    """
+
+    def __call__(self, name: str, factory: Callable[..., Any], /, **info: Any) -> None: ...
 
 
 @hookspec
@@ -25,7 +35,7 @@ def register_weighters(register: Register) -> None:
     """Register weighter factories.
 
     Args:
-        register: ``register(name, factory)``. ``name`` is lowercase snake_case and unique across all
+        register: ``register(name, factory, **info)``. ``name`` is lowercase snake_case and unique across all
             plugins. ``factory(**options)`` returns a `sampleweight.Weighter`; it is called with the
             user's options plus whichever dataset-level facts its signature names: ``class_counts``
             (LongTensor [C], training-set counts), ``num_classes``, ``num_epochs``, ``batch_size``,
@@ -38,7 +48,7 @@ def register_losses(register: Register) -> None:
     """Register per-sample loss factories.
 
     Args:
-        register: ``register(name, factory)``. ``factory(**options)`` returns an ``nn.Module`` mapping
+        register: ``register(name, factory, **info)``. ``factory(**options)`` returns an ``nn.Module`` mapping
             ``(model_output, targets [B])`` to per-sample losses [B] (no reduction). The factory
             receives dataset-level facts its signature names, as for weighters.
     """
@@ -49,9 +59,12 @@ def register_models(register: Register) -> None:
     """Register timm-style model factories.
 
     Args:
-        register: ``register(name, fn)`` where ``fn(pretrained: bool = False, **kwargs) -> nn.Module``
+        register: ``register(name, fn, **info)`` where ``fn(pretrained: bool = False, **kwargs) -> nn.Module``
             has the shape of a timm ``@register_model`` entry point. The model is added to timm's
-            registry, so ``timm.create_model(name, ...)`` builds it after ``import sampleweight``.
+            registry, so ``timm.create_model(name, ...)`` builds it after ``import sampleweight``. A model
+            says what it is with ``info``: e.g. ``register("tree_net", tree_net, hierarchical=True,
+            taxonomy={...}, loss="hierarchical", epochs=250)`` trains, evaluates and reports like the paper's
+            hierarchical model, with no change to sampleweight.
     """
 
 
@@ -60,7 +73,7 @@ def register_samplers(register: Register) -> None:
     """Register sampler factories.
 
     Args:
-        register: ``register(name, factory)``. ``factory(**options)`` returns a `sampleweight.Sampler`
+        register: ``register(name, factory, **info)``. ``factory(**options)`` returns a `sampleweight.Sampler`
             (what ``DataLoader(sampler=...)`` takes: the global index sequence of the current epoch,
             deterministic from its seed and the epoch, with ``set_epoch`` and ``state_dict`` /
             ``load_state_dict``). It is called with the user's options plus whichever facts its

@@ -14,13 +14,14 @@ all. Each losing registration is recorded in its plugin's `PluginInfo.clashes` a
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import pluggy
@@ -32,6 +33,7 @@ __all__ = [
     "BUILTIN_DISTRIBUTION",
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "INFO_KEYS",
     "KINDS",
     "PluginInfo",
     "Registered",
@@ -48,6 +50,40 @@ KINDS = ("weighters", "losses", "models", "samplers")
 SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler"}
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
+
+INFO_KEYS: dict[str, dict[str, str]] = {
+    "*": {
+        "summary": "one line saying what it is, shown by `sampleweight plugins` (default: the first line of the "
+        "factory's docstring)",
+        "default": "True: part of the default comparison (`sampleweight grid` with no axis option); the first "
+        "default of a kind, in registration order, is also a single run's default. Only the built-ins' counts",
+    },
+    "models": {
+        "hierarchical": "True: the factory takes `taxonomy=` (a sampleweight.Taxonomy) and forward returns leaf "
+        "log-probabilities over it; a run trains it with its `loss`, the report groups it, retrain refuses it",
+        "taxonomy": "the default label tree of a hierarchical model, as Taxonomy.to_config() (a run's `taxonomy` "
+        "option overrides it; default: ISIC 2018's)",
+        "loss": "the loss plugin a run of this model trains with when the run's loss is one of that loss's "
+        "`bases`, which it then receives as its `base` option (a hierarchical model's per-level loss)",
+        "epochs": "a run's default number of epochs (default 150, the paper's for its flat model)",
+        "published": "a paper's figures for this model, shown by `report --paper`: {optimizer: {'source': "
+        "'paper, Table N', 'results': {loss: {weighting: {'acc': %, 'bacc': %, 'mpr': %, 'mf1': %}}}}}",
+    },
+    "losses": {
+        "bases": "the losses this one wraps for a model that names it as its `loss` (given as its `base` option)",
+        "rebalances": "True, or a function of the loss's options returning a bool: it corrects for the class "
+        "prior by itself (a run that also rebalances otherwise is warned about)",
+        "pairs_with_rebalancing": "True: designed to be combined with a rebalancing sampler or weighter (LDAM "
+        "with DRS or DRW), so the combination is not warned about",
+    },
+    "weighters": {"rebalances": "True: its weights rebalance the classes (as for losses)"},
+    "samplers": {  # a sampler says whether it rebalances itself (Sampler.rebalances_classes)
+        "balanced": "True: it draws every class equally often (p_c = 1/C); a decoupled second stage (retrain crt, "
+        "lws) trains on the first such built-in unless told otherwise",
+    },
+}
+"""The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
+Another key is a plugin error naming these, as a misspelt hook is."""
 
 
 @dataclass
@@ -94,11 +130,19 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Registered:
-    """A named factory and the plugin that registered it."""
+    """A named factory, the plugin that registered it and what the registration says of it.
+
+    Attributes:
+        name: The registered name.
+        factory: What builds it.
+        plugin: The plugin that registered it.
+        info: The registration's metadata (`INFO_KEYS`), read-only; ``summary`` is always there.
+    """
 
     name: str
     factory: Callable[..., Any]
     plugin: PluginInfo
+    info: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass
@@ -133,6 +177,28 @@ class Registry:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return getattr(self, kind)
+
+    def info(self, kind: str, name: str) -> Mapping[str, Any]:
+        """What the registration of ``name`` says of it (`INFO_KEYS`); empty for a name no plugin registered (a
+        model of timm's own, say).
+
+        Example:
+            >>> registry = load_plugins(entry_points=False, builtins=True, register_timm=False)
+            >>> registry.info("weighters", "es")["rebalances"], dict(registry.info("models", "resnet18"))
+            (True, {})
+        """
+        entry = self.kind(kind).get(name.split(".")[0] if kind == "models" else name)  # a timm tag: the model
+        return entry.info if entry is not None else MappingProxyType({})
+
+    def defaults(self, kind: str) -> list[str]:
+        """The names of ``kind`` that the built-ins mark ``default`` (the default comparison), in registration
+        order; the first is a single run's default.
+
+        Example:
+            >>> load_plugins(entry_points=False, builtins=True, register_timm=False).defaults("losses")
+            ['ce', 'focal']
+        """
+        return [name for name, entry in self.kind(kind).items() if entry.plugin.builtin and entry.info.get("default")]
 
 
 def load_plugins(
@@ -277,10 +343,11 @@ def _add_plugin(registry: Registry, info: PluginInfo, plugin: object) -> list[tu
     return [(kind, entry) for kind in KINDS for entry in staged[kind].values()]
 
 
-def _registrar(info: PluginInfo, kind: str, staged: dict[str, Registered]) -> Callable[[str, Callable[..., Any]], None]:
+def _registrar(info: PluginInfo, kind: str, staged: dict[str, Registered]) -> Callable[..., None]:
     singular = SINGULAR[kind]
+    known = {**INFO_KEYS["*"], **INFO_KEYS[kind]}
 
-    def register(name: str, factory: Callable[..., Any]) -> None:
+    def register(name: str, factory: Callable[..., Any], **details: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
             raise PluginError(
                 f"plugin {info.label} registered {singular} name {name!r}; names must be lowercase "
@@ -290,9 +357,47 @@ def _registrar(info: PluginInfo, kind: str, staged: dict[str, Registered]) -> Ca
             raise PluginError(f"plugin {info.label} registered {singular} {name!r} with a non-callable factory")
         if name in staged:
             raise PluginError(f"plugin {info.label} registered {singular} {name!r} twice; register each name once")
-        staged[name] = Registered(name, factory, info)
+        unknown = sorted(set(details) - set(known))
+        if unknown:
+            raise PluginError(
+                f"plugin {info.label} registered {singular} {name!r} with unknown key(s) {', '.join(unknown)}; "
+                f"a {singular}'s keys are: {', '.join(known)}"
+            )
+        problem = _invalid_info(details)
+        if problem:
+            raise PluginError(f"plugin {info.label} registered {singular} {name!r} with {problem}")
+        if "summary" not in details:
+            details["summary"] = (inspect.getdoc(factory) or "").strip().split("\n")[0]
+        staged[name] = Registered(name, factory, info, MappingProxyType(details))
 
     return register
+
+
+_INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "summary": (str, "a string"),
+    "default": (bool, "True or False"),
+    "hierarchical": (bool, "True or False"),
+    "pairs_with_rebalancing": (bool, "True or False"),
+    "balanced": (bool, "True or False"),
+    "taxonomy": (Mapping, "a mapping (Taxonomy.to_config())"),
+    "loss": (str, "a loss name"),
+    "epochs": (int, "a whole number of epochs >= 1"),
+    "published": (Mapping, "a mapping {optimizer: {'source': ..., 'results': ...}}"),
+    "bases": ((tuple, list), "a list of loss names"),
+}
+
+
+def _invalid_info(details: Mapping[str, Any]) -> str | None:
+    """What is wrong with a registration's metadata, or None."""
+    for key, value in details.items():
+        if key == "rebalances":
+            if not (isinstance(value, bool) or callable(value)):
+                return f"{key}={value!r}: expected True, False or a function of the options"
+            continue
+        expected, words = _INFO_TYPES[key]
+        if not isinstance(value, expected) or (key == "epochs" and (isinstance(value, bool) or value < 1)):
+            return f"{key}={value!r}: expected {words}"
+    return None
 
 
 def _settle(registry: Registry, claims: list[tuple[str, Registered]]) -> None:

@@ -4,7 +4,8 @@ logit_adjusted (Menon et al. 2021), balanced_softmax (Ren et al. 2020) and ldam 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -157,8 +158,13 @@ def ldam(class_counts: Tensor, max_margin: float = 0.5, s: float = 30.0) -> LDAM
 
 @hookimpl
 def register_losses(register) -> None:
-    register("ce", ce)
-    register("focal", focal)
-    register("logit_adjusted", logit_adjusted)
-    register("balanced_softmax", balanced_softmax)
-    register("ldam", ldam)
+    register("ce", ce, default=True)
+    register("focal", focal, default=True)
+    register("logit_adjusted", logit_adjusted, rebalances=_shifts_logits)
+    register("balanced_softmax", balanced_softmax, rebalances=True)
+    register("ldam", ldam, rebalances=True, pairs_with_rebalancing=True)
+
+
+def _shifts_logits(options: Mapping[str, Any]) -> bool:
+    """``logit_adjusted`` corrects for the prior unless its ``tau`` is 0 (then it is plain ce)."""
+    return options.get("tau", 1.0) != 0

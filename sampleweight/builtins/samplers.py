@@ -305,8 +305,8 @@ def drs(
 
 @hookimpl
 def register_samplers(register) -> None:
-    register("instance", instance)
-    register("class_balanced", class_balanced)
+    register("instance", instance, default=True)
+    register("class_balanced", class_balanced, balanced=True)
     register("sqrt", sqrt)
     register("progressive", progressive)
     register("repeat_factor", repeat_factor)

@@ -307,14 +307,14 @@ def drw(
 
 @hookimpl
 def register_weighters(register) -> None:
-    register("none", none)
-    register("cb", cb)
-    register("es", es)
-    register("spl", spl)
-    register("ohem", ohem)
+    register("none", none, default=True)
+    register("cb", cb, default=True, rebalances=True)
+    register("es", es, default=True, rebalances=True)
+    register("spl", spl, default=True)
+    register("ohem", ohem, default=True)
     register("class_spl", class_spl)
     register("class_ohem", class_ohem)
-    register("drw", drw)
+    register("drw", drw, rebalances=True)
 
 
 def _warn_empty_classes(class_counts: Tensor, class_names: Sequence[str] | None, name: str) -> None:
