@@ -336,11 +336,21 @@ def demo(
     images: int = typer.Option(1500, help="Synthetic images."),
     image_size: int = typer.Option(64, help="Image size."),
     quiet: bool = typer.Option(False, "--quiet", help="One line per epoch instead of progress bars."),
+    weighters: str = typer.Option("none,es,ohem", help="The weightings compared, one run each (comma-separated)."),
 ) -> None:
     """The embedded default: none vs es vs ohem (CE) on the synthetic data set, a few minutes on a CPU."""
     from sampleweight.studies.demo import run_demo
+    from sampleweight.studies.grid import parse_list
 
-    run_demo(out=out, epochs=epochs, images=images, image_size=image_size, quiet=quiet, console=console)
+    run_demo(
+        parse_list(weighters, "weighters"),
+        out=out,
+        epochs=epochs,
+        images=images,
+        image_size=image_size,
+        quiet=quiet,
+        console=console,
+    )
 
 
 @app.command()
@@ -393,12 +403,15 @@ GRID_LISTS_HELP = "Comma-separated; the grid is their cross-product."
 @app.command()
 @user_errors
 def grid(
-    models: str = typer.Option("cbam_vgg16,hierarchical_vgg16", help=f"Models. {GRID_LISTS_HELP}"),
-    losses: str = typer.Option("ce,focal", help="Losses (ce, focal, ...)."),
-    weighters: str = typer.Option(
-        "none,cb,es,spl,ohem", help="Weightings; an entry may compose several with + (ohem+es: weights multiply)."
+    models: str | None = typer.Option(
+        None, help=f"Models. {GRID_LISTS_HELP} Default for this and the next three: the paper's comparison."
     ),
-    samplers: str = typer.Option("instance", help="Samplers (instance, class_balanced, sqrt, progressive, ...)."),
+    losses: str | None = typer.Option(None, help="Losses (default ce,focal)."),
+    weighters: str | None = typer.Option(
+        None,
+        help="Weightings (default none,cb,es,spl,ohem); an entry may compose several with + (ohem+es multiplies).",
+    ),
+    samplers: str | None = typer.Option(None, help="Samplers (default instance; class_balanced, sqrt, ...)."),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
     splits: str = typer.Option(
         "0,1", help="Lesion-grouped 80/20 splits: the paper's are 0,1; any k >= 0 is another independent draw."

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sampleweight import functional as SF
 from sampleweight.cli import app
 from sampleweight.data import ISIC_CLASSES, BatchAugment, build_eval_dataset, read_dataset
-from sampleweight.engine import training
+from sampleweight.engine import components, inference, training
 from sampleweight.engine.evaluation import (
     CROP_GRID,
     evaluate,
@@ -82,7 +82,7 @@ def plain_prediction(run: Path, data: str = DATA, batch_size: int = 64) -> tuple
     records = read_dataset(data, classes=classes, allow_empty_classes=True)
     dataset = build_eval_dataset(records, image_size=config.image_size, augment="batch", progress=False)
     loader = make_loader(dataset, batch_size, CPU, workers=0)
-    targets, scores = training.predict(model, loader, CPU, None, BatchAugment(config.image_size).eval())
+    targets, scores = inference.predict(model, loader, CPU, None, BatchAugment(config.image_size).eval())
     return [records.image_ids[i] for i in dataset.record_indices], targets, scores
 
 
@@ -97,7 +97,7 @@ def test_tta_none_equals_the_plain_evaluation_bit_for_bit(tmp_path, runs) -> Non
     run = runs["flat"]
     metrics, out = evaluate(run, DATA, out=tmp_path / "e", bootstrap=300, quiet=True)
     images, targets, scores = plain_prediction(run)
-    predicted = training.decide(scores)
+    predicted = inference.decide(scores)
     expected = final_metrics(targets, scores, predicted, list(ISIC_CLASSES), resamples=300)
     assert {key: metrics[key] for key in expected} == expected
     assert metrics["tta"] == "none" and metrics["views"] == 1 and metrics["labelled"] is True
@@ -111,7 +111,7 @@ def test_tta_none_equals_the_plain_evaluation_bit_for_bit(tmp_path, runs) -> Non
     for batch_size in (7, 64):
         loader = make_loader(dataset, batch_size, CPU, workers=0)
         got_targets, got = predict_views(model, loader, CPU, contextlib.nullcontext(), normalize, "none", 32)
-        want_targets, want = training.predict(model, loader, CPU, None, normalize)
+        want_targets, want = inference.predict(model, loader, CPU, None, normalize)
         assert np.array_equal(got, want) and np.array_equal(got_targets, want_targets)
 
 
@@ -325,7 +325,7 @@ def test_the_hierarchical_models_auc_is_over_its_leaf_probabilities(tmp_path, ru
         else:
             assert metrics["per_class"][name]["auc"] is None and metrics["ci"]["per_class"][name]["auc"] is None
     _, _, pred, _, _ = predictions_of(out)
-    greedy = training.decide(leaf, training.taxonomy_of_model(load_trained_model(run, CPU)[1], ISIC_CLASSES))
+    greedy = inference.decide(leaf, components.taxonomy_of_model(load_trained_model(run, CPU)[1], ISIC_CLASSES))
     assert pred == [ISIC_CLASSES[i] for i in greedy]
 
 

@@ -67,8 +67,42 @@ def test_the_folders_hold_the_modules_of_their_layer() -> None:
     }
     engine = {m.rsplit(".", 1)[1] for m in MODULES if _layer(m) == "engine"}
     assert {"training", "loader", "config", "checkpoint", "rundir", "progress", "evaluation", "ddp"} <= engine
+    assert {"components", "device", "inference"} <= engine  # what others use of a run, beside the training loop
     studies = {m.rsplit(".", 1)[1] for m in MODULES if _layer(m) == "studies"}
-    assert {"grid", "report", "figures", "attention", "paper_results", "demo"} <= studies
+    assert {"grid", "report", "figures", "attention", "demo"} <= studies
+
+
+def _code_strings(module: str) -> set[str]:
+    """The string constants of a module's code (docstrings left out)."""
+    tree = ast.parse(MODULES[module].read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    }
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) in ("engine", "studies")))
+def test_the_engine_and_studies_name_no_plugin(module: str) -> None:
+    """What a model, loss, weighter or sampler is comes from its registration, so a third party's plugin is
+    treated as a built-in is: no code of the engine or the studies names one (test-time augmentation's mode
+    ``none`` is not a weighter, nor the registration key ``hierarchical`` a loss)."""
+    from sampleweight.engine.evaluation import TTA_MODES
+    from sampleweight.plugins import INFO_KEYS, KINDS, load_plugins
+
+    registry = load_plugins(entry_points=False, builtins=True, register_timm=False)
+    keys = {key for table in INFO_KEYS.values() for key in table}
+    names = {name for kind in KINDS for name in registry.kind(kind)} - set(TTA_MODES) - keys
+    named = sorted(_code_strings(module) & names)
+    assert not named, f"{module} names the plugin(s) {named}; read what they are from the registry instead"
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) != "builtins"))

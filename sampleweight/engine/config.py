@@ -13,14 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sampleweight.errors import ConfigError
+from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
+    "DEFAULT_EPOCHS",
     "DEFAULT_GAMMA",
     "OPTION_TABLES",
-    "PAPER_EPOCHS",
     "PAPER_LR",
     "TrainConfig",
+    "balanced_sampler",
     "complete_config",
+    "default_name",
     "load_config",
     "parse_options",
     "validation_message",
@@ -28,10 +31,41 @@ __all__ = [
 
 DEFAULT_GAMMA = 1.0
 """The ``focal`` loss's exponent when ``gamma`` is not given, on either model (the paper's best)."""
-# The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
+# The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical (each model's
+# registration says its epochs, `sampleweight.plugins.INFO_KEYS`).
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
-PAPER_EPOCHS = {"hierarchical_vgg16": 250}
 DEFAULT_EPOCHS = 150
+"""A run's epochs when neither it nor its model's registration names them."""
+
+
+def default_name(kind: str) -> str:
+    """The name a run uses when it names none of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``,
+    ``"samplers"``): the first the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`).
+
+    Example:
+        >>> default_name("samplers")
+        'instance'
+    """
+    names = get_registry().defaults(kind)
+    if not names:
+        raise ConfigError(f"no default {SINGULAR[kind]}: the registry has no built-ins (builtins=True loads them)")
+    return names[0]
+
+
+def balanced_sampler() -> str:
+    """The built-in sampler that draws every class equally often (registered ``balanced``): what a decoupled second
+    stage trains on by default (Kang et al.'s class-aware sampling).
+
+    Example:
+        >>> balanced_sampler()
+        'class_balanced'
+    """
+    names = [
+        name for name, entry in get_registry().samplers.items() if entry.plugin.builtin and entry.info.get("balanced")
+    ]
+    if not names:
+        raise ConfigError("no class-balanced sampler: the registry has no built-ins (builtins=True loads them)")
+    return names[0]
 
 
 class TrainConfig(BaseModel):
@@ -54,7 +88,9 @@ class TrainConfig(BaseModel):
     skip_bad: bool = Field(False, description="Leave out (and report) unreadable images and bad rows.")
     workers: int | None = Field(None, ge=0, le=64, description="Loader worker processes (default 0 on CPU, 8 CUDA).")
     # model
-    model: str = "cbam_vgg16"
+    model: str = Field(
+        default_factory=lambda: default_name("models"), description="A registered model or any timm model."
+    )
     backbone: str | None = Field(None, description="timm backbone (default: the model's, VGG16).")
     pretrained: bool = True
     pretrained_path: Path | None = None
@@ -63,13 +99,16 @@ class TrainConfig(BaseModel):
         None, description="Label tree of the hierarchical model/loss (default ISIC 2018), as Taxonomy.to_config()."
     )
     # loss and weighting
-    loss: str = "ce"
+    loss: str = Field(default_factory=lambda: default_name("losses"))
     gamma: float | None = Field(None, ge=0, description="Focal loss gamma (default 1 for 'focal').")
     loss_options: dict[str, Any] = Field(default_factory=dict)
-    weighters: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    weighters: list[str] = Field(default_factory=lambda: [default_name("weighters")], min_length=1)
     weighter_options: dict[str, Any] = Field(default_factory=dict)
     # sampling
-    sampler: str = Field("instance", description="Training sampler: instance (a shuffled pass), class_balanced, ...")
+    sampler: str = Field(
+        default_factory=lambda: default_name("samplers"),
+        description="Training sampler: instance (a shuffled pass), class_balanced, ...",
+    )
     sampler_options: dict[str, Any] = Field(default_factory=dict, description="Options of the sampler.")
     # optimisation
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -78,7 +117,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     lr_milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of training where lr /= 10.")
     lr_decay: float = Field(0.1, gt=0, le=1)
-    epochs: int | None = Field(None, ge=1, description="Default: 150 flat, 250 hierarchical.")
+    epochs: int | None = Field(None, ge=1, description="Default: the model's (150 flat, 250 hierarchical).")
     batch_size: int = Field(20, ge=1)
     # execution
     device: str | None = Field(None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.")
@@ -138,7 +177,7 @@ class TrainConfig(BaseModel):
         if self.lr is None:
             object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
         if self.epochs is None:
-            object.__setattr__(self, "epochs", PAPER_EPOCHS.get(self.model, DEFAULT_EPOCHS))
+            object.__setattr__(self, "epochs", get_registry().info("models", self.model).get("epochs", DEFAULT_EPOCHS))
         if self.gamma is not None and self.loss == "ce":
             raise ValueError("gamma is a focal-loss option; use --loss focal (or hierarchical) with --gamma")
         return self
@@ -150,9 +189,9 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER unless it is ``instance``, then
+        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER unless it is the default, then
         ``-seedK`` for a seed other than 0."""
-        sampler = "" if self.sampler == "instance" else f"-{self.sampler}"
+        sampler = "" if self.sampler == default_name("samplers") else f"-{self.sampler}"
         seed = f"-seed{self.seed}" if self.seed else ""
         return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{seed}"
 

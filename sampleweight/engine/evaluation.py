@@ -45,12 +45,14 @@ from sampleweight.classifier import install_head
 from sampleweight.data import BatchAugment, CachedImageDataset, DataInventory, build_eval_dataset, read_dataset
 from sampleweight.data.records import DatasetRecords
 from sampleweight.engine.checkpoint import load_checkpoint
+from sampleweight.engine.components import build_model, check_model, taxonomy_of_model
 from sampleweight.engine.config import TrainConfig, validation_message
+from sampleweight.engine.device import autocast_for, resolve_device
+from sampleweight.engine.inference import decide
 from sampleweight.engine.loader import make_loader
 from sampleweight.engine.rebalancing import rebalancing, sampler_rebalances
 from sampleweight.engine.rundir import RunDirectory, stage_of, write_predictions
 from sampleweight.engine.submission import check_submission_path, submission_order, write_submission
-from sampleweight.engine.training import autocast_for, build_model, decide, resolve_device, taxonomy_of_model
 from sampleweight.errors import ConfigError, DataError
 from sampleweight.functional import class_log_prior, logit_adjusted_probabilities
 from sampleweight.metrics import final_metrics
@@ -95,6 +97,7 @@ def load_trained_model(
     checkpoint = _checkpoint_file(run_or_checkpoint)
     state = load_checkpoint(checkpoint)
     config, classes = _described(state, checkpoint)
+    check_model(config)  # its plugin still installed, its backbone known
     model = build_model(
         config.model_copy(update={"pretrained": False, "pretrained_path": None}),
         len(classes),
@@ -286,7 +289,7 @@ def predict_views(
     """Class probabilities of every image, averaged over its test-time views, in the order of ``batches``.
 
     Each batch's views go through the model as one batch (``V * B`` images); with ``none`` this is exactly
-    `sampleweight.engine.training.predict`.
+    `sampleweight.engine.inference.predict`.
 
     Args:
         model: The model (put in eval mode).

@@ -131,8 +131,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             f"--batch-size {config.batch_size} is the global batch, shared by {world} processes; "
             f"choose a multiple of {world}"
         )
-    check_sampler(config)
-    records = read_dataset(config.data, skip_bad=config.skip_bad)
+    records = read_dataset(config.data, skip_bad=config.skip_bad)  # the caller checked the sampler (check_sampler)
     with ddp.local_main_first():
         data = build_datasets(
             records,

@@ -1,8 +1,8 @@
 """Whether a run already compensates its training class frequencies, and how.
 
 Four things rebalance the classes: a sampler that changes how often each class is drawn (its
-``rebalances_classes``), a weighter that weighs by class frequency (`REBALANCING_WEIGHTERS`), a loss that
-shifts the logits or margins by the class prior (`REBALANCING_LOSSES`) and a decoupled second stage
+``rebalances_classes``), a weighter that weighs by class frequency and a loss that shifts the logits or margins
+by the class prior (their registrations' ``rebalances``), and a decoupled second stage
 (``sampleweight retrain``). `rebalancing` lists them for one run. Two of them together over-correct (the
 rare classes then weigh more than the common ones): ``train`` warns when a rebalancing sampler meets
 another one (`rebalancing_twice`), and post-hoc logit adjustment, which divides by the natural training
@@ -18,24 +18,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from sampleweight.engine.config import TrainConfig, complete_config
+from sampleweight.engine.config import TrainConfig, balanced_sampler, complete_config, default_name
 from sampleweight.engine.rundir import stage_of
 from sampleweight.factory import create_sampler, list_samplers
+from sampleweight.plugins import get_registry
 
 __all__ = [
-    "REBALANCING_LOSSES",
-    "REBALANCING_WEIGHTERS",
+    "loss_rebalances",
     "rebalancing",
     "rebalancing_twice",
     "sampler_rebalances",
     "saved_run_rebalancing",
 ]
 
-REBALANCING_WEIGHTERS = ("cb", "es", "drw")
-"""Built-in weighters that weigh by class frequency."""
-REBALANCING_LOSSES = ("logit_adjusted", "balanced_softmax", "ldam")
-"""Built-in losses that account for the class prior: in the logits (``logit_adjusted`` unless ``tau=0``,
-``balanced_softmax``) or in per-class margins (``ldam``)."""
+
+def loss_rebalances(loss: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``loss`` with ``options`` accounts for the class prior by itself: its registration's
+    ``rebalances``, True or a function of the options (e.g. a logit adjustment with ``tau=0`` does not)."""
+    says = get_registry().info("losses", loss).get("rebalances", False)
+    return bool(says(options) if callable(says) else says)
+
+
+def _weighter_rebalances(name: str) -> bool:
+    return bool(get_registry().info("weighters", name).get("rebalances"))
 
 
 def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[str, Any] | None = None) -> list[str]:
@@ -61,17 +66,17 @@ def rebalancing(config: TrainConfig, sampler_rebalances: bool, stage: Mapping[st
     """
     method = stage.get("method") if stage else None
     if method in ("crt", "lws"):
-        sampler, loss = stage.get("sampler", "class_balanced"), stage.get("loss", "ce")
-        ways = [f"retrained stage {method} ({sampler} batches)"] if sampler != "instance" else []
-        return ways + ([f"retrained stage {method} (loss {loss})"] if loss in REBALANCING_LOSSES else [])
+        sampler, loss = stage.get("sampler", balanced_sampler()), stage.get("loss", default_name("losses"))
+        ways = [f"retrained stage {method} ({sampler} batches)"] if sampler != default_name("samplers") else []
+        rebalances = loss_rebalances(loss, stage.get("loss_options") or {})
+        return ways + ([f"retrained stage {method} (loss {loss})"] if rebalances else [])
     if method == "ncm":
         return ["retrained stage ncm"]
     ways = [f"sampler {config.sampler}"] if sampler_rebalances else []
-    weighters = [name for name in config.weighters if name in REBALANCING_WEIGHTERS]
+    weighters = [name for name in config.weighters if _weighter_rebalances(name)]
     if weighters:
         ways.append(f"weighter {', '.join(weighters)}")
-    no_shift = config.loss == "logit_adjusted" and config.loss_options.get("tau", 1.0) == 0
-    if config.loss in REBALANCING_LOSSES and not no_shift:
+    if loss_rebalances(config.loss, config.loss_options):
         ways.append(f"loss {config.loss}")
     if method == "tau_norm":
         ways.append("retrained stage tau_norm")
@@ -82,11 +87,12 @@ def rebalancing_twice(config: TrainConfig, sampler_rebalances: bool) -> str | No
     """The warning for a class-rebalancing sampler combined with a weighter or loss that rebalances, else None.
 
     Both compensate the class frequencies, so together they over-correct (rare classes then weigh more
-    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``). ``ldam`` is not
-    warned about: Cao et al. pair its margins with deferred re-sampling or re-weighting by design (LDAM-DRS,
-    LDAM-DRW).
+    than common ones); allowed, since some studies do it on purpose (``docs/sampling.md``). A loss registered
+    ``pairs_with_rebalancing`` is not warned about: Cao et al. pair LDAM's margins with deferred re-sampling or
+    re-weighting by design (LDAM-DRS, LDAM-DRW).
     """
-    ways = [way for way in rebalancing(config, sampler_rebalances) if way != "loss ldam"]
+    designed = get_registry().info("losses", config.loss).get("pairs_with_rebalancing")
+    ways = [way for way in rebalancing(config, sampler_rebalances) if not (designed and way == f"loss {config.loss}")]
     if not sampler_rebalances or len(ways) < 2:
         return None
     others = ways[1:]
@@ -103,7 +109,7 @@ def sampler_rebalances(config: TrainConfig, class_counts: Sequence[int] | np.nda
 
     The sampler is built again from the run's options and its training class counts (``data.json``), and
     asked (`sampleweight.Sampler`'s ``rebalances_classes``). One that cannot be built here (its plugin is
-    not installed) counts as rebalancing unless it is the default ``instance``.
+    not installed) counts as rebalancing unless it is the default one.
 
     Args:
         config: The run's configuration.
@@ -118,7 +124,7 @@ def sampler_rebalances(config: TrainConfig, class_counts: Sequence[int] | np.nda
         "seed": config.seed,
     }
     if config.sampler not in list_samplers():
-        return config.sampler != "instance"
+        return config.sampler != default_name("samplers")
     sampler = create_sampler(config.sampler, num_replicas=1, rank=0, **config.sampler_options, **facts)
     return bool(sampler.rebalances_classes)
 

@@ -4,7 +4,7 @@ Kang et al. ("Decoupling representation and classifier for long-tailed recogniti
 representation a run learned on the natural class mix and re-balance only its classifier:
 
 - ``crt`` (classifier re-training): the classifier is re-initialised (timm's ``reset_classifier``) and
-  trained again on class-balanced batches (the ``class_balanced`` sampler plugin), everything else frozen;
+  trained again on class-balanced batches (the built-in sampler registered ``balanced``), everything else frozen;
 - ``tau_norm``: each class's weight vector is divided by its norm to the power tau, the bias dropped (as
   Kang et al.'s ``tau_norm.py``); tau is chosen on the validation side from `TAU_GRID` unless given;
 - ``lws`` (learnable weight scaling): one scale per class, learned on class-balanced batches, the classifier
@@ -49,18 +49,19 @@ from sampleweight.classifier import (
     tau_normalize,
 )
 from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
-from sampleweight.engine.config import TrainConfig, validation_message
+from sampleweight.engine.components import is_hierarchical
+from sampleweight.engine.config import TrainConfig, balanced_sampler, default_name, validation_message
+from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.evaluation import load_trained_model
+from sampleweight.engine.inference import predict
 from sampleweight.engine.loader import TrainingData, check_sampler, load_split, make_loader
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
-from sampleweight.engine.training import HIERARCHICAL_MODELS, autocast_for, predict, resolve_device
 from sampleweight.errors import ConfigError, DataError, LossError
 from sampleweight.factory import check_options, list_losses
 from sampleweight.metrics import classification_metrics, final_metrics
 from sampleweight.weighted_loss import WeightedLoss
 
 __all__ = [
-    "DEFAULT_SAMPLER",
     "METHODS",
     "SELECTION_METRIC",
     "TAU_GRID",
@@ -78,8 +79,6 @@ TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 """tau values tried when ``--tau`` is not given: 0, 0.1, ..., 2 (Kang et al.'s ``np.linspace(0, 2, 21)``)."""
 SELECTION_METRIC = "bacc"
 """What tau is chosen by on the validation side: balanced accuracy (the first best in grid order)."""
-DEFAULT_SAMPLER = "class_balanced"
-"""The sampler of the trained methods: every class equally often (Kang et al.'s class-aware sampling)."""
 NCM_SCALE_BOUNDS = (0.01, 1000.0)
 """Where the NCM temperature is searched (`_fit_scale`)."""
 SELECTION_NOTE = (
@@ -127,7 +126,7 @@ def retrain(
         epochs: Epochs of ``crt``/``lws`` (default `default_epochs`: 10 % of the run's, at least 1).
         lr: Their learning rate (default the run's; cosine-annealed to 0 over the stage, as Kang et al.).
         batch_size: Their batch size (default the run's).
-        sampler: Their sampler plugin (default ``class_balanced``).
+        sampler: Their sampler plugin (default: the class-balanced one, `balanced_sampler`).
         loss: Their loss plugin (default ``ce``, plain cross-entropy).
         tau: ``tau_norm``'s exponent, >= 0 (default: the best of `TAU_GRID` on the validation side).
         data: The data set, if it moved since the run (default the run's ``data``).
@@ -161,10 +160,10 @@ def retrain(
     torch_device = resolve_device(device)
     state = load_checkpoint(source / RunDirectory.CHECKPOINT)
     config = _source_config(state, source)
-    if config.model in HIERARCHICAL_MODELS:
+    if is_hierarchical(config.model):
         raise ConfigError(
-            f"retrain: {config.model} decides level by level with one classifier per node of its label tree and an "
-            "LSTM between them, so it has no single classifier to re-balance; retrain a flat model's run"
+            f"retrain: {config.model} is hierarchical: it decides level by level along its label tree, with a "
+            "classifier per node, so it has no single classifier to re-balance; retrain a flat model's run"
         )
     model, _, classes = load_trained_model(source, torch_device)
     _check_classifier(model, method, len(classes), config.image_size, torch_device)
@@ -306,8 +305,8 @@ def _retrain(
         "epochs": stage.get("epochs", default_epochs(config.epochs)) if trained else None,
         "lr": stage.get("lr", config.lr) if trained else None,
         "batch_size": stage.get("batch_size", config.batch_size),
-        "sampler": stage.get("sampler", DEFAULT_SAMPLER) if trained else None,
-        "loss": stage.get("loss", "ce") if trained else None,
+        "sampler": stage.get("sampler", balanced_sampler()) if trained else None,
+        "loss": stage.get("loss", default_name("losses")) if trained else None,
     }
     record = {
         "method": method,
@@ -323,7 +322,7 @@ def _retrain(
     directory.write_config({**config.model_dump(mode="json"), STAGE_KEY: record})
     loading = config.model_copy(
         update={
-            "sampler": settings["sampler"] or "instance",
+            "sampler": settings["sampler"] or default_name("samplers"),
             "sampler_options": {},
             "epochs": settings["epochs"] or config.epochs,
             "batch_size": settings["batch_size"],
@@ -400,7 +399,7 @@ def _fit_head(
         parameter.requires_grad_(True)
     device = data.augment.mean.device
     criterion = WeightedLoss(
-        settings["loss"], "none", class_counts=data.class_counts, class_names=list(data.classes)
+        settings["loss"], default_name("weighters"), class_counts=data.class_counts, class_names=list(data.classes)
     ).to(device)
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(

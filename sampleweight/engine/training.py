@@ -16,17 +16,14 @@ directory and prints (`sampleweight.engine.ddp`, ``docs/distributed.md``).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from pydantic import ValidationError
 from rich.console import Console
@@ -37,34 +34,21 @@ from sampleweight import distributed
 from sampleweight.deferred import DeferredCheck
 from sampleweight.engine import ddp
 from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
+from sampleweight.engine.components import build_model, check_choices, is_hierarchical, run_taxonomy, training_loss
 from sampleweight.engine.config import TrainConfig, load_config, validation_message
-from sampleweight.engine.loader import TrainingData, check_sampler, load_split, smallest_part
+from sampleweight.engine.device import autocast_for, resolve_device
+from sampleweight.engine.inference import decide, predict
+from sampleweight.engine.loader import TrainingData, load_split, smallest_part
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rebalancing import rebalancing_twice
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
-from sampleweight.factory import check_options, check_weighter_options, list_models
 from sampleweight.metrics import classification_metrics, final_metrics
-from sampleweight.pretrained import download_message, weights_available
-from sampleweight.taxonomy import Taxonomy, as_taxonomy
+from sampleweight.taxonomy import Taxonomy
 from sampleweight.weighted_loss import WeightedLoss
 from sampleweight.weighting import class_mix_weights
 
-__all__ = [
-    "Run",
-    "autocast_for",
-    "build_model",
-    "check_choices",
-    "decide",
-    "loss_plugin",
-    "predict",
-    "prepare_run",
-    "resolve_device",
-    "resume_options",
-    "taxonomy_of_model",
-    "train",
-    "weight_scale_lines",
-]
+__all__ = ["Run", "prepare_run", "resume_options", "train", "weight_scale_lines"]
 
 
 @dataclass
@@ -228,18 +212,6 @@ def _tensorboard(run: Run) -> Any:
     return SummaryWriter(log_dir=str(run.directory.path / "tensorboard"))
 
 
-def decide(scores: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
-    """Predicted classes from class probabilities [N, C].
-
-    A hierarchical model decides greedily, level by level (the paper's inference,
-    `Taxonomy.greedy_decode`); any other model takes the most probable class.
-    """
-    if taxonomy is None:
-        return scores.argmax(axis=1)
-    log_probs = torch.from_numpy(np.log(np.clip(scores, 1e-30, None)))
-    return taxonomy.greedy_decode(log_probs).numpy()
-
-
 def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     """Build data, model, criterion and optimiser; restore them from the checkpoint when resuming.
 
@@ -270,14 +242,14 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     config = _resolve_execution(config, device)
     data = load_split(config, device)
     torch.manual_seed(config.seed)
-    taxonomy = _taxonomy(config, data.classes)
-    model_taxonomy = taxonomy_of_model(config, data.classes)
+    taxonomy = run_taxonomy(config, data.classes)
+    model_taxonomy = taxonomy if is_hierarchical(config.model) else None
     model = build_model(config, num_classes=len(data.classes), taxonomy=model_taxonomy).to(device)
     data.sampler.min_part = smallest_part(model)
     _check_steps(config, data)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss, options = _loss(config, taxonomy)
+    loss, options = training_loss(config, taxonomy)
     criterion = WeightedLoss(
         loss,
         config.weighters,
@@ -304,171 +276,6 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     if config.compile:
         run.model = torch.compile(run.model)
     return run
-
-
-def check_choices(config: TrainConfig) -> None:
-    """Check every name and option of a run against what is installed, creating nothing.
-
-    The model (and its backbone), the loss, the weighter(s) and the sampler with their options (scoped
-    ``NAME.KEY`` weighter options included), so that a mistake is reported before any data is read, any model built or
-    any weight downloaded.
-
-    Raises:
-        ConfigError: An unknown name (the valid ones listed) or an option nothing accepts.
-        PluginError: A name several third-party plugins claim.
-    """
-    check_model(config)
-    loss, loss_options = _loss(config, None)
-    check_options("losses", [loss], loss_options)
-    check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
-    check_sampler(config)
-
-
-def check_model(config: TrainConfig) -> None:
-    """The model is sampleweight's or timm's, and ``backbone`` a timm model given only to ours.
-
-    Raises:
-        ConfigError: Naming similar models.
-    """
-    ours = list_models()
-    if not timm.is_model(config.model):
-        similar = timm.list_models(f"*{config.model}*")[:8]
-        hint = f"; similar timm models: {', '.join(similar)}" if similar else ""
-        raise ConfigError(
-            f"unknown model {config.model!r}; sampleweight's models: {', '.join(ours)}, or any timm model "
-            f"(timm.list_models()){hint}"
-        )
-    if config.backbone is None:
-        return
-    if config.model not in ours:
-        raise ConfigError(f"--backbone applies to {', '.join(ours)}; {config.model!r} is a timm model")
-    source, _ = timm.models.parse_model_name(config.backbone)
-    if not (source or timm.is_model(config.backbone)):  # hf-hub:/local-dir: names are timm's to resolve
-        close = difflib.get_close_matches(config.backbone, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-        raise ConfigError(f"unknown timm backbone {config.backbone!r}{hint}")
-
-
-def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None = None) -> nn.Module:
-    """``timm.create_model`` with the config's model, backbone, dropout and pretrained weights."""
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": config.drop_rate}
-    if taxonomy is not None:
-        kwargs["taxonomy"] = taxonomy
-    check_model(config)
-    ours = config.model in list_models()
-    if config.backbone is not None:
-        kwargs["backbone"] = config.backbone
-    if config.pretrained_path is not None:
-        if ours:
-            kwargs["pretrained_path"] = str(config.pretrained_path)
-        else:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(config.pretrained_path)}
-    pretrained = config.pretrained or config.pretrained_path is not None
-    if ours or not pretrained or config.pretrained_path is not None:  # our models check their backbone's weights
-        return timm.create_model(config.model, pretrained=pretrained, **kwargs)
-    try:
-        with weights_available(config.model):  # fails in seconds offline, instead of after the Hub's retries
-            return timm.create_model(config.model, pretrained=True, **kwargs)
-    except OSError as error:
-        raise ConfigError(download_message(config.model, error)) from error
-
-
-HIERARCHICAL_MODELS = ("hierarchical_vgg16",)
-
-
-def _taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
-    """The label tree, in the data's class order, when the model or the loss is hierarchical."""
-    if config.model not in HIERARCHICAL_MODELS and config.loss != "hierarchical" and config.taxonomy is None:
-        return None
-    return as_taxonomy(config.taxonomy).with_classes(classes)
-
-
-def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
-    """The label tree the model takes (hierarchical models only), in the data's class order."""
-    return as_taxonomy(config.taxonomy).with_classes(classes) if config.model in HIERARCHICAL_MODELS else None
-
-
-def loss_plugin(model: str, loss: str) -> str:
-    """The registered loss a run of ``model`` with ``loss`` trains with.
-
-    A hierarchical model trains with Eq. 10, ``ce``/``focal`` at every level: the ``hierarchical`` loss with
-    that base. Any other pair trains with ``loss`` itself.
-    """
-    return "hierarchical" if model in HIERARCHICAL_MODELS and loss in ("ce", "focal") else loss
-
-
-def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
-    """The loss name and its options (`loss_plugin`; the hierarchical loss gets the run's loss as its base)."""
-    options: dict[str, Any] = dict(config.loss_options)
-    if config.gamma is not None:
-        options["gamma"] = config.gamma
-    name = loss_plugin(config.model, config.loss)
-    if name != config.loss:
-        options["base"] = config.loss
-    if name == "hierarchical":
-        options["taxonomy"] = taxonomy
-    return name, options
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``name`` as a device; default CUDA when available. An unavailable device is a `ConfigError`.
-
-    Under a launcher of several processes (``torchrun``), ``cuda`` (with or without an index) is this
-    process's GPU, ``cuda:LOCAL_RANK``.
-    """
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-        if ddp.launched_world_size() > 1:  # torchrun: one GPU per process, by its rank on the node
-            device = torch.device("cuda", ddp.local_rank())
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device} ({name!r}): only {torch.cuda.device_count()} CUDA device(s) here")
-    return device
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    batches: Iterable[tuple[Tensor, Tensor, Tensor]],
-    device: torch.device,
-    autocast: contextlib.AbstractContextManager | None = None,
-    normalize: nn.Module | None = None,
-    channels_last: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every sample, in the order of ``batches``.
-
-    Args:
-        model: The model (put in eval mode for the call, then back in its previous mode).
-        batches: ``(images, labels, indices)`` batches, images uint8 or float.
-        device: Where the model is.
-        autocast: Mixed-precision context (None: full precision).
-        normalize: Turns a uint8 batch into the model's input (`BatchAugment` in eval mode).
-        channels_last: Feed the model channels-last input.
-
-    Returns:
-        ``(targets [N], scores [N, C])``: scores are ``softmax(output)`` (for a model that returns
-        log-probabilities, such as the hierarchical one, these are its probabilities).
-    """
-    was_training = model.training
-    model.eval()
-    targets, scores = [], []
-    for images, labels, _ in batches:
-        images = images.to(device, non_blocking=True)
-        x = normalize(images) if normalize is not None else images.float()
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast or contextlib.nullcontext():
-            output = model(x)
-        scores.append(output.float().softmax(1).cpu())
-        targets.append(labels)
-    model.train(was_training)
-    return torch.cat(targets).numpy(), torch.cat(scores).numpy()
 
 
 def _train_epoch(
@@ -637,13 +444,6 @@ def _resolve_execution(config: TrainConfig, device: torch.device) -> TrainConfig
     if cuda:
         torch.backends.cudnn.benchmark = True
     return config.model_copy(update=updates)
-
-
-def autocast_for(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` for ``precision == "bf16"``, else a no-op context."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:

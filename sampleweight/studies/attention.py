@@ -26,9 +26,9 @@ from torch.nn import functional as F
 
 from sampleweight.data import BatchAugment, DatasetRecords, prepare_cache, read_dataset
 from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.device import resolve_device
 from sampleweight.engine.evaluation import load_trained_model
 from sampleweight.engine.rundir import RunDirectory, read_predictions
-from sampleweight.engine.training import resolve_device
 from sampleweight.errors import ConfigError
 from sampleweight.studies.figures import new_figure, save_figure
 

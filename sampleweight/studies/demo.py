@@ -1,8 +1,8 @@
 """``sampleweight demo``: the embedded default job, a small comparison on the synthetic data set.
 
-Three runs that differ only in the weighting (none, es, ohem; cross-entropy, ADAM), on the built-in
-synthetic ISIC-like data with a small timm backbone and small images, then a table of Acc, BAcc, mPR
-and mF1. A few minutes on a 2-core CPU; it shows the paper's main trade-off (class balancing trades
+One run per weighting (``sampleweight demo``: none, es and ohem; the default model and loss, cross-entropy,
+ADAM), on the built-in synthetic ISIC-like data with a small timm backbone and small images, then a table of
+Acc, BAcc, mPR and mF1. A few minutes on a 2-core CPU; it shows the paper's main trade-off (class balancing trades
 accuracy for balanced accuracy) without downloading anything.
 """
 
@@ -19,21 +19,18 @@ from rich.table import Table
 from sampleweight.engine.config import TrainConfig, load_config
 from sampleweight.engine.training import train
 
-__all__ = ["DEMO_WEIGHTERS", "demo_config", "results_table", "run_demo"]
-
-DEMO_WEIGHTERS = ("none", "es", "ohem")
+__all__ = ["demo_config", "results_table", "run_demo"]
 
 
 def demo_config(weighter: str, out: Path, *, epochs: int, images: int, image_size: int, quiet: bool) -> TrainConfig:
     """The configuration of one demo run.
 
     Differs from the paper's only where a CPU needs it: a small randomly initialised backbone
-    (``resnet10t``, no download), 64 px images, a few epochs and, to learn from scratch in that
-    time, ADAM at lr 1e-3.
+    (``resnet10t``, no download) for the default model, 64 px images, a few epochs and, to learn from
+    scratch in that time, ADAM at lr 1e-3.
     """
     return load_config(
         data=f"synthetic:{images}",
-        model="cbam_vgg16",
         backbone="resnet10t",
         pretrained=False,
         image_size=image_size,
@@ -47,16 +44,25 @@ def demo_config(weighter: str, out: Path, *, epochs: int, images: int, image_siz
 
 
 def run_demo(
+    weighters: Sequence[str],
     out: Path = Path("runs/demo"),
     *,
     epochs: int = 6,
     images: int = 1500,
     image_size: int = 64,
-    weighters: Sequence[str] = DEMO_WEIGHTERS,
     quiet: bool = False,
     console: Console | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train one run per weighter and print the comparison table.
+
+    Args:
+        weighters: The weightings compared (one run each; ``ohem+es`` composes).
+        out: Their parent folder: one run directory per weighting.
+        epochs: Epochs per run.
+        images: Synthetic images.
+        image_size: Their side in pixels.
+        quiet: One line per epoch instead of progress bars.
+        console: Where to print (default: a new rich console).
 
     Returns:
         Final metrics per weighter.

@@ -42,9 +42,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sampleweight.engine import training
+from sampleweight.engine import components, training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, load_config
+from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, default_name, load_config
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
@@ -58,16 +58,19 @@ from sampleweight.factory import (
     list_weighters,
     lookup,
 )
+from sampleweight.plugins import get_registry
 
 __all__ = [
+    "DEFAULT_OPTIMIZERS",
+    "DEFAULT_SPLITS",
     "GRID_FILE",
-    "PAPER_GRID",
     "SUMMARY_COLUMNS",
     "SUMMARY_FILE",
     "Grid",
     "GridRun",
     "RunOutcome",
     "StageOutcome",
+    "default_axis",
     "parse_list",
     "parse_methods",
     "plan_grid",
@@ -84,16 +87,18 @@ SUMMARY_FILE = "summary.csv"
 LOG_FILE = "train.log"
 """Output of a worker subprocess, in its run directory (several-device grids only)."""
 
-PAPER_GRID: dict[str, tuple[Any, ...]] = {
-    "models": ("cbam_vgg16", "hierarchical_vgg16"),
-    "losses": ("ce", "focal"),
-    "weighters": ("none", "cb", "es", "spl", "ohem"),
-    "optimizers": ("adam", "sgd"),
-    "splits": (0, 1),
-}
-"""The paper's comparison: 2 models x 2 losses x 5 weightings x 2 optimizers x 2 splits = 80 runs."""
-DEFAULT_SAMPLERS = ("instance",)
-"""The sampler axis of a grid unless ``samplers`` is given: the paper's shuffled pass."""
+DEFAULT_OPTIMIZERS = ("adam", "sgd")
+DEFAULT_SPLITS = (0, 1)
+"""The paper's two optimizers and two splits. The default models, losses, weightings and sampler are those the
+built-ins mark ``default`` (`default_axis`): the paper's comparison, 2 models x 2 losses x 5 weightings x 2
+optimizers x 2 splits = 80 runs."""
+
+
+def default_axis(kind: str) -> tuple[str, ...]:
+    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``) when none is given:
+    the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
+    return tuple(get_registry().defaults(kind))
+
 
 _COMBINATION = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out")  # and "seed", popped by plan_grid
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
@@ -129,7 +134,7 @@ class GridRun:
     @property
     def retrainable(self) -> bool:
         """Whether decoupled second stages apply: not to the hierarchical model, which has no single classifier."""
-        return self.config.model not in training.HIERARCHICAL_MODELS
+        return not components.is_hierarchical(self.config.model)
 
     def state(self) -> Literal["finished", "partial", "new"]:
         """``finished`` (``metrics.json`` written), ``partial`` (a checkpoint to resume) or ``new``."""
@@ -196,7 +201,7 @@ class Grid:
             arguments += ["--loss-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         for weighter in config.weighters:
             arguments += ["--weighter", weighter]
-        if config.sampler != "instance":  # the default: the commands of grids planned before samplers stay the same
+        if config.sampler != default_name("samplers"):  # the commands of grids planned before samplers stay the same
             arguments += ["--sampler", config.sampler]
         for key, value in config.sampler_options.items():
             arguments += ["--sampler-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
@@ -300,12 +305,12 @@ def parse_list(value: str | Sequence[Any], what: str) -> list[str]:
 def plan_grid(
     out: str | Path,
     *,
-    models: str | Sequence[str] = PAPER_GRID["models"],
-    losses: str | Sequence[str] = PAPER_GRID["losses"],
-    weighters: str | Sequence[str] = PAPER_GRID["weighters"],
-    samplers: str | Sequence[str] = DEFAULT_SAMPLERS,
-    optimizers: str | Sequence[str] = PAPER_GRID["optimizers"],
-    splits: str | Sequence[int | str] = PAPER_GRID["splits"],
+    models: str | Sequence[str] | None = None,
+    losses: str | Sequence[str] | None = None,
+    weighters: str | Sequence[str] | None = None,
+    samplers: str | Sequence[str] | None = None,
+    optimizers: str | Sequence[str] = DEFAULT_OPTIMIZERS,
+    splits: str | Sequence[int | str] = DEFAULT_SPLITS,
     seeds: str | Sequence[int | str] | None = None,
     config_file: str | Path | None = None,
     options: Mapping[str, Any] | None = None,
@@ -314,10 +319,11 @@ def plan_grid(
 
     Args:
         out: The grid folder.
-        models: Model names (comma-separated or a list).
+        models: Model names (comma-separated or a list). Default for this and the next three: the built-ins'
+            ``default`` ones (`default_axis`), the paper's comparison.
         losses: Loss names.
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
-        samplers: Sampler names (default ``instance``, the paper's shuffled pass).
+        samplers: Sampler names (default: the paper's shuffled pass).
         optimizers: ``adam`` and/or ``sgd``.
         splits: Split numbers (the paper's are 0 and 1).
         seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
@@ -346,6 +352,10 @@ def plan_grid(
         ['cbam_vgg16-ce-none-adam-s0', 'cbam_vgg16-ce-none-adam-s1']
     """
     out = Path(out)
+    models, losses, weighters, samplers = (
+        default_axis(kind) if given is None else given
+        for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers))
+    )
     model_names = _checked(parse_list(models, "models"), "model", list_models(), extra=timm.is_model)
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
     weightings = parse_list(weighters, "weighters")
@@ -377,9 +387,9 @@ def plan_grid(
                        "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination)
-            training.check_choices(config)  # every option too, before any run starts
+            components.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
-            suffix = ("" if sampler == "instance" else f"-{sampler}") + (f"-seed{seed}" if seed else "")
+            suffix = ("" if sampler == default_name("samplers") else f"-{sampler}") + (f"-seed{seed}" if seed else "")
             raise ConfigError(f"run {model}-{loss}-{weighting}-{optimizer}-s{split}{suffix}: {exc}") from None
         runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
     return Grid(out=out, runs=tuple(runs), shared=shared)
@@ -861,7 +871,7 @@ def _loss_options(
 ) -> dict[tuple[str, str], tuple[float | None, dict[str, Any]]]:
     """Each model x loss's share of the grid's ``gamma`` and ``--loss-option`` keys: those its loss takes.
 
-    The loss is the one the run trains with (`sampleweight.engine.training.loss_plugin`: the hierarchical
+    The loss is the one the run trains with (`sampleweight.engine.components.loss_plugin`: the hierarchical
     model's ``ce``/``focal`` is the hierarchical loss). ``gamma`` goes to the runs whose loss is not ``ce`` and
     takes it (``focal``, on either model), as ``sampleweight train`` allows it.
 
@@ -869,7 +879,7 @@ def _loss_options(
         ConfigError: ``gamma`` or a key that no run of the grid takes.
     """
     accepted = {
-        (model, loss): accepted_options(lookup(None, "losses", training.loss_plugin(model, loss)).factory)
+        (model, loss): accepted_options(lookup(None, "losses", components.loss_plugin(model, loss)).factory)
         for model, loss in itertools.product(models, losses)
     }
     taken, unused = _shares(accepted, options)

@@ -19,7 +19,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -31,14 +31,17 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import DEFAULT_GAMMA, complete_config
+from sampleweight.engine.components import is_hierarchical, label_tree
+from sampleweight.engine.config import DEFAULT_GAMMA, complete_config, default_name
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
+from sampleweight.engine.inference import decide
 from sampleweight.engine.rebalancing import saved_run_rebalancing
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
+from sampleweight.plugins import get_registry
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
-from sampleweight.studies.paper_results import PAPER_TABLE_NUMBERS, paper_result
+from sampleweight.studies.grid import DEFAULT_OPTIMIZERS, default_axis
 from sampleweight.studies.statistics import (
     ALPHA,
     COMPARED_METRICS,
@@ -50,7 +53,6 @@ from sampleweight.studies.statistics import (
     describe,
     holm_family,
 )
-from sampleweight.taxonomy import as_taxonomy
 
 __all__ = [
     "METRICS",
@@ -76,13 +78,10 @@ METRICS = ("acc", "bacc", "mpr", "mf1")
 METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1"}
 REPORT_FILE = "report.md"
 FIGURES_FOLDER = "figures"
-DEFAULT_SAMPLER = "instance"
 
-# The paper's order; anything else follows, sorted.
-_MODEL_ORDER = ("cbam_vgg16", "hierarchical_vgg16")
-_OPTIMIZER_ORDER = ("adam", "sgd")
-_LOSS_ORDER = ("ce", "focal")
-_WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
+# Rows and tables follow the default comparison's order (the paper's: `sampleweight.studies.grid.default_axis`);
+# anything else follows, sorted.
+_OPTIMIZER_ORDER = DEFAULT_OPTIMIZERS
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
 _PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
@@ -135,7 +134,7 @@ class RunResult:
     @property
     def sampler(self) -> str:
         """The training sampler (``instance``: every image once per epoch, the paper's)."""
-        return str(self.config.get("sampler") or DEFAULT_SAMPLER)
+        return str(self.config.get("sampler") or default_name("samplers"))
 
     @property
     def split(self) -> int:
@@ -223,7 +222,7 @@ class Cell:
             as ``key=value`` strings.
         ece: The runs' expected calibration error (None when no run has it).
         nll: The runs' mean negative log-likelihood.
-        paper: The paper's figures for this cell in percent (`paper_result`), or None.
+        paper: The published figures for this cell in percent (the model's registered ``published``), or None.
     """
 
     loss: str
@@ -232,7 +231,7 @@ class Cell:
     figures: dict[str, Spread]
     recall: np.ndarray
     recall_sd: np.ndarray
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str = field(default_factory=lambda: default_name("samplers"))
     options: dict[str, str] = field(default_factory=dict)
     shown: tuple[str, ...] = ()
     ece: Spread | None = None
@@ -311,15 +310,16 @@ class ResultTable:
     comparisons: tuple[CellComparison, ...] = ()
 
     @property
-    def paper_table(self) -> int | None:
-        """The number of the paper's table with the same model and optimizer (2-5), or None."""
-        return PAPER_TABLE_NUMBERS.get((self.model.split(".")[0], self.optimizer))
+    def published_source(self) -> str | None:
+        """Where the model's registration says its published figures for this optimizer come from (``the paper's
+        Table 2``), or None."""
+        return _published(self.model, self.optimizer).get("source")
 
     @property
     def title(self) -> str:
-        """``cbam_vgg16, adam (the paper's Table 2)``."""
-        number = self.paper_table
-        return f"{self.model}, {self.optimizer}" + (f" (the paper's Table {number})" if number else "")
+        """``MODEL, OPTIMIZER``, then the source of its published figures (``(the paper's Table 2)``) if any."""
+        source = self.published_source
+        return f"{self.model}, {self.optimizer}" + (f" ({source})" if source else "")
 
     @property
     def key(self) -> str:
@@ -388,9 +388,9 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     scored = run.predictions
     scores = logit_adjust(scored.scores, run.class_counts, tau)
     taxonomy = None
-    if run.model in training.HIERARCHICAL_MODELS:
-        taxonomy = as_taxonomy(run.config.get("taxonomy")).with_classes(tuple(run.classes))
-    predicted = training.decide(scores, taxonomy)
+    if is_hierarchical(run.model):
+        taxonomy = label_tree(run.model, run.config.get("taxonomy"), tuple(run.classes))
+    predicted = decide(scores, taxonomy)
     metrics = {**final_metrics(scored.targets, scores, predicted, run.classes, resamples=0), "logit_adjust": tau}
     adjusted = replace(scored, predicted=np.asarray(predicted, dtype=np.int64), scores=scores)
     return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted)
@@ -417,7 +417,9 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
         cell_key = (run.loss, run.weighting, run.sampler, tuple(run.options.items()))
         groups.setdefault((run.model, run.optimizer), {}).setdefault(cell_key, []).append(run)
     tables = []
-    for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], _MODEL_ORDER), _rank(k[1], _OPTIMIZER_ORDER))):
+    model_order, loss_order, weighting_order = default_axis("models"), default_axis("losses"), default_axis("weighters")
+    default_sampler = default_name("samplers")
+    for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], model_order), _rank(k[1], _OPTIMIZER_ORDER))):
         rows = groups[(model, optimizer)]
         members = [run for group in rows.values() for run in group]
         classes = members[0].classes
@@ -427,11 +429,11 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
                     f"runs of {model}, {optimizer} have different classes: {members[0].path} has {classes}, "
                     f"{run.path} has {run.classes}; report them from separate folders"
                 )
-        ordered = sorted(rows, key=lambda k: (_rank(k[0], _LOSS_ORDER), _rank(k[1], _WEIGHTING_ORDER),
-                                              _rank(k[2], (DEFAULT_SAMPLER,)), k[3]))  # fmt: skip
+        ordered = sorted(rows, key=lambda k: (_rank(k[0], loss_order), _rank(k[1], weighting_order),
+                                              _rank(k[2], (default_sampler,)), k[3]))  # fmt: skip
         distinguishing = _distinguishing(list(rows))
         cells = tuple(
-            _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (DEFAULT_SAMPLER, ()))
+            _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (default_sampler, ()))
             for key in ordered
         )
         tables.append(ResultTable(model, optimizer, cells, tuple(classes), _setup(members)))
@@ -648,7 +650,7 @@ def _cell(
         shown=shown,
         ece=describe([c[0] for c in calibration]) if calibration else None,
         nll=describe([c[1] for c in calibration]) if calibration else None,
-        paper=paper_result(model, optimizer, loss, weighting) if paper else None,
+        paper=_published(model, optimizer).get("results", {}).get(loss, {}).get(weighting) if paper else None,
     )
 
 
@@ -668,7 +670,7 @@ def _distinguishing(keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tu
         weighters = key[1].split("+")
         texts = []
         for name, value in found:
-            if (name, value) in common or (name == "sampler" and value == DEFAULT_SAMPLER):
+            if (name, value) in common or (name == "sampler" and value == default_name("samplers")):
                 continue
             if name == "sampler":
                 texts.append(f"sampler={value}")
@@ -724,7 +726,7 @@ def _baseline_cells(table: ResultTable, baseline: str) -> list[Cell]:
         same_loss = [other for other in table.cells if other.loss == cell.loss]
         shared = set.intersection(*(set(other.options.items()) for other in same_loss))
         one_sampler = len({other.sampler for other in same_loss}) == 1
-        if (cell.sampler == DEFAULT_SAMPLER or one_sampler) and set(cell.options.items()) == shared:
+        if (cell.sampler == default_name("samplers") or one_sampler) and set(cell.options.items()) == shared:
             found.append(cell)
     return found
 
@@ -963,6 +965,11 @@ def _comparison_section(table: ResultTable, baseline: str) -> list[str]:
         "",
         markdown_comparisons(table),
     ]
+
+
+def _published(model: str, optimizer: str) -> Mapping[str, Any]:
+    """The published figures the model's registration carries for ``optimizer`` (``published``), or empty."""
+    return get_registry().info("models", model).get("published", {}).get(optimizer, {})
 
 
 def _rank(value: str, preferred: Sequence[str]) -> tuple[int, str]:

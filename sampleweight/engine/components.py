@@ -1,0 +1,178 @@
+"""What a run is made of, read from the plugin registry: its choices checked, its model built, its label tree
+and the loss it trains with.
+
+Nothing here names a model or a loss: what a model is (hierarchical, its label tree, the loss it trains with, its
+epochs) is what its registration says (``register(name, factory, **info)``, `sampleweight.plugins.INFO_KEYS`), so a
+third party's model gets the same treatment as a built-in one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+import timm
+from torch import nn
+
+from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.loader import check_sampler
+from sampleweight.errors import ConfigError
+from sampleweight.factory import accepted_options, check_options, check_weighter_options, list_models, lookup
+from sampleweight.plugins import get_registry
+from sampleweight.pretrained import download_message, weights_available
+from sampleweight.taxonomy import Taxonomy, as_taxonomy
+
+__all__ = [
+    "build_model",
+    "check_choices",
+    "check_model",
+    "is_hierarchical",
+    "label_tree",
+    "loss_plugin",
+    "model_info",
+    "run_taxonomy",
+    "taxonomy_of_model",
+    "training_loss",
+]
+
+
+def model_info(model: str) -> Mapping[str, Any]:
+    """What the registration of ``model`` says of it (empty for a timm model no plugin registered)."""
+    return get_registry().info("models", model)
+
+
+def is_hierarchical(model: str) -> bool:
+    """Whether ``model`` decides along a label tree (its registration's ``hierarchical``): it takes a taxonomy,
+    returns leaf log-probabilities, trains with its registered per-level loss, and has no single classifier for
+    `sampleweight retrain` to learn again."""
+    return bool(model_info(model).get("hierarchical"))
+
+
+def check_choices(config: TrainConfig) -> None:
+    """Check every name and option of a run against what is installed, creating nothing.
+
+    The model (and its backbone), the loss, the weighter(s) and the sampler with their options (scoped
+    ``NAME.KEY`` weighter options included), so that a mistake is reported before any data is read, any model built or
+    any weight downloaded.
+
+    Raises:
+        ConfigError: An unknown name (the valid ones listed) or an option nothing accepts.
+        PluginError: A name several third-party plugins claim.
+    """
+    check_model(config)
+    loss, loss_options = training_loss(config, None)
+    check_options("losses", [loss], loss_options)
+    check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
+    check_sampler(config)
+
+
+def check_model(config: TrainConfig) -> None:
+    """The model is sampleweight's or timm's, and ``backbone`` a timm model given only to ours.
+
+    Raises:
+        ConfigError: Naming similar models.
+    """
+    ours = list_models()
+    if not timm.is_model(config.model):
+        similar = timm.list_models(f"*{config.model}*")[:8]
+        hint = f"; similar timm models: {', '.join(similar)}" if similar else ""
+        raise ConfigError(
+            f"unknown model {config.model!r}; sampleweight's models: {', '.join(ours)}, or any timm model "
+            f"(timm.list_models()){hint}"
+        )
+    if config.backbone is None:
+        return
+    if config.model not in ours:
+        raise ConfigError(f"--backbone applies to {', '.join(ours)}; {config.model!r} is a timm model")
+    source, _ = timm.models.parse_model_name(config.backbone)
+    if not (source or timm.is_model(config.backbone)):  # hf-hub:/local-dir: names are timm's to resolve
+        close = difflib.get_close_matches(config.backbone, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ConfigError(f"unknown timm backbone {config.backbone!r}{hint}")
+
+
+def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None = None) -> nn.Module:
+    """``timm.create_model`` with the config's model, backbone, dropout and pretrained weights.
+
+    The model's name and backbone are the caller's to check first (`check_model`, or `check_choices` for a
+    whole run), once.
+    """
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": config.drop_rate}
+    if taxonomy is not None:
+        kwargs["taxonomy"] = taxonomy
+    ours = config.model in list_models()
+    if config.backbone is not None:
+        kwargs["backbone"] = config.backbone
+    if config.pretrained_path is not None:
+        if ours:
+            kwargs["pretrained_path"] = str(config.pretrained_path)
+        else:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(config.pretrained_path)}
+    pretrained = config.pretrained or config.pretrained_path is not None
+    if ours or not pretrained or config.pretrained_path is not None:  # our models check their backbone's weights
+        return timm.create_model(config.model, pretrained=pretrained, **kwargs)
+    try:
+        with weights_available(config.model):  # fails in seconds offline, instead of after the Hub's retries
+            return timm.create_model(config.model, pretrained=True, **kwargs)
+    except OSError as error:
+        raise ConfigError(download_message(config.model, error)) from error
+
+
+def run_taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
+    """The run's label tree in the data's class order, or None when neither its model nor its loss takes one.
+
+    The tree is the run's ``taxonomy`` option, else its model's registered one, else ISIC 2018's.
+    """
+    loss, _ = training_loss(config, None)
+    if not (is_hierarchical(config.model) or _takes_taxonomy(loss) or config.taxonomy is not None):
+        return None
+    return label_tree(config.model, config.taxonomy, classes)
+
+
+def label_tree(model: str, taxonomy: Mapping[str, Any] | None, classes: tuple[str, ...]) -> Taxonomy:
+    """A run's label tree in the data's class order: its ``taxonomy`` option (as saved in ``config.json``), else
+    its model's registered one (the registration's ``taxonomy``), else ISIC 2018's."""
+    tree = taxonomy if taxonomy is not None else model_info(model).get("taxonomy")
+    return as_taxonomy(None if tree is None else dict(tree)).with_classes(classes)
+
+
+def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:
+    """The label tree the model takes (hierarchical models only), in the data's class order."""
+    return run_taxonomy(config, classes) if is_hierarchical(config.model) else None
+
+
+def loss_plugin(model: str, loss: str) -> str:
+    """The registered loss a run of ``model`` with ``loss`` trains with.
+
+    A model that registers a ``loss`` (a hierarchical model: its per-level loss, Eq. 10) trains with that loss
+    when the run's ``loss`` is one of its ``bases``, given as its ``base``; any other pair trains with ``loss``.
+    """
+    wrapper = model_info(model).get("loss")
+    if wrapper is not None and loss in get_registry().info("losses", wrapper).get("bases", ()):
+        return wrapper
+    return loss
+
+
+def training_loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
+    """The loss a run trains with (`loss_plugin`) and its options.
+
+    A wrapping loss gets the run's loss as its ``base``; a loss whose factory names ``taxonomy`` gets the run's
+    label tree (`run_taxonomy`; None while the options are only being checked).
+    """
+    options: dict[str, Any] = dict(config.loss_options)
+    if config.gamma is not None:
+        options["gamma"] = config.gamma
+    name = loss_plugin(config.model, config.loss)
+    if name != config.loss:
+        options["base"] = config.loss
+    if _takes_taxonomy(name):
+        options["taxonomy"] = taxonomy
+    return name, options
+
+
+def _takes_taxonomy(loss: str) -> bool:
+    """Whether the loss's factory names ``taxonomy`` (a per-level loss over a label tree)."""
+    if loss not in get_registry().losses:
+        return False
+    return "taxonomy" in (accepted_options(lookup(None, "losses", loss).factory) or ())
