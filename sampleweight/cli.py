@@ -74,12 +74,22 @@ def plugins(
 ) -> None:
     """List every plugin (built-in and third-party): what it registers, and why it failed to load."""
 
-    from sampleweight.plugins import KINDS, list_plugins
+    from sampleweight.plugins import KINDS, get_registry, list_plugins
 
-    infos = list_plugins()
+    registry = get_registry()
+    infos = list_plugins(registry)
+
+    def summaries(info: Any) -> dict[str, dict[str, str]]:
+        """Each registered name's one-line summary, by kind."""
+        return {
+            kind: {name: registry.info(kind, name).get("summary", "") for name in getattr(info, kind)}
+            for kind in KINDS
+            if getattr(info, kind)
+        }
+
     problems = [info for info in infos if info.error or info.clashes]
     if as_json:
-        print(json.dumps([{**asdict(i)} for i in infos], indent=2))
+        print(json.dumps([{**asdict(i), "summaries": summaries(i)} for i in infos], indent=2))
     else:
         # Four columns, the names wrapping within theirs, and the long texts (errors, clashes) as numbered
         # notes under the table: readable in 80 columns.
@@ -90,7 +100,11 @@ def plugins(
         table.add_column("status", no_wrap=True)
         notes: list[str] = []
         for info in infos:
-            registers = [f"{kind}: {', '.join(getattr(info, kind))}" for kind in KINDS if getattr(info, kind)]
+            registers = [
+                f"{kind}:\n"
+                + "\n".join(f"  {name} — {summary}" if summary else f"  {name}" for name, summary in named.items())
+                for kind, named in summaries(info).items()
+            ]
             if info.disabled:
                 status = "[yellow]disabled[/]"
             elif info.error or info.clashes:

@@ -441,9 +441,12 @@ def _register_timm_models(registry: Registry) -> None:
         return
     import timm.models
 
+    reloaded: set[str] = set()
     for name, entry in list(registry.models.items()):
         existing = timm.models.is_model(name) and timm.models.model_entrypoint(name)
-        if existing and getattr(existing, "__wrapped__", existing) is not entry.factory:
+        if existing and _same_function(getattr(existing, "__wrapped__", existing), entry.factory):
+            reloaded.add(name)  # the plugin's module was imported again (importlib.reload, a new registry)
+        elif existing:
             del registry.models[name]
             entry.plugin.models.remove(name)
             entry.plugin.clashes.append(
@@ -451,8 +454,21 @@ def _register_timm_models(registry: Registry) -> None:
                 "name; this registration is ignored: rename it"
             )
     for name, entry in registry.models.items():
-        if not timm.models.is_model(name):
+        current = timm.models.model_entrypoint(name) if name in reloaded else None
+        if current is not None and getattr(current, "__wrapped__", current) is not entry.factory:
+            with warnings.catch_warnings():  # timm warns when a name is registered again: here it is on purpose
+                warnings.simplefilter("ignore")
+                timm.models.register_model(_named(name, entry.factory))
+        elif not timm.models.is_model(name):
             timm.models.register_model(_named(name, entry.factory))
+
+
+def _same_function(registered: Callable[..., Any], factory: Callable[..., Any]) -> bool:
+    """The same factory, or the same one imported again: same module and qualified name."""
+    return registered is factory or (
+        registered.__module__ == factory.__module__
+        and getattr(registered, "__qualname__", None) == getattr(factory, "__qualname__", None)
+    )
 
 
 def _named(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:

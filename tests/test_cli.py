@@ -42,8 +42,12 @@ def test_plugins_table(monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0
-    assert "none, cb, es, spl, ohem" in result.output and "ce, focal" in result.output
-    assert "samplers" in result.output and "instance, class_balanced" in result.output
+    assert "none — All weights 1." in result.output and "ce — Softmax cross-entropy per sample" in result.output
+    assert "samplers:" in result.output and "class_balanced — Class-balanced sampling" in result.output
+    summaries = {
+        info["name"]: info["summaries"] for info in json.loads(runner.invoke(app, ["plugins", "--json"]).output)
+    }
+    assert summaries["models"]["models"]["hierarchical_vgg16"].startswith("the paper's hierarchical model")
 
 
 def test_plugins_command_shows_a_mounted_third_party_plugin_and_a_broken_one(mount_plugin, tmp_path) -> None:

@@ -344,3 +344,56 @@ def test_importing_a_plugin_module_first_still_registers_everything() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_registration_carries_its_metadata_and_a_summary() -> None:
+    def halves():
+        """Half of every weight.
+
+        More text that the summary leaves out."""
+
+    plugin = plugin_module(
+        "sw_test_info",
+        register_weighters=lambda register: (
+            register("halves", halves, rebalances=True),
+            register("named", halves, summary="said by the plugin"),
+        ),
+    )
+    registry = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin], register_timm=False)
+    assert dict(registry.info("weighters", "halves")) == {"rebalances": True, "summary": "Half of every weight."}
+    assert registry.info("weighters", "named")["summary"] == "said by the plugin"
+    with pytest.raises(TypeError):
+        registry.info("weighters", "halves")["rebalances"] = False  # read-only
+    assert registry.info("models", "hierarchical_vgg16")["hierarchical"] is True
+    assert registry.info("models", "hierarchical_vgg16.some_tag")["epochs"] == 250  # a timm tag names the model
+
+
+@pytest.mark.parametrize(
+    ("kind", "info", "message"),
+    [
+        ("weighters", {"hierachical": True}, "unknown key(s) hierachical; a weighter's keys are: summary, default, "),
+        ("models", {"epochs": 0}, "epochs=0: expected a whole number of epochs >= 1"),
+        ("models", {"hierarchical": "yes"}, "hierarchical='yes': expected True or False"),
+        ("weighters", {"rebalances": "yes"}, "rebalances='yes': expected True, False or a function of the options"),
+        ("losses", {"bases": "ce"}, "bases='ce': expected a list of loss names"),
+    ],
+)
+def test_an_unknown_or_mistyped_metadata_key_is_the_plugins_error(kind, info, message) -> None:
+    plugin = plugin_module(
+        "sw_test_bad_info", **{f"register_{kind}": lambda register: register("bad", lambda: None, **info)}
+    )
+    with pytest.warns(UserWarning, match="failed to load"):
+        registry = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin], register_timm=False)
+    failed = next(p for p in registry.plugins if p.name == "sw_test_bad_info")
+    assert message in failed.error and "bad" not in registry.kind(kind)
+
+
+def test_only_the_builtins_set_the_defaults() -> None:
+    plugin = plugin_module(
+        "sw_test_default", register_losses=lambda register: register("mine", lambda: None, default=True)
+    )
+    registry = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin], register_timm=False)
+    assert registry.defaults("losses") == ["ce", "focal"] and registry.defaults("weighters")[0] == "none"
+    assert registry.defaults("models") == ["cbam_vgg16", "hierarchical_vgg16"] and registry.defaults("samplers") == [
+        "instance"
+    ]

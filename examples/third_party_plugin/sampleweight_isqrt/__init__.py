@@ -1,10 +1,11 @@
-"""An example third-party plugin: inverse-square-root class-frequency weighting.
+"""An example third-party plugin: inverse-square-root class-frequency weighting, and a hierarchical model.
 
 ``w_c = sqrt(N / N_c)``, normalised so that the mean class weight is 1: a milder class balance than
 ``cb`` (``N / N_c``), often used for long-tailed data (e.g. Mahajan et al. 2018).
 
 Install it with ``pip install examples/third_party_plugin`` and use it by name:
-``sw.create_weighter("isqrt", class_counts=...)`` or ``sampleweight train --weighter isqrt``.
+``sw.create_weighter("isqrt", class_counts=...)`` or ``sampleweight train --weighter isqrt``; the model
+``malignancy_tree`` (`sampleweight_isqrt.tree`) with ``sampleweight train --model malignancy_tree``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch
 from torch import Tensor
 
 import sampleweight as sw
+from sampleweight_isqrt.tree import MALIGNANCY_TREE, MalignancyTree, malignancy_tree
+
+__all__ = ["MALIGNANCY_TREE", "InverseSqrtFrequency", "MalignancyTree", "malignancy_tree"]
 
 
 class InverseSqrtFrequency(sw.BaseWeighter):
@@ -34,4 +38,19 @@ class InverseSqrtFrequency(sw.BaseWeighter):
 
 @sw.hookimpl
 def register_weighters(register):
-    register("isqrt", InverseSqrtFrequency)
+    register("isqrt", InverseSqrtFrequency, rebalances=True)
+
+
+@sw.hookimpl
+def register_models(register):
+    # What the model is, so that sampleweight treats it as its own hierarchical model: it takes a label tree and
+    # returns leaf log-probabilities, its default tree is the malignancy one, a run trains it with the per-level
+    # hierarchical loss when its --loss is ce or focal, and for 30 epochs unless told otherwise.
+    register(
+        "malignancy_tree",
+        malignancy_tree,
+        hierarchical=True,
+        taxonomy={"tree": MALIGNANCY_TREE},
+        loss="hierarchical",
+        epochs=30,
+    )
