@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pluggy
@@ -389,7 +389,8 @@ def _user_frame() -> int:
     """The ``stacklevel`` of the first frame outside sampleweight: a warning then points at the user's code
     (their ``import sampleweight`` or call), not at this module. Import machinery frames are skipped, as
     `warnings.warn` skips them."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         filename = frame.f_code.co_filename
         if not ("importlib" in filename and "_bootstrap" in filename):
