@@ -1,4 +1,5 @@
-"""The paper's Tables 2-5 as data: every cell against the restatement in shared/paper/PAPER.md."""
+"""The paper's Tables 2-5 (Barata and Santiago, CVPR Workshops 2020) as data: every cell against their
+restatement in ../shared/paper/PAPER.md (beside the repository in the development tree)."""
 
 from __future__ import annotations
 

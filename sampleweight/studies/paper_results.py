@@ -1,7 +1,7 @@
 """The paper's reported results (Tables 2-5), as data: what ``sampleweight report --paper`` shows beside ours.
 
-Every figure is a percentage, the mean of the paper's two validation splits, transcribed from the
-paper's tables (restated in ``shared/paper/PAPER.md`` of the development tree). Keys use this
+Every figure is a percentage, the mean of the paper's two validation splits, transcribed from Tables 2-5
+of C. Barata and C. Santiago, "How Important Is Each Dermoscopy Image?", CVPR Workshops 2020. Keys use this
 package's names: models ``cbam_vgg16`` (the paper's flat model) and ``hierarchical_vgg16``, losses
 ``ce`` (the paper's CEL) and ``focal`` (FL), weightings ``none``, ``cb``, ``es``, ``spl``, ``ohem``.
 """
