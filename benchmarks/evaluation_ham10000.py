@@ -1,7 +1,7 @@
 """What the ISIC-style evaluation gives at CPU scale on real HAM10000 images: TTA, an ensemble, logit adjustment.
 
 Trains one small flat model per ``--weighters`` entry (``cbam_vgg16`` on timm's ``test_resnet``, randomly
-initialised, 48 px, 5 epochs, ADAM lr 1e-3, batch 32: the setting of ``docs/reproduction.md``) on the
+initialised, 48 px, 5 epochs, ADAM lr 1e-3, batch 32: the setting of ``docs/reproduction-cpu-results.md``) on the
 paper's split 0 of the real HAM10000 images, then scores them with ``sampleweight evaluate`` on that split's
 validation side, held out from training (written as a ``labels.csv`` of linked images): each run alone with
 every ``--tta``, with post-hoc logit adjustment (tau 1), and the ensemble of the runs (mean and geometric,

@@ -77,12 +77,14 @@ def pooled_features(model: nn.Module, x: Tensor) -> Tensor:
     Raises:
         ConfigError: The model lacks ``forward_features`` or ``forward_head`` (timm's interface).
     """
-    if not (callable(getattr(model, "forward_features", None)) and callable(getattr(model, "forward_head", None))):
+    forward_features = getattr(model, "forward_features", None)
+    forward_head = getattr(model, "forward_head", None)
+    if not (callable(forward_features) and callable(forward_head)):
         raise ConfigError(
             f"the model {type(model).__name__} has no forward_features()/forward_head(pre_logits=True), so its "
             "pooled features cannot be read apart from its classifier"
         )
-    return model.forward_head(model.forward_features(x), pre_logits=True)
+    return forward_head(forward_features(x), pre_logits=True)
 
 
 def replace_classifier(model: nn.Module, layer: nn.Module) -> None:
@@ -168,6 +170,9 @@ class CosineClassifier(nn.Module):
         >>> head(torch.tensor([[3.0, 3.0]]))
         tensor([[1.4142, 1.4142]])
     """
+
+    means: Tensor  # buffers, registered in __init__
+    scale: Tensor
 
     def __init__(self, means: Tensor, scale: float = 1.0) -> None:
         super().__init__()

@@ -58,19 +58,20 @@ class DeferredCheck:
         """
         if not 0 <= step < _STEPS:
             raise ValueError(f"step must lie in [0, {_STEPS}), got {step}")
-        if self._at is None:
-            self._at = torch.full((), -1, dtype=torch.long, device=failed.device)
-            self._detail = torch.zeros_like(detail)
-        elif self._at.device != failed.device:  # the module moved to another device
-            self._at, self._detail = self._at.to(failed.device), self._detail.to(failed.device)
-        first = failed & (self._at < 0)
+        at, kept = self._at, self._detail  # both None, or both set
+        if at is None or kept is None:
+            at = torch.full((), -1, dtype=torch.long, device=failed.device)
+            kept = torch.zeros_like(detail)
+        elif at.device != failed.device:  # the module moved to another device
+            at, kept = at.to(failed.device), kept.to(failed.device)
+        first = failed & (at < 0)
         # a Python scalar travels as a kernel argument: no host-to-device copy, no sync
-        self._at = torch.where(first, epoch * _STEPS + step, self._at)
-        self._detail = torch.where(first, detail.detach(), self._detail)
+        self._at = torch.where(first, epoch * _STEPS + step, at)
+        self._detail = torch.where(first, detail.detach(), kept)
 
     def pop(self) -> Failure | None:
         """The first failure since the last `pop` (one host sync), or None; forgets it."""
-        if self._at is None:
+        if self._at is None or self._detail is None:
             return None
         at, detail = int(self._at), self._detail.cpu()
         self._at = self._detail = None

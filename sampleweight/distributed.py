@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -115,7 +116,8 @@ def _lengths(length: int) -> list[int]:
     return torch.cat(parts).tolist()
 
 
-_host_groups: list[tuple[object, object]] = []  # (default group, gloo group over the same processes)
+# (default group, gloo group over the same processes)
+_host_groups: list[tuple[dist.ProcessGroup | None, dist.ProcessGroup]] = []
 
 
 def forget_host_group() -> None:
@@ -130,7 +132,7 @@ def forget_host_group() -> None:
 atexit.register(forget_host_group)  # released while the interpreter still runs, not during its shutdown
 
 
-def _host_group() -> object:
+def _host_group() -> dist.ProcessGroup | None:
     """A process group for CPU tensors: the default group when it has gloo, else a gloo group over it."""
     backend = dist.get_backend()
     if backend == "gloo" or "cpu:gloo" in backend:  # gloo alone, or gloo for CPU tensors ("cpu:gloo,cuda:nccl")
@@ -138,11 +140,12 @@ def _host_group() -> object:
     return _gloo_group()
 
 
-def _gloo_group() -> object:
+def _gloo_group() -> dist.ProcessGroup:
     """A gloo group over the processes of the default group, made once per default group (collectively)."""
     world = dist.group.WORLD
     if not _host_groups or _host_groups[0][0] is not world:  # first use, or a new default group
-        _host_groups[:] = [(world, dist.new_group(backend="gloo"))]
+        # over all ranks (ranks=None) every process is a member: never the non-member sentinel new_group may return
+        _host_groups[:] = [(world, cast("dist.ProcessGroup", dist.new_group(backend="gloo")))]
     return _host_groups[0][1]
 
 

@@ -77,7 +77,10 @@ def list_losses(registry: Registry | None = None) -> list[str]:
 
 
 def list_models(registry: Registry | None = None) -> list[str]:
-    """Names of all models registered by plugins (all of timm's own work too), sorted."""
+    """Names of the models registered by sampleweight plugins (built-in and third-party), sorted.
+
+    timm's own models (``timm.list_models()``) can be created by name too (``--model``), but are not listed here.
+    """
     return sorted((registry or get_registry()).models)
 
 

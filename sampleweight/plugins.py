@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import MappingProxyType, ModuleType
+from types import FrameType, MappingProxyType, ModuleType
 from typing import Any
 
 import pluggy
@@ -395,7 +395,8 @@ def _invalid_info(details: Mapping[str, Any]) -> str | None:
                 return f"{key}={value!r}: expected True, False or a function of the options"
             continue
         expected, words = _INFO_TYPES[key]
-        if not isinstance(value, expected) or (key == "epochs" and (isinstance(value, bool) or value < 1)):
+        whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not isinstance(value, expected) or (key == "epochs" and not whole):
             return f"{key}={value!r}: expected {words}"
     return None
 
@@ -510,7 +511,8 @@ def _user_frame() -> int:
     """The ``stacklevel`` of the first frame outside sampleweight: a warning then points at the user's code
     (their ``import sampleweight`` or call), not at this module. Import machinery frames are skipped, as
     `warnings.warn` skips them."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         filename = frame.f_code.co_filename
         if not ("importlib" in filename and "_bootstrap" in filename):

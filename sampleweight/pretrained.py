@@ -15,7 +15,7 @@ import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from types import ModuleType
+from typing import Any
 
 from sampleweight.errors import ConfigError
 
@@ -50,14 +50,14 @@ def weights_available(name: str, cache_dir: str | os.PathLike[str] | None = None
     if cfg is None or cfg.file or cfg.state_dict or not (cfg.hf_hub_id or cfg.url):
         yield  # local weights, or none at all: timm says which
         return
-    hub_id = cfg.hf_hub_id
-    cached = _hub_cached(hub_id, cfg.hf_hub_filename, cache_dir) if hub_id else _url_cached(cfg.url, cache_dir)
+    hub_id, url = cfg.hf_hub_id, cfg.url or ""  # url is set when hub_id is not (checked above)
+    cached = _hub_cached(hub_id, cfg.hf_hub_filename, cache_dir) if hub_id else _url_cached(url, cache_dir)
     if hub_id and _hub_constants().HF_HUB_OFFLINE:  # the Hub reads its cache by itself, or fails at once
         if not cached:
             raise ConfigError(download_message(name, "HF_HUB_OFFLINE is set and they are not in the cache"))
         yield
         return
-    reason = _unreachable(_hub_constants().ENDPOINT if hub_id else cfg.url)
+    reason = _unreachable(_hub_constants().ENDPOINT if hub_id else _url_and_filename(url)[0])
     if reason is not None and not cached:
         raise ConfigError(download_message(name, reason))
     with _hub_offline() if reason is not None and hub_id else contextlib.nullcontext():
@@ -97,7 +97,7 @@ def _unreachable(url: str) -> str | None:
         return f"cannot reach {host}:{port}: {exc.strerror or exc}"
 
 
-def _hub_constants() -> ModuleType:  # read at call time: tests point it elsewhere
+def _hub_constants() -> Any:  # the module huggingface_hub.constants, read at call time: tests point it elsewhere
     from huggingface_hub import constants
 
     return constants
@@ -106,16 +106,24 @@ def _hub_constants() -> ModuleType:  # read at call time: tests point it elsewhe
 def _hub_cached(repo_id: str, filename: str | None, cache_dir: str | os.PathLike[str] | None) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
+    hub_cache = None if cache_dir is None else os.fspath(cache_dir)  # the Hub's signature takes str | Path
     for candidate in (filename,) if filename else HUB_FILES:
-        if isinstance(try_to_load_from_cache(repo_id, candidate, cache_dir=cache_dir), str):
+        if isinstance(try_to_load_from_cache(repo_id, candidate, cache_dir=hub_cache), str):
             return True
     return False
 
 
-def _url_cached(url: str, cache_dir: str | os.PathLike[str] | None) -> bool:
+def _url_and_filename(url: str | tuple[str, str]) -> tuple[str, str]:
+    """A timm ``pretrained_cfg.url`` (a URL, or ``(url, filename)``) as the URL and the cached file's name."""
+    if isinstance(url, tuple):
+        return url
+    return url, os.path.basename(urllib.parse.urlsplit(url).path)
+
+
+def _url_cached(url: str | tuple[str, str], cache_dir: str | os.PathLike[str] | None) -> bool:
     import torch.hub
 
-    filename = os.path.basename(urllib.parse.urlsplit(url).path)
+    _, filename = _url_and_filename(url)
     folder = cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
     return bool(filename) and os.path.isfile(os.path.join(folder, filename))
 

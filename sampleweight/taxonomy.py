@@ -76,6 +76,15 @@ class Taxonomy:
     """
 
     __slots__ = ("_children", "_classes", "_internal", "_leaves_under", "_nodes", "_parent", "_paths", "_root")
+    # set once in __init__ through object.__setattr__ (the class is immutable), so declared here for type checkers
+    _root: str
+    _classes: tuple[str, ...]
+    _children: dict[str, tuple[str, ...]]
+    _parent: dict[str, str | None]
+    _nodes: tuple[str, ...]
+    _internal: tuple[str, ...]
+    _paths: tuple[tuple[tuple[str, int], ...], ...]
+    _leaves_under: dict[str, tuple[int, ...]]
 
     def __init__(
         self, tree: Mapping[str, Any] | Sequence[Any], classes: Sequence[str] | None = None, *, root: str = "root"

@@ -219,7 +219,10 @@ class WeightedLoss(nn.Module):
         if failure is None:
             return
         part = int(failure.detail.any(dim=1).nonzero()[0])
-        problem, rule = weight_problem(failure.detail[part])
+        found = weight_problem(failure.detail[part])
+        # the failure was recorded by a forward (so last_weights is set) for flags set in this part
+        assert found is not None and self.last_weights is not None
+        problem, rule = found
         name, _ = self._parts(self.last_weights)[part]
         raise WeightError(
             f"weighter {name!r} returned {problem} (epoch {failure.epoch}, global step {failure.step}); {rule}",

@@ -131,7 +131,7 @@ def test_sampling_smoke(tmp_path) -> None:
 
 
 def test_reproduce_ham10000_smoke_with_the_long_tail_baselines(tmp_path) -> None:
-    doc = tmp_path / "reproduction.md"
+    doc = tmp_path / "reproduction-cpu-results.md"
     args = ["--data", "synthetic:200", "--out", str(tmp_path / "runs"), "--image-size", "32", "--epochs", "1",
             "--batch-size", "16", "--splits", "0", "--seeds", "0", "--weighters", "none,cb", "--sgd-weighters", "",
             "--samplers", "class_balanced,drs", "--long-tail", "logit_adjusted", "--retrain", "crt",

@@ -17,7 +17,7 @@ every finished run, each in ``RUN+METHOD`` beside it, skipping finished ones.
 
 For a cluster, `Grid.train_command` gives each run as one ``sampleweight train`` command (what
 ``sampleweight grid --print-commands`` prints), and ``sampleweight grid ... --index K`` trains only
-the K-th run with the same skip/resume logic, for a scheduler's job array (``docs/reproducing-the-paper.md``).
+the K-th run with the same skip/resume logic, for a scheduler's job array (``docs/reproduction-gpu-recipe.md``).
 """
 
 from __future__ import annotations

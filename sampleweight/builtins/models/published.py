@@ -2,7 +2,8 @@
 
 Each model registers them under ``published`` (`sampleweight.plugins.INFO_KEYS`), and ``sampleweight report
 --paper`` shows them beside a grid's own results. Every figure is a percentage, the mean of the paper's two
-validation splits, transcribed from the paper's tables; losses and weightings use this package's names: ``ce``
+validation splits, transcribed from Tables 2-5 of C. Barata and C. Santiago, "How Important Is Each Dermoscopy
+Image?", CVPR Workshops 2020; losses and weightings use this package's names: ``ce``
 (the paper's CEL) and ``focal`` (FL), weightings ``none``, ``cb``, ``es``, ``spl``, ``ohem``.
 """
 
