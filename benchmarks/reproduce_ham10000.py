@@ -49,12 +49,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from sampleweight.studies.paper_results import PAPER_METRICS, PAPER_RESULTS
 
 import sampleweight
 from sampleweight.data import read_dataset, split_class_counts, split_indices
 from sampleweight.engine.rundir import stage_of
 from sampleweight.functional import deferred_start_epoch
+from sampleweight.plugins import get_registry
 from sampleweight.studies.grid import Grid, plan_grid, run_grid, run_stages
 from sampleweight.studies.report import (
     METRIC_LABELS,
@@ -241,16 +241,16 @@ def _two_sided(tests: Sequence[tuple[Claim, Difference]]) -> str:
     return "; ".join(higher) if higher else "no significant difference"
 
 
-def paper_supports(row: dict[str, tuple[float, ...]], claims: list[Claim]) -> bool:
+def paper_supports(row: dict[str, dict[str, float]], claims: list[Claim]) -> bool:
     """Whether the paper's own table row supports every claim (setups named ``loss-weighting``)."""
     return all(sign * (_paper(row, a, m) - _paper(row, b, m)) > 0 for a, b, m, sign in claims)
 
 
-def _paper(row: dict[str, tuple[float, ...]], setup: str, metric: str) -> float:
-    return row[setup.split("-", 1)[1]][PAPER_METRICS.index(metric)]
+def _paper(row: dict[str, dict[str, float]], setup: str, metric: str) -> float:
+    return row[setup.split("-", 1)[1]][metric]
 
 
-def _paper_text(row: dict[str, tuple[float, ...]], claims: list[Claim]) -> str:
+def _paper_text(row: dict[str, dict[str, float]], claims: list[Claim]) -> str:
     """The paper's figures behind the claims (``BAcc 72.5 vs 78.8``), with a note where its row disagrees."""
     if not all(setup.split("-", 1)[1] in row for a, b, _, _ in claims for setup in (a, b)):
         return "not in the paper's table"
@@ -274,7 +274,8 @@ def plan_findings(tables: Sequence[ResultTable], *, deferred_epochs: int | None 
     planned: list[Planned] = []
     for table in tables:
         cells = {cell.name for cell in table.cells}
-        paper = PAPER_RESULTS.get(("cbam_vgg16", table.optimizer), {})
+        published = get_registry().info("models", "cbam_vgg16").get("published", {})  # the paper's flat model
+        paper = published.get(table.optimizer, {}).get("results", {})
         tag = table.optimizer.upper()
         candidates: list[tuple[str, str | None, list[Claim]]] = []  # (finding, the paper's text or None, claims)
         for loss in dict.fromkeys(c.loss for c in table.cells):
