@@ -160,8 +160,11 @@ def test_factory_options_and_errors() -> None:
 
 def test_plugin_registers_the_hierarchical_loss() -> None:
     registered: dict[str, object] = {}
-    model_plugin.register_losses(lambda name, factory: registered.__setitem__(name, factory))
-    assert registered == {"hierarchical": hierarchical_loss}
+    model_plugin.register_losses(lambda name, factory, **info: registered.__setitem__(name, (factory, info)))
+    assert registered["hierarchical"][0] is hierarchical_loss and registered["hierarchical"][1]["bases"] == (
+        "ce",
+        "focal",
+    )
 
 
 def test_loss_follows_the_device_of_the_scores() -> None:
