@@ -39,6 +39,7 @@ __all__ = [
     "create_loss",
     "create_sampler",
     "create_weighter",
+    "factory_arguments",
     "list_losses",
     "list_models",
     "list_samplers",
@@ -419,11 +420,7 @@ def _build(
     what: str,
     fact_names: Sequence[str] = FACTS,
 ) -> Any:
-    names = accepted_options(entry.factory)
-    if names is None:  # **kwargs: the user's options only; facts go to factories that name them
-        kwargs = {k: v for k, v in options.items() if k not in fact_names}
-    else:
-        kwargs = {k: v for k, v in {**options, **facts}.items() if k in names}
+    kwargs = factory_arguments(entry.factory, options, facts, fact_names)
     _check_required(entry, kwargs, what)
     try:
         obj = entry.factory(**kwargs)
@@ -439,6 +436,38 @@ def _build(
         with contextlib.suppress(AttributeError):  # a read-only name stays as it is
             obj.name = entry.name
     return obj
+
+
+def factory_arguments(
+    factory: Callable[..., Any], options: Mapping[str, Any], facts: Mapping[str, Any], fact_names: Sequence[str] = FACTS
+) -> dict[str, Any]:
+    """The keyword arguments ``factory`` is called with: the facts its signature names, and the options.
+
+    A factory with named parameters only gets the options and facts it names (the others are another
+    component's, or facts it does not need); a factory taking ``**kwargs`` gets the facts it names and
+    every option that is not a fact.
+
+    Args:
+        factory: The registered factory.
+        options: The user's options (facts among them are replaced by their checked form in ``facts``).
+        facts: The resolved dataset facts (`resolve_facts`).
+        fact_names: The names that are facts for this kind of plugin (`FACTS`, `SAMPLER_FACTS`).
+
+    Example:
+        >>> def factory(class_counts, **options): ...
+        >>> factory_arguments(factory, {"strength": 2, "num_epochs": 9}, {"class_counts": [3, 1], "num_epochs": 9})
+        {'strength': 2, 'class_counts': [3, 1]}
+    """
+    params = inspect.signature(factory).parameters.values()
+    named = {
+        p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {
+        key: value
+        for key, value in {**options, **facts}.items()
+        if key in named or (takes_any and key not in fact_names)
+    }
 
 
 def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> None:
