@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from sampleweight import distributed
-from sampleweight.errors import ConfigError, PluginError
+from sampleweight.errors import ConfigError, PluginError, SampleWeightError, describe
 from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
 from sampleweight.sampling import Sampler, ShardedSampler
 from sampleweight.weighting import ProductWeighter, Weighter
@@ -420,12 +421,31 @@ def _build(
     what: str,
     fact_names: Sequence[str] = FACTS,
 ) -> Any:
+    """Call ``entry``'s factory with what it takes, blaming a failure on whoever can fix it.
+
+    The user's: a missing fact, options that do not fit the factory's signature, a ``ValueError`` the
+    factory raises to reject a value (`ConfigError`). The plugin's: any other exception raised inside
+    the factory, an ``AttributeError`` or a ``TypeError`` from its own body (`PluginError`, naming the
+    plugin and its distribution, with the original exception chained).
+    """
     kwargs = factory_arguments(entry.factory, options, facts, fact_names)
     _check_required(entry, kwargs, what)
     try:
+        inspect.signature(entry.factory).bind(**kwargs)
+    except TypeError as exc:  # the options do not fit the signature (a factory with positional-only parameters)
+        raise ConfigError(f"{what} {entry.name!r}: {exc}") from None
+    try:
         obj = entry.factory(**kwargs)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:  # the factory's way to reject a value (ConfigError is one)
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    except SampleWeightError:  # already names its culprit (e.g. a PluginError of a weighter built inside)
+        raise
+    except TypeError as exc:
+        if not _forwarded_unknown_option(exc, entry.factory, options, fact_names):
+            raise _plugin_bug(entry, what, exc) from exc
+        raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    except Exception as exc:
+        raise _plugin_bug(entry, what, exc) from exc
     expected = PRODUCTS.get(what)
     if expected is not None and not expected[1](obj):
         raise PluginError(
@@ -468,6 +488,30 @@ def factory_arguments(
         for key, value in {**options, **facts}.items()
         if key in named or (takes_any and key not in fact_names)
     }
+
+
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _forwarded_unknown_option(
+    exc: TypeError, factory: Callable[..., Any], options: Mapping[str, Any], fact_names: Sequence[str]
+) -> bool:
+    """Whether a factory taking ``**kwargs`` passed on one of the user's options to something that does not take it."""
+    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    return (
+        found is not None
+        and found.group(1) in options
+        and found.group(1) not in fact_names
+        and accepted_options(factory) is None
+    )
+
+
+def _plugin_bug(entry: Registered, what: str, exc: BaseException) -> PluginError:
+    cause = " ".join(describe(exc).split())  # one line, whatever the exception's message
+    return PluginError(
+        f"{what} {entry.name!r} of plugin {entry.plugin.label} failed while being created: {cause}; this is a bug "
+        "in the plugin, not in your options: report it to the plugin's author"
+    )
 
 
 def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> None:
