@@ -4,6 +4,7 @@ rule fails naming that rule."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sampleweight.taxonomy import ISIC2018_CLASSES
 from sampleweight.testing import check_loss, check_model, check_sampler, check_weighter
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN = ROOT / "examples" / "third_party_plugin"
 BUILTINS = plugins.load_plugins(entry_points=False, builtins=True, register_timm=False)
 SMALL_IMAGES = (3, 32, 32)  # timm's test_resnet at stride 32: one location, the fastest input it takes
 
@@ -77,6 +79,18 @@ def test_the_kit_needs_neither_pytest_nor_anything_above_the_core() -> None:
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name for name in imported if name.split(".")[0] in ("pytest", "timm")}
     assert not {name for name in imported if name.startswith(("sampleweight.builtins", "sampleweight.engine"))}
+
+
+def test_the_example_plugins_own_tests_use_the_kit_and_pass(mount_plugin) -> None:
+    mount_plugin("sampleweight-isqrt", "0.1.0", entry_points={"isqrt": "sampleweight_isqrt"}, path=EXAMPLE_PLUGIN)
+    path = EXAMPLE_PLUGIN / "tests" / "test_isqrt.py"
+    spec = importlib.util.spec_from_file_location("sampleweight_isqrt_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tests = [function for name, function in vars(module).items() if name.startswith("test_")]
+    assert len(tests) >= 2 and "check_weighter" in path.read_text()
+    for test in tests:
+        test()
 
 
 # -- a plugin breaking one rule fails naming it ---------------------------------------------------------------
