@@ -1,13 +1,15 @@
-"""Errors a user can act on.
+"""Errors a user can act on, and where warnings point.
 
 Every error raised because of user input (a bad option, a bad plugin, a bad data set) derives from
 `SampleWeightError`. The CLI turns these into one red line on stderr and exit code 2; anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. A warning points at the user's line (`user_stacklevel`), not at ours.
 """
 
 from __future__ import annotations
 
+import sys
 import traceback
+from types import FrameType
 
 
 class SampleWeightError(Exception):
@@ -67,3 +69,30 @@ def describe(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside sampleweight.
+
+    Call it in the ``warnings.warn`` call itself: ``warnings.warn(message, stacklevel=user_stacklevel())``.
+    The warning then points at the user's code (their ``import sampleweight``, ``sw.create_weighter(...)``
+    or ``sw.WeightedLoss(...)`` line), however deep in the library it was raised. Import machinery frames
+    are skipped, as `warnings.warn` skips them.
+
+    Example:
+        >>> import warnings
+        >>> def warn_if_negative(value: float) -> None:  # in a sampleweight module
+        ...     if value < 0:
+        ...         warnings.warn(f"{value} < 0", stacklevel=user_stacklevel())
+    """
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not ("importlib" in filename and "_bootstrap" in filename):
+            module = frame.f_globals.get("__name__", "")
+            if module != "sampleweight" and not module.startswith("sampleweight."):
+                return level
+            level += 1
+        frame = frame.f_back
+    return level

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from sampleweight import distributed
-from sampleweight.errors import ConfigError, PluginError
+from sampleweight.errors import ConfigError, PluginError, SampleWeightError, describe
 from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
 from sampleweight.sampling import Sampler, ShardedSampler
 from sampleweight.weighting import ProductWeighter, Weighter
@@ -39,6 +40,7 @@ __all__ = [
     "create_loss",
     "create_sampler",
     "create_weighter",
+    "factory_arguments",
     "list_losses",
     "list_models",
     "list_samplers",
@@ -422,16 +424,31 @@ def _build(
     what: str,
     fact_names: Sequence[str] = FACTS,
 ) -> Any:
-    names = accepted_options(entry.factory)
-    if names is None:  # **kwargs: the user's options only; facts go to factories that name them
-        kwargs = {k: v for k, v in options.items() if k not in fact_names}
-    else:
-        kwargs = {k: v for k, v in {**options, **facts}.items() if k in names}
+    """Call ``entry``'s factory with what it takes, blaming a failure on whoever can fix it.
+
+    The user's: a missing fact, options that do not fit the factory's signature, a ``ValueError`` the
+    factory raises to reject a value (`ConfigError`). The plugin's: any other exception raised inside
+    the factory, an ``AttributeError`` or a ``TypeError`` from its own body (`PluginError`, naming the
+    plugin and its distribution, with the original exception chained).
+    """
+    kwargs = factory_arguments(entry.factory, options, facts, fact_names)
     _check_required(entry, kwargs, what)
     try:
+        inspect.signature(entry.factory).bind(**kwargs)
+    except TypeError as exc:  # the options do not fit the signature (a factory with positional-only parameters)
+        raise ConfigError(f"{what} {entry.name!r}: {exc}") from None
+    try:
         obj = entry.factory(**kwargs)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:  # the factory's way to reject a value (ConfigError is one)
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    except SampleWeightError:  # already names its culprit (e.g. a PluginError of a weighter built inside)
+        raise
+    except TypeError as exc:
+        if not _forwarded_unknown_option(exc, entry.factory, options, fact_names):
+            raise _plugin_bug(entry, what, exc) from exc
+        raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
+    except Exception as exc:
+        raise _plugin_bug(entry, what, exc) from exc
     expected = PRODUCTS.get(what)
     if expected is not None and not expected[1](obj):
         raise PluginError(
@@ -442,6 +459,62 @@ def _build(
         with contextlib.suppress(AttributeError):  # a read-only name stays as it is
             obj.name = entry.name
     return obj
+
+
+def factory_arguments(
+    factory: Callable[..., Any], options: Mapping[str, Any], facts: Mapping[str, Any], fact_names: Sequence[str] = FACTS
+) -> dict[str, Any]:
+    """The keyword arguments ``factory`` is called with: the facts its signature names, and the options.
+
+    A factory with named parameters only gets the options and facts it names (the others are another
+    component's, or facts it does not need); a factory taking ``**kwargs`` gets the facts it names and
+    every option that is not a fact.
+
+    Args:
+        factory: The registered factory.
+        options: The user's options (facts among them are replaced by their checked form in ``facts``).
+        facts: The resolved dataset facts (`resolve_facts`).
+        fact_names: The names that are facts for this kind of plugin (`FACTS`, `SAMPLER_FACTS`).
+
+    Example:
+        >>> def factory(class_counts, **options): ...
+        >>> factory_arguments(factory, {"strength": 2, "num_epochs": 9}, {"class_counts": [3, 1], "num_epochs": 9})
+        {'strength': 2, 'class_counts': [3, 1]}
+    """
+    params = inspect.signature(factory).parameters.values()
+    named = {
+        p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {
+        key: value
+        for key, value in {**options, **facts}.items()
+        if key in named or (takes_any and key not in fact_names)
+    }
+
+
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _forwarded_unknown_option(
+    exc: TypeError, factory: Callable[..., Any], options: Mapping[str, Any], fact_names: Sequence[str]
+) -> bool:
+    """Whether a factory taking ``**kwargs`` passed on one of the user's options to something that does not take it."""
+    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    return (
+        found is not None
+        and found.group(1) in options
+        and found.group(1) not in fact_names
+        and accepted_options(factory) is None
+    )
+
+
+def _plugin_bug(entry: Registered, what: str, exc: BaseException) -> PluginError:
+    cause = " ".join(describe(exc).split())  # one line, whatever the exception's message
+    return PluginError(
+        f"{what} {entry.name!r} of plugin {entry.plugin.label} failed while being created: {cause}; this is a bug "
+        "in the plugin, not in your options: report it to the plugin's author"
+    )
 
 
 def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> None:

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import FrameType, MappingProxyType, ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import pluggy
 
 from sampleweight import hookspecs
-from sampleweight.errors import PluginError, describe as _describe
+from sampleweight.errors import PluginError, describe as _describe, user_stacklevel as _user_frame
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
@@ -505,20 +504,3 @@ def _disabled_names(disabled: Iterable[str] | None) -> set[str]:
     if disabled is None:
         disabled = os.environ.get(DISABLE_ENV, "").split(",")
     return {name.strip() for name in disabled if name.strip()}
-
-
-def _user_frame() -> int:
-    """The ``stacklevel`` of the first frame outside sampleweight: a warning then points at the user's code
-    (their ``import sampleweight`` or call), not at this module. Import machinery frames are skipped, as
-    `warnings.warn` skips them."""
-    frame: FrameType | None = sys._getframe(1)
-    level = 1
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not ("importlib" in filename and "_bootstrap" in filename):
-            module = frame.f_globals.get("__name__", "")
-            if module != "sampleweight" and not module.startswith("sampleweight."):
-                return level
-            level += 1
-        frame = frame.f_back
-    return level

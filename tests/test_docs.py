@@ -31,6 +31,7 @@ def test_the_python_blocks_of_a_page_run(page: str, tmp_path: Path) -> None:
     assert blocks, f"docs/{page} has no Python block"
     script = tmp_path / f"{page}.py"
     script.write_text("\n".join(blocks))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "PYTHONWARNINGS": "ignore"}
+    # this source tree first: the page documents the code beside it, whichever checkout is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, *paths])), "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, f"docs/{page}:\n{result.stderr[-4000:]}"

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from sampleweight import functional as SF
-from sampleweight.errors import ConfigError
+from sampleweight.errors import ConfigError, user_stacklevel
 from sampleweight.hookspecs import hookimpl
 from sampleweight.weighting import BaseWeighter, Weighter, WeightingBatch
 
@@ -325,5 +325,5 @@ def _warn_empty_classes(class_counts: Tensor, class_names: Sequence[str] | None,
         warnings.warn(
             f"{name}: {', '.join(labels)} has no training samples; weighting it as a class with one "
             "sample (the largest finite weight) instead of infinity",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
