@@ -113,3 +113,12 @@ def test_sampler_fields_and_their_options_table(tmp_path) -> None:
     config = load_config(path, sampler_options={"num_samples": 800})  # a flag updates the file's table key by key
     assert config.sampler == "repeat_factor" and config.sampler_options == {"threshold": 0.1, "num_samples": 800}
     assert config.run_name.endswith("-s0-repeat_factor") and TrainConfig().run_name.endswith("-adam-s0")
+
+
+def test_execution_fields_are_a_mark_on_the_fields_themselves() -> None:
+    from sampleweight.engine.config import EXECUTION_FIELDS
+
+    marked = {name for name, schema in TrainConfig.model_json_schema()["properties"].items() if schema.get("execution")}
+    assert EXECUTION_FIELDS == marked == {"device", "precision", "channels_last", "compile", "workers", "quiet",
+                                          "cache_dir", "out", "overwrite", "tensorboard", "bootstrap"}  # fmt: skip
+    assert not EXECUTION_FIELDS & {"model", "loss", "loss_options", "lr", "epochs", "data", "split", "seed"}

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from sampleweight.errors import ConfigError
 
 __all__ = [
     "DEFAULT_GAMMA",
+    "EXECUTION_FIELDS",
     "OPTION_TABLES",
     "PAPER_EPOCHS",
     "PAPER_LR",
@@ -33,11 +35,16 @@ PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
 PAPER_EPOCHS = {"hierarchical_vgg16": 250}
 DEFAULT_EPOCHS = 150
 
+EXECUTION = {"execution": True}
+"""A field's mark (``json_schema_extra=EXECUTION``) when it says how a run executes, not what it computes
+(`EXECUTION_FIELDS`)."""
+
 
 class TrainConfig(BaseModel):
     """Everything one training run needs. Unset fields take the paper's values.
 
-    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each.
+    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each. A field marked
+    ``json_schema_extra=EXECUTION`` says how the run executes, not what it computes (`EXECUTION_FIELDS`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # lr=inf: refused
@@ -50,9 +57,17 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the splits, the initialisation and the data order.")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: int = Field(299, ge=16, le=2048)
-    cache_dir: Path | None = Field(None, description="Image cache folder (default: the per-user cache).")
+    cache_dir: Path | None = Field(
+        None, description="Image cache folder (default: the per-user cache).", json_schema_extra=EXECUTION
+    )
     skip_bad: bool = Field(False, description="Leave out (and report) unreadable images and bad rows.")
-    workers: int | None = Field(None, ge=0, le=64, description="Loader worker processes (default 0 on CPU, 8 CUDA).")
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Loader worker processes (default 0 on CPU, 8 CUDA).",
+        json_schema_extra=EXECUTION,
+    )
     # model
     model: str = "cbam_vgg16"
     backbone: str | None = Field(None, description="timm backbone (default: the model's, VGG16).")
@@ -81,18 +96,33 @@ class TrainConfig(BaseModel):
     epochs: int | None = Field(None, ge=1, description="Default: 150 flat, 250 hierarchical.")
     batch_size: int = Field(20, ge=1)
     # execution
-    device: str | None = Field(None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.")
-    precision: Literal["fp32", "bf16"] | None = Field(None, description="Default: bf16 on CUDA, fp32 on CPU.")
-    channels_last: bool | None = Field(
-        None, description="Channels-last memory format. Default: on for CUDA and the CPU (faster convolutions)."
+    device: str | None = Field(
+        None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.", json_schema_extra=EXECUTION
     )
-    compile: bool = False
-    out: Path | None = None
-    overwrite: bool = Field(False, description="Start over in an --out that already holds a run.")
-    quiet: bool = False
-    tensorboard: bool = Field(False, description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).")
+    precision: Literal["fp32", "bf16"] | None = Field(
+        None, description="Default: bf16 on CUDA, fp32 on CPU.", json_schema_extra=EXECUTION
+    )
+    channels_last: bool | None = Field(
+        None,
+        description="Channels-last memory format. Default: on for CUDA and the CPU (faster convolutions).",
+        json_schema_extra=EXECUTION,
+    )
+    compile: bool = Field(False, json_schema_extra=EXECUTION)
+    out: Path | None = Field(None, json_schema_extra=EXECUTION)
+    overwrite: bool = Field(
+        False, description="Start over in an --out that already holds a run.", json_schema_extra=EXECUTION
+    )
+    quiet: bool = Field(False, json_schema_extra=EXECUTION)
+    tensorboard: bool = Field(
+        False,
+        description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).",
+        json_schema_extra=EXECUTION,
+    )
     bootstrap: int = Field(
-        2000, ge=0, description="Resamples of the 95 % bootstrap intervals in metrics.json (0: no intervals)."
+        2000,
+        ge=0,
+        description="Resamples of the 95 % bootstrap intervals in metrics.json (0: no intervals).",
+        json_schema_extra=EXECUTION,
     )
 
     @field_validator("weighters")
@@ -156,6 +186,14 @@ class TrainConfig(BaseModel):
         seed = f"-seed{self.seed}" if self.seed else ""
         return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{seed}"
 
+
+def _marks(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+
+
+EXECUTION_FIELDS = frozenset(name for name, field in TrainConfig.model_fields.items() if _marks(field).get("execution"))
+"""The fields marked `EXECUTION`: how a run executes, not what it computes. They may change when a run is resumed,
+and runs that differ only in them are the same setup."""
 
 OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""

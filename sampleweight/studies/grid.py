@@ -44,7 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, load_config
+from sampleweight.engine.config import EXECUTION_FIELDS, OPTION_TABLES, TrainConfig, complete_config, load_config
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
@@ -143,7 +143,7 @@ class GridRun:
         """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
-        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
+        `sampleweight.engine.config.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
         know yet, when this one's value is their default (`complete_config`).
         """
         path = self.path / RunDirectory.CONFIG
@@ -154,7 +154,7 @@ class GridRun:
         return [
             f"{key} {saved.get(key)!r} -> {value!r}"
             for key, value in wanted.items()
-            if key not in training.EXECUTION_FIELDS and saved.get(key) != value
+            if key not in EXECUTION_FIELDS and saved.get(key) != value
         ]
 
 

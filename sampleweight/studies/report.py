@@ -31,7 +31,7 @@ from rich.table import Table
 
 from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import DEFAULT_GAMMA, complete_config
+from sampleweight.engine.config import DEFAULT_GAMMA, EXECUTION_FIELDS, complete_config
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.rebalancing import saved_run_rebalancing
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
@@ -84,7 +84,7 @@ _OPTIMIZER_ORDER = ("adam", "sgd")
 _LOSS_ORDER = ("ce", "focal")
 _WEIGHTING_ORDER = ("none", "cb", "es", "spl", "ohem")
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
-_PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
+_PER_RUN_FIELDS = frozenset({"split", "seed", *EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
 _CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
                           "loss_options", "gamma", STAGE_KEY})  # fmt: skip
