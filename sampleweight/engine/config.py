@@ -16,7 +16,6 @@ from pydantic.fields import FieldInfo
 from sampleweight.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_GAMMA",
     "EXECUTION_FIELDS",
     "OPTION_TABLES",
     "PAPER_EPOCHS",
@@ -25,11 +24,10 @@ __all__ = [
     "complete_config",
     "load_config",
     "parse_options",
+    "upgrade_options",
     "validation_message",
 ]
 
-DEFAULT_GAMMA = 1.0
-"""The ``focal`` loss's exponent when ``gamma`` is not given, on either model (the paper's best)."""
 # The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical.
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
 PAPER_EPOCHS = {"hierarchical_vgg16": 250}
@@ -79,7 +77,6 @@ class TrainConfig(BaseModel):
     )
     # loss and weighting
     loss: str = "ce"
-    gamma: float | None = Field(None, ge=0, description="Focal loss gamma (default 1 for 'focal').")
     loss_options: dict[str, Any] = Field(default_factory=dict)
     weighters: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     weighter_options: dict[str, Any] = Field(default_factory=dict)
@@ -125,6 +122,11 @@ class TrainConfig(BaseModel):
         json_schema_extra=EXECUTION,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_keys(cls, values: Any) -> Any:
+        return upgrade_options(values) if isinstance(values, dict) else values
+
     @field_validator("weighters")
     @classmethod
     def _split_plus(cls, value: list[str]) -> list[str]:
@@ -169,8 +171,6 @@ class TrainConfig(BaseModel):
             object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
         if self.epochs is None:
             object.__setattr__(self, "epochs", PAPER_EPOCHS.get(self.model, DEFAULT_EPOCHS))
-        if self.gamma is not None and self.loss == "ce":
-            raise ValueError("gamma is a focal-loss option; use --loss focal (or hierarchical) with --gamma")
         return self
 
     @property
@@ -197,6 +197,31 @@ and runs that differ only in them are the same setup."""
 
 OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
+
+
+def upgrade_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as an older version wrote them (a ``config.json``, a config file), in today's keys.
+
+    ``gamma`` was a field of its own until it became what it is, an option of the loss: a ``gamma`` that is
+    set moves into ``loss_options`` (``{"gamma": 2.0}`` -> ``{"loss_options": {"gamma": 2.0}}``), over a
+    ``loss_options.gamma`` beside it, as the older version trained with it; ``null``, which every older
+    ``config.json`` holds, is dropped. So a run written by an older version loads, resumes and shares a setup
+    with a new run of the same options.
+
+    Example:
+        >>> upgrade_options({"loss": "focal", "gamma": 2.0, "loss_options": {}})
+        {'loss': 'focal', 'loss_options': {'gamma': 2.0}}
+    """
+    upgraded = dict(values)
+    gamma = upgraded.pop("gamma", None)
+    if gamma is None:
+        return upgraded
+    options = upgraded.get("loss_options")
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        return upgraded  # the loss_options field reports its own type error
+    upgraded["loss_options"] = {**options, "gamma": gamma}
+    return upgraded
 
 
 def _numbers(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
@@ -259,6 +284,7 @@ def complete_config(saved: Mapping[str, Any]) -> dict[str, Any]:
         >>> complete_config({"model": "cbam_vgg16", "optimizer": "sgd"})["sampler"]
         'instance'
     """
+    saved = upgrade_options(saved)  # an older version's keys as today's (gamma: a loss option)
     known = {key: value for key, value in saved.items() if key in TrainConfig.model_fields}
     try:
         filled = TrainConfig.model_validate(known).model_dump(mode="json")

@@ -320,6 +320,8 @@ def check_choices(config: TrainConfig) -> None:
     check_model(config)
     loss, loss_options = _loss(config, None)
     check_options("losses", [loss], loss_options)
+    if loss != config.loss:  # a loss built on the run's (the hierarchical model's ce/focal): what that one takes
+        check_options("losses", [config.loss], config.loss_options)
     check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
     check_sampler(config)
 
@@ -400,8 +402,6 @@ def loss_plugin(model: str, loss: str) -> str:
 def _loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, dict[str, Any]]:
     """The loss name and its options (`loss_plugin`; the hierarchical loss gets the run's loss as its base)."""
     options: dict[str, Any] = dict(config.loss_options)
-    if config.gamma is not None:
-        options["gamma"] = config.gamma
     name = loss_plugin(config.model, config.loss)
     if name != config.loss:
         options["base"] = config.loss
