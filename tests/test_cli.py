@@ -23,6 +23,20 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0 and "plugins" in result.output
 
 
+def test_the_command_line_and_the_config_model_load_without_the_data_stack() -> None:
+    # the options of train and grid are built from TrainConfig when the CLI module loads: that must not
+    # pull in what one run needs (scikit-learn, the training loop), which every command would then wait for
+    script = (
+        "import sys, sampleweight.cli, sampleweight.engine.config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('sklearn', 'sampleweight.engine.training'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    from sampleweight.engine import evaluate, train  # still there, when asked for
+
+    assert callable(train) and callable(evaluate)
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"sampleweight {sw.__version__}"
