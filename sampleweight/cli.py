@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sampleweight.errors import SampleWeightError
+from sampleweight.errors import ConfigError, SampleWeightError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,7 +135,24 @@ WEIGHTER_OPTION_HELP = (
 BOOTSTRAP_HELP = "Bootstrap resamples of the 95 % intervals in metrics.json (default 2000; 0: none)."
 SAMPLER_HELP = "instance (default: a shuffled pass), class_balanced, sqrt, progressive, repeat_factor, drs, a plugin's."
 SAMPLER_OPTION_HELP = "An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1."
+GAMMA_HELP = "The focal loss's exponent: short for --loss-option gamma=G (default 1)."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
+
+
+def with_gamma(loss_options: dict[str, Any] | None, gamma: float | None) -> dict[str, Any] | None:
+    """``--loss-option`` pairs with ``--gamma G`` added as ``gamma=G`` (what it is short for).
+
+    Raises:
+        ConfigError: ``--loss-option gamma=...`` gives another value.
+    """
+    if gamma is None:
+        return loss_options
+    options = loss_options or {}
+    if options.get("gamma", gamma) != gamma:
+        raise ConfigError(
+            f"--gamma {gamma:g} and --loss-option gamma={options['gamma']} contradict each other: give one of them"
+        )
+    return {**options, "gamma": gamma}
 
 
 @app.command()
@@ -148,7 +165,7 @@ def train(
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
     loss: str | None = typer.Option(None, help="ce, focal, hierarchical or a plugin loss."),
-    gamma: float | None = typer.Option(None, help="Focal-loss gamma (default 1)."),
+    gamma: float | None = typer.Option(None, help=GAMMA_HELP),
     loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
     weighter: list[str] | None = typer.Option(
         None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
@@ -198,8 +215,7 @@ def train(
         pretrained=pretrained,
         pretrained_path=pretrained_path,
         loss=loss,
-        gamma=gamma,
-        loss_options=parse_options(loss_option, "--loss-option"),
+        loss_options=with_gamma(parse_options(loss_option, "--loss-option"), gamma),
         weighters=weighter or None,
         weighter_options=parse_options(weighter_option, "--weighter-option"),
         sampler=sampler,
@@ -439,9 +455,7 @@ def grid(
     backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
     pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
-    gamma: float | None = typer.Option(
-        None, help="Focal-loss gamma (default 1), for the runs whose loss takes it (focal, on either model)."
-    ),
+    gamma: float | None = typer.Option(None, help=GAMMA_HELP),
     loss_option: list[str] | None = typer.Option(
         None, "--loss-option", help=f"{LOSS_OPTION_HELP} Each run gets the options its loss takes."
     ),
@@ -499,8 +513,7 @@ def grid(
         backbone=backbone,
         pretrained=pretrained,
         pretrained_path=pretrained_path,
-        gamma=gamma,
-        loss_options=parse_options(loss_option, "--loss-option"),
+        loss_options=with_gamma(parse_options(loss_option, "--loss-option"), gamma),
         weighter_options=parse_options(weighter_option, "--weighter-option"),
         sampler_options=parse_options(sampler_option, "--sampler-option"),
         lr=lr,

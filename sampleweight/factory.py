@@ -46,6 +46,7 @@ __all__ = [
     "list_samplers",
     "list_weighters",
     "lookup",
+    "option_defaults",
     "resolve_facts",
 ]
 
@@ -211,11 +212,15 @@ def check_options(
         registry: Where to look names up; default the process-wide registry.
 
     Raises:
-        ConfigError: An unknown name (the valid ones listed) or an option none of them accepts.
+        ConfigError: An unknown name (the valid ones listed) or an option none of them accepts (naming the
+            registered ones of ``kind`` that take it: ``gamma is an option of: focal, hierarchical``).
         PluginError: A name several third-party plugins claim.
     """
     entries = [lookup(registry, kind, name) for name in names]
-    _check_unused(options, entries, SINGULAR[kind])
+    try:
+        _check_unused(options, entries, SINGULAR[kind])
+    except ConfigError as error:
+        raise ConfigError(f"{error}{_takers(registry, kind, options, entries)}") from None
 
 
 def create_sampler(
@@ -294,13 +299,27 @@ def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Re
     return entry
 
 
+_KEYWORDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
     """Keyword names a factory accepts; None when it takes ``**kwargs`` (accepts anything)."""
     params = inspect.signature(factory).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {p.name for p in params if p.kind in kinds}
+    return {p.name for p in params if p.kind in _KEYWORDS}
+
+
+def option_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The defaults a factory's signature gives its options: what an option not given is.
+
+    Example:
+        >>> def focal(gamma: float = 1.0, alpha=None, *, num_classes: int): ...
+        >>> option_defaults(focal)
+        {'gamma': 1.0, 'alpha': None}
+    """
+    params = inspect.signature(factory).parameters.values()
+    return {p.name: p.default for p in params if p.kind in _KEYWORDS and p.default is not inspect.Parameter.empty}
 
 
 def resolve_facts(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -415,6 +434,19 @@ def _check_unused(
             f"{what} {label!r} does not accept option(s) {', '.join(unknown)}; "
             f"its options are: {', '.join(valid) or '(none)'}"
         )
+
+
+def _takers(registry: Registry | None, kind: str, options: Mapping[str, Any], chosen: Sequence[Registered]) -> str:
+    """``; KEY is an option of: NAME, ...`` for each option the chosen plugins do not take and others of ``kind``
+    name in their factory's signature (empty when none does)."""
+    table = (registry or get_registry()).kind(kind)
+    taken = set().union(*(accepted_options(entry.factory) or set() for entry in chosen))
+    hints = []
+    for key in sorted(set(options) - taken):
+        takers = sorted(name for name, entry in table.items() if key in (accepted_options(entry.factory) or ()))
+        if takers:
+            hints.append(f"; {key} is an option of: {', '.join(takers)}")
+    return "".join(hints)
 
 
 def _build(

@@ -23,6 +23,20 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0 and "plugins" in result.output
 
 
+def test_the_command_line_and_the_config_model_load_without_the_data_stack() -> None:
+    # the options of train and grid are built from TrainConfig when the CLI module loads: that must not
+    # pull in what one run needs (scikit-learn, the training loop), which every command would then wait for
+    script = (
+        "import sys, sampleweight.cli, sampleweight.engine.config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('sklearn', 'sampleweight.engine.training'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    from sampleweight.engine import evaluate, train  # still there, when asked for
+
+    assert callable(train) and callable(evaluate)
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"sampleweight {sw.__version__}"
@@ -97,6 +111,18 @@ def test_loss_options_on_the_command_line_reach_the_run_config(tmp_path) -> None
     assert json.loads((out / "config.json").read_text())["loss_options"] == {"gamma": 2}
 
 
+def test_gamma_is_short_for_the_loss_option_and_a_contradicting_one_exits_2_naming_both(tmp_path) -> None:
+    from sampleweight.cli import with_gamma
+
+    assert with_gamma({"tau": 1}, 2.0) == {"tau": 1, "gamma": 2.0} and with_gamma(None, None) is None
+    assert with_gamma({"gamma": 2}, 2.0) == {"gamma": 2.0}  # the same value twice is no contradiction
+    result = runner.invoke(app, ["train", "--loss", "focal", "--gamma", "1", "--loss-option", "gamma=3"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --gamma 1 and --loss-option gamma=3 contradict each other: give one of them"
+    ]
+
+
 def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
     result = runner.invoke(app, ["train", "--loss", "focal", "--loss-option", "gamma"])
     assert result.exit_code == 2
@@ -111,6 +137,8 @@ def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
         (["--weighter", "ohem", "--weighter", "nope"], "unknown weighter 'nope'", "ohem"),
         (["--loss", "nope"], "unknown loss 'nope'; choose one of: ", "focal"),
         (["--loss-option", "nope=1"], "loss 'ce' does not accept option(s) nope; its options are: ", "label_smoothing"),
+        (["--gamma", "2"], "loss 'ce' does not accept option(s) gamma; its options are: label_smoothing; ", "focal"),
+        (["--model", "hierarchical_vgg16", "--gamma", "2"], "loss 'ce' does not accept option(s) gamma", "focal"),
         (["--model", "no_such_model"], "unknown model 'no_such_model'; sampleweight's models: ", "hierarchical_vgg16"),
         (["--backbone", "vgg61"], "unknown timm backbone 'vgg61'; did you mean ", "vgg16"),
         (["--optimizer", "adamw"], "optimizer: Input should be ", "'sgd'"),

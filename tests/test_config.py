@@ -56,7 +56,6 @@ def test_files_load_and_flags_override(tmp_path, suffix: str) -> None:
         ({"optimizer": "rmsprop"}, r"optimizer: Input should be 'adam' or 'sgd'"),
         ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1"),
         ({"colour": True}, "colour: unknown option; valid options: data, split"),
-        ({"gamma": 2.0}, "gamma is a focal-loss option"),
         ({"lr_milestones": (0.8, 0.5)}, "milestones must be increasing"),
     ],
 )
@@ -113,3 +112,29 @@ def test_sampler_fields_and_their_options_table(tmp_path) -> None:
     config = load_config(path, sampler_options={"num_samples": 800})  # a flag updates the file's table key by key
     assert config.sampler == "repeat_factor" and config.sampler_options == {"threshold": 0.1, "num_samples": 800}
     assert config.run_name.endswith("-s0-repeat_factor") and TrainConfig().run_name.endswith("-adam-s0")
+
+
+def test_execution_fields_are_a_mark_on_the_fields_themselves() -> None:
+    from sampleweight.engine.config import EXECUTION_FIELDS
+
+    marked = {name for name, schema in TrainConfig.model_json_schema()["properties"].items() if schema.get("execution")}
+    assert EXECUTION_FIELDS == marked == {"device", "precision", "channels_last", "compile", "workers", "quiet",
+                                          "cache_dir", "out", "overwrite", "tensorboard", "bootstrap"}  # fmt: skip
+    assert not EXECUTION_FIELDS & {"model", "loss", "loss_options", "lr", "epochs", "data", "split", "seed"}
+
+
+def test_gamma_is_a_loss_option_and_an_older_configs_gamma_is_read_as_one(tmp_path) -> None:
+    from sampleweight.engine.config import complete_config
+
+    assert "gamma" not in TrainConfig.model_fields
+    assert TrainConfig(loss="focal", gamma=2.0).loss_options == {"gamma": 2.0}
+    assert TrainConfig(loss="focal", gamma=None).loss_options == {}  # every older config.json holds gamma: null
+    older = {**TrainConfig(loss="focal").model_dump(mode="json"), "gamma": 2.0, "loss_options": {"alpha": None}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(older))
+    config = load_config(path)
+    assert (
+        config.loss_options == {"alpha": None, "gamma": 2.0} and config.run_name == TrainConfig(loss="focal").run_name
+    )
+    assert complete_config(older) == {**config.model_dump(mode="json")}  # what grid and report compare
+    assert "gamma" not in config.model_dump()

@@ -42,14 +42,15 @@ def read_summary(folder: Path) -> dict[str, dict[str, str]]:
 def test_plan_is_the_cross_product_with_readable_names_and_per_run_defaults(tmp_path) -> None:
     options = {k: v for k, v in TINY.items() if k != "lr"}
     grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce,focal", weighters="none,ohem+es", optimizers="adam,sgd",
-                     splits="0,1", options={**options, "gamma": 2.0})  # fmt: skip
+                     splits="0,1", options={**options, "loss_options": {"gamma": 2.0}})  # fmt: skip
     assert len(grid.runs) == 2 * 2 * 2 * 2
     names = [run.name for run in grid.runs]
     assert names[:3] == ["cbam_vgg16-ce-none-adam-s0", "cbam_vgg16-ce-none-adam-s1", "cbam_vgg16-ce-none-sgd-s0"]
     assert "cbam_vgg16-focal-ohem+es-sgd-s1" in names and len(set(names)) == len(names)
     by_name = {run.name: run.config for run in grid.runs}
     assert by_name["cbam_vgg16-focal-ohem+es-sgd-s1"].weighters == ["ohem", "es"]
-    assert by_name["cbam_vgg16-focal-none-adam-s0"].gamma == 2.0 and by_name["cbam_vgg16-ce-none-adam-s0"].gamma is None
+    assert by_name["cbam_vgg16-focal-none-adam-s0"].loss_options == {"gamma": 2.0}
+    assert by_name["cbam_vgg16-ce-none-adam-s0"].loss_options == {}
     # the paper's learning rate per optimizer where --lr is not given; shared options everywhere
     assert by_name["cbam_vgg16-ce-none-adam-s0"].lr == 1e-5 and by_name["cbam_vgg16-ce-none-sgd-s0"].lr == 1e-4
     assert all(config.epochs == 1 and config.image_size == 32 for config in by_name.values())
@@ -168,9 +169,9 @@ def test_print_commands_train_exactly_the_planned_runs(tmp_path) -> None:
     commands = result.stdout.strip().splitlines()
     assert len(commands) == 4 and all(c.startswith("sampleweight train --config ") for c in commands)
     assert not any((out / name).exists() for name in ("cbam_vgg16-ce-none-adam-s1",))  # nothing trained
-    assert "--gamma" not in commands[0] and "--gamma 2.0" in commands[-1]
+    assert "gamma" not in commands[0] and "--loss-option gamma=2.0" in commands[-1]  # what --gamma 2 is short for
     grid = plan_grid(out, models="cbam_vgg16", losses="ce,focal", weighters="none,ohem+es", optimizers="adam",
-                     splits="1", options={**TINY, "gamma": 2.0})  # fmt: skip
+                     splits="1", options={**TINY, "loss_options": {"gamma": 2.0}})  # fmt: skip
     planned = {run.name: run.config for run in grid.runs}
     last = shlex.split(commands[-1])
     assert runner.invoke(app, last[1:]).exit_code == 0
@@ -364,23 +365,73 @@ def test_a_run_written_before_an_option_existed_is_not_stale(tmp_path) -> None:
     assert run.stale_options() == ["sampler 'class_balanced' -> 'instance'"]
 
 
+def test_a_half_finished_run_that_an_older_version_wrote_with_gamma_resumes_without_retraining(
+    tmp_path, monkeypatch, interrupt_after_epoch
+) -> None:
+    from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "grid"
+    partial = out / "cbam_vgg16-focal-none-adam-s0"
+    interrupt_after_epoch(0)
+    with pytest.raises(KeyboardInterrupt):
+        train({**TINY, "loss": "focal", "loss_options": {"gamma": 2.0}, "epochs": 2, "out": partial})
+    monkeypatch.undo()
+    # as an older version wrote it: gamma a field of its own, loss_options empty
+    config = json.loads((partial / "config.json").read_text())
+    older = {**config, "gamma": 2.0, "loss_options": {}}
+    (partial / "config.json").write_text(json.dumps(older))
+    state = load_checkpoint(partial / "checkpoint.pt")
+    save_checkpoint(partial / "checkpoint.pt", {**state, "config": {**state["config"], **older}})
+    first_epoch = (partial / "metrics.jsonl").read_text()
+
+    result = runner.invoke(app, ["grid", *TINY_FLAGS, "--epochs", "2", "--models", "cbam_vgg16", "--losses", "focal",
+                                 "--weighters", "none", "--optimizers", "adam", "--splits", "0", "--gamma", "2",
+                                 "--no-report", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    epochs = (partial / "metrics.jsonl").read_text()
+    assert epochs.startswith(first_epoch) and len(epochs.splitlines()) == 2  # epoch 0 kept, epoch 1 trained
+    assert sorted(path.name for path in out.iterdir() if path.is_dir()) == [partial.name]  # the same folder
+
+
 def test_an_option_no_run_accepts_is_reported_before_any_run(tmp_path) -> None:
     with pytest.raises(sw.ConfigError, match=r"--loss-option tau: no loss of the grid \(ce, focal\) takes tau"):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce,focal", weighters="none", optimizers="adam", splits="0",
                   options={"loss_options": {"tau": 1.0}})  # fmt: skip
-    with pytest.raises(sw.ConfigError, match=r"--gamma: no loss of the grid \(ce, balanced_softmax\) takes gamma"):
+    with pytest.raises(
+        sw.ConfigError, match=r"--loss-option gamma: no loss of the grid \(ce, balanced_softmax\) takes"
+    ):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce,balanced_softmax", weighters="none", optimizers="adam",
-                  splits="0", options={"gamma": 2.0})  # fmt: skip
+                  splits="0", options={"loss_options": {"gamma": 2.0}})  # fmt: skip
     with pytest.raises(sw.ConfigError, match=r"weighter 'ohem' does not accept option\(s\) beta"):
         plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="es,ohem", optimizers="adam", splits="0",
                   options={"weighter_options": {"beta": 0.9}})  # fmt: skip
     assert not any(tmp_path.iterdir())
 
 
+def test_gamma_is_short_for_the_loss_option_and_reaches_the_runs_whose_loss_takes_it(tmp_path) -> None:
+    args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16,hierarchical_vgg16", "--losses", "ce,focal",
+            "--weighters", "none", "--optimizers", "adam", "--splits", "0", "--out", str(tmp_path),
+            "--gamma", "2"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--print-commands"])
+    assert result.exit_code == 0, result.output
+    commands = result.stdout.strip().splitlines()
+    assert [("--loss focal" in c, "--loss-option gamma=2.0" in c, "gamma=" in c) for c in commands] == [
+        (False, False, False), (True, True, True)
+    ] * 2  # fmt: skip
+    contradictory = runner.invoke(app, [*args, "--loss-option", "gamma=3", "--print-commands"])
+    assert contradictory.exit_code == 2
+    assert contradictory.output.strip().splitlines() == [
+        "error: --gamma 2 and --loss-option gamma=3 contradict each other: give one of them"
+    ]
+    assert runner.invoke(app, [*args, "--loss-option", "gamma=2", "--print-commands"]).exit_code == 0  # the same
+
+
 def test_gamma_and_loss_options_reach_only_the_runs_whose_loss_takes_them(tmp_path) -> None:
     grid = plan_grid(tmp_path, models="cbam_vgg16,hierarchical_vgg16", losses="ce,focal,balanced_softmax",
-                     weighters="none", optimizers="adam", splits="0", options={**TINY, "gamma": 2.0})  # fmt: skip
-    gammas = {(run.config.model, run.config.loss): run.config.gamma for run in grid.runs}
+                     weighters="none", optimizers="adam", splits="0",
+                     options={**TINY, "loss_options": {"gamma": 2.0}})  # fmt: skip
+    gammas = {(run.config.model, run.config.loss): run.config.loss_options.get("gamma") for run in grid.runs}
+    # the hierarchical model's ce is the hierarchical loss with base ce: it takes what ce takes, no gamma
     assert gammas == {(model, loss): 2.0 if loss == "focal" else None for model, loss in gammas}
     out = tmp_path / "tau"
     args = ["grid", *TINY_FLAGS, "--epochs", "1", "--models", "cbam_vgg16", "--losses", "ce,logit_adjusted",

@@ -236,6 +236,30 @@ def test_an_explicit_default_gamma_is_the_same_setup_as_none_given(grid_folder, 
     assert [cell.label for cell in table.cells if cell.loss == "focal"] == ["none", "none gamma=2.0"]
 
 
+def test_a_loss_option_equal_to_its_losss_default_is_no_option_of_the_setup(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+
+    def set_loss_options(name: str, options: dict) -> None:
+        path = folder / name / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "loss_options": options}))
+
+    # the defaults of the registered factories, ce's label_smoothing=0.0 and focal's gamma=1.0, given explicitly
+    set_loss_options(run_names("ce", "none")[0], {"label_smoothing": 0.0})
+    set_loss_options(run_names("focal", "none")[0], {"gamma": 1})
+    (table,) = summarize(collect_runs(folder))
+    assert [(cell.loss, cell.label, cell.n) for cell in table.cells if cell.weighting == "none"] == [
+        ("ce", "none", 4), ("focal", "none", 2)
+    ]  # fmt: skip
+    set_loss_options(run_names("ce", "none")[0], {"label_smoothing": 0.1})
+    (table,) = summarize(collect_runs(folder))
+    assert [cell.label for cell in table.cells if cell.loss == "ce" and cell.weighting == "none"] == [
+        "none", "none label_smoothing=0.1"
+    ]  # fmt: skip
+
+
 def test_a_weighting_baseline_is_its_plain_row_and_its_variants_are_compared_with_it(grid_folder, tmp_path) -> None:
     import shutil
 

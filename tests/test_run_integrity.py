@@ -317,7 +317,7 @@ def test_a_plugin_error_with_brackets_is_shown_in_the_plugins_table(mount_plugin
     [
         (["--lr", "inf"], "lr: Input should be a finite number (got inf)"),
         (["--lr", "nan"], "lr: Input should be a finite number (got nan)"),
-        (["--loss", "focal", "--gamma", "inf"], "gamma: Input should be a finite number (got inf)"),
+        (["--loss", "focal", "--gamma", "inf"], "loss_options.gamma must be a finite number, got inf"),
         (["--loss", "focal", "--loss-option", "gamma=.inf"], "loss_options.gamma must be a finite number, got inf"),
     ],
 )

@@ -16,8 +16,28 @@ run directory), `folder_lock` (one writer per run directory), `progress` (rich b
 `sampleweight`'s core imports this package: ``import sampleweight`` stays light for a user's own loop.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from sampleweight.engine.config import TrainConfig as TrainConfig, load_config as load_config
-from sampleweight.engine.evaluation import evaluate as evaluate
-from sampleweight.engine.training import train as train
+
+if TYPE_CHECKING:
+    from sampleweight.engine.evaluation import evaluate as evaluate
+    from sampleweight.engine.training import train as train
 
 __all__ = ["TrainConfig", "evaluate", "load_config", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # train and evaluate bring the data stack (scikit-learn, ...): imported when first asked for, so that the
+    # command line, which reads TrainConfig to build its options, starts without them.
+    if name == "train":
+        from sampleweight.engine.training import train
+
+        return train
+    if name == "evaluate":
+        from sampleweight.engine.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

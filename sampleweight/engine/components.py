@@ -63,6 +63,8 @@ def check_choices(config: TrainConfig) -> None:
     check_model(config)
     loss, loss_options = training_loss(config, None)
     check_options("losses", [loss], loss_options)
+    if loss != config.loss:  # a loss built on the run's (a hierarchical model's ce/focal): what that one takes
+        check_options("losses", [config.loss], config.loss_options)
     check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
     check_sampler(config)
 
@@ -161,8 +163,6 @@ def training_loss(config: TrainConfig, taxonomy: Taxonomy | None) -> tuple[str, 
     label tree (`run_taxonomy`; None while the options are only being checked).
     """
     options: dict[str, Any] = dict(config.loss_options)
-    if config.gamma is not None:
-        options["gamma"] = config.gamma
     name = loss_plugin(config.model, config.loss)
     if name != config.loss:
         options["base"] = config.loss

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from sampleweight.errors import ConfigError
 from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
     "DEFAULT_EPOCHS",
-    "DEFAULT_GAMMA",
+    "EXECUTION_FIELDS",
     "OPTION_TABLES",
     "PAPER_LR",
     "TrainConfig",
@@ -26,11 +27,10 @@ __all__ = [
     "default_name",
     "load_config",
     "parse_options",
+    "upgrade_options",
     "validation_message",
 ]
 
-DEFAULT_GAMMA = 1.0
-"""The ``focal`` loss's exponent when ``gamma`` is not given, on either model (the paper's best)."""
 # The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical (each model's
 # registration says its epochs, `sampleweight.plugins.INFO_KEYS`).
 PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
@@ -68,10 +68,16 @@ def balanced_sampler() -> str:
     return names[0]
 
 
+EXECUTION = {"execution": True}
+"""A field's mark (``json_schema_extra=EXECUTION``) when it says how a run executes, not what it computes
+(`EXECUTION_FIELDS`)."""
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs. Unset fields take the paper's values.
 
-    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each.
+    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each. A field marked
+    ``json_schema_extra=EXECUTION`` says how the run executes, not what it computes (`EXECUTION_FIELDS`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # lr=inf: refused
@@ -84,9 +90,17 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the splits, the initialisation and the data order.")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: int = Field(299, ge=16, le=2048)
-    cache_dir: Path | None = Field(None, description="Image cache folder (default: the per-user cache).")
+    cache_dir: Path | None = Field(
+        None, description="Image cache folder (default: the per-user cache).", json_schema_extra=EXECUTION
+    )
     skip_bad: bool = Field(False, description="Leave out (and report) unreadable images and bad rows.")
-    workers: int | None = Field(None, ge=0, le=64, description="Loader worker processes (default 0 on CPU, 8 CUDA).")
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Loader worker processes (default 0 on CPU, 8 CUDA).",
+        json_schema_extra=EXECUTION,
+    )
     # model
     model: str = Field(
         default_factory=lambda: default_name("models"), description="A registered model or any timm model."
@@ -100,7 +114,6 @@ class TrainConfig(BaseModel):
     )
     # loss and weighting
     loss: str = Field(default_factory=lambda: default_name("losses"))
-    gamma: float | None = Field(None, ge=0, description="Focal loss gamma (default 1 for 'focal').")
     loss_options: dict[str, Any] = Field(default_factory=dict)
     weighters: list[str] = Field(default_factory=lambda: [default_name("weighters")], min_length=1)
     weighter_options: dict[str, Any] = Field(default_factory=dict)
@@ -120,19 +133,39 @@ class TrainConfig(BaseModel):
     epochs: int | None = Field(None, ge=1, description="Default: the model's (150 flat, 250 hierarchical).")
     batch_size: int = Field(20, ge=1)
     # execution
-    device: str | None = Field(None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.")
-    precision: Literal["fp32", "bf16"] | None = Field(None, description="Default: bf16 on CUDA, fp32 on CPU.")
+    device: str | None = Field(
+        None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.", json_schema_extra=EXECUTION
+    )
+    precision: Literal["fp32", "bf16"] | None = Field(
+        None, description="Default: bf16 on CUDA, fp32 on CPU.", json_schema_extra=EXECUTION
+    )
     channels_last: bool | None = Field(
-        None, description="Channels-last memory format. Default: on for CUDA and the CPU (faster convolutions)."
+        None,
+        description="Channels-last memory format. Default: on for CUDA and the CPU (faster convolutions).",
+        json_schema_extra=EXECUTION,
     )
-    compile: bool = False
-    out: Path | None = None
-    overwrite: bool = Field(False, description="Start over in an --out that already holds a run.")
-    quiet: bool = False
-    tensorboard: bool = Field(False, description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).")
+    compile: bool = Field(False, json_schema_extra=EXECUTION)
+    out: Path | None = Field(None, json_schema_extra=EXECUTION)
+    overwrite: bool = Field(
+        False, description="Start over in an --out that already holds a run.", json_schema_extra=EXECUTION
+    )
+    quiet: bool = Field(False, json_schema_extra=EXECUTION)
+    tensorboard: bool = Field(
+        False,
+        description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).",
+        json_schema_extra=EXECUTION,
+    )
     bootstrap: int = Field(
-        2000, ge=0, description="Resamples of the 95 % bootstrap intervals in metrics.json (0: no intervals)."
+        2000,
+        ge=0,
+        description="Resamples of the 95 % bootstrap intervals in metrics.json (0: no intervals).",
+        json_schema_extra=EXECUTION,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_keys(cls, values: Any) -> Any:
+        return upgrade_options(values) if isinstance(values, dict) else values
 
     @field_validator("weighters")
     @classmethod
@@ -178,8 +211,6 @@ class TrainConfig(BaseModel):
             object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
         if self.epochs is None:
             object.__setattr__(self, "epochs", get_registry().info("models", self.model).get("epochs", DEFAULT_EPOCHS))
-        if self.gamma is not None and self.loss == "ce":
-            raise ValueError("gamma is a focal-loss option; use --loss focal (or hierarchical) with --gamma")
         return self
 
     @property
@@ -196,8 +227,41 @@ class TrainConfig(BaseModel):
         return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{seed}"
 
 
+def _marks(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+
+
+EXECUTION_FIELDS = frozenset(name for name, field in TrainConfig.model_fields.items() if _marks(field).get("execution"))
+"""The fields marked `EXECUTION`: how a run executes, not what it computes. They may change when a run is resumed,
+and runs that differ only in them are the same setup."""
+
 OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
+
+
+def upgrade_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as an older version wrote them (a ``config.json``, a config file), in today's keys.
+
+    ``gamma`` was a field of its own until it became what it is, an option of the loss: a ``gamma`` that is
+    set moves into ``loss_options`` (``{"gamma": 2.0}`` -> ``{"loss_options": {"gamma": 2.0}}``), over a
+    ``loss_options.gamma`` beside it, as the older version trained with it; ``null``, which every older
+    ``config.json`` holds, is dropped. So a run written by an older version loads, resumes and shares a setup
+    with a new run of the same options.
+
+    Example:
+        >>> upgrade_options({"loss": "focal", "gamma": 2.0, "loss_options": {}})
+        {'loss': 'focal', 'loss_options': {'gamma': 2.0}}
+    """
+    upgraded = dict(values)
+    gamma = upgraded.pop("gamma", None)
+    if gamma is None:
+        return upgraded
+    options = upgraded.get("loss_options")
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        return upgraded  # the loss_options field reports its own type error
+    upgraded["loss_options"] = {**options, "gamma": gamma}
+    return upgraded
 
 
 def _numbers(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
@@ -260,6 +324,7 @@ def complete_config(saved: Mapping[str, Any]) -> dict[str, Any]:
         >>> complete_config({"model": "cbam_vgg16", "optimizer": "sgd"})["sampler"]
         'instance'
     """
+    saved = upgrade_options(saved)  # an older version's keys as today's (gamma: a loss option)
     known = {key: value for key, value in saved.items() if key in TrainConfig.model_fields}
     try:
         filled = TrainConfig.model_validate(known).model_dump(mode="json")

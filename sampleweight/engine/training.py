@@ -35,7 +35,7 @@ from sampleweight.deferred import DeferredCheck
 from sampleweight.engine import ddp
 from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.engine.components import build_model, check_choices, is_hierarchical, run_taxonomy, training_loss
-from sampleweight.engine.config import TrainConfig, load_config, validation_message
+from sampleweight.engine.config import EXECUTION_FIELDS, TrainConfig, load_config, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.inference import decide, predict
 from sampleweight.engine.loader import TrainingData, load_split, smallest_part
@@ -485,24 +485,6 @@ def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
         "config": run.config.model_dump(mode="json"),
         "classes": list(run.data.classes),
     }
-
-
-EXECUTION_FIELDS = frozenset(
-    {
-        "device",
-        "precision",
-        "channels_last",
-        "compile",
-        "workers",
-        "quiet",
-        "cache_dir",
-        "out",
-        "overwrite",
-        "tensorboard",
-        "bootstrap",
-    }
-)
-"""Options that may change when a run is resumed: how it executes, not what it computes."""
 
 
 def resume_options(out: str | Path) -> Path | None:

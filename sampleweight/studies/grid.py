@@ -44,7 +44,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sampleweight.engine import components, training
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.config import OPTION_TABLES, TrainConfig, complete_config, default_name, load_config
+from sampleweight.engine.config import (
+    EXECUTION_FIELDS,
+    OPTION_TABLES,
+    TrainConfig,
+    complete_config,
+    default_name,
+    load_config,
+)
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, read_epochs
@@ -148,7 +155,7 @@ class GridRun:
         """Options in which a finished or half-finished run differs from this configuration (``["epochs 1 -> 2"]``).
 
         Execution options (device, precision, workers, cache folder, ...: those a resumed run may change,
-        `sampleweight.engine.training.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
+        `sampleweight.engine.config.EXECUTION_FIELDS`) do not count, nor do options the run's version did not
         know yet, when this one's value is their default (`complete_config`).
         """
         path = self.path / RunDirectory.CONFIG
@@ -159,7 +166,7 @@ class GridRun:
         return [
             f"{key} {saved.get(key)!r} -> {value!r}"
             for key, value in wanted.items()
-            if key not in training.EXECUTION_FIELDS and saved.get(key) != value
+            if key not in EXECUTION_FIELDS and saved.get(key) != value
         ]
 
 
@@ -172,8 +179,8 @@ class Grid:
         runs: One `GridRun` per combination, models outermost, seeds innermost.
         shared: The options every run shares (the config file's and the flags', without the
             combination's own: model, loss, weighters, sampler, optimizer, split, seed, out; without
-            ``gamma`` and ``loss_options``, of which each run takes what its loss accepts, and without
-            ``sampler_options``, of which each run takes those its sampler accepts).
+            ``loss_options``, of which each run takes what its loss accepts, and without ``sampler_options``,
+            of which each run takes those its sampler accepts).
     """
 
     out: Path
@@ -195,8 +202,6 @@ class Grid:
         """The ``sampleweight train`` options of one run: ``--config OUT/grid.json`` plus its combination."""
         config = run.config
         arguments = ["--config", str(self.config_file), "--model", config.model, "--loss", config.loss]
-        if config.gamma is not None:
-            arguments += ["--gamma", repr(config.gamma)]
         for key, value in config.loss_options.items():
             arguments += ["--loss-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
         for weighter in config.weighters:
@@ -330,8 +335,8 @@ def plan_grid(
             every seed. Default: the shared ``seed`` option, else 0.
         config_file: A TOML/YAML/JSON file of `TrainConfig` options shared by every run.
         options: `TrainConfig` options shared by every run, over the file's (None values are ignored).
-            ``gamma`` and each ``loss_options`` key apply to the runs whose loss takes them (``gamma``: focal,
-            also on the hierarchical model; ``tau``: logit_adjusted, ...); a weighter option scoped as
+            each ``loss_options`` key applies to the runs whose loss takes it (``gamma``: focal, also on the
+            hierarchical model; ``tau``: logit_adjusted, ...); a weighter option scoped as
             ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
             weighting uses NAME; each run gets the ``sampler_options`` its sampler takes.
 
@@ -341,8 +346,8 @@ def plan_grid(
 
     Raises:
         ConfigError: An unknown model, loss, weighter, sampler or optimizer (the valid names are listed), a
-            split or seed that is not a number, both ``seeds`` and a shared ``seed``, ``gamma``, a loss option or a
-            sampler option that no loss or sampler of the grid takes, or an option that is invalid for some run
+            split or seed that is not a number, both ``seeds`` and a shared ``seed``, a loss option or a sampler
+            option that no loss or sampler of the grid takes, or an option that is invalid for some run
             (a weighter option no weighter of that run accepts, among others).
 
     Example:
@@ -365,7 +370,6 @@ def plan_grid(
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
     shared = _shared_options(config_file, options or {})
-    gamma = shared.pop("gamma", None)
     shared_seed = shared.pop("seed", None)
     if seeds is not None and shared_seed is not None:
         raise ConfigError("give either --seed (one seed for every run) or --seeds (every run with each seed)")
@@ -376,13 +380,12 @@ def plan_grid(
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
     sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
-    loss_options = _loss_options(model_names, loss_names, gamma, shared.pop("loss_options", None) or {})
+    loss_options = _loss_options(model_names, loss_names, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
     for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
         model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers, seed_numbers
     ):
-        run_gamma, run_loss_options = loss_options[(model, loss)]
-        combination = {"model": model, "loss": loss, "gamma": run_gamma, "loss_options": run_loss_options,
+        combination = {"model": model, "loss": loss, "loss_options": loss_options[(model, loss)],
                        "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
                        "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
         try:
@@ -824,9 +827,7 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
     """The config file's options (only those it sets) under ``options``, minus the combination's fields."""
     values: dict[str, Any] = {}
     if config_file is not None:
-        # Validate the file on its own. The grid sets the loss per run, so read it as a focal-loss run:
-        # a file's gamma must not be rejected as "not a focal-loss option" here.
-        values = load_config(config_file, loss="focal").model_dump(exclude_unset=True)
+        values = load_config(config_file).model_dump(exclude_unset=True)  # validated on its own
     for key, value in options.items():
         if value is not None:  # an option table from a flag updates the file's key by key
             merge = key in OPTION_TABLES and isinstance(values.get(key), dict)
@@ -867,35 +868,32 @@ def _shares(accepted: Mapping[Any, set[str] | None], options: Mapping[str, Any])
 
 
 def _loss_options(
-    models: Sequence[str], losses: Sequence[str], gamma: float | None, options: Mapping[str, Any]
-) -> dict[tuple[str, str], tuple[float | None, dict[str, Any]]]:
-    """Each model x loss's share of the grid's ``gamma`` and ``--loss-option`` keys: those its loss takes.
+    models: Sequence[str], losses: Sequence[str], options: Mapping[str, Any]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each model x loss's share of the grid's ``--loss-option`` keys (``--gamma`` among them): those its loss takes.
 
     The loss is the one the run trains with (`sampleweight.engine.components.loss_plugin`: the hierarchical
-    model's ``ce``/``focal`` is the hierarchical loss). ``gamma`` goes to the runs whose loss is not ``ce`` and
-    takes it (``focal``, on either model), as ``sampleweight train`` allows it.
+    model's ``ce``/``focal`` is the hierarchical loss); one built on the run's loss as its base takes only the
+    options that base takes too (the hierarchical loss takes ``gamma``, but not with ``ce`` as its base).
 
     Raises:
-        ConfigError: ``gamma`` or a key that no run of the grid takes.
+        ConfigError: A key that no run of the grid takes.
     """
-    accepted = {
-        (model, loss): accepted_options(lookup(None, "losses", components.loss_plugin(model, loss)).factory)
-        for model, loss in itertools.product(models, losses)
-    }
+    accepted: dict[tuple[str, str], set[str] | None] = {}
+    for model, loss in itertools.product(models, losses):
+        plugin = components.loss_plugin(model, loss)
+        names = accepted_options(lookup(None, "losses", plugin).factory)
+        if plugin != loss:
+            base = accepted_options(lookup(None, "losses", loss).factory)
+            names = base if names is None else names if base is None else names & base
+        accepted[(model, loss)] = names
     taken, unused = _shares(accepted, options)
-    shares = {
-        pair: (gamma if pair[1] != "ce" and (names is None or "gamma" in names) else None, taken[pair])
-        for pair, names in accepted.items()
-    }
-    where = f"no loss of the grid ({', '.join(losses)})"
     if unused:
         raise ConfigError(
-            f"--loss-option {unused[0]}: {where} takes {', '.join(unused)}; `sampleweight plugins` lists the losses, "
-            "docs/weighting.md and docs/long-tail.md their options"
+            f"--loss-option {unused[0]}: no loss of the grid ({', '.join(losses)}) takes {', '.join(unused)}; "
+            "`sampleweight plugins` lists the losses, docs/weighting.md and docs/long-tail.md their options"
         )
-    if gamma is not None and all(run_gamma is None for run_gamma, _ in shares.values()):
-        raise ConfigError(f"--gamma: {where} takes gamma; it is the focal loss's exponent (add focal to --losses)")
-    return shares
+    return taken
 
 
 def _checked(

@@ -29,15 +29,15 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from sampleweight.engine import training
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.components import is_hierarchical, label_tree
-from sampleweight.engine.config import DEFAULT_GAMMA, complete_config, default_name
+from sampleweight.engine.config import EXECUTION_FIELDS, complete_config, default_name
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.inference import decide
 from sampleweight.engine.rebalancing import saved_run_rebalancing
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
-from sampleweight.errors import ConfigError
+from sampleweight.errors import ConfigError, SampleWeightError
+from sampleweight.factory import lookup, option_defaults
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
 from sampleweight.plugins import get_registry
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
@@ -83,10 +83,10 @@ FIGURES_FOLDER = "figures"
 # anything else follows, sorted.
 _OPTIMIZER_ORDER = DEFAULT_OPTIMIZERS
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
-_PER_RUN_FIELDS = frozenset({"split", "seed", *training.EXECUTION_FIELDS})
+_PER_RUN_FIELDS = frozenset({"split", "seed", *EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
 _CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
-                          "loss_options", "gamma", STAGE_KEY})  # fmt: skip
+                          "loss_options", STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -161,8 +161,9 @@ class RunResult:
         """The options that make this run's setup besides its loss, weighting and sampler (values as JSON).
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
-        options, ``gamma`` when set to other than its loss's default (1 for focal), the sampler's options
-        (``sampler.threshold``) and a retrained run's stage options as given (``crt.epochs``).
+        options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
+        the same setup as no gamma), the sampler's options (``sampler.threshold``) and a retrained run's stage
+        options as given (``crt.epochs``).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -170,10 +171,14 @@ class RunResult:
             for key, value in (self.config.get("weighter_options") or {}).items()
             if "." not in key or key.split(".", 1)[0] in weighters
         }
-        options.update(self.config.get("loss_options") or {})
-        gamma = self.config.get("gamma")
-        if gamma is not None and not (self.loss == "focal" and gamma == DEFAULT_GAMMA):
-            options["gamma"] = gamma  # an explicit default is the same setup as none given
+        defaults = _loss_defaults(self.loss)
+        options.update(
+            {
+                key: value
+                for key, value in (self.config.get("loss_options") or {}).items()
+                if not (key in defaults and defaults[key] == value)  # an explicit default: the same setup as none
+            }
+        )
         options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
@@ -707,6 +712,16 @@ def _check_comparable(runs: Sequence[RunResult], cell: str) -> None:
                     f"{other.config.get(key)!r} in {other.path}); a cell describes one setup over splits and "
                     "seeds: report grids of different setups separately"
                 )
+
+
+def _loss_defaults(loss: str) -> dict[str, Any]:
+    """The plain (JSON) defaults of a registered loss's options, read from its factory's signature; none for a
+    loss that is not installed here."""
+    try:
+        defaults = option_defaults(lookup(None, "losses", loss).factory)
+    except SampleWeightError:
+        return {}
+    return {key: value for key, value in defaults.items() if isinstance(value, (bool, int, float, str))}
 
 
 def _baseline_cells(table: ResultTable, baseline: str) -> list[Cell]:
