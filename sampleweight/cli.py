@@ -373,8 +373,8 @@ def demo(
     from sampleweight.studies.grid import parse_list
 
     run_demo(
-        parse_list(weighters, "weighters"),
-        out=out,
+        out,
+        weighters=parse_list(weighters, "weighters"),
         epochs=epochs,
         images=images,
         image_size=image_size,

@@ -37,7 +37,7 @@ ISIC2019 = Taxonomy(
 def registered() -> None:
     """Both models in timm's registry: through ``import sampleweight`` or, before that, the hook."""
 
-    def register(name: str, factory: object) -> None:
+    def register(name: str, factory: object, **info: object) -> None:
         if not timm.is_model(name):
             assert factory.__name__ == name  # type: ignore[attr-defined]
             timm.models.register_model(factory)  # type: ignore[arg-type]
@@ -63,8 +63,11 @@ def in_unit_interval(t: torch.Tensor) -> bool:
 
 def test_plugin_registers_both_model_entry_points() -> None:
     names: dict[str, object] = {}
-    model_plugin.register_models(lambda name, fn: names.__setitem__(name, fn))
+    infos: dict[str, dict] = {}
+    model_plugin.register_models(lambda name, fn, **info: (names.__setitem__(name, fn), infos.__setitem__(name, info)))
     assert names == {"cbam_vgg16": cbam_vgg16, "hierarchical_vgg16": hierarchical_vgg16}
+    assert (infos["cbam_vgg16"]["epochs"], infos["hierarchical_vgg16"]["epochs"]) == (150, 250)  # the paper's
+    assert infos["hierarchical_vgg16"]["hierarchical"] and not infos["cbam_vgg16"].get("hierarchical")
 
 
 def test_timm_create_model_finds_both_names(registered: None) -> None:

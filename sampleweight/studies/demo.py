@@ -44,9 +44,9 @@ def demo_config(weighter: str, out: Path, *, epochs: int, images: int, image_siz
 
 
 def run_demo(
-    weighters: Sequence[str],
     out: Path = Path("runs/demo"),
     *,
+    weighters: Sequence[str],
     epochs: int = 6,
     images: int = 1500,
     image_size: int = 64,
@@ -56,8 +56,8 @@ def run_demo(
     """Train one run per weighter and print the comparison table.
 
     Args:
+        out: The parent folder: one run directory per weighting.
         weighters: The weightings compared (one run each; ``ohem+es`` composes).
-        out: Their parent folder: one run directory per weighting.
         epochs: Epochs per run.
         images: Synthetic images.
         image_size: Their side in pixels.
