@@ -7,17 +7,21 @@ caused by user input (`SampleWeightError`) print one red line on stderr and exit
 from __future__ import annotations
 
 import functools
+import inspect
 import json
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sampleweight.engine.config import TrainConfig, parse_options  # pydantic only: the options are built from it
 from sampleweight.errors import ConfigError, SampleWeightError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,16 +131,122 @@ def plugins(
         raise typer.Exit(code=1)
 
 
-LOSS_OPTION_HELP = "An option of the loss as KEY=VALUE (repeatable), e.g. --loss-option tau=1.0."
-WEIGHTER_OPTION_HELP = (
-    "An option of the weighter(s) as KEY=VALUE, or scoped to one weighter as NAME.KEY=VALUE (repeatable), "
-    "e.g. --weighter-option es.normalize=classes."
-)
+RUN_OPTIONS = "Run options"
+"""The help panel of the options that are `TrainConfig` fields (`run_options`): the same words in train and grid."""
 BOOTSTRAP_HELP = "Bootstrap resamples of the 95 % intervals in metrics.json (default 2000; 0: none)."
-SAMPLER_HELP = "instance (default: a shuffled pass), class_balanced, sqrt, progressive, repeat_factor, drs, a plugin's."
-SAMPLER_OPTION_HELP = "An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1."
 GAMMA_HELP = "The focal loss's exponent: short for --loss-option gamma=G (default 1)."
 DATA_HELP = "Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]]."
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One `TrainConfig` field as a command-line option."""
+
+    name: str
+    field: FieldInfo
+    declaration: str
+    parses: Any
+
+    @property
+    def table(self) -> bool:
+        """A table of options (``loss_options``): repeatable ``KEY=VALUE`` pairs."""
+        return get_origin(_without_none(self.field.annotation)) is dict
+
+    def parameter(self) -> inspect.Parameter:
+        """The typer option: the field's type, default (shown in the help) and description (the help)."""
+        default = None if self.table else self.field.get_default(call_default_factory=True)
+        annotation = self.parses if default is not None else self.parses | None
+        option = typer.Option(default, self.declaration, help=self.field.description, rich_help_panel=RUN_OPTIONS)
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+    def value(self, given: Any) -> Any:
+        """The field's value from what the command line gave."""
+        if self.table:
+            return parse_options(given, self.declaration)
+        return list(given) if get_origin(self.parses) is list else given
+
+
+def _flags(exclude: Collection[str] = ()) -> list[_Flag]:
+    """The `TrainConfig` fields that are command-line options (those not marked ``FILE_ONLY``), but ``exclude``."""
+    flags = []
+    for name, field in TrainConfig.model_fields.items():
+        marks = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        declared = marks.get("flag")
+        if declared is False or name in exclude:
+            continue
+        parses = _parses(name, field.annotation)
+        dashed = name.replace("_", "-")
+        declaration = declared or (f"--{dashed}/--no-{dashed}" if parses is bool else f"--{dashed}")
+        flags.append(_Flag(name, field, declaration, parses))
+    return flags
+
+
+def _parses(name: str, annotation: Any) -> Any:
+    """What a field's option parses: the field's type without None; a ``Literal`` of strings as ``str`` (pydantic
+    then names the choices); a list repeated; a table (``dict``) as repeated ``KEY=VALUE`` strings."""
+    kind = _without_none(annotation)
+    origin = get_origin(kind)
+    if origin is Literal and all(isinstance(choice, str) for choice in get_args(kind)):
+        return str
+    if origin is list and get_args(kind)[0] in (str, int, float):
+        return list[get_args(kind)[0]]  # type: ignore[misc]
+    if origin is dict:
+        return list[str]
+    if kind in (str, int, float, bool, Path):
+        return kind
+    raise TypeError(f"TrainConfig.{name}: no command-line option parses {annotation}; mark the field FILE_ONLY")
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` of ``X | None``."""
+    if get_origin(annotation) in (Union, UnionType):
+        (kind,) = [t for t in get_args(annotation) if t is not type(None)]
+        return kind
+    return annotation
+
+
+def run_options(*, exclude: Collection[str] = ()) -> Callable[[F], F]:
+    """Give a command one option per `TrainConfig` field, generated from the field, in the help panel *Run options*.
+
+    Each field not marked ``FILE_ONLY`` (`sampleweight.engine.config.FILE_ONLY`) and not in ``exclude`` becomes
+    ``--field-name`` (a boolean ``--field-name/--no-field-name``; a field's ``json_schema_extra`` ``flag`` names
+    it otherwise, e.g. ``--quiet/--progress``, ``--weighter``) with the field's type (a ``list`` field repeatable,
+    a ``dict`` field repeatable ``KEY=VALUE`` pairs read by `parse_options`), its default (shown in the help)
+    and its description as the help text. So ``train`` and ``grid`` say the same about each, and a new run option
+    is one field.
+
+    The command declares its own options as usual and takes the generated ones as ``**options``, keyed by field
+    name: the value given on the command line, None for an option not given (so a config file's value stays).
+
+    Args:
+        exclude: Fields that are no option of this command (grid's per-run fields, which its axes replace).
+    """
+
+    def decorate(command: F) -> F:
+        flags = _flags(exclude)
+        own = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for parameter in inspect.signature(command, eval_str=True).parameters.values()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        parameters = [context, *(flag.parameter() for flag in flags), *own]
+
+        @functools.wraps(command)
+        def wrapper(ctx: typer.Context, **values: Any) -> Any:
+            options = {}
+            for flag in flags:
+                given = values.pop(flag.name)
+                # by name: typer may bring its own copy of click, whose ParameterSource is another enum
+                source = getattr(ctx.get_parameter_source(flag.name), "name", "DEFAULT")
+                options[flag.name] = None if source in ("DEFAULT", "DEFAULT_MAP") else flag.value(given)
+            return command(**values, **options)
+
+        wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}  # real types, for typer's type hints
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def with_gamma(loss_options: dict[str, Any] | None, gamma: float | None) -> dict[str, Any] | None:
@@ -157,92 +267,26 @@ def with_gamma(loss_options: dict[str, Any] | None, gamma: float | None) -> dict
 
 @app.command()
 @user_errors
+@run_options()
 def train(
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON file of options; flags override it."),
-    data: str | None = typer.Option(None, help=DATA_HELP),
-    model: str | None = typer.Option(None, help="cbam_vgg16, hierarchical_vgg16, a plugin model or any timm model."),
-    backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
-    pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
-    pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
-    loss: str | None = typer.Option(None, help="ce, focal, hierarchical or a plugin loss."),
-    gamma: float | None = typer.Option(None, help=GAMMA_HELP),
-    loss_option: list[str] | None = typer.Option(None, "--loss-option", help=LOSS_OPTION_HELP),
-    weighter: list[str] | None = typer.Option(
-        None, help="none, cb, es, spl, ohem, class_ohem, drw, ... Repeat (or join with +): weights multiply."
-    ),
-    weighter_option: list[str] | None = typer.Option(None, "--weighter-option", help=WEIGHTER_OPTION_HELP),
-    sampler: str | None = typer.Option(None, help=SAMPLER_HELP),
-    sampler_option: list[str] | None = typer.Option(None, "--sampler-option", help=SAMPLER_OPTION_HELP),
-    optimizer: str | None = typer.Option(None, help="adam (lr 1e-5) or sgd (Nesterov, lr 1e-4)."),
-    lr: float | None = typer.Option(None, help="Learning rate (default: the paper's for the optimizer)."),
-    epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
-    batch_size: int | None = typer.Option(
-        None, help="Batch size M (default 20); under torchrun the global batch, shared by the processes."
-    ),
-    image_size: int | None = typer.Option(None, help="Input size (default 299)."),
-    split: int | None = typer.Option(
-        None, help="Lesion-grouped 80/20 split: 0 and 1 are the paper's two; any k >= 0 is another independent draw."
-    ),
-    seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
-    device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
-    precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
-    channels_last: bool | None = typer.Option(
-        None, "--channels-last/--no-channels-last", help="Channels-last memory format (default on for CUDA and CPU)."
-    ),
-    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    workers: int | None = typer.Option(None, help="Data-loader worker processes (default 0 on CPU, up to 8 on CUDA)."),
-    cache_dir: Path | None = typer.Option(
-        None, help="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
-    ),
-    out: Path | None = typer.Option(None, help="Run directory (config, metrics, checkpoint, predictions)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
-    overwrite: bool | None = typer.Option(None, "--overwrite", help="Start over in an --out that holds a run."),
-    skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
-    tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to OUT/tensorboard."),
-    bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
-    quiet: bool | None = typer.Option(None, "--quiet/--progress", help="One line per epoch instead of progress bars."),
+    gamma: float | None = typer.Option(None, "--gamma", help=GAMMA_HELP, rich_help_panel=RUN_OPTIONS),
+    **options: Any,
 ) -> None:
-    """Train one model x loss x weighting x optimizer and write a run directory."""
-    from sampleweight.engine.config import load_config, parse_options
+    """Train one model x loss x weighting x optimizer and write a run directory.
+
+    The run options are those of a config file (--config), and may be given in one.
+    """
+    from sampleweight.engine.config import load_config
     from sampleweight.engine.ddp import is_main
     from sampleweight.engine.rundir import RunDirectory
     from sampleweight.engine.training import resume_options, train as run_training
 
-    flags = dict(
-        data=data,
-        model=model,
-        backbone=backbone,
-        pretrained=pretrained,
-        pretrained_path=pretrained_path,
-        loss=loss,
-        loss_options=with_gamma(parse_options(loss_option, "--loss-option"), gamma),
-        weighters=weighter or None,
-        weighter_options=parse_options(weighter_option, "--weighter-option"),
-        sampler=sampler,
-        sampler_options=parse_options(sampler_option, "--sampler-option"),
-        optimizer=optimizer,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        split=split,
-        seed=seed,
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        workers=workers,
-        cache_dir=cache_dir,
-        out=out,
-        quiet=quiet,
-        overwrite=overwrite,
-        skip_bad=skip_bad,
-        tensorboard=tensorboard,
-        bootstrap=bootstrap,
-    )
-    if resume and config is None and out is not None:
-        config = resume_options(out)  # resume with the run's own options; flags may still override
-    if resume and not overwrite:
+    flags = {**options, "loss_options": with_gamma(options["loss_options"], gamma)}
+    if resume and config is None and options["out"] is not None:
+        config = resume_options(options["out"])  # resume with the run's own options; flags may still override
+    if resume and not options["overwrite"]:
         flags["overwrite"] = False  # a run started with --overwrite keeps it in config.json: resuming does not
     settings = load_config(config, **flags)
     try:
@@ -428,10 +472,15 @@ def prepare(
 
 
 GRID_LISTS_HELP = "Comma-separated; the grid is their cross-product."
+GRID_OWN = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out", "quiet", "overwrite")
+"""The `TrainConfig` fields that are no run option of ``grid``: its axes (``--models``, ``--losses``, ...) set them
+per run, ``--out`` and ``--quiet`` are the grid's own (its folder, its progress), and a grid never starts a run
+over (it skips or resumes it)."""
 
 
 @app.command()
 @user_errors
+@run_options(exclude=GRID_OWN)
 def grid(
     models: str | None = typer.Option(
         None, help=f"Models. {GRID_LISTS_HELP} Default for this and the next three: the paper's comparison."
@@ -451,41 +500,9 @@ def grid(
     ),
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON options shared by every run."),
-    data: str | None = typer.Option(None, help=DATA_HELP),
-    backbone: str | None = typer.Option(None, help="timm backbone of cbam_vgg16/hierarchical_vgg16 (default vgg16)."),
-    pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained", help="ImageNet weights (default on)."),
-    pretrained_path: Path | None = typer.Option(None, help="Local backbone weights file (offline clusters)."),
-    gamma: float | None = typer.Option(None, help=GAMMA_HELP),
-    loss_option: list[str] | None = typer.Option(
-        None, "--loss-option", help=f"{LOSS_OPTION_HELP} Each run gets the options its loss takes."
-    ),
-    weighter_option: list[str] | None = typer.Option(
-        None, "--weighter-option", help=WEIGHTER_OPTION_HELP + " A scoped option reaches only the runs using NAME."
-    ),
-    sampler_option: list[str] | None = typer.Option(
-        None, "--sampler-option", help=f"{SAMPLER_OPTION_HELP} Each run gets the options its sampler takes."
-    ),
-    lr: float | None = typer.Option(None, help="Learning rate of every run (default: the paper's per optimizer)."),
-    epochs: int | None = typer.Option(None, help="Epochs (default 150 flat, 250 hierarchical)."),
-    batch_size: int | None = typer.Option(None, help="Batch size (default 20)."),
-    image_size: int | None = typer.Option(None, help="Input size (default 299)."),
-    seed: int | None = typer.Option(None, help="Seed of splits, initialisation and data order."),
-    device: str | None = typer.Option(None, help="One device for every run: cuda, cuda:N or cpu."),
     devices: str | None = typer.Option(
         None, help="Spread the runs over devices (0,1,2 or cuda:0,cuda:1): one run per device at a time."
     ),
-    precision: str | None = typer.Option(None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU)."),
-    channels_last: bool | None = typer.Option(
-        None, "--channels-last/--no-channels-last", help="Channels-last memory format (default on for CUDA and CPU)."
-    ),
-    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the models."),
-    workers: int | None = typer.Option(None, help="Data-loading workers per run."),
-    cache_dir: Path | None = typer.Option(
-        None, help="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight)."
-    ),
-    skip_bad: bool | None = typer.Option(None, "--skip-bad", help="Leave out (and report) unreadable images."),
-    tensorboard: bool | None = typer.Option(None, "--tensorboard", help="Also write scalars to RUN/tensorboard."),
-    bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
     quiet: bool = typer.Option(False, "--quiet/--progress", help="One line per run and epoch, no progress bar."),
     print_commands: bool = typer.Option(
         False, "--print-commands", help="Print one `sampleweight train` command per run (for schedulers); train none."
@@ -498,39 +515,20 @@ def grid(
         help="Then add these decoupled second stages to every finished run (crt,tau_norm,lws,ncm), each in RUN+METHOD; "
         "finished stages are skipped.",
     ),
+    gamma: float | None = typer.Option(None, "--gamma", help=GAMMA_HELP, rich_help_panel=RUN_OPTIONS),
+    **options: Any,
 ) -> None:
     """Train the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
 
-    Finished runs are skipped, half-finished ones resumed.
+    Finished runs are skipped, half-finished ones resumed. The run options (those of train, but the ones the
+    lists above set per run) apply to every run, except that each --loss-option (--gamma too), --sampler-option
+    and NAME.KEY --weighter-option reaches only the runs whose loss, sampler or weighting takes it.
     """
-    from sampleweight.engine.config import parse_options
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import parse_methods, plan_grid, run_grid, run_stages
     from sampleweight.studies.report import rich_table, write_report
 
-    options = dict(
-        data=data,
-        backbone=backbone,
-        pretrained=pretrained,
-        pretrained_path=pretrained_path,
-        loss_options=with_gamma(parse_options(loss_option, "--loss-option"), gamma),
-        weighter_options=parse_options(weighter_option, "--weighter-option"),
-        sampler_options=parse_options(sampler_option, "--sampler-option"),
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        seed=seed,
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        workers=workers,
-        cache_dir=cache_dir,
-        skip_bad=skip_bad,
-        tensorboard=tensorboard,
-        bootstrap=bootstrap,
-    )
+    options = {**options, "loss_options": with_gamma(options["loss_options"], gamma)}
     methods = parse_methods(retrain) if retrain is not None else []  # before anything trains
     planned = plan_grid(
         out,

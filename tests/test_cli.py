@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,89 @@ def test_user_error_exits_2_with_one_line() -> None:
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["error: unknown weighter 'x'; choose one of: cb, es"]
     assert "Traceback" not in result.output
+
+
+def _help(command: str) -> str:
+    """``command --help`` as one line of words, the table's borders gone (a wrapped help text reads whole)."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
+
+
+@pytest.mark.parametrize("command", ["train", "grid"])
+def test_help_lists_every_run_option_with_its_fields_description(command: str) -> None:
+    from sampleweight.cli import GRID_OWN
+    from sampleweight.engine.config import TrainConfig
+
+    text = _help(command)
+    shown = 0
+    for name, field in TrainConfig.model_fields.items():
+        declared = (field.json_schema_extra or {}).get("flag")  # type: ignore[union-attr]
+        dashed = name.replace("_", "-")
+        boolean = bool in (field.annotation, *typing.get_args(field.annotation))
+        flag = (f"--{dashed}/--no-{dashed}" if boolean else f"--{dashed}") if declared is None else declared
+        if declared is False or (command == "grid" and name in GRID_OWN):
+            assert field.description not in text, f"{command} --help shows {name}, which is no option of it"
+            continue
+        primary, _, secondary = str(flag).partition("/")
+        row = re.escape(primary) + (rf" {re.escape(secondary)}" if secondary else "") + r" <[^>]+> "
+        assert re.search(row + re.escape(field.description), text), f"{command} --help: {flag} without its description"
+        shown += 1
+    assert shown >= (30 if command == "train" else 21)
+
+
+def test_generated_options_give_what_the_command_line_says_and_none_for_the_rest() -> None:
+    import typer
+
+    from sampleweight.cli import run_options
+
+    received = {}
+
+    @run_options(exclude=("out",))
+    def probe(extra: int = typer.Option(0, "--extra"), **options) -> None:
+        received.update(options, extra=extra)
+
+    command = typer.Typer()
+    command.command()(probe)
+    flags = ["--batch-size", "20", "--weighter", "es", "--weighter", "ohem", "--no-pretrained", "--loss-option",
+             "tau=1.5", "--quiet", "--extra", "3", "--lr", "1e-3"]  # fmt: skip
+    result = runner.invoke(command, flags)
+    assert result.exit_code == 0, result.output
+    given = {key: value for key, value in received.items() if value is not None}
+    assert given == {"batch_size": 20, "weighters": ["es", "ohem"], "pretrained": False, "loss_options": {"tau": 1.5},
+                     "quiet": True, "lr": 1e-3, "extra": 3}  # fmt: skip  # 20 is the default, but it was given
+    assert "out" not in received and "momentum" not in received  # excluded; a config-file option
+    assert runner.invoke(command, ["--out", "x"]).exit_code == 2
+
+
+@pytest.mark.parametrize("command", ["train", "grid"])
+def test_a_config_files_values_stay_unless_a_flag_is_given_even_one_equal_to_the_default(
+    command: str, tmp_path, monkeypatch
+) -> None:
+    from sampleweight.engine import training
+    from sampleweight.studies import grid
+
+    seen = []
+    monkeypatch.setattr(training, "train", lambda settings, resume: seen.append(settings) or {})
+    monkeypatch.setattr(grid, "run_grid", lambda planned, **kwargs: seen.extend(r.config for r in planned.runs) or [])
+    monkeypatch.setattr(sw.cli, "_metrics_line", lambda *args: "")
+    path = tmp_path / "options.toml"
+    path.write_text("batch_size = 8\nimage_size = 64\npretrained = false\n")
+    axes = ["--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--optimizers", "adam", "--splits", "0"]
+    args = [command, "--config", str(path), *(axes if command == "grid" else []), "--out", str(tmp_path / "out")]
+    assert runner.invoke(app, [*args, "--batch-size", "20"]).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0
+    given, file_only = seen
+    assert (given.batch_size, given.image_size, given.pretrained) == (20, 64, False)
+    assert (file_only.batch_size, file_only.image_size, file_only.pretrained) == (8, 64, False)
+
+
+def test_a_run_options_constraint_is_the_fields_one_line_error() -> None:
+    result = runner.invoke(app, ["train", "--bootstrap", "-1"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: invalid configuration: bootstrap: Input should be greater than or equal to 0 (got -1)"
+    ]
 
 
 def test_loss_options_on_the_command_line_reach_the_run_config(tmp_path) -> None:

@@ -138,3 +138,8 @@ def test_gamma_is_a_loss_option_and_an_older_configs_gamma_is_read_as_one(tmp_pa
     )
     assert complete_config(older) == {**config.model_dump(mode="json")}  # what grid and report compare
     assert "gamma" not in config.model_dump()
+
+
+def test_every_field_has_a_description_which_is_its_help_text() -> None:
+    missing = [name for name, field in TrainConfig.model_fields.items() if not (field.description or "").strip()]
+    assert not missing

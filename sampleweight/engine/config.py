@@ -18,7 +18,9 @@ from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
     "DEFAULT_EPOCHS",
+    "EXECUTION",
     "EXECUTION_FIELDS",
+    "FILE_ONLY",
     "OPTION_TABLES",
     "PAPER_LR",
     "TrainConfig",
@@ -71,89 +73,162 @@ def balanced_sampler() -> str:
 EXECUTION = {"execution": True}
 """A field's mark (``json_schema_extra=EXECUTION``) when it says how a run executes, not what it computes
 (`EXECUTION_FIELDS`)."""
+FILE_ONLY = {"flag": False}
+"""A field's mark (``json_schema_extra=FILE_ONLY``) when it is no flag of ``sampleweight train``/``grid``: a
+config-file option."""
 
 
 class TrainConfig(BaseModel):
     """Everything one training run needs. Unset fields take the paper's values.
 
-    Attributes mirror the ``sampleweight train`` options; ``docs/training.md`` describes each. A field marked
-    ``json_schema_extra=EXECUTION`` says how the run executes, not what it computes (`EXECUTION_FIELDS`).
+    Each field is an option of a config file (``--config``) and, unless marked `FILE_ONLY`, a flag of
+    ``sampleweight train`` and ``grid``, generated from the field (``sampleweight.cli.run_options``): named
+    ``--field-name`` (a boolean ``--field-name/--no-field-name``) unless ``json_schema_extra`` names it
+    (``{"flag": "--quiet/--progress"}``), with the field's type and default, and its description as the help
+    text. So a new run option is one field with its description. A field marked `EXECUTION` says how the
+    run executes, not what it computes (`EXECUTION_FIELDS`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # lr=inf: refused
 
     # data
-    data: str = Field("synthetic", description="Data set folder, or 'synthetic[:N]' for the embedded one.")
+    data: str = Field(
+        "synthetic",
+        description="Data set folder (HAM10000, ISIC 2018 Task 3, or labels.csv + images), or synthetic[:N[:SEED]].",
+    )
     split: int = Field(
-        0, ge=0, description="Which lesion-grouped 80/20 split: 0 and 1 are the paper's; any k >= 0 is another draw."
+        0,
+        ge=0,
+        description="Lesion-grouped 80/20 split: 0 and 1 are the paper's two; any k >= 0 is another independent draw.",
     )
-    seed: int = Field(0, ge=0, description="Seed of the splits, the initialisation and the data order.")
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    image_size: int = Field(299, ge=16, le=2048)
+    seed: int = Field(0, ge=0, description="Seed of the split, the initialisation and the data order.")
+    val_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the images (whole lesions) on the validation side.",
+        json_schema_extra=FILE_ONLY,
+    )
+    image_size: int = Field(299, ge=16, le=2048, description="Side of the square input images, in pixels.")
     cache_dir: Path | None = Field(
-        None, description="Image cache folder (default: the per-user cache).", json_schema_extra=EXECUTION
+        None,
+        description="Image cache folder (default $SAMPLEWEIGHT_CACHE_DIR or ~/.cache/sampleweight).",
+        json_schema_extra=EXECUTION,
     )
-    skip_bad: bool = Field(False, description="Leave out (and report) unreadable images and bad rows.")
+    skip_bad: bool = Field(
+        False,
+        description="Leave out (and report) unreadable images and bad rows instead of stopping.",
+        json_schema_extra={"flag": "--skip-bad"},
+    )
     workers: int | None = Field(
         None,
         ge=0,
         le=64,
-        description="Loader worker processes (default 0 on CPU, 8 CUDA).",
+        description="Data-loader worker processes (default 0 on CPU, up to 8 on CUDA).",
         json_schema_extra=EXECUTION,
     )
     # model
     model: str = Field(
-        default_factory=lambda: default_name("models"), description="A registered model or any timm model."
+        default_factory=lambda: default_name("models"),
+        description="A registered model (`sampleweight plugins` lists them) or any timm model.",
     )
-    backbone: str | None = Field(None, description="timm backbone (default: the model's, VGG16).")
-    pretrained: bool = True
-    pretrained_path: Path | None = None
-    drop_rate: float = Field(0.5, ge=0, lt=1)
+    backbone: str | None = Field(
+        None, description="timm backbone of a registered model (default: the model's, vgg16; any features_only model)."
+    )
+    pretrained: bool = Field(True, description="Start from ImageNet-pretrained weights (timm's).")
+    pretrained_path: Path | None = Field(
+        None, description="A local file of pretrained backbone weights instead of a download (offline clusters)."
+    )
+    drop_rate: float = Field(0.5, ge=0, lt=1, description="Dropout before the classifier.", json_schema_extra=FILE_ONLY)
     taxonomy: dict[str, Any] | None = Field(
-        None, description="Label tree of the hierarchical model/loss (default ISIC 2018), as Taxonomy.to_config()."
+        None,
+        description="Label tree of the hierarchical model/loss (default ISIC 2018), as Taxonomy.to_config().",
+        json_schema_extra=FILE_ONLY,
     )
     # loss and weighting
-    loss: str = Field(default_factory=lambda: default_name("losses"))
-    loss_options: dict[str, Any] = Field(default_factory=dict)
-    weighters: list[str] = Field(default_factory=lambda: [default_name("weighters")], min_length=1)
-    weighter_options: dict[str, Any] = Field(default_factory=dict)
+    loss: str = Field(
+        default_factory=lambda: default_name("losses"),
+        description="ce, focal, ... or a plugin's loss (a hierarchical model's ce/focal: at every level).",
+    )
+    loss_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An option of the loss as KEY=VALUE (repeatable; the value is read as YAML), "
+        "e.g. --loss-option tau=1.0.",
+        json_schema_extra={"flag": "--loss-option"},
+    )
+    weighters: list[str] = Field(
+        default_factory=lambda: [default_name("weighters")],
+        min_length=1,
+        description="none, cb, es, spl, ohem, class_ohem, drw, ... or a plugin's. "
+        "Repeat (or join with +): weights multiply.",
+        json_schema_extra={"flag": "--weighter"},
+    )
+    weighter_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An option of the weighter(s) as KEY=VALUE, or scoped to one weighter as NAME.KEY=VALUE "
+        "(repeatable), e.g. --weighter-option es.normalize=classes.",
+        json_schema_extra={"flag": "--weighter-option"},
+    )
     # sampling
     sampler: str = Field(
         default_factory=lambda: default_name("samplers"),
-        description="Training sampler: instance (a shuffled pass), class_balanced, ...",
+        description="Which images an epoch draws: instance (a shuffled pass), class_balanced, sqrt, progressive, "
+        "repeat_factor, drs or a plugin's.",
     )
-    sampler_options: dict[str, Any] = Field(default_factory=dict, description="Options of the sampler.")
+    sampler_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1.",
+        json_schema_extra={"flag": "--sampler-option"},
+    )
     # optimisation
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float | None = Field(None, gt=0, description="Learning rate (default: ADAM 1e-5, SGD 1e-4).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD Nesterov momentum.")
-    weight_decay: float = Field(0.0, ge=0)
-    lr_milestones: tuple[float, ...] = Field((0.5, 0.75), description="Fractions of training where lr /= 10.")
-    lr_decay: float = Field(0.1, gt=0, le=1)
-    epochs: int | None = Field(None, ge=1, description="Default: the model's (150 flat, 250 hierarchical).")
-    batch_size: int = Field(20, ge=1)
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd (with Nesterov momentum).")
+    lr: float | None = Field(None, gt=0, description="Learning rate (default: the paper's, adam 1e-5, sgd 1e-4).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD's Nesterov momentum.", json_schema_extra=FILE_ONLY)
+    weight_decay: float = Field(0.0, ge=0, description="The optimizer's weight decay.", json_schema_extra=FILE_ONLY)
+    lr_milestones: tuple[float, ...] = Field(
+        (0.5, 0.75),
+        description="Fractions of training at which the learning rate is multiplied by lr_decay.",
+        json_schema_extra=FILE_ONLY,
+    )
+    lr_decay: float = Field(
+        0.1, gt=0, le=1, description="The learning rate's factor at each milestone.", json_schema_extra=FILE_ONLY
+    )
+    epochs: int | None = Field(
+        None, ge=1, description="Training epochs (default: the model's, 150 flat, 250 hierarchical)."
+    )
+    batch_size: int = Field(
+        20, ge=1, description="Batch size M; under torchrun the global batch, shared by the processes."
+    )
     # execution
     device: str | None = Field(
-        None, description="'cuda', 'cuda:1', 'cpu'; default cuda when available.", json_schema_extra=EXECUTION
+        None, description="cuda, cuda:N or cpu (default cuda when available).", json_schema_extra=EXECUTION
     )
     precision: Literal["fp32", "bf16"] | None = Field(
-        None, description="Default: bf16 on CUDA, fp32 on CPU.", json_schema_extra=EXECUTION
+        None, description="bf16 or fp32 (default bf16 on CUDA, fp32 on CPU).", json_schema_extra=EXECUTION
     )
     channels_last: bool | None = Field(
         None,
-        description="Channels-last memory format. Default: on for CUDA and the CPU (faster convolutions).",
+        description="Channels-last memory format (default on, for CUDA and the CPU: faster convolutions).",
         json_schema_extra=EXECUTION,
     )
-    compile: bool = Field(False, json_schema_extra=EXECUTION)
-    out: Path | None = Field(None, json_schema_extra=EXECUTION)
-    overwrite: bool = Field(
-        False, description="Start over in an --out that already holds a run.", json_schema_extra=EXECUTION
+    compile: bool = Field(False, description="torch.compile the model.", json_schema_extra=EXECUTION)
+    out: Path | None = Field(
+        None, description="Run directory: config, metrics, checkpoint, predictions.", json_schema_extra=EXECUTION
     )
-    quiet: bool = Field(False, json_schema_extra=EXECUTION)
+    overwrite: bool = Field(
+        False,
+        description="Start over in an --out that already holds a run.",
+        json_schema_extra={**EXECUTION, "flag": "--overwrite"},
+    )
+    quiet: bool = Field(
+        False,
+        description="One line per epoch instead of progress bars.",
+        json_schema_extra={**EXECUTION, "flag": "--quiet/--progress"},
+    )
     tensorboard: bool = Field(
         False,
-        description="Also write per-epoch scalars to OUT/tensorboard (needs tensorboard).",
-        json_schema_extra=EXECUTION,
+        description="Also write the per-epoch scalars to tensorboard/ in the run directory (needs tensorboard).",
+        json_schema_extra={**EXECUTION, "flag": "--tensorboard"},
     )
     bootstrap: int = Field(
         2000,
