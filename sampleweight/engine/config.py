@@ -396,7 +396,7 @@ def complete_config(saved: Mapping[str, Any]) -> dict[str, Any]:
         Every `TrainConfig` field (JSON values), then the other keys of ``saved``.
 
     Example:
-        >>> complete_config({"model": "cbam_vgg16", "optimizer": "sgd"})["sampler"]
+        >>> complete_config({"model": "resnet18", "optimizer": "sgd"})["sampler"]
         'instance'
     """
     saved = upgrade_options(saved)  # an older version's keys as today's (gamma: a loss option)

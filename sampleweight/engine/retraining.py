@@ -93,7 +93,7 @@ def default_epochs(run_epochs: int) -> int:
 
 
 def retrained_name(run_name: str, method: str) -> str:
-    """The name of a retrained run: ``cbam_vgg16-ce-none-adam-s0+crt``."""
+    """The name of a retrained run: its source's, then ``+METHOD`` (``MODEL-ce-none-adam-s0+crt``)."""
     return f"{run_name}+{method}"
 
 

@@ -2,9 +2,9 @@
 
 For each chosen image, a panel shows the image as the model saw it (colour-normalised and resized),
 the CBAM spatial attention map over it, and the feature map of the channel that CBAM weights most
-(the "best channel"). The flat ``cbam_vgg16`` has one row (its single CBAM); the hierarchical
-``hierarchical_vgg16`` one row per decision on the image's true path (e.g. root -> melanocytic ->
-MEL), each with that decision's own dynamic attention. Given several runs (e.g. the same model
+(the "best channel"). A flat model with a CBAM (``forward_attention``) has one row; a hierarchical
+model with per-decision attention (``forward_tree``) one row per decision on the image's true path (e.g.
+root -> melanocytic -> MEL), each with that decision's own dynamic attention. Given several runs (e.g. the same model
 under each weighting), a comparison panel per image puts one row per run, showing the last decision.
 
 Without a list of images, each run's ``predictions.csv`` (validation side) picks the hardest and the
@@ -102,8 +102,8 @@ def compute_attention(
     """The CBAM maps of a model for a batch of images.
 
     Args:
-        model: A trained model in eval mode with ``forward_attention`` (``cbam_vgg16``) or
-            ``forward_tree`` (``hierarchical_vgg16``), on ``device``.
+        model: A trained model in eval mode with ``forward_attention`` (a CBAM model) or
+            ``forward_tree`` (a hierarchical one with attention per decision), on ``device``.
         images: uint8 images [N, 3, S, S] (the data package's cached, colour-normalised images).
         labels: True class index of each image.
         classes: Class names, the model's order.
@@ -120,8 +120,8 @@ def compute_attention(
     ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(images))]
     if not (hasattr(model, "forward_tree") or hasattr(model, "forward_attention")):
         raise ConfigError(
-            f"{type(model).__name__} has no CBAM attention to show: attention works with cbam_vgg16 and "
-            "hierarchical_vgg16 (models with forward_attention or forward_tree)"
+            f"{type(model).__name__} has no CBAM attention to show: attention works with models that have "
+            "forward_attention or forward_tree (the paper's two; `sampleweight plugins` lists the models)"
         )
     items: list[ImageAttention] = []
     for start in range(0, len(ids), batch_size):

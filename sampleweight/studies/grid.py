@@ -2,8 +2,8 @@
 
 `plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
 combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
-the grid folder (``cbam_vgg16-focal-ohem+es-adam-s0``), followed by ``-SAMPLER`` for a sampler other
-than the default ``instance`` (``cbam_vgg16-ce-none-adam-s0-class_balanced``) and ``-seedN`` for a seed
+the grid folder (``MODEL-focal-ohem+es-adam-s0``), followed by ``-SAMPLER`` for a sampler other
+than the default ``instance`` (``MODEL-ce-none-adam-s0-class_balanced``) and ``-seedN`` for a seed
 other than 0, so that grids planned before samplers and seeds existed keep their names. `run_grid` trains them:
 
 - a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
@@ -351,10 +351,10 @@ def plan_grid(
             (a weighter option no weighter of that run accepts, among others).
 
     Example:
-        >>> grid = plan_grid("runs/g", models="cbam_vgg16", losses="ce", weighters="none,ohem+es",
+        >>> grid = plan_grid("runs/g", models="resnet18", losses="ce", weighters="none,ohem+es",
         ...                  optimizers="adam", splits="0,1", options={"epochs": 2})
         >>> [run.name for run in grid.runs][:2]
-        ['cbam_vgg16-ce-none-adam-s0', 'cbam_vgg16-ce-none-adam-s1']
+        ['resnet18-ce-none-adam-s0', 'resnet18-ce-none-adam-s1']
     """
     out = Path(out)
     models, losses, weighters, samplers = (

@@ -328,7 +328,7 @@ class ResultTable:
 
     @property
     def key(self) -> str:
-        """``cbam_vgg16-adam``: the stem of its files."""
+        """``MODEL-OPTIMIZER``: the stem of its files."""
         return f"{self.model}-{self.optimizer}"
 
 
@@ -410,7 +410,7 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
             x weighting with the default sampler and no options.
 
     Returns:
-        The tables, in the paper's order (Tables 2-5 first: cbam_vgg16 before hierarchical_vgg16, adam
+        The tables, in the paper's order (Tables 2-5 first: the default comparison's models in their order, adam
         before sgd).
 
     Raises:
