@@ -328,6 +328,9 @@ def evaluate(
     logit_adjust: float | None = typer.Option(
         None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace what --out holds: another evaluation, or a training run (deleted)."
+    ),
 ) -> None:
     """Score trained runs (one, or an ensemble) on another data set, e.g. the ISIC 2018 validation or test release."""
     from sampleweight.engine.evaluation import evaluate as run_evaluation
@@ -345,6 +348,7 @@ def evaluate(
         combine=combine,
         submission=submission,
         logit_adjust=logit_adjust,
+        overwrite=overwrite,
     )
     if metrics["labelled"]:
         line = _metrics_line(metrics, where)
