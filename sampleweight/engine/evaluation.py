@@ -62,8 +62,10 @@ __all__ = [
     "COMBINE_MODES",
     "CROP_GRID",
     "CROP_ZOOM",
+    "TRAINING_RUN_FILES",
     "TTA_MODES",
     "Member",
+    "check_options",
     "combine_probabilities",
     "evaluate",
     "find_runs",
@@ -443,14 +445,7 @@ def evaluate(
     sources = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not sources:
         raise ConfigError("evaluate needs at least one run")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if tta not in TTA_MODES:
-        raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
-    if combine not in COMBINE_MODES:
-        raise ConfigError(f"unknown --combine {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
-    if logit_adjust is not None and not (math.isfinite(logit_adjust) and logit_adjust >= 0):
-        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {logit_adjust}")
+    check_options(batch_size=batch_size, tta=tta, combine=combine, logit_adjust=logit_adjust)
     torch_device = resolve_device(device)
     checkpoints, notes = find_runs(sources)  # before creating any folder for a path that holds no run
     members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
@@ -473,7 +468,7 @@ def evaluate(
     return metrics, directory.path
 
 
-_RUN_FILES = (RunDirectory.CHECKPOINT, RunDirectory.CONFIG, RunDirectory.EPOCHS)
+TRAINING_RUN_FILES = (RunDirectory.CHECKPOINT, RunDirectory.CONFIG, RunDirectory.EPOCHS)
 """What makes a folder a training run's (`sampleweight train`, `sampleweight retrain`), not an evaluation's."""
 _IDENTITY = ("runs", "data", "tta", "combine", "logit_adjust")
 """The ``metrics.json`` entries that say which evaluation it is: the same ones redo it, in place."""
@@ -534,7 +529,7 @@ def _claim(folder: Path, plan: _Plan, *, overwrite: bool) -> None:
     With ``overwrite`` a training run's own files go (its checkpoint, config and epoch log), so that the folder
     is an evaluation's and ``report`` no longer reads it as a run; the evaluation's files are replaced.
     """
-    held = [name for name in _RUN_FILES if (folder / name).exists()]
+    held = [name for name in TRAINING_RUN_FILES if (folder / name).exists()]
     if held:
         if not overwrite:
             raise ConfigError(
@@ -562,6 +557,24 @@ def _claim(folder: Path, plan: _Plan, *, overwrite: bool) -> None:
             f"{folder} holds another evaluation ({'; '.join(differences)}); choose another --out, or replace it "
             "with --overwrite"
         )
+
+
+def check_options(
+    *, batch_size: int = 64, tta: str = "none", combine: str = "mean", logit_adjust: float | None = None
+) -> None:
+    """Check `evaluate`'s options before anything is read.
+
+    Raises:
+        ConfigError: A batch size below 1, an unknown ``tta`` or ``combine``, a negative or infinite tau.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    if combine not in COMBINE_MODES:
+        raise ConfigError(f"unknown --combine {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
+    if logit_adjust is not None and not (math.isfinite(logit_adjust) and logit_adjust >= 0):
+        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {logit_adjust}")
 
 
 def _default_folder(sources: list[str | Path], checkpoints: list[Path], plan: _Plan) -> Path:
