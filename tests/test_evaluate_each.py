@@ -1,5 +1,5 @@
 """The test-set workflow (issue 23, 3): ``evaluate GRID --each --data TEST --out DIR`` scores every finished run of a
-grid alone, resumably."""
+grid alone, resumably, and ``report DIR --baseline NAME`` compares the setups paired on the test images."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sampleweight.cli import app
+from sampleweight.data import read_dataset
 from sampleweight.engine.evaluation import evaluate
 from sampleweight.studies.grid import plan_grid, run_grid, run_stages
+from sampleweight.studies.report import collect_runs, write_report
 
 runner = CliRunner()
 TEST = "synthetic:60:7"  # another synthetic set than the runs' synthetic:160
@@ -115,7 +117,48 @@ def test_a_second_call_skips_them_all_and_redoes_what_is_missing_or_stale(grid, 
     ).read_text()
 
 
-def test_tta_and_logit_adjustment_reach_every_evaluation(grid, evaluated, tmp_path) -> None:
+def test_report_pairs_the_setups_on_the_test_images(grid, evaluated, tmp_path) -> None:
+    out = tmp_path / "test"
+    shutil.copytree(evaluated[0], out)
+    report = write_report(out, figures=False, baseline="none", resamples=200)
+    (table,) = report.tables
+    assert [(cell.label, cell.n) for cell in table.cells] == [("none", 2), ("cb", 2), ("none+crt", 1)]
+    test_images = set(read_dataset(TEST).image_ids)
+    for cell in table.cells:
+        for run in cell.runs:
+            assert run.evaluation is not None and run.path.parent == out
+            assert len(run.predictions.images) == 60 and set(run.predictions.images) == test_images
+            validation = set(_validation_images(run.evaluation.source.run))
+            assert len(validation) < 60 and validation != test_images  # the test images, not the run's validation side
+    compared = {(c.cell.name, c.baseline.name): c.comparison for c in table.comparisons}
+    assert sorted(compared) == [("ce-cb", "ce-none"), ("ce-none+crt", "ce-none")]
+    cb = compared[("ce-cb", "ce-none")]
+    assert set(cb.per_pair) == {(0, 0), (1, 0)} and cb.pooled[0].pairs == 2
+    for split in (0, 1):  # each pair's difference is the difference of the two evaluations on the test images
+        runs = {name: json.loads((out / f"cbam_vgg16-ce-{name}-adam-s{split}" / "metrics.json").read_text())
+                for name in ("cb", "none")}  # fmt: skip
+        for difference in cb.per_pair[(split, 0)]:
+            assert difference.estimate == pytest.approx(runs["cb"][difference.metric] - runs["none"][difference.metric])
+    markdown = " ".join(report.markdown.read_text().split())
+    assert f"5 evaluations in `{out}`: finished runs, each scored on the test set `{TEST}`" in markdown
+    assert "evaluated on synthetic:60:7" in markdown and f"on the test images of `{TEST}`" in markdown
+    result = runner.invoke(app, ["report", str(out), "--baseline", "ce-none", "--no-figures", "--out",
+                                 str(tmp_path / "r")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "paired differences" in result.output
+    # the training runs keep their validation figures: evaluations beside runs are not read as runs
+    shutil.copytree(out, grid.parent / "grid-with-test" / "test")
+    shutil.copytree(grid / FINISHED[0], grid.parent / "grid-with-test" / FINISHED[0])
+    (run,) = collect_runs(grid.parent / "grid-with-test")
+    assert run.evaluation is None and run.metrics == json.loads((grid / FINISHED[0] / "metrics.json").read_text())
+
+
+def _validation_images(run: Path) -> list[str]:
+    with open(run / "predictions.csv") as handle:
+        return [line.split(",")[0] for line in handle.read().splitlines()[1:]]
+
+
+def test_tta_and_logit_adjustment_reach_every_evaluation_and_the_report(grid, evaluated, tmp_path) -> None:
     small = tmp_path / "grid"
     for name in FINISHED[2:4]:
         shutil.copytree(grid / name, small / name)
@@ -125,6 +168,17 @@ def test_tta_and_logit_adjustment_reach_every_evaluation(grid, evaluated, tmp_pa
     for name in FINISHED[2:4]:
         metrics = json.loads((out / name / "metrics.json").read_text())
         assert (metrics["tta"], metrics["views"], metrics["logit_adjust"]) == ("flip", 4, 1.0)
+    (table,) = write_report(out, figures=False).tables
+    assert [cell.label for cell in table.cells] == ["none", "none+crt"]  # the options every row shares: not shown
+    assert table.cells[0].options == {"logit_adjust": "1.0", "tta": '"flip"'}
+    result = runner.invoke(app, ["report", str(out), "--logit-adjust", "1", "--no-figures"])
+    assert result.exit_code == 2
+    (line,) = error_lines(result.output)
+    assert "was logit-adjusted when it was evaluated (--logit-adjust 1); adjusting it again would correct it" in line
+    # the plain evaluations adjust in the report with each run's training prior (from run.json)
+    report = write_report(evaluated[0], out=tmp_path / "r", figures=False, logit_adjust=[1.0])
+    labels = [cell.label for cell in report.tables[0].cells]
+    assert "none logit_adjust=1.0" in labels and "none+crt logit_adjust=1.0" in labels
 
 
 @pytest.mark.parametrize(
