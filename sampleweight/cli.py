@@ -309,7 +309,9 @@ def train(
 @user_errors
 def evaluate(
     runs: list[Path] = typer.Argument(
-        ..., help="Run directories, checkpoint.pt files or grid folders (their finished runs); several: an ensemble."
+        ...,
+        help="Run directories, checkpoint.pt files or grid folders (their finished runs); several: an ensemble. "
+        "With --each: one grid folder.",
     ),
     data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
     out: Path | None = typer.Option(
@@ -328,10 +330,27 @@ def evaluate(
     logit_adjust: float | None = typer.Option(
         None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace what --out holds: another evaluation, or a training run (deleted)."
+    ),
+    each: bool = typer.Option(
+        False,
+        "--each",
+        help="Score every finished run of one grid folder alone (retrained stages too), one evaluation each in "
+        "--out/RUN; resumable. `sampleweight report OUT --baseline NAME` compares them, paired on these images.",
+    ),
 ) -> None:
-    """Score trained runs (one, or an ensemble) on another data set, e.g. the ISIC 2018 validation or test release."""
+    """Score trained runs (one, or an ensemble) on another data set, e.g. the ISIC 2018 validation or test release.
+
+    With --each, every finished run of a grid folder is scored alone into --out/RUN (for `sampleweight report`).
+    """
     from sampleweight.engine.evaluation import evaluate as run_evaluation
 
+    if each:
+        _evaluate_each(runs, data, out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad,
+                       bootstrap=bootstrap, tta=tta, combine=combine, submission=submission,
+                       logit_adjust=logit_adjust, overwrite=overwrite)  # fmt: skip
+        return
     metrics, where = run_evaluation(
         runs,
         data,
@@ -345,6 +364,7 @@ def evaluate(
         combine=combine,
         submission=submission,
         logit_adjust=logit_adjust,
+        overwrite=overwrite,
     )
     if metrics["labelled"]:
         line = _metrics_line(metrics, where)
@@ -353,6 +373,38 @@ def evaluate(
     if "submission" in metrics:
         line += f" (submission: {metrics['submission']})"
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _evaluate_each(
+    runs: list[Path], data: str, out: Path | None, *, combine: str, submission: Path | None, **options: Any
+) -> None:
+    """``evaluate GRID --each``: one evaluation per finished run, a line per run, a summary line."""
+    from sampleweight.studies.testset import evaluate_each
+
+    if len(runs) != 1:
+        raise ConfigError(
+            f"--each scores the runs of one grid folder one by one, and {len(runs)} paths were given; several paths "
+            "are an ensemble: leave out --each"
+        )
+    if out is None:
+        raise ConfigError(f"--each needs --out: the folder that gets one evaluation per run of {runs[0]}")
+    if combine != "mean":
+        raise ConfigError("--combine is for an ensemble; --each scores every run alone: leave out --combine")
+    if submission is not None:
+        raise ConfigError("--submission writes one file for one evaluation; --each makes one per run: leave it out")
+    outcomes = evaluate_each(runs[0], data, out, console=err_console, **options)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("evaluated", "skipped", "unfinished")}
+    line = (
+        f"{counts['evaluated']} evaluated, {counts['skipped']} skipped (evaluated before), "
+        f"{counts['unfinished']} unfinished run(s) left out   -> {out}"
+    )
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    stopped = [o for o in outcomes if o.status in ("failed", "busy")]
+    if stopped:
+        names = ", ".join(f"{o.name} ({o.status})" for o in stopped)
+        raise ConfigError(
+            f"{len(stopped)} of {len(outcomes)} runs were not evaluated: {names}; run the same command again to retry"
+        )
 
 
 @app.command()

@@ -35,7 +35,7 @@ from sampleweight.engine.rundir import read_predictions, write_predictions
 from sampleweight.engine.submission import SUBMISSION_COLUMNS, submission_order, write_submission
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import final_metrics
-from sampleweight.studies.report import write_report
+from sampleweight.studies.report import collect_runs, write_report
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -419,6 +419,66 @@ def test_report_shows_each_run_with_and_without_logit_adjustment(tmp_path, runs)
     result = runner.invoke(app, ["report", str(folder), "--logit-adjust", "0.5", "--no-figures"])
     assert result.exit_code == 0, result.output
     assert "logit_adjust=0.5" in result.output
+
+
+# ---------------------------------------------------------------------------- what --out already holds
+
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.json", "predictions.csv", "data.json", "metrics.jsonl")
+
+
+def test_evaluate_refuses_an_out_that_holds_a_run_unless_overwrite(tmp_path, runs) -> None:
+    """Issue 23, 7: ``evaluate runs/base --out runs/other`` replaced the other run's metrics, predictions and data
+    silently (exit 0), and ``report`` then showed the base model's figures as the other setup's."""
+    base, other = tmp_path / "base", tmp_path / "other"
+    shutil.copytree(runs["flat"], base)
+    shutil.copytree(runs["wide"], other)
+    kept = {folder: {name: (folder / name).read_bytes() for name in RUN_FILES} for folder in (base, other)}
+    for out, message in (
+        (other, f"error: {other} holds a training run (checkpoint.pt, config.json, metrics.jsonl); choose another "
+                "--out, or replace the run with the evaluation with --overwrite"),
+        (base, f"error: --out {base} is a run being evaluated: its metrics.json and predictions.csv are the run's "
+               "own; give the evaluation a folder of its own"),
+    ):  # fmt: skip
+        for overwrite in ([], ["--overwrite"]) if out == base else ([],):  # the run itself: even with --overwrite
+            result = runner.invoke(app, ["evaluate", str(base), "--data", DATA, "--out", str(out), "--bootstrap", "0",
+                                         *overwrite])  # fmt: skip
+            assert result.exit_code == 2, result.output
+            (line,) = error_lines(result.output)
+            assert " ".join(line.split()) == message
+    assert {folder: {name: (folder / name).read_bytes() for name in RUN_FILES} for folder in (base, other)} == kept
+    assert len(collect_runs(tmp_path)) == 2
+    result = runner.invoke(app, ["evaluate", str(base), "--data", DATA, "--out", str(other), "--bootstrap", "0",
+                                 "--overwrite"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not any((other / name).exists() for name in ("checkpoint.pt", "config.json", "metrics.jsonl"))
+    assert json.loads((other / "metrics.json").read_text())["runs"] == [str(base)]
+    assert [run.path for run in collect_runs(tmp_path)] == [base]  # no longer read as a run of the other setup
+
+
+def test_evaluate_redoes_its_own_evaluation_and_refuses_another_unless_overwrite(tmp_path, runs) -> None:
+    run, out = runs["flat"], tmp_path / "e"
+    args = ["evaluate", str(run), "--data", DATA, "--out", str(out), "--bootstrap", "0"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, [*args[:-1], "10"])  # the same evaluation (the resamples do not change the scores)
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "metrics.json").read_text())["bootstrap"]["resamples"] == 10
+    cases = (
+        (["--tta", "flip"], "tta 'none' there, 'flip' now"),
+        (["--logit-adjust", "1"], "logit_adjust None there, 1.0 now"),
+        (["--data", "synthetic:60:8"], "data 'synthetic:60:7' there, 'synthetic:60:8' now"),
+    )
+    for extra, difference in cases:
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result.output)
+        assert line == (f"error: {out} holds another evaluation ({difference}); choose another --out, or replace it "
+                        "with --overwrite")  # fmt: skip
+    other = runner.invoke(app, ["evaluate", str(runs["wide"]), "--data", DATA, "--out", str(out), "--bootstrap", "0"])
+    assert other.exit_code == 2 and "holds another evaluation (runs [" in " ".join(other.output.split())
+    assert json.loads((out / "metrics.json").read_text())["tta"] == "none"
+    result = runner.invoke(app, [*args, "--tta", "flip", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["tta"] == "flip"
 
 
 # ------------------------------------------------------------------------------ bad input: exit 2, one line

@@ -62,14 +62,17 @@ __all__ = [
     "COMBINE_MODES",
     "CROP_GRID",
     "CROP_ZOOM",
+    "TRAINING_RUN_FILES",
     "TTA_MODES",
     "Member",
+    "check_options",
     "combine_probabilities",
     "evaluate",
     "find_runs",
     "load_trained_model",
     "logit_adjust",
     "predict_views",
+    "same_evaluation",
     "training_class_counts",
     "tta_input_size",
     "tta_views",
@@ -397,13 +400,16 @@ def evaluate(
     combine: str = "mean",
     submission: str | Path | None = None,
     logit_adjust: float | None = None,
+    overwrite: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """Score trained runs (one, or an ensemble) on every image of ``data``; write the evaluation folder.
 
     Writes ``metrics.json``, ``predictions.csv`` and ``data.json`` in ``out``, and the ISIC 2018 Task 3
-    submission when asked. A labelled set that lacks some of the model's classes is scored over the
-    classes it has (``metrics["scored_classes"]``; a note names the absent ones); a folder of images without
-    labels is scored without metrics (``metrics["labelled"]`` is False).
+    submission when asked. An ``out`` that holds a training run, or an evaluation of other runs, data or
+    options (`same_evaluation`), is refused unless ``overwrite``; the same evaluation is redone in place.
+    A labelled set that lacks some of the model's classes is scored over the classes it has
+    (``metrics["scored_classes"]``; a note names the absent ones); a folder of images without labels is scored
+    without metrics (``metrics["labelled"]`` is False).
 
     Args:
         runs: A run directory, its ``checkpoint.pt``, or a folder of runs (a grid: its finished runs), or a
@@ -422,13 +428,16 @@ def evaluate(
         combine: How an ensemble averages its runs' probabilities, one of `COMBINE_MODES`.
         submission: Also write the ISIC 2018 Task 3 submission CSV here.
         logit_adjust: Post-hoc logit adjustment strength tau (>= 0; None: none), with each run's training prior.
+        overwrite: Replace what ``out`` holds: another evaluation, or a training run (whose ``checkpoint.pt``,
+            ``config.json`` and ``metrics.jsonl`` are deleted, so that ``report`` no longer takes it for one).
 
     Returns:
         The metrics (as written to ``metrics.json``) and the output folder.
 
     Raises:
         ConfigError: A bad option, no run at a path, runs with different classes, an unknown training prior
-            (``logit_adjust`` on a run without ``data.json``), a submission for non-ISIC classes.
+            (``logit_adjust`` on a run without ``data.json``), a submission for non-ISIC classes; an ``out``
+            that is one of the runs, or (without ``overwrite``) holds a training run or another evaluation.
         OutputError: The submission cannot be written.
         DataError: The data set's classes are not the model's, or no images.
         RunDirectoryInUseError: Another process writes into the output folder.
@@ -436,14 +445,7 @@ def evaluate(
     sources = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not sources:
         raise ConfigError("evaluate needs at least one run")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if tta not in TTA_MODES:
-        raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
-    if combine not in COMBINE_MODES:
-        raise ConfigError(f"unknown --combine {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
-    if logit_adjust is not None and not (math.isfinite(logit_adjust) and logit_adjust >= 0):
-        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {logit_adjust}")
+    check_options(batch_size=batch_size, tta=tta, combine=combine, logit_adjust=logit_adjust)
     torch_device = resolve_device(device)
     checkpoints, notes = find_runs(sources)  # before creating any folder for a path that holds no run
     members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
@@ -459,9 +461,120 @@ def evaluate(
     plan = _Plan(members, str(data), torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap, tta,
                  combine, logit_adjust, submission)  # fmt: skip
     folder = Path(out) if out is not None else _default_folder(sources, checkpoints, plan)
+    _refuse_a_source(folder, plan)  # before RunDirectory creates anything
     with RunDirectory(folder) as directory:  # one writer: a second evaluate into the folder is refused at once
+        _claim(directory.path, plan, overwrite=overwrite)
         metrics = _evaluate(directory, plan, notes)
     return metrics, directory.path
+
+
+TRAINING_RUN_FILES = (RunDirectory.CHECKPOINT, RunDirectory.CONFIG, RunDirectory.EPOCHS)
+"""What makes a folder a training run's (`sampleweight train`, `sampleweight retrain`), not an evaluation's."""
+_IDENTITY = ("runs", "data", "tta", "combine", "logit_adjust")
+"""The ``metrics.json`` entries that say which evaluation it is: the same ones redo it, in place."""
+
+
+def same_evaluation(
+    metrics: dict[str, Any],
+    runs: Sequence[str | Path],
+    data: str | Path,
+    *,
+    tta: str = "none",
+    combine: str = "mean",
+    logit_adjust: float | None = None,
+) -> list[str]:
+    """How an evaluation's ``metrics.json`` differs from scoring ``runs`` on ``data`` with these options.
+
+    Paths compare resolved (a run or data folder given another way is the same); the options that do not change
+    the scores (batch size, bootstrap resamples, the submission) do not count.
+
+    Returns:
+        One ``"tta 'none' there, 'flip' now"`` per difference: empty when it is the same evaluation.
+    """
+    wanted = {"runs": [str(r) for r in runs], "data": str(data), "tta": tta, "combine": combine,
+              "logit_adjust": logit_adjust}  # fmt: skip
+    differences = []
+    for key in _IDENTITY:
+        there, now = metrics.get(key), wanted[key]
+        if key == "runs":
+            same = isinstance(there, list) and [_resolved(r) for r in there] == [_resolved(r) for r in now]
+        elif key == "data":
+            same = isinstance(there, str) and _resolved(there) == _resolved(now)
+        elif key == "combine" and len(wanted["runs"]) == 1:
+            same = True  # one run: nothing to combine
+        else:
+            same = there == now
+        if not same:
+            differences.append(f"{key} {there!r} there, {now!r} now")
+    return differences
+
+
+def _resolved(path: str) -> str:
+    """A path as one absolute spelling (a spec such as ``synthetic:60`` as it is)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _refuse_a_source(folder: Path, plan: _Plan) -> None:
+    """An evaluation never goes into a run it scores: it would replace the run's own validation figures."""
+    if folder.resolve() in {m.checkpoint.parent.resolve() for m in plan.members}:
+        raise ConfigError(
+            f"--out {folder} is a run being evaluated: its metrics.json and predictions.csv are the run's own; "
+            "give the evaluation a folder of its own"
+        )
+
+
+def _claim(folder: Path, plan: _Plan, *, overwrite: bool) -> None:
+    """Refuse an output folder that holds a training run or another evaluation, unless ``overwrite``.
+
+    With ``overwrite`` a training run's own files go (its checkpoint, config and epoch log), so that the folder
+    is an evaluation's and ``report`` no longer reads it as a run; the evaluation's files are replaced.
+    """
+    held = [name for name in TRAINING_RUN_FILES if (folder / name).exists()]
+    if held:
+        if not overwrite:
+            raise ConfigError(
+                f"{folder} holds a training run ({', '.join(held)}); choose another --out, or replace the run "
+                "with the evaluation with --overwrite"
+            )
+        for name in held:
+            (folder / name).unlink()
+        return
+    final = folder / RunDirectory.FINAL
+    if overwrite or not final.is_file():
+        return
+    try:
+        recorded = json.loads(final.read_text())
+    except (OSError, ValueError):
+        recorded = None
+    runs = [m.checkpoint.parent for m in plan.members]
+    differences = (
+        same_evaluation(recorded, runs, plan.data, tta=plan.tta, combine=plan.combine, logit_adjust=plan.logit_adjust)
+        if isinstance(recorded, dict)
+        else ["its metrics.json is not an evaluation's"]
+    )
+    if differences:
+        raise ConfigError(
+            f"{folder} holds another evaluation ({'; '.join(differences)}); choose another --out, or replace it "
+            "with --overwrite"
+        )
+
+
+def check_options(
+    *, batch_size: int = 64, tta: str = "none", combine: str = "mean", logit_adjust: float | None = None
+) -> None:
+    """Check `evaluate`'s options before anything is read.
+
+    Raises:
+        ConfigError: A batch size below 1, an unknown ``tta`` or ``combine``, a negative or infinite tau.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown --tta {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    if combine not in COMBINE_MODES:
+        raise ConfigError(f"unknown --combine {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
+    if logit_adjust is not None and not (math.isfinite(logit_adjust) and logit_adjust >= 0):
+        raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {logit_adjust}")
 
 
 def _default_folder(sources: list[str | Path], checkpoints: list[Path], plan: _Plan) -> Path:

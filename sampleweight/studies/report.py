@@ -1,6 +1,8 @@
 """``sampleweight report``: the paper's Tables 2-5 and Figures 1-2 from finished run directories, with honest spreads.
 
-`collect_runs` finds every finished run under a folder (a ``metrics.json`` beside a ``config.json``).
+`collect_runs` finds every finished run under a folder (a ``metrics.json`` beside a ``config.json``), or, in a
+folder of ``sampleweight evaluate GRID --each`` (no run in it), every evaluation (a ``metrics.json`` beside a
+``run.json``: `Evaluation`), which then stands for its run, scored on the test images.
 `summarize` groups them as the paper does: one table per model x optimizer, one row (a *cell*) per
 setup: loss x weighting, and the sampler and the weighter/loss options where runs differ in them, so
 that runs of different setups are never averaged together. A cell's columns are Acc / BAcc / mPR / mF1
@@ -53,12 +55,14 @@ from sampleweight.studies.statistics import (
     describe,
     holm_family,
 )
+from sampleweight.studies.testset import SOURCE_FILE, EvaluationSource
 
 __all__ = [
     "METRICS",
     "METRIC_LABELS",
     "Cell",
     "CellComparison",
+    "Evaluation",
     "Report",
     "ResultTable",
     "RunResult",
@@ -93,15 +97,33 @@ _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size"
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """One finished run directory.
+class Evaluation:
+    """How a run was scored on a test set by ``sampleweight evaluate GRID --each`` (its evaluation folder).
 
     Attributes:
-        path: The run directory.
-        config: Its ``config.json``.
+        source: The run it scored (its ``run.json``: where it was, its config, its training class counts).
+        data: The test set, as ``evaluate --data`` was given.
+        tta: Its test-time augmentation (``none``, ``flip``, ...).
+        logit_adjust: The tau of a post-hoc logit adjustment made by ``evaluate``, or None.
+    """
+
+    source: EvaluationSource
+    data: str
+    tta: str = "none"
+    logit_adjust: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished run directory, or one evaluation of a run on a test set.
+
+    Attributes:
+        path: The run directory (or the evaluation's folder).
+        config: Its ``config.json`` (an evaluation: its run's, from ``run.json``).
         metrics: Its ``metrics.json`` (or, with ``logit_adjust``, the metrics of the adjusted predictions).
         logit_adjust: The tau of a post-hoc logit adjustment of its predictions (`logit_adjusted_run`), or None.
         adjusted: Those adjusted predictions.
+        evaluation: For an evaluation of ``evaluate --each``: how it was scored (None for a run's own validation).
     """
 
     path: Path
@@ -109,6 +131,7 @@ class RunResult:
     metrics: dict[str, Any]
     logit_adjust: float | None = None
     adjusted: Predictions | None = field(default=None, repr=False, compare=False)
+    evaluation: Evaluation | None = None
 
     @property
     def model(self) -> str:
@@ -162,8 +185,8 @@ class RunResult:
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
         options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
-        the same setup as no gamma), the sampler's options (``sampler.threshold``) and a retrained run's stage
-        options as given (``crt.epochs``).
+        the same setup as no gamma), the sampler's options (``sampler.threshold``), a retrained run's stage
+        options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -183,14 +206,27 @@ class RunResult:
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
+        if self.evaluation is not None and self.evaluation.tta != "none":
+            options["tta"] = self.evaluation.tta
+        if self.evaluation is not None and self.evaluation.logit_adjust is not None:
+            options["logit_adjust"] = self.evaluation.logit_adjust
         if self.logit_adjust is not None:
             options["logit_adjust"] = self.logit_adjust
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property
     def class_counts(self) -> np.ndarray:
-        """Its training images per class, its prior (``data.json``, read once; `training_class_counts`)."""
-        return training_class_counts(self.path, self.classes)
+        """Its training images per class, its prior (``data.json``, read once; `training_class_counts`; an
+        evaluation: its run's, from ``run.json``)."""
+        if self.evaluation is None:
+            return training_class_counts(self.path, self.classes)
+        counts = self.evaluation.source.train_class_counts
+        if not isinstance(counts, dict) or set(counts) != set(self.classes):
+            raise ConfigError(
+                f"the training prior of the run evaluated in {self.path} is unknown (its {SOURCE_FILE} has no training "
+                "counts of its classes: the run has no data.json); leave out --logit-adjust"
+            )
+        return np.array([int(counts[name]) for name in self.classes], dtype=np.int64)
 
     @cached_property
     def predictions(self) -> Predictions:
@@ -356,25 +392,74 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
     written by an older version reads with today's defaults for the options it did not know
     (`sampleweight.engine.config.complete_config`), so it shares a setup with a new run of the same options.
 
+    A folder without runs but with the evaluations of ``sampleweight evaluate GRID --each`` (a ``metrics.json``
+    beside a ``run.json``) gives those: each stands for its run (its config, from ``run.json``) scored on the test
+    images (`RunResult.evaluation`). They must all score one data set. Evaluations beside runs are not read
+    (a report never mixes validation and test figures).
+
     Raises:
-        ConfigError: ``folder`` does not exist or holds no finished run, or a run's ``config.json`` or
-            ``metrics.json`` cannot be read or is not a sampleweight run's (the file is named).
+        ConfigError: ``folder`` does not exist or holds no finished run (nor evaluation), or a run's
+            ``config.json`` or ``metrics.json`` (an evaluation's ``run.json`` or ``metrics.json``) cannot be read
+            or is not a sampleweight run's (the file is named); evaluations of different data sets, or of
+            images without labels.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder: pass the grid folder (the --out of sampleweight grid)")
-    results = []
+    results, evaluations = [], []
     for metrics_path in sorted(folder.rglob(RunDirectory.FINAL)):
         config_path = metrics_path.with_name(RunDirectory.CONFIG)
         if config_path.is_file():
             config = complete_config(_read_run_file(config_path, _CONFIG_KEYS, folder))  # older runs: defaults
             results.append(RunResult(metrics_path.parent, config, _read_run_file(metrics_path, _METRICS_KEYS, folder)))
+        elif metrics_path.with_name(SOURCE_FILE).is_file():  # run.json is written last: a complete evaluation
+            evaluations.append(metrics_path.parent)
+    if not results and evaluations:
+        results = [_evaluation_result(path, folder) for path in evaluations]
+        _check_one_test_set(results, folder)
     if not results:
         raise ConfigError(
             f"no finished runs in {folder}: a run directory has {RunDirectory.CONFIG} and {RunDirectory.FINAL}; "
             f"train some first, e.g. sampleweight grid --out {folder}"
         )
     return results
+
+
+def _evaluation_result(path: Path, folder: Path) -> RunResult:
+    """An evaluation folder of ``evaluate --each`` as a run of its source's setup, scored on the test images."""
+    source = EvaluationSource.read(path)
+    metrics = _read_run_file(path / RunDirectory.FINAL, ("runs", "data", "labelled"), folder)
+    if metrics["labelled"] is False:
+        raise ConfigError(
+            f"report: {path} scored images without labels ({metrics['data']}): there is nothing to compare; "
+            "evaluate the runs on a labelled test set"
+        )
+    _read_run_file(path / RunDirectory.FINAL, _METRICS_KEYS, folder)
+    missing = [key for key in _CONFIG_KEYS if key not in source.config]
+    if missing:
+        raise ConfigError(
+            f"report: {path / SOURCE_FILE} holds no sampleweight run's config (no {', '.join(missing)}); delete "
+            f"{path} and evaluate the grid again with sampleweight evaluate GRID --each"
+        )
+    tta, tau = str(metrics.get("tta") or "none"), metrics.get("logit_adjust")
+    evaluation = Evaluation(source, str(metrics["data"]), tta, None if tau is None else float(tau))
+    return RunResult(path, complete_config(source.config), metrics, evaluation=evaluation)
+
+
+def _check_one_test_set(runs: Sequence[RunResult], folder: Path) -> None:
+    """The evaluations of one report score one data set (their comparisons pair them on its images)."""
+    data = {run.path: run.evaluation.data for run in runs if run.evaluation is not None}
+    first = next(iter(data))
+    for path, other in data.items():
+        if _spelled_out(other) != _spelled_out(data[first]):
+            raise ConfigError(
+                f"report: the evaluations in {folder} score different data sets ({data[first]} in {first}, {other} "
+                f"in {path}); report each test set's evaluations from a folder of their own"
+            )
+
+
+def _spelled_out(data: str) -> str:
+    return str(Path(data).resolve()) if Path(data).exists() else data
 
 
 def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
@@ -390,6 +475,11 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     """
     if not (np.isfinite(tau) and tau >= 0):
         raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {tau}")
+    if run.evaluation is not None and run.evaluation.logit_adjust is not None:
+        raise ConfigError(
+            f"report: {run.path} was logit-adjusted when it was evaluated (--logit-adjust "
+            f"{run.evaluation.logit_adjust:g}); adjusting it again would correct it twice: leave out --logit-adjust"
+        )
     scored = run.predictions
     scores = logit_adjust(scored.scores, run.class_counts, tau)
     taxonomy = None
@@ -398,7 +488,7 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     predicted = decide(scores, taxonomy)
     metrics = {**final_metrics(scored.targets, scores, predicted, run.classes, resamples=0), "logit_adjust": tau}
     adjusted = replace(scored, predicted=np.asarray(predicted, dtype=np.int64), scores=scores)
-    return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted)
+    return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted, evaluation=run.evaluation)
 
 
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
@@ -799,11 +889,19 @@ def _paper_text(cell: Cell, metric: str) -> str:
     return "–" if cell.paper is None else f"{cell.paper[metric]:.1f}"
 
 
+def _test_data(runs: Sequence[RunResult]) -> str | None:
+    """The test set the evaluations among ``runs`` score (`collect_runs` reads one at a time), or None."""
+    return next((run.evaluation.data for run in runs if run.evaluation is not None), None)
+
+
 def _setup(runs: Sequence[RunResult]) -> dict[str, str]:
     setup = {}
     for key in _SETUP:
         values = sorted({_setup_value(key, run.config.get(key)) for run in runs})
         setup[key] = " / ".join(values)
+    test = _test_data(runs)
+    if test is not None:
+        setup["evaluated on"] = test
     setup["sampler"] = " / ".join(sorted({run.sampler for run in runs}))
     setup["splits"] = ", ".join(str(s) for s in sorted({run.split for run in runs}))
     setup["seeds"] = ", ".join(str(s) for s in sorted({run.seed for run in runs}))
@@ -920,16 +1018,24 @@ def _markdown(
     rebalanced: tuple[int, Counter[str]],
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
+    test = _test_data(trained)
+    where = (
+        f"{len(trained)} evaluations in `{folder}`: finished runs, each scored on the test set `{test}` "
+        "(`sampleweight evaluate GRID --each`). Figures are percentages on those test images, the same for every "
+        "run"
+        if test is not None
+        else f"{len(trained)} finished runs in `{folder}`. Figures are percentages on the validation side of each run"
+    )
     intro = (
-        f"{len(trained)} finished runs in `{folder}`. Figures are percentages on the validation side of each run: "
-        "the mean over a setup's runs (its splits and seeds) ± their standard deviation, and (min-max); `n` is "
-        "the number of runs. Bold: the best mean of a column (where the column varies)."
+        f"{where}: the mean over a setup's runs (its splits and seeds) ± their standard deviation, and (min-max); "
+        "`n` is the number of runs. Bold: the best mean of a column (where the column varies)."
     )
     taus = sorted({run.logit_adjust for run in runs if run.logit_adjust is not None})
     if taus:
         intro += (
             " Setups with `logit_adjust=TAU` are the same runs after post-hoc logit adjustment of their "
-            "validation probabilities: `softmax(log p - TAU log prior)`, prior = each run's training class "
+            f"{'test' if test is not None else 'validation'} probabilities: `softmax(log p - TAU log prior)`, prior = "
+            "each run's training class "
             f"frequencies (TAU: {', '.join(f'{t:g}' for t in taus)}; `docs/evaluation.md`)."
         )
         count, per_way = rebalanced
@@ -953,7 +1059,7 @@ def _markdown(
                 f"{cell.loss} {cell.label} ECE {format_cell(cell.ece)}, NLL {cell.nll.mean:.3f}" for cell in calibrated
             ) + "."]  # fmt: skip
         if baseline is not None:
-            lines += ["", *_comparison_section(table, baseline)]
+            lines += ["", *_comparison_section(table, baseline, test=test)]
         for path in table_figures.get(table.key, []):
             kind = "reliability diagram" if path.name.startswith("reliability-") else "per-class recall"
             lines += ["", f"![{kind}]({path.relative_to(out).as_posix()})"]
@@ -964,19 +1070,24 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def _comparison_section(table: ResultTable, baseline: str) -> list[str]:
+def _comparison_section(table: ResultTable, baseline: str, *, test: str | None = None) -> list[str]:
     if not table.comparisons:
         return [f"No paired comparison here: no `{baseline}` setup with runs on the same splits and seeds."]
     family = len(table.comparisons) * len(COMPARED_METRICS)
     significant = sum(d.significant for item in table.comparisons for d in item.comparison.pooled)
+    images = (
+        f"on the test images of `{test}` (runs of the same split and seed paired, every pair scored on those "
+        "images, matched by image id)"
+        if test is not None
+        else "on the same validation images (same split and seed, matched by image id)"
+    )
     return [
         f"### Paired differences to `{baseline}`",
         "",
-        "Each setup minus its baseline (`vs`: of the same loss where there is one) on the same validation images "
-        "(same split and seed, matched by image id), in percentage points: the mean over the `pairs` of runs, "
-        "[its 95 % interval] and p, from a two-level paired bootstrap (the pairs, then the images of each, "
-        f"stratified by class; `docs/cli.md`). p is adjusted by Holm's correction over the {family} comparisons of "
-        f"this table; **bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
+        f"Each setup minus its baseline (`vs`: of the same loss where there is one) {images}, in percentage points: "
+        "the mean over the `pairs` of runs, [its 95 % interval] and p, from a two-level paired bootstrap (the "
+        f"pairs, then the images, stratified by class; `docs/cli.md`). p is adjusted by Holm's correction over the "
+        f"{family} comparisons of this table; **bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
         "",
         markdown_comparisons(table),
     ]
