@@ -474,6 +474,67 @@ def test_metrics_record_what_the_sampler_drew_each_epoch(tmp_path) -> None:
     assert line["drawn"] == dict(zip(records.classes, counts.tolist(), strict=True))  # every image once
 
 
+def tiny_training_targets() -> tuple[torch.Tensor, list[str]]:
+    """The class indices of the tiny run's training side (split 0, seed 0), and its class names."""
+    from sampleweight.data import read_dataset, split_indices
+
+    records = read_dataset("synthetic:160")
+    train_idx, _ = split_indices(records, 0, 0)
+    return torch.as_tensor(np.asarray(records.labels)[train_idx]), list(records.classes)
+
+
+def test_a_run_whose_epochs_grow_counts_each_epochs_batches_and_images(tmp_path, monkeypatch) -> None:
+    """repeat_factor's epochs differ in length (159, 157, 164 images here): the batch bar and images_per_second
+    follow each epoch."""
+    from sampleweight.engine import progress
+
+    bars = []
+    original = progress.TrainingProgress.end_epoch
+
+    def end_epoch(self, epoch, record):
+        bar = next(task for task in self._progress.tasks if task.id == self._batch_task)
+        bars.append((bar.completed, bar.total))
+        original(self, epoch, record)
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", end_epoch)
+    out = tmp_path / "run"
+    train(tiny_config(out, epochs=3, quiet=False, sampler="repeat_factor", sampler_options={"threshold": 0.2}))
+    lines = RunDirectory(out).epochs()
+    assert [sum(line["drawn"].values()) for line in lines] == [159, 157, 164]
+    assert bars == [(10, 10), (10, 10), (11, 11)]  # batches of 16; the bar's total is the epoch's own
+    for line in lines:
+        assert line["images_per_second"] * line["seconds"] == pytest.approx(sum(line["drawn"].values()))
+
+
+def test_a_repeat_factor_run_begun_before_lvis_resumes_with_fixed_length_epochs(
+    tmp_path, monkeypatch, interrupt_after_epoch
+) -> None:
+    """A checkpoint whose sampler state lacks fixed_length was written when repeat_factor drew N per epoch: the
+    resumed run keeps drawing so (and says so), instead of changing its sampler mid-run."""
+    from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    options = {"epochs": 3, "sampler": "repeat_factor", "sampler_options": {"threshold": 0.2}}
+    out = tmp_path / "run"
+    interrupt_after_epoch(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(out, **options))
+    monkeypatch.undo()
+    state = load_checkpoint(out / "checkpoint.pt")
+    del state["sampler"]["sampler"]["fixed_length"]  # as the version before LVIS's epochs saved it
+    save_checkpoint(out / "checkpoint.pt", state)
+    with pytest.warns(UserWarning, match="its run continues with fixed-length epochs of 128 draws, as it began"):
+        train(tiny_config(out, **options), resume=True)
+    targets, classes = tiny_training_targets()
+    fixed = sw.create_sampler("repeat_factor", targets=targets, num_classes=7, threshold=0.2, fixed_length=True,
+                              batch_size=16, min_part=2)  # fmt: skip
+    for line in RunDirectory(out).epochs()[1:]:
+        fixed.set_epoch(line["epoch"])
+        counts = np.bincount(targets[fixed.global_indices()].numpy(), minlength=7)
+        assert line["drawn"] == dict(zip(classes, counts.tolist(), strict=True)) and counts.sum() == 128
+    config = json.loads((out / "config.json").read_text())
+    assert config["sampler_options"] == {"threshold": 0.2}  # the run's options as given: resumable as before
+
+
 def test_a_rebalancing_sampler_with_a_rebalancing_weighter_warns_once(tmp_path) -> None:
     args = ["train", *TINY, "--epochs", "1"]
     both = runner.invoke(app, [*args, "--sampler", "sqrt", "--weighter", "es", "--out", str(tmp_path / "a")])
