@@ -207,6 +207,40 @@ def test_any_timm_model_is_retrained_through_its_classifier_interface(tmp_path) 
     assert isinstance(model.get_classifier(), CosineClassifier)
 
 
+GROWING_SAMPLER = """
+import torch
+import sampleweight as sw
+
+class Growing(sw.BaseSampler):  # epoch e: a permutation of the N samples, then its first 16 e again
+
+    def __init__(self, targets, seed=0):
+        super().__init__(len(targets), seed)
+
+    def epoch_indices(self, epoch):
+        order = torch.randperm(self.num_samples, generator=self.generator(epoch))
+        return torch.cat([order, order[: 16 * epoch]])
+
+    def __len__(self):
+        return self.num_samples + 16 * self.epoch
+
+@sw.hookimpl
+def register_samplers(register):
+    register("growing", Growing)
+"""
+
+
+def test_a_stage_anneals_its_learning_rate_to_zero_over_epochs_of_different_lengths(
+    source, mount_plugin, tmp_path
+) -> None:
+    mount_plugin("sw-test-growing", entry_points={"growing": "sw_test_growing"},
+                 modules={"sw_test_growing": GROWING_SAMPLER})  # fmt: skip
+    out = tmp_path / "crt"
+    retrain(source, "crt", out, epochs=3, lr=0.01, sampler="growing", quiet=True, bootstrap=0)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [sum(line["drawn"].values()) for line in lines] == [128, 144, 160]
+    assert lines[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at the stage's last step
+
+
 def test_tau_norm_rescales_the_rows_drops_the_bias_and_records_its_choice_honestly(source, retrained) -> None:
     before, after = model_state(source), model_state(retrained["tau_norm"])
     metrics = json.loads((retrained["tau_norm"] / "metrics.json").read_text())

@@ -409,7 +409,11 @@ def _fit_head(
     else:
         optimizer = torch.optim.Adam(parameters, lr=settings["lr"], weight_decay=config.weight_decay)
     epochs = settings["epochs"]
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * len(data.train)))
+    steps = 0
+    for epoch in range(epochs):  # a sampler's epochs may differ in length: count each one's batches
+        data.sampler.set_epoch(epoch)
+        steps += len(data.train)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
     model.eval()  # a classifier just created (reset_classifier) may bring modules in training mode: dropout, pooling
     head.train()
     loss_mean = float("nan")
