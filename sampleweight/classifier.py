@@ -9,7 +9,9 @@ on any timm model (and on ours, which expose the same interface):
 - `tau_normalize`: ``w_c / ||w_c||^tau`` per class row (tau-normalisation).
 - `WeightScaling`: ``f_c * (w_c . x + b_c)`` with one learnable scale per class (LWS), folded back into a plain
   linear layer by `WeightScaling.folded`.
-- `class_means` and `CosineClassifier`: the nearest class mean (NCM) by cosine similarity.
+- `class_means` and `CosineClassifier`: the nearest class mean (NCM) by cosine similarity;
+  `centered_class_means` and `CenteredNCMClassifier`: the NCM of Kang et al.'s code by default (``cl2n``):
+  Euclidean distance after centring and L2-normalising the features.
 
 The training loop around them (frozen backbone, class-balanced batches, the run directory) is
 `sampleweight.engine.retraining`; ``docs/long-tail.md`` gives the formulas and the defaults.
@@ -25,8 +27,10 @@ from sampleweight.errors import ConfigError
 
 __all__ = [
     "HEADS",
+    "CenteredNCMClassifier",
     "CosineClassifier",
     "WeightScaling",
+    "centered_class_means",
     "class_means",
     "classifier_layer",
     "install_head",
@@ -35,8 +39,9 @@ __all__ = [
     "tau_normalize",
 ]
 
-HEADS = ("linear", "cosine")
-"""What a checkpoint's classifier is: the model's own layer, or a `CosineClassifier` put in its place (NCM)."""
+HEADS = ("linear", "cosine", "cl2n")
+"""What a checkpoint's classifier is: the model's own layer, or a nearest-class-mean head put in its place (NCM):
+a `CosineClassifier` or a `CenteredNCMClassifier`."""
 
 
 def classifier_layer(model: nn.Module) -> nn.Module:
@@ -66,7 +71,7 @@ def classifier_layer(model: nn.Module) -> nn.Module:
         raise ConfigError(
             f"the model {name} has no single classifier layer (get_classifier() returns {type(layer).__name__})"
         )
-    if not any(True for _ in layer.parameters()) and not isinstance(layer, CosineClassifier):
+    if not any(True for _ in layer.parameters()) and not isinstance(layer, (CosineClassifier, CenteredNCMClassifier)):
         raise ConfigError(f"the model {name}'s classifier {type(layer).__name__} has no weights")
     return layer
 
@@ -199,6 +204,85 @@ class CosineClassifier(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
 
 
+def centered_class_means(features: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """The centre and the class means of Kang et al.'s ``cl2n`` NCM, from the training features.
+
+    ``mu`` is the mean feature of all training images; every feature is centred and L2-normalised,
+    ``(f - mu) / ||f - mu||``, and ``m_c`` is the mean of those over the images of class c (facebookresearch/
+    classifier-balancing, ``run_networks.py``, ``get_knncentroids``: ``cl2ncs``).
+
+    Args:
+        features: Training features [N, D].
+        targets: Their class indices [N].
+        num_classes: C.
+
+    Returns:
+        ``(mu [D], m [C, D])``, in the features' dtype (a class with no sample has a zero mean).
+
+    Example:
+        >>> center, means = centered_class_means(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]), 2)
+        >>> center.tolist(), means.tolist()
+        ([1.0, 1.0], [[0.7071067690849304, -0.7071067690849304], [-0.7071067690849304, 0.7071067690849304]])
+    """
+    center = features.double().mean(0)
+    normalized = F.normalize(features.double() - center, dim=1)
+    return center.to(features.dtype), class_means(normalized, targets, num_classes).to(features.dtype)
+
+
+class CenteredNCMClassifier(nn.Module):
+    """Nearest class mean after centring and L2-normalising (Kang et al.'s default NCM, ``cl2n``).
+
+    ``scale * -||x_hat - m_c||^2`` for every class c, with ``x_hat = (x - mu) / ||x - mu||``, ``mu`` the mean
+    training feature and ``m_c`` the mean of the training images' ``x_hat`` over class c (`centered_class_means`;
+    the class means are not normalised again). This is facebookresearch/classifier-balancing's ``KNNClassifier``
+    with its defaults ``feat_type='cl2n'``, ``dist_type='l2'`` (``models/KNNClassifier.py``), which its README
+    runs for its NCM figures. The decision (the nearest mean) does not depend on ``scale``.
+
+    Args:
+        center: mu [D], stored as the buffer ``center``.
+        means: m [C, D], stored as the buffer ``means``.
+        scale: The temperature, > 0, stored as the buffer ``scale``.
+
+    Example:
+        >>> head = CenteredNCMClassifier(torch.zeros(2), torch.tensor([[1.0, 0.0], [0.0, 0.5]]))
+        >>> head(torch.tensor([[3.0, 0.0]]))  # x_hat = (1, 0): distance 0 to m_0, 1 + 0.25 to m_1
+        tensor([[-0.0000, -1.2500]])
+    """
+
+    center: Tensor  # buffers, registered in __init__
+    means: Tensor
+    scale: Tensor
+
+    def __init__(self, center: Tensor, means: Tensor, scale: float = 1.0) -> None:
+        super().__init__()
+        if means.ndim != 2 or center.shape != means.shape[1:]:
+            raise ValueError(f"center must be [D] and means [C, D], got {tuple(center.shape)}, {tuple(means.shape)}")
+        self.register_buffer("center", center.detach().clone().float())
+        self.register_buffer("means", means.detach().clone().float())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    @property
+    def in_features(self) -> int:
+        """D, the features it takes."""
+        return self.means.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        """C, the classes it scores."""
+        return self.means.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores [B, C] for features ``x`` [B, D]: minus the scaled squared distances."""
+        normalized = F.normalize(x.float() - self.center, dim=1)
+        squared = (
+            normalized.pow(2).sum(1, keepdim=True) + self.means.pow(2).sum(1)[None] - 2 * normalized @ self.means.T
+        )
+        return -self.scale * squared
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
+
+
 class WeightScaling(nn.Module):
     """Learnable weight scaling (LWS): ``f_c * (w_c . x + b_c)`` with one scale per class, the layer frozen.
 
@@ -247,8 +331,9 @@ class WeightScaling(nn.Module):
 def install_head(model: nn.Module, head: str) -> nn.Module:
     """Give a freshly built model the classifier kind a checkpoint holds, before ``load_state_dict``.
 
-    ``linear``: the model's own layer (nothing to do). ``cosine``: a `CosineClassifier` of the same shape in
-    place of the model's linear classifier (a nearest-class-mean run of ``sampleweight retrain``).
+    ``linear``: the model's own layer (nothing to do). ``cosine`` or ``cl2n``: a `CosineClassifier` or a
+    `CenteredNCMClassifier` of the same shape in place of the model's linear classifier (a nearest-class-mean
+    run of ``sampleweight retrain``).
 
     Args:
         model: The model as built from the run's configuration.
@@ -258,16 +343,20 @@ def install_head(model: nn.Module, head: str) -> nn.Module:
         The model.
 
     Raises:
-        ConfigError: An unknown head, or a model whose classifier is not linear for ``cosine``.
+        ConfigError: An unknown head, or a model whose classifier is not linear for ``cosine`` or ``cl2n``.
     """
     if head == "linear":
         return model
-    if head != "cosine":
+    if head not in HEADS:
         raise ConfigError(f"unknown classifier head {head!r} in the checkpoint; known: {', '.join(HEADS)}")
     layer = classifier_layer(model)
     if not isinstance(layer, nn.Linear):
         raise ConfigError(
-            f"a cosine head replaces a linear classifier; {type(model).__name__} has {type(layer).__name__}"
+            f"a {head} head replaces a linear classifier; {type(model).__name__} has {type(layer).__name__}"
         )
-    replace_classifier(model, CosineClassifier(layer.weight.new_zeros(layer.out_features, layer.in_features)))
+    means = layer.weight.new_zeros(layer.out_features, layer.in_features)
+    if head == "cosine":
+        replace_classifier(model, CosineClassifier(means))
+    else:
+        replace_classifier(model, CenteredNCMClassifier(layer.weight.new_zeros(layer.in_features), means))
     return model

@@ -421,6 +421,11 @@ def retrain(
     tau: float | None = typer.Option(
         None, help="tau_norm: the exponent, >= 0 (default: the best of 0, 0.1, ..., 2 on the validation side)."
     ),
+    ncm_distance: str | None = typer.Option(
+        None,
+        help="ncm: cosine (default: the cosine to the class means) or cl2n (Kang et al.'s code's default: the "
+        "Euclidean distance after centring and L2-normalising the features).",
+    ),
     data: str | None = typer.Option(None, help="The run's data set, if it moved (default the run's --data)."),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
     cache_dir: Path | None = typer.Option(None, help="Image cache folder (default the run's)."),
@@ -442,6 +447,7 @@ def retrain(
         sampler=sampler,
         loss=loss,
         tau=tau,
+        ncm_distance=ncm_distance,
         data=data,
         device=device,
         cache_dir=cache_dir,

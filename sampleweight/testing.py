@@ -125,7 +125,10 @@ SAMPLER_RULES: dict[str, str] = {
     "protocol": "a sampleweight.Sampler: __iter__, __len__, set_epoch(), state_dict() and load_state_dict()",
     "call": "set_epoch(), iteration, len() and loading through a torch DataLoader(sampler=...) run without raising",
     "indices": "it yields integer dataset indices in range(N), N the number of training targets",
-    "length": "len() is the number of indices an epoch yields, and > 0",
+    "length": (
+        "len() is the number of indices an epoch yields, and > 0, from set_epoch() on (a DataLoader reads it before "
+        "iterating)"
+    ),
     "deterministic": (
         "the sequence of an epoch follows from the seed and the epoch only: the same when iterated again, when "
         "loaded through a DataLoader, and from a sampler created again with the same seed (epochs in any order)"
@@ -337,13 +340,21 @@ def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_
         drawn: dict[int, list[int]] = {}
         for epoch in epochs:
             torch.manual_seed(100 + epoch)
-            drawn[epoch] = sequence = _draw(check, sampler, epoch)
+            _call(check, lambda: sampler.set_epoch(epoch), f"set_epoch({epoch})")  # noqa: B023 - called at once
+            announced = _call(check, lambda: len(sampler), f"len() in epoch {epoch}")
+            drawn[epoch] = sequence = _draw(check, sampler, epoch, set_epoch=False)
             _check_indices(check, sequence, size, epoch)
             length = _call(check, lambda: len(sampler), f"len() in epoch {epoch}")
             check.require(
                 length == len(sequence) and length > 0,
                 "length",
                 f"has len() {length} but yields {len(sequence)} indices in epoch {epoch}",
+            )
+            check.require(
+                announced == length,
+                "length",
+                f"has len() {announced} after set_epoch({epoch}) but {length} once the epoch is iterated; know the "
+                "epoch's length when set_epoch() selects it (draw the epoch there if need be)",
             )
             torch.manual_seed(200 + epoch)
             again = _draw(check, sampler, epoch, set_epoch=False)

@@ -162,6 +162,30 @@ def test_one_drw_step_equals_ldam_drw_cross_entropy_with_class_weights(registry)
     torch.testing.assert_close(before, torch.nn.functional.cross_entropy(logits, targets), rtol=1e-6, atol=0)
 
 
+def test_focal_drw_is_the_weighted_mean_of_focal_losses_not_kaidics_focal(registry) -> None:
+    """What docs/weighting.md states: ours is sum_j v (1 - p_j)^g CE_j / sum_j v; kaidic/LDAM-DRW's FocalLoss
+    (losses.py) is (1/B) sum_j (1 - exp(-v CE_j))^g v CE_j, the weight inside the exponent, no division by the
+    weights' sum; theirs is ours times the batch's mean weight times the exponent's factor."""
+    generator = torch.Generator().manual_seed(1)
+    counts = [5000, 500, 50, 5]
+    logits = torch.randn(16, 4, generator=generator, dtype=torch.float64) * 2
+    targets = torch.tensor([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 0, 1, 0])
+    beta, gamma = 0.9999, 1.0
+    per_class = torch.tensor([(1 - beta) / (1 - beta**n) for n in counts], dtype=torch.float64)
+    v = (per_class * len(counts) / per_class.sum())[targets]
+    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    p = torch.exp(-ce)
+    criterion = sw.WeightedLoss("focal", "drw", registry=registry, class_counts=counts, start_epoch=3, beta=beta,
+                                gamma=gamma)  # fmt: skip
+    criterion.set_epoch(3)
+    ours = criterion(logits, targets)
+    torch.testing.assert_close(ours, (v * (1 - p) ** gamma * ce).sum() / v.sum(), rtol=1e-6, atol=0)
+    theirs = ((1 - torch.exp(-v * ce)) ** gamma * v * ce).mean()  # their focal_loss(F.cross_entropy(weight=...))
+    exponent = (v * (1 - p**v) ** gamma * ce).sum() / (v * (1 - p) ** gamma * ce).sum()
+    torch.testing.assert_close(theirs, ours * v.mean() * exponent, rtol=1e-7, atol=0)
+    assert not math.isclose(float(theirs), float(ours), rel_tol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("options", "first"),
     [

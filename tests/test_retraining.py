@@ -9,6 +9,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -17,8 +18,10 @@ from typer.testing import CliRunner
 
 import sampleweight as sw
 from sampleweight.classifier import (
+    CenteredNCMClassifier,
     CosineClassifier,
     WeightScaling,
+    centered_class_means,
     class_means,
     classifier_layer,
     install_head,
@@ -107,6 +110,30 @@ def test_class_means_and_the_cosine_classifier_by_hand() -> None:
     labels = torch.tensor([0, 1, 1, 2, 2, 2])
     for c in range(3):
         assert torch.allclose(class_means(random, labels, 3)[c], random[labels == c].mean(0), atol=1e-6)
+
+
+def test_the_cl2n_classifier_is_kang_et_als_knn_classifier_by_hand() -> None:
+    """facebookresearch/classifier-balancing: get_knncentroids' cl2n centroids (the class means of the centred,
+    L2-normalised training features) and KNNClassifier(feat_type='cl2n', dist_type='l2'): minus the squared
+    Euclidean distance from the centred, L2-normalised input to each centroid."""
+    generator = np.random.default_rng(3)
+    feats = generator.normal(1.0, 2.0, size=(40, 6))
+    labels = np.arange(40) % 4
+    featmean = feats.mean(axis=0)
+    cl2n = (feats - featmean) / np.linalg.norm(feats - featmean, axis=1, keepdims=True)
+    centroids = np.stack([cl2n[labels == c].mean(axis=0) for c in np.unique(labels)])
+    inputs = generator.normal(1.0, 2.0, size=(7, 6))
+    x = (inputs - featmean) / np.linalg.norm(inputs - featmean, axis=1, keepdims=True)
+    theirs = -((x**2).sum(1, keepdims=True) + (centroids**2).sum(1)[None] - 2 * x @ centroids.T)
+    center, means = centered_class_means(torch.tensor(feats), torch.tensor(labels), 4)
+    assert np.allclose(center.numpy(), featmean) and np.allclose(means.numpy(), centroids)
+    head = CenteredNCMClassifier(center, means, scale=2.5)
+    ours = head(torch.tensor(inputs)).double()
+    assert np.allclose(ours.numpy(), 2.5 * theirs, atol=1e-5)
+    euclidean = torch.cdist(torch.tensor(x), torch.tensor(centroids)) ** 2  # the Euclidean distance, squared
+    assert torch.allclose(ours, -2.5 * euclidean, atol=1e-5)
+    cosine = CosineClassifier(class_means(torch.tensor(feats), torch.tensor(labels), 4))(torch.tensor(inputs))
+    assert not torch.equal(ours.argmax(1), cosine.argmax(1))  # a different rule: some decisions differ
 
 
 def test_weight_scaling_trains_only_its_scales_and_folds_into_an_equal_linear_layer() -> None:
@@ -207,6 +234,40 @@ def test_any_timm_model_is_retrained_through_its_classifier_interface(tmp_path) 
     assert isinstance(model.get_classifier(), CosineClassifier)
 
 
+GROWING_SAMPLER = """
+import torch
+import sampleweight as sw
+
+class Growing(sw.BaseSampler):  # epoch e: a permutation of the N samples, then its first 16 e again
+
+    def __init__(self, targets, seed=0):
+        super().__init__(len(targets), seed)
+
+    def epoch_indices(self, epoch):
+        order = torch.randperm(self.num_samples, generator=self.generator(epoch))
+        return torch.cat([order, order[: 16 * epoch]])
+
+    def __len__(self):
+        return self.num_samples + 16 * self.epoch
+
+@sw.hookimpl
+def register_samplers(register):
+    register("growing", Growing)
+"""
+
+
+def test_a_stage_anneals_its_learning_rate_to_zero_over_epochs_of_different_lengths(
+    source, mount_plugin, tmp_path
+) -> None:
+    mount_plugin("sw-test-growing", entry_points={"growing": "sw_test_growing"},
+                 modules={"sw_test_growing": GROWING_SAMPLER})  # fmt: skip
+    out = tmp_path / "crt"
+    retrain(source, "crt", out, epochs=3, lr=0.01, sampler="growing", quiet=True, bootstrap=0)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [sum(line["drawn"].values()) for line in lines] == [128, 144, 160]
+    assert lines[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at the stage's last step
+
+
 def test_tau_norm_rescales_the_rows_drops_the_bias_and_records_its_choice_honestly(source, retrained) -> None:
     before, after = model_state(source), model_state(retrained["tau_norm"])
     metrics = json.loads((retrained["tau_norm"] / "metrics.json").read_text())
@@ -262,6 +323,43 @@ def test_ncm_scores_the_cosine_to_each_class_mean_of_the_training_features(sourc
             sums[int(label)] += pooled_features(source_model, data.normalize(torch.as_tensor(image)[None]))[0]
         counts = torch.bincount(data.train_targets, minlength=len(classes)).clamp(min=1)
         assert torch.allclose(head.means, sums / counts[:, None], atol=1e-4)
+
+
+def test_ncm_cl2n_scores_the_distance_to_the_class_means_of_the_centred_normalised_features(
+    source, retrained, tmp_path
+) -> None:
+    out = tmp_path / "ncm_cl2n"
+    retrain(source, "ncm", out, ncm_distance="cl2n", quiet=True, bootstrap=0)
+    model, _, classes = load_trained_model(out, torch.device("cpu"))
+    head = classifier_layer(model)
+    assert isinstance(head, CenteredNCMClassifier) and head.means.shape[0] == len(classes)
+    stage = json.loads((out / "metrics.json").read_text())["retrain"]
+    assert stage["distance"] == "cl2n" and stage["scale"] == pytest.approx(float(head.scale))
+    assert json.loads((out / "config.json").read_text())["retrain"]["ncm_distance"] == "cl2n"
+    cosine_stage = json.loads((retrained["ncm"] / "metrics.json").read_text())["retrain"]
+    assert cosine_stage["distance"] == "cosine"  # the default
+    source_model, config, _ = load_trained_model(source, torch.device("cpu"))
+    with torch.no_grad():
+        data = load_split(config.model_copy(update={"quiet": True}), torch.device("cpu"))
+        features = torch.cat([  # every training image once, unaugmented, one at a time
+            pooled_features(source_model, data.normalize(torch.as_tensor(data.train.dataset[i][0])[None]))
+            for i in range(len(data.train.dataset))
+        ])  # fmt: skip
+        center = features.mean(0)
+        normalised = (features - center) / (features - center).norm(dim=1, keepdim=True)
+        counts = torch.bincount(data.train_targets, minlength=len(classes)).clamp(min=1)
+        means = torch.zeros(len(classes), features.shape[1]).index_add_(0, data.train_targets, normalised)
+        means /= counts[:, None]
+        assert torch.allclose(head.center, center, atol=1e-4) and torch.allclose(head.means, means, atol=1e-4)
+        x = torch.randn(3, 3, 32, 32)
+        f = pooled_features(source_model, x)
+        f_hat = (f - center) / (f - center).norm(dim=1, keepdim=True)
+        expected = -float(head.scale) * torch.cdist(f_hat, means) ** 2
+        assert torch.allclose(model(x), expected, atol=1e-3)
+    _, folder = evaluate(out, "synthetic:160", out=tmp_path / "eval", quiet=True, bootstrap=0)
+    with open(out / "predictions.csv", newline="") as ours, open(folder / "predictions.csv", newline="") as theirs:
+        again = {row["image"]: row["pred"] for row in csv.DictReader(theirs)}
+        assert all(again[row["image"]] == row["pred"] for row in csv.DictReader(ours))  # evaluate rebuilds the head
 
 
 @pytest.mark.parametrize("method", ["crt", "tau_norm", "lws", "ncm"])
@@ -320,6 +418,14 @@ def test_bad_input_is_one_line_and_exit_2(source, tmp_path) -> None:
         "unknown method": (_invoke(str(source), "--method", "crt2", "--out", out), "unknown retrain method 'crt2'"),
         "negative tau": (_invoke(str(source), "--method", "tau_norm", "--tau", "-0.5", "--out", out), "--tau must be"),
         "tau for crt": (_invoke(str(source), "--method", "crt", "--tau", "1", "--out", out), "not an option of crt"),
+        "unknown distance": (
+            _invoke(str(source), "--method", "ncm", "--ncm-distance", "l2", "--out", out),
+            "unknown --ncm-distance 'l2'; choose one of: cosine, cl2n",
+        ),
+        "distance for crt": (
+            _invoke(str(source), "--method", "crt", "--ncm-distance", "cl2n", "--out", out),
+            "--ncm-distance is not an option of crt",
+        ),
         "no run": (_invoke(str(tmp_path / "nothing"), "--method", "crt", "--out", out), "is not a run directory"),
         "out is the run": (_invoke(str(source), "--method", "ncm", "--out", str(source)), "is the run itself"),
         "unknown loss": (_invoke(str(source), "--method", "crt", "--loss", "cee", "--out", out), "unknown loss"),

@@ -23,10 +23,12 @@ from typer.testing import CliRunner
 
 import sampleweight as sw
 from sampleweight import plugins
+from sampleweight.builtins.samplers import repeat_factor
 from sampleweight.cli import app
 from sampleweight.engine.loader import smallest_part
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.engine.training import train
+from sampleweight.testing import check_sampler
 
 runner = CliRunner()
 BUILTINS = ["class_balanced", "drs", "instance", "progressive", "repeat_factor", "sqrt"]
@@ -88,7 +90,7 @@ def drawn_classes(name: str, **options) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", ["class_balanced", "sqrt", "progressive", "repeat_factor", "drs"])
 def test_class_frequencies_follow_the_formula_over_many_epochs(name: str) -> None:
-    options = {"threshold": THRESHOLD} if name == "repeat_factor" else {}
+    options = {"threshold": THRESHOLD} if name == "repeat_factor" else {}  # num_samples: a fixed-length epoch
     epochs = drawn_classes(name, num_samples=DRAWS, **options)
     bound = stats.chi2.ppf(1 - 1e-6, EPOCHS * (len(COUNTS) - 1))
     statistic = sum(pearson(observed, formula(name, e)) for e, observed in enumerate(epochs))
@@ -168,6 +170,141 @@ def test_the_instance_sampler_is_the_engines_former_shuffle() -> None:
     sampler.set_epoch(4)
     generator = torch.Generator().manual_seed(sw.sampling.epoch_seed(3, 4, stream=1))
     assert list(sampler) == torch.randperm(len(TARGETS), generator=generator).tolist()
+
+
+# -- repeat_factor: LVIS's epochs ---------------------------------------------------------------------------------
+
+HAM10000 = {"NV": 6705, "MEL": 1113, "BKL": 1099, "BCC": 514, "AKIEC": 327, "VASC": 142, "DF": 115}  # the release's
+HAM_TARGETS = torch.repeat_interleave(torch.arange(7), torch.tensor(list(HAM10000.values())))
+HAM_FACTORS = np.maximum(1.0, np.sqrt(0.1 / (np.array(list(HAM10000.values())) / 10015)))  # r_c at t = 0.1
+
+
+def repeat_sampler(targets: torch.Tensor = HAM_TARGETS, **options) -> sw.ShardedSampler:
+    return sw.create_sampler("repeat_factor", targets=targets, threshold=0.1, seed=7, **options)
+
+
+def test_repeat_factor_repeats_each_image_its_factor_per_epoch() -> None:
+    """LVIS (Gupta et al. 2019): image i is repeated r_i times per epoch, floor(r_i) or one more (detectron2's
+    stochastic rounding), so NV, MEL and BKL images come exactly once, and over many epochs every class's images
+    come r_c times on average; the epoch grows to about sum_i r_i = 10,923 images."""
+    sampler, epochs = repeat_sampler(), 200
+    per_image = np.zeros(len(HAM_TARGETS))
+    lengths = []
+    whole = np.floor(HAM_FACTORS)[HAM_TARGETS.numpy()]
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        lengths.append(len(sampler))  # known before iterating: what the loader and the progress bar read
+        counts = np.bincount(list(sampler), minlength=len(HAM_TARGETS))
+        assert counts.sum() == lengths[-1]
+        assert ((counts == whole) | (counts == whole + 1)).all(), f"epoch {epoch}: a repeat outside floor(r_i) + 0/1"
+        per_image += counts
+    fraction = HAM_FACTORS - np.floor(HAM_FACTORS)
+    classes = HAM_TARGETS.numpy()
+    for c, name in enumerate(HAM10000):
+        draws = epochs * HAM10000[name]  # Bernoulli(frac(r_c)) per image and epoch
+        spread = np.sqrt(draws * fraction[c] * (1 - fraction[c])) or 1e-9
+        extra = per_image[classes == c].sum() - draws * np.floor(HAM_FACTORS[c])
+        assert abs(extra - draws * fraction[c]) < 5 * spread, name
+    mean_repeats = {name: per_image[classes == c].mean() / epochs for c, name in enumerate(HAM10000)}
+    assert list(mean_repeats.values()) == pytest.approx([1.0, 1.0, 1.0, 1.396, 1.750, 2.656, 2.951], abs=0.01)
+    expected = float((HAM_FACTORS * np.array(list(HAM10000.values()))).sum())
+    assert round(expected) == 10923 and sampler.sampler.expected_length == pytest.approx(expected)
+    spread = np.sqrt((fraction * (1 - fraction) * np.array(list(HAM10000.values()))).sum())
+    assert all(abs(length - expected) < 5 * spread for length in lengths) and len(set(lengths)) > 1
+    assert abs(np.mean(lengths) - expected) < 5 * spread / np.sqrt(epochs)
+    assert sampler.sampler.expected_repeats().tolist() == pytest.approx(HAM_FACTORS.tolist())
+
+
+def test_repeat_factor_fixed_length_keeps_the_former_epoch_of_n_draws() -> None:
+    """fixed_length=true (or num_samples) draws N times with replacement, p_c ∝ N_c r_c: each image r_c N / sum r_i
+    times in expectation, 0.917 r_c on HAM10000 at t = 0.1; the draw is the former sampler's."""
+    fixed = repeat_sampler(fixed_length=True)
+    assert len(fixed) == 10015 and fixed.sampler.fixed_length
+    assert fixed.sampler.expected_repeats().tolist() == pytest.approx((HAM_FACTORS * 10015 / 10923.2254).tolist())
+    assert round(float(fixed.sampler.expected_repeats()[0]), 3) == 0.917
+    fixed.set_epoch(3)
+    reference = sw.ClassSampler.epoch_indices(fixed.sampler, 3)  # the former draw: classes by p_c, then uniformly
+    assert list(fixed) == reference.tolist()
+    assert repeat_sampler(num_samples=500).sampler.fixed_length  # an epoch length given: fixed
+    with pytest.raises(sw.ConfigError, match="num_samples fixes the epoch length, and fixed_length=false grows it"):
+        repeat_sampler(num_samples=500, fixed_length=False)
+
+
+def test_repeat_factor_without_a_rare_class_is_the_instance_sampler() -> None:
+    instance = sw.create_sampler("instance", targets=HAM_TARGETS, seed=7)
+    repeat = sw.create_sampler("repeat_factor", targets=HAM_TARGETS, seed=7)  # t = 0.001: every r_c is 1
+    for epoch in (0, 5):
+        instance.set_epoch(epoch)
+        repeat.set_epoch(epoch)
+        assert len(repeat) == 10015 and list(repeat) == list(instance)
+
+
+def test_repeat_factor_epochs_follow_from_seed_and_epoch_and_resume() -> None:
+    def sequence(seed: int, epoch: int, visit_first: int | None = None) -> list[int]:
+        sampler = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=seed)
+        if visit_first is not None:
+            sampler.set_epoch(visit_first)
+            list(sampler)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert sequence(3, 9) == sequence(3, 9, visit_first=2) == sequence(3, 9, visit_first=9)
+    assert sequence(3, 9) != sequence(3, 8) and sequence(3, 9) != sequence(4, 9)
+    sampler = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=3)
+    sampler.set_epoch(9)
+    state = sampler.state_dict()
+    assert state["sampler"] == {"epoch": 9, "fixed_length": False} and json.loads(json.dumps(state)) == state
+    restored = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=3)
+    restored.load_state_dict(state)
+    assert len(restored) == len(sampler) and list(restored) == sequence(3, 9)
+    check_sampler(repeat_factor, targets=TARGETS, threshold=THRESHOLD, num_epochs=4)
+
+
+def test_a_repeat_factor_state_saved_before_lvis_continues_with_fixed_length_epochs() -> None:
+    """A state without fixed_length was written when every repeat_factor epoch had N draws: its run goes on so."""
+    old = {"epoch": 4, "sampler": {"epoch": 4}}
+    resumed = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=3)
+    with pytest.warns(UserWarning, match="continues with fixed-length epochs of 785 draws, as it began"):
+        resumed.load_state_dict(old)
+    fixed = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=3, fixed_length=True)
+    fixed.set_epoch(4)
+    assert resumed.sampler.fixed_length and len(resumed) == 785 and list(resumed) == list(fixed)
+    for epoch in (5, 6):
+        resumed.set_epoch(epoch)
+        fixed.set_epoch(epoch)
+        assert list(resumed) == list(fixed)
+    asked = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, fixed_length=False)
+    with pytest.raises(ValueError, match="the state is of a repeat_factor sampler with fixed_length=True"):
+        asked.load_state_dict(old)
+    with pytest.raises(ValueError, match="fixed_length=False, but this one has fixed_length=True"):
+        fixed.load_state_dict({"epoch": 1, "sampler": {"epoch": 1, "fixed_length": False}})
+
+
+def test_a_growing_epoch_loads_through_a_dataloader_and_shards_equally() -> None:
+    targets = torch.arange(103) % 5  # 103 samples: r_c = sqrt(0.3 / 0.2) = 1.22 for every class at t = 0.3
+    options = {"targets": targets, "threshold": 0.3, "seed": 1}
+    single = sw.create_sampler("repeat_factor", **options)
+    loader = torch.utils.data.DataLoader(list(range(103)), batch_size=8, sampler=single)
+    lengths = set()
+    for epoch in range(4):
+        single.set_epoch(epoch)
+        lengths.add(len(single))
+        assert len(loader) == -(-len(single) // 8)
+        assert [i for batch in loader for i in batch.tolist()] == list(single)
+    assert len(lengths) > 1  # the epochs differ in length
+    for world in (2, 3):
+        made = [sw.create_sampler("repeat_factor", batch_size=6 * world, num_replicas=world, rank=r, **options)
+                for r in range(world)]  # fmt: skip
+        for epoch in range(4):
+            single.set_epoch(epoch)
+            for sampler in made:
+                sampler.set_epoch(epoch)
+            parts = [list(sampler) for sampler in made]
+            assert len({len(part) for part in parts}) == 1 and len(parts[0]) == len(made[0])
+            padded = list(made[0].global_indices())
+            assert len(padded) == -(-len(single) // world) * world and padded[: len(single)] == list(single)
+            steps = [[i for part in parts for i in part[k : k + 6]] for k in range(0, len(parts[0]), 6)]
+            assert [i for step in steps for i in step] == padded  # each step's parts, in rank order: a global batch
 
 
 # -- sharding --------------------------------------------------------------------------------------------------
@@ -335,6 +472,67 @@ def test_metrics_record_what_the_sampler_drew_each_epoch(tmp_path) -> None:
     (line,) = RunDirectory(tmp_path / "instance").epochs()
     counts = np.bincount(targets.numpy(), minlength=7)
     assert line["drawn"] == dict(zip(records.classes, counts.tolist(), strict=True))  # every image once
+
+
+def tiny_training_targets() -> tuple[torch.Tensor, list[str]]:
+    """The class indices of the tiny run's training side (split 0, seed 0), and its class names."""
+    from sampleweight.data import read_dataset, split_indices
+
+    records = read_dataset("synthetic:160")
+    train_idx, _ = split_indices(records, 0, 0)
+    return torch.as_tensor(np.asarray(records.labels)[train_idx]), list(records.classes)
+
+
+def test_a_run_whose_epochs_grow_counts_each_epochs_batches_and_images(tmp_path, monkeypatch) -> None:
+    """repeat_factor's epochs differ in length (159, 157, 164 images here): the batch bar and images_per_second
+    follow each epoch."""
+    from sampleweight.engine import progress
+
+    bars = []
+    original = progress.TrainingProgress.end_epoch
+
+    def end_epoch(self, epoch, record):
+        bar = next(task for task in self._progress.tasks if task.id == self._batch_task)
+        bars.append((bar.completed, bar.total))
+        original(self, epoch, record)
+
+    monkeypatch.setattr(progress.TrainingProgress, "end_epoch", end_epoch)
+    out = tmp_path / "run"
+    train(tiny_config(out, epochs=3, quiet=False, sampler="repeat_factor", sampler_options={"threshold": 0.2}))
+    lines = RunDirectory(out).epochs()
+    assert [sum(line["drawn"].values()) for line in lines] == [159, 157, 164]
+    assert bars == [(10, 10), (10, 10), (11, 11)]  # batches of 16; the bar's total is the epoch's own
+    for line in lines:
+        assert line["images_per_second"] * line["seconds"] == pytest.approx(sum(line["drawn"].values()))
+
+
+def test_a_repeat_factor_run_begun_before_lvis_resumes_with_fixed_length_epochs(
+    tmp_path, monkeypatch, interrupt_after_epoch
+) -> None:
+    """A checkpoint whose sampler state lacks fixed_length was written when repeat_factor drew N per epoch: the
+    resumed run keeps drawing so (and says so), instead of changing its sampler mid-run."""
+    from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    options = {"epochs": 3, "sampler": "repeat_factor", "sampler_options": {"threshold": 0.2}}
+    out = tmp_path / "run"
+    interrupt_after_epoch(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(out, **options))
+    monkeypatch.undo()
+    state = load_checkpoint(out / "checkpoint.pt")
+    del state["sampler"]["sampler"]["fixed_length"]  # as the version before LVIS's epochs saved it
+    save_checkpoint(out / "checkpoint.pt", state)
+    with pytest.warns(UserWarning, match="its run continues with fixed-length epochs of 128 draws, as it began"):
+        train(tiny_config(out, **options), resume=True)
+    targets, classes = tiny_training_targets()
+    fixed = sw.create_sampler("repeat_factor", targets=targets, num_classes=7, threshold=0.2, fixed_length=True,
+                              batch_size=16, min_part=2)  # fmt: skip
+    for line in RunDirectory(out).epochs()[1:]:
+        fixed.set_epoch(line["epoch"])
+        counts = np.bincount(targets[fixed.global_indices()].numpy(), minlength=7)
+        assert line["drawn"] == dict(zip(classes, counts.tolist(), strict=True)) and counts.sum() == 128
+    config = json.loads((out / "config.json").read_text())
+    assert config["sampler_options"] == {"threshold": 0.2}  # the run's options as given: resumable as before
 
 
 def test_a_rebalancing_sampler_with_a_rebalancing_weighter_warns_once(tmp_path) -> None:

@@ -291,6 +291,25 @@ class TwoPasses(Shuffled):
         return 2 * self.num_samples
 
 
+class LengthAfterIterating(Shuffled):
+    """Epochs of N - epoch indices, whose len() is updated only while iterating (a DataLoader reads it before)."""
+
+    def __init__(self, targets, seed: int = 0) -> None:
+        super().__init__(targets, seed)
+        self.length = self.num_samples
+
+    def epoch_indices(self, epoch):
+        return super().epoch_indices(epoch)[: max(1, self.num_samples - epoch)]
+
+    def __iter__(self):
+        indices = self.epoch_indices(self.epoch).tolist()
+        self.length = len(indices)
+        return iter(indices)
+
+    def __len__(self):
+        return self.length
+
+
 class GlobalShuffle(Shuffled):
     def epoch_indices(self, epoch):
         return torch.randperm(self.num_samples)
@@ -439,6 +458,7 @@ BROKEN = [
     ("sampler", "indices", OffByOne, {}),
     ("sampler", "indices", FloatIndices, {}),
     ("sampler", "length", TwoPasses, {}),
+    ("sampler", "length", LengthAfterIterating, {}),
     ("sampler", "deterministic", GlobalShuffle, {}),
     ("sampler", "set-epoch", SameEveryEpoch, {}),
     ("sampler", "state-dict", EmptyState, {}),

@@ -4,17 +4,22 @@ repeat_factor (Gupta et al. 2019) and drs (deferred re-sampling, Cao et al. 2019
 Every one returns the *global* sequence of an epoch, fixed by ``(seed, epoch)``; the library shards it
 over processes (`sampleweight.ShardedSampler`). The rebalancing ones draw with replacement by class
 (`sampleweight.ClassSampler`): a class with probability ``p_c``, then one of its samples uniformly, so
-that ``p_c`` is the expected share of class c in an epoch. ``docs/sampling.md`` gives the formulas.
+that ``p_c`` is the expected share of class c in an epoch; except repeat_factor, which repeats every image its
+repeat factor's number of times (rounded stochastically), so that its epochs grow and vary in length.
+``docs/sampling.md`` gives the formulas.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sampleweight import functional as SF
+from sampleweight.errors import user_stacklevel
 from sampleweight.hookspecs import hookimpl
 from sampleweight.sampling import BaseSampler, ClassSampler
 
@@ -101,27 +106,127 @@ class ProgressiveSampler(ClassSampler):
 
 
 class RepeatFactorSampler(ClassSampler):
-    """Repeat-factor sampling (Gupta et al., LVIS 2019): class c repeated ``r_c = max(1, sqrt(t / f_c))`` times.
+    """Repeat-factor sampling (Gupta et al., LVIS 2019): each image repeated ``r_c = max(1, sqrt(t / f_c))`` times.
 
-    ``f_c = N_c / N`` is the fraction of training images of class c (one label per image here, so an
-    image's repeat factor is its class's); class c is drawn with probability ``p_c ∝ N_c r_c``. Classes
-    with ``f_c >= t`` keep their frequency; rarer ones are oversampled up to ``f_c = t``'s share.
+    ``f_c = N_c / N`` is the fraction of training images of class c; with one label per image an image's repeat
+    factor ``r_i`` is its class's. LVIS's repeat factor sampling (Gupta et al., CVPR 2019)
+    repeats image i ``r_i`` times per epoch, so the epoch grows to ``sum_i r_i`` indices. A fractional ``r_i`` is
+    rounded stochastically, as detectron2's ``RepeatFactorTrainingSampler`` does
+    (``detectron2/data/samplers/distributed_sampler.py``): ``floor(r_i)`` repeats, plus one more with probability
+    ``r_i - floor(r_i)``, drawn from ``(seed, epoch)``; the repeated indices are then shuffled. Image i so
+    appears ``r_i`` times per epoch in expectation, classes with ``f_c >= t`` exactly once per image, and the
+    epoch's length (``len()``, known once `set_epoch` has selected the epoch) varies around ``sum_i r_i``. When no
+    class is below t every ``r_i`` is 1 and the epoch is exactly the `InstanceSampler`'s (the same permutation).
+
+    With ``fixed_length`` the epoch keeps ``num_samples`` draws (default N) with replacement, class c with
+    probability ``p_c ∝ N_c r_c``: the shares are LVIS's, but each image is drawn ``r_c num_samples / sum_i r_i``
+    times in expectation (what this sampler did before it followed LVIS).
 
     Args:
         targets: Class index of every sample [N].
         threshold: t, in (0, 1].
-        **kwargs: `ClassSampler` arguments.
+        fixed_length: Keep the epoch at ``num_samples`` draws with replacement instead of growing it. Default:
+            fixed exactly when ``num_samples`` is given.
+        num_samples: Indices per epoch of a fixed-length epoch (default N); implies ``fixed_length``.
+        **kwargs: The other `ClassSampler` arguments (``num_classes``, ``seed``, ``class_names``, ``skip_empty``).
+
+    Attributes:
+        repeat_factors: ``r_c`` per class, float64 [C] (1 for an empty class).
+        expected_length: ``sum_i r_i``, the mean length of an epoch that grows.
+
+    Raises:
+        ValueError: A threshold outside (0, 1], or ``num_samples`` with ``fixed_length=False``.
     """
 
-    def __init__(self, targets: Tensor, threshold: float = REPEAT_THRESHOLD, **kwargs) -> None:
+    ROUNDING_STREAM = 3
+    """The `generator` stream of the stochastic rounding (1 is the order's, as the instance sampler's)."""
+
+    def __init__(
+        self,
+        targets: Tensor,
+        threshold: float = REPEAT_THRESHOLD,
+        *,
+        fixed_length: bool | None = None,
+        num_samples: int | None = None,
+        **kwargs,
+    ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
-        super().__init__(targets, **kwargs)
+        if fixed_length is not None and not fixed_length and num_samples is not None:
+            raise ValueError(
+                "num_samples fixes the epoch length, and fixed_length=false grows it to the sum of the repeat "
+                "factors; drop one of them"
+            )
+        super().__init__(targets, num_samples=num_samples, **kwargs)
         self.threshold = float(threshold)
         self.repeat_factors = repeat_factors(self.class_counts, self.threshold)
+        self.fixed_length = bool(fixed_length) if fixed_length is not None else num_samples is not None
+        self._mode_given = fixed_length is not None or num_samples is not None  # else an old state may set it
+        factors = self.repeat_factors[self.targets]  # r_i, float64 [N]
+        self._whole = factors.floor()
+        self._fraction = factors - self._whole
+        self.expected_length = float(factors.sum())
+        self._drawn: tuple[int, Tensor] | None = None  # (epoch, its indices): len() needs the epoch's draw
 
     def class_probabilities(self, epoch: int) -> Tensor:
         return self.class_counts.double() * self.repeat_factors
+
+    def expected_repeats(self) -> Tensor:
+        """How often each image of class c is drawn per epoch in expectation, float64 [C].
+
+        ``r_c`` when the epoch grows; ``r_c num_samples / sum_i r_i`` with ``fixed_length``.
+        """
+        if self.fixed_length:
+            return self.repeat_factors * (self.num_samples / self.expected_length)
+        return self.repeat_factors.clone()
+
+    def epoch_indices(self, epoch: int) -> Tensor:
+        """The epoch's indices: each image ``floor(r_i)`` times or once more, shuffled (or fixed-length draws)."""
+        if self.fixed_length:
+            return super().epoch_indices(epoch)
+        if self._drawn is None or self._drawn[0] != epoch:
+            rounding = self.generator(epoch, self.ROUNDING_STREAM)
+            extra = torch.rand(len(self.targets), generator=rounding, dtype=torch.float64) < self._fraction
+            repeats = (self._whole + extra).long()
+            indices = torch.repeat_interleave(torch.arange(len(self.targets)), repeats)
+            self._drawn = (epoch, indices[torch.randperm(len(indices), generator=self.generator(epoch))])
+        return self._drawn[1]
+
+    def __len__(self) -> int:
+        return self.num_samples if self.fixed_length else len(self.epoch_indices(self.epoch))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch, and whether the epoch has a fixed length (a state without it predates the growing epoch)."""
+        return {"epoch": self.epoch, "fixed_length": self.fixed_length}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned.
+
+        A state saved before this sampler followed LVIS has no ``fixed_length``: its run drew fixed-length epochs,
+        so a sampler created without saying (no ``fixed_length``, no ``num_samples``) continues them, with a
+        warning, and the resumed run ends as it would have.
+
+        Raises:
+            ValueError: The state's mode is not this sampler's.
+        """
+        if "fixed_length" in state_dict:
+            saved = bool(state_dict["fixed_length"])
+        else:
+            saved = True  # the only kind of epoch an older version drew
+            if not self.fixed_length and not self._mode_given:
+                warnings.warn(
+                    "repeat_factor: this state was saved before repeat-factor sampling grew each epoch to the sum "
+                    "of the repeat factors (LVIS); its run continues with fixed-length epochs of "
+                    f"{self.num_samples} draws, as it began (fixed_length=true). Start a new run for LVIS's epochs",
+                    stacklevel=user_stacklevel(),
+                )
+                self.fixed_length = True
+        if saved != self.fixed_length:
+            raise ValueError(
+                f"the state is of a repeat_factor sampler with fixed_length={saved}, but this one has "
+                f"fixed_length={self.fixed_length}; create it with fixed_length={saved} to continue"
+            )
+        super().load_state_dict(state_dict)
 
 
 class DeferredSampler(ClassSampler):
@@ -251,26 +356,33 @@ def progressive(
 def repeat_factor(
     targets: Tensor,
     threshold: float = REPEAT_THRESHOLD,
+    fixed_length: bool | None = None,
     num_classes: int | None = None,
     num_samples: int | None = None,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
     skip_empty: bool = False,
 ) -> RepeatFactorSampler:
-    """Repeat-factor sampling: ``p_c ∝ N_c max(1, sqrt(t / f_c))``, ``f_c = N_c / N`` (Gupta et al. 2019).
+    """Repeat-factor sampling: each image ``r_c = max(1, sqrt(t / f_c))`` times per epoch (Gupta et al. 2019).
+
+    The epoch grows to ``sum_i r_i`` indices (fractional factors rounded stochastically per image and epoch, as
+    detectron2's ``RepeatFactorTrainingSampler``); with ``fixed_length`` it keeps ``num_samples`` draws, class c
+    with probability ``∝ N_c r_c``.
 
     Args:
         targets: The training side's class indices [N] (a fact).
         threshold: t (default 0.001, LVIS's). On HAM10000 (rarest class 1.1 %) the default changes
-            nothing; t = 0.1 oversamples the four rarest classes.
+            nothing; t = 0.1 repeats the four rarest classes.
+        fixed_length: Keep the epoch at ``num_samples`` draws with replacement (default: only when
+            ``num_samples`` is given): the same number of steps per epoch as the other samplers.
         num_classes: C (a fact).
-        num_samples: Indices per epoch (default N).
+        num_samples: Indices per epoch of a fixed-length epoch (default N); implies ``fixed_length``.
         seed: Base seed (a fact).
         class_names: For messages (a fact).
         skip_empty: Sample the classes with training samples instead of refusing an empty class.
     """
     options = _class_options(num_classes, num_samples, seed, class_names, skip_empty)
-    return RepeatFactorSampler(targets, threshold, **options)
+    return RepeatFactorSampler(targets, threshold, fixed_length=fixed_length, **options)
 
 
 def drs(

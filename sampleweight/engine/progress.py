@@ -64,6 +64,12 @@ class TrainingProgress:
         )
         self._batch_task = self._progress.add_task("batches", total=batches_per_epoch, info="")
 
+    def set_batches(self, batches: int) -> None:
+        """The batches of the epoch about to run: a sampler's epochs may differ in length."""
+        self._batches = batches
+        if self._progress is not None and self._batch_task is not None:
+            self._progress.update(self._batch_task, total=batches)
+
     def advance(self, loss: float | None = None) -> None:
         """One batch done; with its loss when the host has read it (the bar keeps the last one shown)."""
         if self._progress is not None:

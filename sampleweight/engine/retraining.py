@@ -10,7 +10,9 @@ representation a run learned on the natural class mix and re-balance only its cl
 - ``lws`` (learnable weight scaling): one scale per class, learned on class-balanced batches, the classifier
   itself frozen; the scales are then folded into its weights;
 - ``ncm`` (nearest class mean): the mean pooled feature of each class on the training side, and the cosine
-  similarity to it as the score (a `sampleweight.classifier.CosineClassifier` in place of the classifier).
+  similarity to it as the score (a `sampleweight.classifier.CosineClassifier` in place of the classifier); with
+  ``ncm_distance="cl2n"``, Kang et al.'s code's default instead: the Euclidean distance to the class means of the
+  centred, L2-normalised features (a `sampleweight.classifier.CenteredNCMClassifier`).
 
 The backbone runs in eval mode throughout (BatchNorm statistics and dropout as at the end of the run), so
 its parameters and buffers stay exactly those of the source run. (Kang et al.'s code leaves the frozen
@@ -40,8 +42,10 @@ from rich.markup import escape
 from torch import Tensor, nn
 
 from sampleweight.classifier import (
+    CenteredNCMClassifier,
     CosineClassifier,
     WeightScaling,
+    centered_class_means,
     class_means,
     classifier_layer,
     pooled_features,
@@ -63,6 +67,7 @@ from sampleweight.weighted_loss import WeightedLoss
 
 __all__ = [
     "METHODS",
+    "NCM_DISTANCES",
     "SELECTION_METRIC",
     "TAU_GRID",
     "TRAINED_METHODS",
@@ -79,6 +84,10 @@ TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 """tau values tried when ``--tau`` is not given: 0, 0.1, ..., 2 (Kang et al.'s ``np.linspace(0, 2, 21)``)."""
 SELECTION_METRIC = "bacc"
 """What tau is chosen by on the validation side: balanced accuracy (the first best in grid order)."""
+NCM_DISTANCES = ("cosine", "cl2n")
+"""How ``ncm`` measures the nearest class mean: the cosine to the class means of the raw features (the default;
+the rule of Kang et al.'s ``tau_norm.py``), or ``cl2n``, the squared Euclidean distance after centring and
+L2-normalising (the default NCM of their ``KNNClassifier``)."""
 NCM_SCALE_BOUNDS = (0.01, 1000.0)
 """Where the NCM temperature is searched (`_fit_scale`)."""
 SELECTION_NOTE = (
@@ -108,6 +117,7 @@ def retrain(
     sampler: str | None = None,
     loss: str | None = None,
     tau: float | None = None,
+    ncm_distance: str | None = None,
     data: str | None = None,
     device: str | None = None,
     cache_dir: str | Path | None = None,
@@ -129,6 +139,7 @@ def retrain(
         sampler: Their sampler plugin (default: the class-balanced one, `balanced_sampler`).
         loss: Their loss plugin (default ``ce``, plain cross-entropy).
         tau: ``tau_norm``'s exponent, >= 0 (default: the best of `TAU_GRID` on the validation side).
+        ncm_distance: ``ncm``'s rule, one of `NCM_DISTANCES` (default ``"cosine"``).
         data: The data set, if it moved since the run (default the run's ``data``).
         device: Device (default CUDA when available).
         cache_dir: Image cache folder (default the run's).
@@ -142,7 +153,8 @@ def retrain(
         The final metrics (as written to ``metrics.json``), with the stage's outcome under ``retrain``.
 
     Raises:
-        ConfigError: An unknown method or option, a negative tau, an option the method does not take, a run
+        ConfigError: An unknown method or option, a negative tau, an unknown NCM distance, an option the method
+            does not take, a run
             that is not finished or has no checkpoint, a retrained run as the source, a model without a single
             linear classifier (the hierarchical one), an ``out`` that holds a run (without ``overwrite``).
         RunDirectoryInUseError: Another process writes into ``out``.
@@ -152,7 +164,7 @@ def retrain(
     Example:
         >>> retrain("runs/ce-none", "crt", "runs/ce-none+crt")  # doctest: +SKIP
     """
-    stage = _stage_options(method, epochs, lr, batch_size, sampler, loss, tau)
+    stage = _stage_options(method, epochs, lr, batch_size, sampler, loss, tau, ncm_distance)
     source = _finished_run(Path(run))
     out = Path(out)
     if out.resolve() == source.resolve():
@@ -195,14 +207,16 @@ def _stage_options(
     sampler: str | None,
     loss: str | None,
     tau: float | None,
+    ncm_distance: str | None = None,
 ) -> dict[str, Any]:
     """The options given, checked; those the method does not take are refused."""
     if method not in METHODS:
         raise ConfigError(f"unknown retrain method {method!r}; choose one of: {', '.join(METHODS)}")
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "sampler": sampler, "loss": loss, "tau": tau}
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "sampler": sampler, "loss": loss, "tau": tau,
+             "ncm_distance": ncm_distance}  # fmt: skip
     given = {key: value for key, value in given.items() if value is not None}
     takes = {"crt": {"epochs", "lr", "batch_size", "sampler", "loss"}, "lws": {"epochs", "lr", "batch_size",
-             "sampler", "loss"}, "tau_norm": {"tau"}, "ncm": set()}[method]  # fmt: skip
+             "sampler", "loss"}, "tau_norm": {"tau"}, "ncm": {"ncm_distance"}}[method]  # fmt: skip
     extra = sorted(set(given) - takes)
     if extra:
         accepted = (
@@ -211,6 +225,10 @@ def _stage_options(
         raise ConfigError(f"--{extra[0].replace('_', '-')} is not an option of {method} ({accepted})")
     if "tau" in given and not (math.isfinite(given["tau"]) and given["tau"] >= 0):
         raise ConfigError(f"--tau must be a finite number >= 0 (w_c / ||w_c||^tau), got {given['tau']}")
+    if "ncm_distance" in given and given["ncm_distance"] not in NCM_DISTANCES:
+        raise ConfigError(
+            f"unknown --ncm-distance {given['ncm_distance']!r}; choose one of: {', '.join(NCM_DISTANCES)}"
+        )
     if "epochs" in given and given["epochs"] < 1:
         raise ConfigError(f"--epochs must be >= 1, got {given['epochs']}")
     if "batch_size" in given and given["batch_size"] < 1:
@@ -319,6 +337,8 @@ def _retrain(
         record.update(tau=stage.get("tau"), tau_grid=list(TAU_GRID) if "tau" not in stage else None)
         if "tau" not in stage:
             record["selection_metric"] = SELECTION_METRIC
+    if method == "ncm":
+        record["ncm_distance"] = stage.get("ncm_distance", NCM_DISTANCES[0])
     directory.write_config({**config.model_dump(mode="json"), STAGE_KEY: record})
     loading = config.model_copy(
         update={
@@ -358,8 +378,9 @@ def _retrain(
     elif method == "tau_norm":
         outcome = _tau_norm(model, data, stage.get("tau"), classes, autocast, device)
     else:
-        outcome = _nearest_class_mean(model, data, settings["batch_size"], config, classes, autocast, device)
-        head = "cosine"
+        distance = record["ncm_distance"]
+        outcome = _nearest_class_mean(model, data, settings["batch_size"], config, classes, autocast, device, distance)
+        head = "cosine" if distance == "cosine" else "cl2n"
     model.eval()
     targets, scores = predict(model, data.val, device, autocast, data.normalize)
     predictions = scores.argmax(axis=1)
@@ -409,7 +430,11 @@ def _fit_head(
     else:
         optimizer = torch.optim.Adam(parameters, lr=settings["lr"], weight_decay=config.weight_decay)
     epochs = settings["epochs"]
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * len(data.train)))
+    steps = 0
+    for epoch in range(epochs):  # a sampler's epochs may differ in length: count each one's batches
+        data.sampler.set_epoch(epoch)
+        steps += len(data.train)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
     model.eval()  # a classifier just created (reset_classifier) may bring modules in training mode: dropout, pooling
     head.train()
     loss_mean = float("nan")
@@ -510,30 +535,38 @@ def _nearest_class_mean(
     classes: tuple[str, ...],
     autocast: contextlib.AbstractContextManager,
     device: torch.device,
+    distance: str = "cosine",
 ) -> dict[str, Any]:
-    """Replace the classifier by the cosine similarity to each class's mean training feature."""
+    """Replace the classifier by the nearest class mean of the training features, by ``distance`` (`NCM_DISTANCES`)."""
     plain = make_loader(
         data.train.dataset, batch_size, device, workers=config.workers or 0
     )  # every image once, in order
     features, targets = _features(model, plain, data.normalize, autocast, device)
-    means = class_means(features, targets, len(classes))
-    scale = _fit_scale(features, targets, means)
-    replace_classifier(model, CosineClassifier(means, scale).to(device))
-    return {"scale": scale, "feature_images": int(targets.numel())}
+    head: CosineClassifier | CenteredNCMClassifier
+    if distance == "cosine":
+        head = CosineClassifier(class_means(features, targets, len(classes)))
+    else:
+        head = CenteredNCMClassifier(*centered_class_means(features, targets, len(classes)))
+    head = head.to(device)
+    with torch.no_grad():
+        head.scale.fill_(_fit_scale(head(features), targets))  # the scores at scale 1, scaled by the best s
+    replace_classifier(model, head)
+    return {"distance": distance, "scale": float(head.scale), "feature_images": int(targets.numel())}
 
 
-def _fit_scale(features: Tensor, targets: Tensor, means: Tensor) -> float:
-    """The temperature s of ``softmax(s * cos)`` with the least NLL on the training side (within `NCM_SCALE_BOUNDS`).
+def _fit_scale(scores: Tensor, targets: Tensor) -> float:
+    """The temperature s of ``softmax(s * scores)`` with the least NLL on the training side (within
+    `NCM_SCALE_BOUNDS`); ``scores`` [N, C] are the NCM head's at scale 1 (cosines, or minus squared distances).
 
     The NLL is convex in s, so a bounded scalar search finds its minimum; the decisions do not depend on s.
     """
     from scipy.optimize import minimize_scalar
 
-    cosine = nn.functional.normalize(features.double(), dim=1) @ nn.functional.normalize(means.double(), dim=1).T
+    unscaled = scores.double()
     index = targets.long()[:, None]
 
     def nll(scale: float) -> float:
-        logits = scale * cosine
+        logits = scale * unscaled
         return float((torch.logsumexp(logits, dim=1) - logits.gather(1, index)[:, 0]).mean())
 
     low, high = NCM_SCALE_BOUNDS

@@ -145,7 +145,7 @@ def _fit(run: Run) -> dict[str, Any]:
                 "mean_weight": weight_mean,
                 "lr": run.optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
-                "images_per_second": len(run.data.train.dataset) / seconds,
+                "images_per_second": sum(drawn.values()) / seconds,  # the epoch's images, all processes
                 **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
                 "drawn": drawn,
             }
@@ -291,6 +291,7 @@ def _train_epoch(
     model.train()
     criterion.set_epoch(epoch)
     generator = run.data.set_epoch(epoch, run.config.seed)
+    progress.set_batches(len(run.data.train))  # after set_epoch: the length of this epoch
     wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     totals = torch.zeros(3, dtype=wide, device=device)  # sum of w * l, sum of w, samples: no host sync per step
     losses = DeferredCheck()
