@@ -54,7 +54,7 @@ from sampleweight.engine.config import (
 )
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
-from sampleweight.engine.rundir import RunDirectory, read_epochs
+from sampleweight.engine.rundir import RunDirectory, output_folder, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
 from sampleweight.factory import (
     accepted_options,
@@ -194,7 +194,7 @@ class Grid:
 
     def write_config_file(self) -> Path:
         """Write `config_file` (the train commands of `train_command` read it)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        output_folder(self.out)
         atomic_write_text(self.config_file, json.dumps(self.shared, indent=2, default=str) + "\n")
         return self.config_file
 
@@ -439,8 +439,7 @@ def run_grid(
     device_names = [_device_name(d.strip()) for d in listed if d.strip()]  # repeats allowed: two workers on one
     if device_names and grid.shared.get("device") is not None:
         raise ConfigError("give either --device (one device for every run) or --devices (runs spread over them)")
-    grid.out.mkdir(parents=True, exist_ok=True)
-    grid.write_config_file()
+    grid.write_config_file()  # creates the grid's folder (a file or a read-only folder is refused)
 
     ledger = _Ledger(grid)
     pending: list[GridRun] = []

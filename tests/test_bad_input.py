@@ -1,0 +1,110 @@
+"""The bad-input and fault sweep (issue 23, item 7): what a hostile but realistic user tries gets one line and
+exit code 2 (or a note), never a traceback, and is refused before any data is read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sampleweight.cli import app
+from sampleweight.engine.training import train
+
+runner = CliRunner()
+TINY = ["--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+        "--batch-size", "16", "--quiet", "--device", "cpu"]  # fmt: skip
+TINY_CONFIG = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16,
+                   lr=1e-3, quiet=True, device="cpu", bootstrap=20)  # fmt: skip
+
+
+def error_line(output: str) -> str:
+    """The one ``error: ...`` line of a refused command (after any notes), checked to be its last line."""
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), output
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished one-epoch run (in a folder of its own: a grid of one run for report)."""
+    out = tmp_path_factory.mktemp("sweep") / "runs" / "run"
+    train({**TINY_CONFIG, "epochs": 1, "out": out})
+    return out
+
+
+def unwritable(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Creating files in ``folder`` fails as in a read-only folder (the tests may run as root, who writes anyway)."""
+    original = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return original(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+# -- tracebacks that were: one line, exit code 2 ------------------------------------------------------------
+
+
+def test_a_seed_beyond_what_torch_takes_is_refused_up_front(tmp_path) -> None:
+    result = runner.invoke(app, ["train", *TINY, "--seed", "99999999999999999999", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "seed: Input should be less than or equal to 9223372036854775807" in error_line(result.output)
+    assert not (tmp_path / "r").exists()
+
+
+def test_grid_out_that_is_a_file_is_one_line(tmp_path) -> None:
+    target = tmp_path / "grid.txt"
+    target.write_text("not a folder")
+    result = runner.invoke(app, ["grid", *TINY, "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none",
+                                 "--optimizers", "adam", "--splits", "0", "--out", str(target)])  # fmt: skip
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: --out {target} is a file, not a folder: name a folder (it is created if missing)"
+    )
+
+
+def test_report_out_that_is_a_file_or_read_only_is_one_line(tmp_path, finished, monkeypatch) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("")
+    result = runner.invoke(app, ["report", str(finished.parent), "--out", str(target), "--no-figures"])
+    assert result.exit_code == 2 and "is a file, not a folder" in error_line(result.output)
+    unwritable(monkeypatch, tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    result = runner.invoke(app, ["report", str(finished.parent), "--out", str(tmp_path / "ro"), "--no-figures"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == f"error: cannot write to --out {tmp_path / 'ro'}: Permission denied"
+
+
+def test_attention_out_read_only_is_one_line(tmp_path, finished, monkeypatch) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    unwritable(monkeypatch, out)
+    result = runner.invoke(app, ["attention", str(finished), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == f"error: cannot write to --out {out}: Permission denied"
+
+
+def test_a_figure_that_cannot_be_written_is_an_output_error(tmp_path) -> None:
+    from sampleweight.errors import OutputError
+    from sampleweight.studies.figures import new_figure, save_figure
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        save_figure(new_figure(2, 2), tmp_path / "file" / "figure.png")
+
+
+def test_retrain_of_a_run_with_a_damaged_config_json_reads_the_checkpoints(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").write_text('{"model": "cbam_vg')
+    result = runner.invoke(app, ["retrain", str(run), "--method", "tau_norm", "--out", str(tmp_path / "tau"),
+                                 "--device", "cpu", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tau" / "config.json").read_text())["retrain"]["method"] == "tau_norm"
