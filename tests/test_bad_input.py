@@ -108,3 +108,67 @@ def test_retrain_of_a_run_with_a_damaged_config_json_reads_the_checkpoints(tmp_p
                                  "--device", "cpu", "--quiet"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "tau" / "config.json").read_text())["retrain"]["method"] == "tau_norm"
+
+
+# -- checked in the right order: before any data is read, and no folder left behind ------------------------
+
+
+def _must_not_read_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleweight.engine import training
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("data read before the options were checked")
+
+    monkeypatch.setattr(training, "load_split", must_not_run)
+
+
+def test_pretrained_weights_that_cannot_be_had_are_said_before_any_data_is_read(tmp_path, monkeypatch) -> None:
+    from sampleweight import pretrained
+
+    monkeypatch.setattr(pretrained, "_unreachable", lambda url: "cannot reach huggingface.co:443: refused")
+    monkeypatch.setattr(pretrained, "_hub_cached", lambda *args: False)
+    monkeypatch.setattr(pretrained, "_url_cached", lambda *args: False)
+    _must_not_read_data(monkeypatch)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", "synthetic:40", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert "could not download the pretrained weights of backbone 'vgg16'" in line and "refused" in line
+    assert not out.exists()  # the refused run made no folder
+    result = runner.invoke(app, ["train", "--model", "resnet18", "--data", "synthetic:40", "--out", str(out)])
+    assert result.exit_code == 2 and "pretrained weights of backbone 'resnet18'" in error_line(result.output)
+
+
+def test_a_run_refused_after_its_folder_was_made_removes_it_but_not_a_folder_the_user_made(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert not out.exists()
+    out.mkdir()
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert result.exit_code == 2 and out.is_dir()
+
+
+def test_resume_without_config_json_names_the_missing_file(tmp_path, finished, monkeypatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").unlink()
+    _must_not_read_data(monkeypatch)
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: cannot resume {run}: its config.json (the run's options) is missing; give them with --config FILE, "
+        "or start over with --overwrite"
+    )
+
+
+def test_resuming_a_finished_run_says_so_and_rewrites_nothing(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.iterdir() if path.is_file()}
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"note: {run} is finished (1/1 epochs); nothing to resume" in text and "resuming at epoch" not in text
+    after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.iterdir() if path.is_file()}
+    assert after == before
