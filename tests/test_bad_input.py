@@ -172,3 +172,42 @@ def test_resuming_a_finished_run_says_so_and_rewrites_nothing(tmp_path, finished
     assert f"note: {run} is finished (1/1 epochs); nothing to resume" in text and "resuming at epoch" not in text
     after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.iterdir() if path.is_file()}
     assert after == before
+
+
+# -- silent acceptance ----------------------------------------------------------------------------------------
+
+
+def test_an_empty_item_of_a_grid_list_is_an_error_naming_it(tmp_path) -> None:
+    from sampleweight.errors import ConfigError
+    from sampleweight.studies.grid import parse_list
+
+    with pytest.raises(ConfigError, match=r"--weighters 'none,,es': item 2 is empty"):
+        parse_list("none,,es", "weighters")
+    with pytest.raises(ConfigError, match="--models is empty"):
+        parse_list("", "models")
+    assert parse_list(" none , es ", "weighters") == ["none", "es"]
+
+
+def test_grid_devices_are_checked_before_any_run_starts(tmp_path) -> None:
+    out = tmp_path / "grid"
+    axes = ["--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--optimizers", "adam", "--splits", "0"]
+    result = runner.invoke(app, ["grid", *TINY[:-2], *axes, "--devices", "x,y", "--out", str(out)])
+    assert result.exit_code == 2
+    assert error_line(result.output).startswith("error: --devices x,y: unknown device 'x'")
+    assert not out.exists() or not any(path.is_dir() for path in out.iterdir())  # no run folder
+
+
+def test_attention_with_empty_images_is_refused(finished) -> None:
+    result = runner.invoke(app, ["attention", str(finished), "--images", "", "--device", "cpu"])
+    assert result.exit_code == 2 and "--images is empty" in error_line(result.output)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--data", "--cache-dir"])
+def test_an_empty_path_is_refused_not_taken_as_the_current_folder(flag, tmp_path, monkeypatch) -> None:
+    _must_not_read_data(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    args = {"--out": str(tmp_path / "r"), "--data": "synthetic:40", flag: ""}
+    result = runner.invoke(app, ["train", "--no-pretrained", *[part for pair in args.items() for part in pair]])
+    assert result.exit_code == 2
+    assert f"{flag[2:].replace('-', '_')}: Value error, an empty path" in error_line(result.output)
+    assert list(tmp_path.iterdir()) == []

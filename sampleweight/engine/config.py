@@ -246,6 +246,14 @@ class TrainConfig(BaseModel):
     def _older_keys(cls, values: Any) -> Any:
         return upgrade_options(values) if isinstance(values, dict) else values
 
+    @field_validator("data", "out", "cache_dir", "pretrained_path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        """An empty path is refused: it would be the current folder, written into or scanned unasked."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; give a folder or file (. for the current folder)")
+        return value
+
     @field_validator("weighters")
     @classmethod
     def _split_plus(cls, value: list[str]) -> list[str]:

@@ -52,6 +52,7 @@ from sampleweight.engine.config import (
     default_name,
     load_config,
 )
+from sampleweight.engine.device import resolve_device
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, output_folder, read_epochs
@@ -298,9 +299,13 @@ def parse_list(value: str | Sequence[Any], what: str) -> list[str]:
     """A comma-separated list (``"ce,focal"``) or a sequence as unique, stripped strings, in order.
 
     Raises:
-        ConfigError: The list is empty.
+        ConfigError: The list is empty, or one of its items is (``none,,es``).
     """
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    blank = [number for number, item in enumerate(items, 1) if not item.strip()]
+    if blank and len(blank) < len(items):
+        shown = value if isinstance(value, str) else ",".join(items)
+        raise ConfigError(f"--{what} {shown!r}: item {blank[0]} is empty; remove the extra comma")
     unique = list(dict.fromkeys(item.strip() for item in items if item.strip()))
     if not unique:
         raise ConfigError(f"--{what} is empty: give at least one value (comma-separated)")
@@ -439,6 +444,13 @@ def run_grid(
     device_names = [_device_name(d.strip()) for d in listed if d.strip()]  # repeats allowed: two workers on one
     if device_names and grid.shared.get("device") is not None:
         raise ConfigError("give either --device (one device for every run) or --devices (runs spread over them)")
+    for name in dict.fromkeys(device_names):  # before any worker starts or run folder is made
+        try:
+            resolve_device(name)
+        except ConfigError as error:
+            raise ConfigError(
+                f"--devices {devices if isinstance(devices, str) else ','.join(listed)}: {error}"
+            ) from None
     grid.write_config_file()  # creates the grid's folder (a file or a read-only folder is refused)
 
     ledger = _Ledger(grid)
