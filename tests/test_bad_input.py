@@ -211,3 +211,14 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_folder(flag, tmp_path
     assert result.exit_code == 2
     assert f"{flag[2:].replace('-', '_')}: Value error, an empty path" in error_line(result.output)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- leftovers and modes --------------------------------------------------------------------------------------
+
+
+def test_run_files_get_the_mode_open_would_give_them_not_0600(finished) -> None:
+    from sampleweight.engine import checkpoint
+
+    expected = 0o666 & ~checkpoint._UMASK
+    for name in ("config.json", "metrics.json", "predictions.csv", "checkpoint.pt", "data.json"):
+        assert (finished / name).stat().st_mode & 0o777 == expected, name
