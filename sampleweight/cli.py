@@ -192,7 +192,9 @@ def _parses(name: str, annotation: Any) -> Any:
         return list[get_args(kind)[0]]  # type: ignore[misc]
     if origin is dict:
         return list[str]
-    if kind in (str, int, float, bool, Path):
+    if kind is Path:
+        return str  # as typed: an empty path reaches TrainConfig, which refuses it (Path("") would be ".")
+    if kind in (str, int, float, bool):
         return kind
     raise TypeError(f"TrainConfig.{name}: no command-line option parses {annotation}; mark the field FILE_ONLY")
 
@@ -701,7 +703,9 @@ def attention(
     """CBAM spatial attention and best channel per image (per decision level for the hierarchical model), as PNG."""
     from sampleweight.studies.attention import attention_figures
 
-    names = [name.strip() for name in images.split(",") if name.strip()] if images else None
+    names = [name.strip() for name in images.split(",") if name.strip()] if images is not None else None
+    if names == []:
+        raise ConfigError("--images is empty: give image ids (comma-separated), or leave it out for automatic picks")
     written = attention_figures(runs, images=names, out=out, device=device, data=data, cache_dir=cache_dir)
     folders = sorted({str(path.parent) for path in written})
     console.print(f"wrote {len(written)} panel(s) to {', '.join(folders)}", markup=False, highlight=False)

@@ -17,9 +17,11 @@ import contextlib
 import difflib
 import inspect
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import pydantic
 import torch
 from torch import nn
 
@@ -48,6 +50,7 @@ __all__ = [
     "lookup",
     "option_defaults",
     "resolve_facts",
+    "typed_options",
 ]
 
 FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
@@ -144,7 +147,10 @@ def check_weighter_options(
             component accepts, a scoped key its weighter does not accept.
     """
     entries = [lookup(registry, "weighters", n) for n in _split_names(name)]
-    return _component_options(entries, options, registry)
+    per_component = _component_options(entries, options, registry)
+    for entry, own in zip(entries, per_component, strict=True):
+        typed_options(entry, own, "weighter")
+    return per_component
 
 
 SCOPE = "."
@@ -221,6 +227,8 @@ def check_options(
         _check_unused(options, entries, SINGULAR[kind])
     except ConfigError as error:
         raise ConfigError(f"{error}{_takers(registry, kind, options, entries)}") from None
+    for entry in entries:
+        typed_options(entry, options, SINGULAR[kind])
 
 
 def create_sampler(
@@ -296,6 +304,7 @@ def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Re
     """
     entry = lookup(registry, "samplers", name)
     _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
+    typed_options(entry, options, "sampler", SAMPLER_FACTS)
     return entry
 
 
@@ -308,6 +317,106 @@ def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params if p.kind in _KEYWORDS}
+
+
+def typed_options(
+    entry: Registered, options: Mapping[str, Any], what: str, fact_names: Sequence[str] = FACTS
+) -> dict[str, Any]:
+    """Check each option against the type its factory's signature annotates it with; return the options to pass.
+
+    An option is checked as pydantic's lax mode would (``2`` is a valid ``float``, ``"true"`` a valid ``bool``,
+    ``"abc"`` is no number, ``2`` no ``bool``); the factory receives the option as given when the checked value
+    equals it (so a valid option reaches it unchanged), else the checked value (``"false"`` becomes ``False``).
+    Unannotated parameters, options the signature does not name (``**kwargs``) and facts (checked by
+    `resolve_facts`) are left as they are; so is an annotation pydantic cannot check (or that does not resolve).
+
+    Args:
+        entry: The registered factory.
+        options: The user's options for it (facts may be among them).
+        what: What the factory builds, for the message (``"loss"``).
+        fact_names: The names that are facts for this kind of plugin.
+
+    Returns:
+        ``options``, each checked option in the form the factory receives.
+
+    Raises:
+        ConfigError: An option of the wrong type, naming the plugin, the option, the expected type and the value.
+
+    Example:
+        >>> from sampleweight.plugins import get_registry
+        >>> typed_options(get_registry().losses["focal"], {"gamma": 2}, "loss")
+        {'gamma': 2}
+    """
+    hints = _annotations(entry.factory)
+    checked = dict(options)
+    for key, value in options.items():
+        if key in fact_names or key not in hints:
+            continue
+        adapter = _adapter(hints[key])
+        if adapter is None:
+            continue
+        try:
+            valid = adapter.validate_python(value)
+        except pydantic.ValidationError as error:
+            reason = error.errors()[0]["msg"] if error.errors() else str(error)
+            raise ConfigError(
+                f"{what} {entry.name!r}: option {key} must be {_type_name(hints[key])}, "
+                f"got {value!r} ({reason[:1].lower()}{reason[1:]})"
+            ) from None
+        if not _same(valid, value):
+            checked[key] = valid
+    return checked
+
+
+def _annotations(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The factory's annotated keyword parameters, string annotations resolved (those that do not resolve left out)."""
+    try:
+        signature = inspect.signature(factory, eval_str=True)
+    except Exception:  # noqa: BLE001 - a name imported under TYPE_CHECKING only: resolve them one by one
+        signature = inspect.signature(factory)
+    target = inspect.unwrap(factory.__init__ if inspect.isclass(factory) else factory)
+    namespace = getattr(target, "__globals__", None) or vars(sys.modules.get(getattr(factory, "__module__", ""), sys))
+    hints: dict[str, Any] = {}
+    for parameter in signature.parameters.values():
+        annotation = parameter.annotation
+        if parameter.kind not in _KEYWORDS or annotation is inspect.Parameter.empty:
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, dict(namespace))  # what typing.get_type_hints does, per parameter
+            except Exception:  # noqa: BLE001 - an annotation that does not resolve stays unchecked
+                continue
+        hints[parameter.name] = annotation
+    return hints
+
+
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    """A lax pydantic validator of ``annotation`` (a class it does not know: an isinstance check), or None."""
+    if annotation is Any:
+        return None
+    try:
+        return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - a type pydantic cannot build a validator for stays unchecked
+        return None
+
+
+def _type_name(annotation: Any) -> str:
+    """``float``, ``bool``, ``int | None``, ``Literal['classes', 'samples']``: a type as the user reads it."""
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return re.sub(r"\b(typing|collections\.abc|torch)\.", "", str(annotation)).replace("NoneType", "None")
+
+
+def _same(valid: Any, given: Any) -> bool:
+    """Whether the checked value is the value given (``2`` for a ``float`` is; ``"false"`` for a ``bool`` is not)."""
+    if valid is given:
+        return True
+    try:
+        return (type(valid) is type(given) and bool(valid == given)) or (
+            isinstance(valid, int | float) and isinstance(given, int | float) and bool(valid == given)
+        )
+    except Exception:  # noqa: BLE001 - an ambiguous comparison (tensors): keep the checked value
+        return False
 
 
 def option_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
@@ -463,7 +572,7 @@ def _build(
     the factory, an ``AttributeError`` or a ``TypeError`` from its own body (`PluginError`, naming the
     plugin and its distribution, with the original exception chained).
     """
-    kwargs = factory_arguments(entry.factory, options, facts, fact_names)
+    kwargs = factory_arguments(entry.factory, typed_options(entry, options, what, fact_names), facts, fact_names)
     _check_required(entry, kwargs, what)
     try:
         inspect.signature(entry.factory).bind(**kwargs)

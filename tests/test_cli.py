@@ -227,6 +227,10 @@ def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
         (["--model", "no_such_model"], "unknown model 'no_such_model'; sampleweight's models: ", "hierarchical_vgg16"),
         (["--backbone", "vgg61"], "unknown timm backbone 'vgg61'; did you mean ", "vgg16"),
         (["--optimizer", "adamw"], "optimizer: Input should be ", "'sgd'"),
+        (["--loss", "focal", "--loss-option", "gamma=abc"], "loss 'focal': option gamma must be float", "'abc'"),
+        (["--weighter", "es", "--weighter-option", "es.beta=abc"], "weighter 'es': option beta must be", "'abc'"),
+        (["--sampler", "sqrt", "--sampler-option", "skip_empty=maybe"], "option skip_empty must be bool", "'maybe'"),
+        (["--sampler", "sqrt", "--sampler-option", "skip_empty=2"], "option skip_empty must be bool", "got 2"),
         (
             ["--config", "WEIGHTER_OPTIONS", "--weighter", "ohem"],
             "weighter 'ohem' does not accept option(s) tau",

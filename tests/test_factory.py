@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Literal
 
 import pytest
 import torch
@@ -160,3 +161,60 @@ def test_a_weighters_warning_points_at_the_users_line(name: str) -> None:
     with pytest.warns(UserWarning, match="class 1 has no training samples") as record:
         sw.WeightedLoss("ce", name, class_counts=[5, 0, 3], num_epochs=10)
     assert record[0].filename == __file__
+
+
+# -- every option is checked against its factory's annotations ----------------------------------------------
+
+
+class TypedWeighter(sw.BaseWeighter):  # string annotations (this module has `from __future__ import annotations`)
+    def __init__(self, strength: float = 1.0, flag: bool = False, mode: Literal["a", "b"] = "a", free=None) -> None:
+        super().__init__()
+        self.strength, self.flag, self.mode, self.free = strength, flag, mode, free
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"strength": "abc"}, "weighter 'typed': option strength must be float, got 'abc'"),
+        ({"flag": "maybe"}, "weighter 'typed': option flag must be bool, got 'maybe'"),
+        ({"flag": 2}, "weighter 'typed': option flag must be bool, got 2"),
+        ({"mode": "c"}, "weighter 'typed': option mode must be Literal['a', 'b'], got 'c'"),
+        ({"typed.strength": [1]}, "weighter 'typed': option strength must be float, got [1]"),  # scoped too
+    ],
+)
+def test_an_option_of_the_wrong_type_is_a_config_error_naming_plugin_option_type_and_value(options, message) -> None:
+    registry = registry_with(weighters={"typed": TypedWeighter})
+    with pytest.raises(sw.ConfigError) as checked:
+        sw.factory.check_weighter_options("typed", options, registry=registry)
+    assert message in str(checked.value)
+    with pytest.raises(sw.ConfigError, match="must be"):
+        sw.create_weighter("typed", registry=registry, **options)
+
+
+def test_a_valid_option_reaches_the_factory_as_given_and_a_lax_one_in_its_checked_form() -> None:
+    registry = registry_with(weighters={"typed": TypedWeighter})
+    weighter = sw.create_weighter("typed", registry=registry, strength=2, flag=True, free="anything")
+    assert weighter.strength == 2 and type(weighter.strength) is int  # unchanged: as before the check
+    assert weighter.flag is True and weighter.free == "anything"  # an unannotated option is not checked
+    assert sw.create_weighter("typed", registry=registry, flag="false").flag is False  # not the truthy string
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "options", "message"),
+    [
+        ("losses", "focal", {"gamma": "abc"}, "loss 'focal': option gamma must be float, got 'abc'"),
+        ("weighters", "es", {"beta": "abc"}, "weighter 'es': option beta must be float | None, got 'abc'"),
+        ("samplers", "class_balanced", {"skip_empty": "maybe"}, "option skip_empty must be bool, got 'maybe'"),
+        ("samplers", "class_balanced", {"skip_empty": 2}, "option skip_empty must be bool, got 2"),
+    ],
+)
+def test_the_builtins_options_are_type_checked_before_anything_is_built(kind, name, options, message) -> None:
+    from sampleweight.factory import check_options, check_sampler_options
+
+    with pytest.raises(sw.ConfigError) as checked:
+        if kind == "samplers":
+            check_sampler_options(name, options)
+        else:
+            check_options(kind, [name], options)
+    assert message in str(checked.value)
+    assert "'<' not supported" not in str(checked.value)

@@ -281,7 +281,7 @@ def test_paths_and_config_errors_are_printed_exactly_as_typed(tmp_path, trained)
     assert printed.strip().splitlines()[-1].endswith(f"-> {run}")  # a[bold]b, not ab
 
     missing = "/nonexistent/[old] copy"
-    result = runner.invoke(app, ["train", "--data", missing, "--out", str(tmp_path / "r")])
+    result = runner.invoke(app, ["train", "--data", missing, "--no-pretrained", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert error_lines(result.output)[0].startswith(f"error: data set not found: {missing} does not exist.")
 
@@ -439,7 +439,7 @@ def test_labels_that_differ_only_in_case_are_refused_naming_both_spellings(tmp_p
     labels = ["MEL", "NV"] * 5 + ["Mel", "mel"]
     rows = "\n".join(f"i{k},{label}" for k, label in enumerate(labels))
     (tmp_path / "labels.csv").write_text(f"image,label\n{rows}\n")
-    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--no-pretrained", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert error_lines(result.output) == [
         f"error: labels in {tmp_path / 'labels.csv'} differ only in case: 'MEL' (5 row(s), first on line 2) vs "

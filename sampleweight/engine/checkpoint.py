@@ -43,6 +43,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     with _output(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            _usual_mode(fd)
             with os.fdopen(fd, "wb") as handle:
                 sink = _WriteErrors(handle)
                 try:
@@ -190,12 +191,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with _output(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            _usual_mode(fd)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and back: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: os.umask is process-wide, and writes happen in background threads
+
+
+def _usual_mode(fd: int) -> None:
+    """Give a file from `tempfile.mkstemp` (always 0600) the mode ``open`` would: 0666 less the umask."""
+    with contextlib.suppress(OSError, AttributeError):  # a file system without modes, or no fchmod (Windows)
+        os.fchmod(fd, 0o666 & ~_UMASK)
 
 
 def capture_rng() -> dict[str, Any]:

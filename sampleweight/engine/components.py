@@ -9,6 +9,7 @@ third party's model gets the same treatment as a built-in one.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,14 @@ from torch import nn
 from sampleweight.engine.config import TrainConfig
 from sampleweight.engine.loader import check_sampler
 from sampleweight.errors import ConfigError
-from sampleweight.factory import accepted_options, check_options, check_weighter_options, list_models, lookup
+from sampleweight.factory import (
+    accepted_options,
+    check_options,
+    check_weighter_options,
+    list_models,
+    lookup,
+    option_defaults,
+)
 from sampleweight.plugins import get_registry
 from sampleweight.pretrained import download_message, weights_available
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
@@ -27,6 +35,7 @@ __all__ = [
     "build_model",
     "check_choices",
     "check_model",
+    "check_weights",
     "is_hierarchical",
     "label_tree",
     "loss_plugin",
@@ -92,6 +101,40 @@ def check_model(config: TrainConfig) -> None:
         close = difflib.get_close_matches(config.backbone, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
         raise ConfigError(f"unknown timm backbone {config.backbone!r}{hint}")
+
+
+def check_weights(config: TrainConfig) -> None:
+    """The pretrained weights a run downloads can be had (cached, or their host reachable), before any data is read.
+
+    The weights are the backbone's for sampleweight's models (``--backbone``, else the default its factory or model
+    class names), the model's own for a timm model. Nothing to check without ``--pretrained``, with
+    ``--pretrained-path``, or for a registered model whose default backbone cannot be told (its build then checks).
+
+    Raises:
+        ConfigError: The weights are not cached and their host cannot be reached (what to do instead).
+    """
+    if not config.pretrained or config.pretrained_path is not None:
+        return
+    name = config.model
+    if config.model in list_models():
+        name = config.backbone or _default_backbone(config.model) or ""
+    if not name:
+        return
+    with weights_available(name):  # raises at once offline; otherwise nothing happens here
+        pass
+
+
+def _default_backbone(model: str) -> str | None:
+    """The ``backbone`` default of a registered model: its factory's, else that of the class the factory returns."""
+    factory = lookup(None, "models", model).factory
+    default = option_defaults(factory).get("backbone")
+    if default is None:
+        try:
+            returned = inspect.signature(factory, eval_str=True).return_annotation
+        except (NameError, TypeError, ValueError):
+            return None
+        default = option_defaults(returned).get("backbone") if inspect.isclass(returned) else None
+    return default if isinstance(default, str) else None
 
 
 def build_model(config: TrainConfig, num_classes: int, taxonomy: Taxonomy | None = None) -> nn.Module:

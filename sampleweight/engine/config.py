@@ -78,6 +78,10 @@ FILE_ONLY = {"flag": False}
 config-file option."""
 
 
+MAX_SEED = 2**63 - 1
+"""The largest seed: what ``torch.manual_seed`` takes as it is (numpy's SeedSequence takes any integer >= 0)."""
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs. Unset fields take the paper's values.
 
@@ -101,7 +105,7 @@ class TrainConfig(BaseModel):
         ge=0,
         description="Lesion-grouped 80/20 split: 0 and 1 are the paper's two; any k >= 0 is another independent draw.",
     )
-    seed: int = Field(0, ge=0, description="Seed of the split, the initialisation and the data order.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the split, the initialisation and the data order.")
     val_fraction: float = Field(
         0.2,
         gt=0,
@@ -241,6 +245,14 @@ class TrainConfig(BaseModel):
     @classmethod
     def _older_keys(cls, values: Any) -> Any:
         return upgrade_options(values) if isinstance(values, dict) else values
+
+    @field_validator("data", "out", "cache_dir", "pretrained_path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        """An empty path is refused: it would be the current folder, written into or scanned unasked."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; give a folder or file (. for the current folder)")
+        return value
 
     @field_validator("weighters")
     @classmethod

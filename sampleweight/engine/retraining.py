@@ -255,8 +255,11 @@ def _finished_run(path: Path) -> Path:
             f"{path} is not finished (no {RunDirectory.FINAL}); finish it first: "
             f"sampleweight train --out {path} --resume"
         )
-    config_path = path / RunDirectory.CONFIG
-    if config_path.is_file() and stage_of(json.loads(config_path.read_text())) is not None:
+    try:  # a damaged config.json is no matter: the checkpoint holds the run's configuration (and says if retrained)
+        retrained = stage_of(json.loads((path / RunDirectory.CONFIG).read_text())) is not None
+    except (OSError, ValueError, AttributeError):
+        retrained = False
+    if retrained:
         raise ConfigError(f"{path} is itself a retrained run; retrain the run it came from")
     return path
 

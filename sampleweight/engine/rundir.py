@@ -19,12 +19,46 @@ from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.errors import ConfigError, OutputError
 
-__all__ = ["STAGE_KEY", "RunDirectory", "read_epochs", "read_predictions", "stage_of", "write_predictions"]
+__all__ = [
+    "STAGE_KEY",
+    "RunDirectory",
+    "output_folder",
+    "read_epochs",
+    "read_predictions",
+    "stage_of",
+    "write_predictions",
+]
 
 STAGE_KEY = "retrain"
 """The table in a retrained run's ``config.json``, ``metrics.json`` and ``checkpoint.pt`` (``sampleweight retrain``)."""
 
 MIN_FREE_BYTES = 256 * 2**20
+
+
+def output_folder(path: str | Path, *, what: str = "--out") -> Path:
+    """``path`` as a folder this process can write into, created if missing (a command's output folder).
+
+    Args:
+        path: The folder.
+        what: What the user named it with, for the message (``--out``).
+
+    Returns:
+        The folder.
+
+    Raises:
+        ConfigError: ``path`` is a file, or the folder cannot be created or written (read-only, no permission).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder: name a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)  # unique: several processes may probe
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {what} {path}: {exc.strerror or exc}") from None
+    return path
 
 
 class RunDirectory:

@@ -34,9 +34,17 @@ from sampleweight import distributed
 from sampleweight.deferred import DeferredCheck
 from sampleweight.engine import ddp
 from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
-from sampleweight.engine.components import build_model, check_choices, is_hierarchical, run_taxonomy, training_loss
+from sampleweight.engine.components import (
+    build_model,
+    check_choices,
+    check_weights,
+    is_hierarchical,
+    run_taxonomy,
+    training_loss,
+)
 from sampleweight.engine.config import EXECUTION_FIELDS, TrainConfig, load_config, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
+from sampleweight.engine.folder_lock import LOCK_FILE
 from sampleweight.engine.inference import decide, predict
 from sampleweight.engine.loader import TrainingData, load_split, smallest_part
 from sampleweight.engine.progress import TrainingProgress
@@ -98,6 +106,17 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
         WeightError: A weighter produced invalid weights.
     """
     config = config if isinstance(config, TrainConfig) else load_config(**config)
+    finished = _finished_metrics(config) if resume and not config.overwrite else None
+    if finished is not None:  # nothing to resume: say so, and leave its files as they are
+        if ddp.is_main():
+            Console(stderr=True).print(
+                f"note: {config.out} is finished ({config.epochs}/{config.epochs} epochs); nothing to resume, its "
+                "files are left as they are (train more with a new --out, or start over with --overwrite)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        return finished
     with ddp.session(resolve_device(config.device)):
         run = prepare_run(config, resume=resume)
         with run.directory or contextlib.nullcontext():  # held since prepare_run: one writer per run directory
@@ -105,6 +124,30 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
                 return _fit(run)
             except OutputError as error:  # the folder stopped being writable: say what is left and what to do
                 raise OutputError(f"{error}; {_saved(run)}") from None
+
+
+def _finished_metrics(config: TrainConfig) -> dict[str, Any] | None:
+    """The final metrics of the run in ``config.out`` when it finished all its epochs with these very options.
+
+    None otherwise: another setup's or a shorter run (resuming says what differs), or a finished run resumed with
+    another execution option (``--bootstrap``), which resuming scores again.
+    """
+    if config.out is None:
+        return None
+    try:
+        final = json.loads((Path(config.out) / RunDirectory.FINAL).read_text())
+        saved = json.loads((Path(config.out) / RunDirectory.CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(final, dict) or not isinstance(saved, dict) or final.get("epochs") != config.epochs:
+        return None
+    given = config.model_dump(mode="json")
+    same = all(
+        value is None or saved.get(key) == value
+        for key, value in given.items()
+        if key not in ("out", "quiet", "overwrite")  # how it is shown and where: not what it computes
+    )
+    return final if same and final.get("run") == config.run_name else None
 
 
 def _fit(run: Run) -> dict[str, Any]:
@@ -220,25 +263,38 @@ def prepare_run(config: TrainConfig, *, resume: bool = False) -> Run:
     """
     if resume and config.overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite starts it over: give one of them")
-    main = ddp.is_main()  # only rank 0 writes the run directory
-    directory = RunDirectory(config.out).acquire() if config.out is not None and main else None
-    try:
-        return _prepare(config, directory, resume)
-    except BaseException:
-        if directory is not None:
-            directory.release()
-        raise
-
-
-def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) -> Run:
     checkpoint = Path(config.out) / RunDirectory.CHECKPOINT if config.out is not None else None
     if resume:
         if checkpoint is None:
             raise ConfigError("--resume needs --out, the run directory to continue")
         if not checkpoint.is_file():
             raise ConfigError(f"nothing to resume in {config.out}: it has no {RunDirectory.CHECKPOINT}")
+    # the user's mistakes first: before the run directory is made, any data read, model built or weight downloaded
+    check_choices(config)
+    check_weights(config)  # offline, unavailable weights are said now, not after the data is read and cached
+    main = ddp.is_main()  # only rank 0 writes the run directory
+    created = config.out is not None and main and not Path(config.out).exists()
+    directory = RunDirectory(config.out).acquire() if config.out is not None and main else None
+    try:
+        return _prepare(config, directory, resume)
+    except BaseException:
+        if directory is not None:
+            directory.release()
+        if created:  # a refused run leaves no folder behind that it made (one it wrote into stays)
+            _remove_if_empty(Path(config.out))  # type: ignore[arg-type]
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing (but a released lock file)."""
+    with contextlib.suppress(OSError):
+        if all(entry.name == LOCK_FILE for entry in folder.iterdir()):
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) -> Run:
     device = resolve_device(config.device)
-    check_choices(config)  # the user's mistakes first: before any data is read, model built or weight downloaded
     config = _resolve_execution(config, device)
     data = load_split(config, device)
     torch.manual_seed(config.seed)
@@ -266,7 +322,7 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=config.lr_decay)
     run = Run(config, device, model, criterion, optimizer, scheduler, data, directory, taxonomy=model_taxonomy)
     if resume:
-        _restore(run, checkpoint)
+        _restore(run, Path(config.out) / RunDirectory.CHECKPOINT)  # type: ignore[arg-type]  # checked: resume has out
     elif directory is not None:
         directory.start_fresh(overwrite=config.overwrite)
         directory.write_config(config.model_dump(mode="json"))
@@ -493,11 +549,16 @@ def resume_options(out: str | Path) -> Path | None:
 
     Raises:
         ConfigError: ``out`` holds a retrained run (its ``config.json`` has a ``retrain`` table), which is no
-            training run to continue.
+            training run to continue; ``out`` has a checkpoint but no ``config.json`` (its options are unknown).
     """
     path = Path(out) / RunDirectory.CONFIG
     if not path.is_file():
-        return None
+        if (Path(out) / RunDirectory.CHECKPOINT).is_file():
+            raise ConfigError(
+                f"cannot resume {out}: its {RunDirectory.CONFIG} (the run's options) is missing; give them with "
+                f"--config FILE, or start over with --overwrite"
+            )
+        return None  # nothing to resume: train says so
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -28,7 +28,7 @@ from sampleweight.data import BatchAugment, DatasetRecords, prepare_cache, read_
 from sampleweight.engine.config import TrainConfig
 from sampleweight.engine.device import resolve_device
 from sampleweight.engine.evaluation import load_trained_model
-from sampleweight.engine.rundir import RunDirectory, read_predictions
+from sampleweight.engine.rundir import RunDirectory, output_folder, read_predictions
 from sampleweight.errors import ConfigError
 from sampleweight.studies.figures import new_figure, save_figure
 
@@ -239,6 +239,7 @@ def attention_figures(
     torch_device = resolve_device(device)
     chosen = [(image, "") for image in images] if images else select_images(paths)
     folder = Path(out) if out is not None else (paths[0] if len(paths) == 1 else _common_parent(paths)) / "attention"
+    output_folder(folder)  # before any model is loaded: a read-only --out is said at once
     written: list[Path] = []
     per_run: list[tuple[str, list[ImageAttention]]] = []
     loaded: dict[tuple[Any, ...], tuple[DatasetRecords, np.ndarray]] = {}

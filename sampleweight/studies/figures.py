@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sampleweight.errors import OutputError
 from sampleweight.metrics import CALIBRATION_BINS, reliability
 
 __all__ = ["new_figure", "plot_confusion", "plot_recall_bars", "plot_reliability", "save_figure"]
@@ -31,10 +32,17 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Write ``figure`` as a PNG (creating the folder) and return the path."""
+    """Write ``figure`` as a PNG (creating the folder) and return the path.
+
+    Raises:
+        OutputError: The file cannot be written (a read-only folder, a file where the folder should be, a full disk).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=DPI, facecolor="white")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=DPI, facecolor="white")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

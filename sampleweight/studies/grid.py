@@ -52,9 +52,10 @@ from sampleweight.engine.config import (
     default_name,
     load_config,
 )
+from sampleweight.engine.device import resolve_device
 from sampleweight.engine.folder_lock import FolderLock
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
-from sampleweight.engine.rundir import RunDirectory, read_epochs
+from sampleweight.engine.rundir import RunDirectory, output_folder, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
 from sampleweight.factory import (
     accepted_options,
@@ -194,7 +195,7 @@ class Grid:
 
     def write_config_file(self) -> Path:
         """Write `config_file` (the train commands of `train_command` read it)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        output_folder(self.out)
         atomic_write_text(self.config_file, json.dumps(self.shared, indent=2, default=str) + "\n")
         return self.config_file
 
@@ -298,9 +299,13 @@ def parse_list(value: str | Sequence[Any], what: str) -> list[str]:
     """A comma-separated list (``"ce,focal"``) or a sequence as unique, stripped strings, in order.
 
     Raises:
-        ConfigError: The list is empty.
+        ConfigError: The list is empty, or one of its items is (``none,,es``).
     """
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    blank = [number for number, item in enumerate(items, 1) if not item.strip()]
+    if blank and len(blank) < len(items):
+        shown = value if isinstance(value, str) else ",".join(items)
+        raise ConfigError(f"--{what} {shown!r}: item {blank[0]} is empty; remove the extra comma")
     unique = list(dict.fromkeys(item.strip() for item in items if item.strip()))
     if not unique:
         raise ConfigError(f"--{what} is empty: give at least one value (comma-separated)")
@@ -439,8 +444,14 @@ def run_grid(
     device_names = [_device_name(d.strip()) for d in listed if d.strip()]  # repeats allowed: two workers on one
     if device_names and grid.shared.get("device") is not None:
         raise ConfigError("give either --device (one device for every run) or --devices (runs spread over them)")
-    grid.out.mkdir(parents=True, exist_ok=True)
-    grid.write_config_file()
+    for name in dict.fromkeys(device_names):  # before any worker starts or run folder is made
+        try:
+            resolve_device(name)
+        except ConfigError as error:
+            raise ConfigError(
+                f"--devices {devices if isinstance(devices, str) else ','.join(listed)}: {error}"
+            ) from None
+    grid.write_config_file()  # creates the grid's folder (a file or a read-only folder is refused)
 
     ledger = _Ledger(grid)
     pending: list[GridRun] = []

@@ -37,7 +37,7 @@ from sampleweight.engine.config import EXECUTION_FIELDS, complete_config, defaul
 from sampleweight.engine.evaluation import logit_adjust, training_class_counts
 from sampleweight.engine.inference import decide
 from sampleweight.engine.rebalancing import saved_run_rebalancing
-from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, output_folder, stage_of
 from sampleweight.errors import ConfigError, SampleWeightError
 from sampleweight.factory import lookup, option_defaults
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
@@ -701,8 +701,7 @@ def write_report(
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples)
-    out = Path(out) if out is not None else folder
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out if out is not None else folder)
     csv_files = [_write_csv(table, out / f"table-{table.key}.csv", paper=paper) for table in tables]
     if baseline is not None:
         csv_files += [_write_comparisons(table, out / f"comparisons-{table.key}.csv") for table in tables]

@@ -1,0 +1,224 @@
+"""The bad-input and fault sweep (issue 23, item 7): what a hostile but realistic user tries gets one line and
+exit code 2 (or a note), never a traceback, and is refused before any data is read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sampleweight.cli import app
+from sampleweight.engine.training import train
+
+runner = CliRunner()
+TINY = ["--data", "synthetic:160", "--backbone", "test_resnet", "--no-pretrained", "--image-size", "32",
+        "--batch-size", "16", "--quiet", "--device", "cpu"]  # fmt: skip
+TINY_CONFIG = dict(data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16,
+                   lr=1e-3, quiet=True, device="cpu", bootstrap=20)  # fmt: skip
+
+
+def error_line(output: str) -> str:
+    """The one ``error: ...`` line of a refused command (after any notes), checked to be its last line."""
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), output
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished one-epoch run (in a folder of its own: a grid of one run for report)."""
+    out = tmp_path_factory.mktemp("sweep") / "runs" / "run"
+    train({**TINY_CONFIG, "epochs": 1, "out": out})
+    return out
+
+
+def unwritable(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Creating files in ``folder`` fails as in a read-only folder (the tests may run as root, who writes anyway)."""
+    original = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return original(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+# -- tracebacks that were: one line, exit code 2 ------------------------------------------------------------
+
+
+def test_a_seed_beyond_what_torch_takes_is_refused_up_front(tmp_path) -> None:
+    result = runner.invoke(app, ["train", *TINY, "--seed", "99999999999999999999", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "seed: Input should be less than or equal to 9223372036854775807" in error_line(result.output)
+    assert not (tmp_path / "r").exists()
+
+
+def test_grid_out_that_is_a_file_is_one_line(tmp_path) -> None:
+    target = tmp_path / "grid.txt"
+    target.write_text("not a folder")
+    result = runner.invoke(app, ["grid", *TINY, "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none",
+                                 "--optimizers", "adam", "--splits", "0", "--out", str(target)])  # fmt: skip
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: --out {target} is a file, not a folder: name a folder (it is created if missing)"
+    )
+
+
+def test_report_out_that_is_a_file_or_read_only_is_one_line(tmp_path, finished, monkeypatch) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("")
+    result = runner.invoke(app, ["report", str(finished.parent), "--out", str(target), "--no-figures"])
+    assert result.exit_code == 2 and "is a file, not a folder" in error_line(result.output)
+    unwritable(monkeypatch, tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    result = runner.invoke(app, ["report", str(finished.parent), "--out", str(tmp_path / "ro"), "--no-figures"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == f"error: cannot write to --out {tmp_path / 'ro'}: Permission denied"
+
+
+def test_attention_out_read_only_is_one_line(tmp_path, finished, monkeypatch) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    unwritable(monkeypatch, out)
+    result = runner.invoke(app, ["attention", str(finished), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == f"error: cannot write to --out {out}: Permission denied"
+
+
+def test_a_figure_that_cannot_be_written_is_an_output_error(tmp_path) -> None:
+    from sampleweight.errors import OutputError
+    from sampleweight.studies.figures import new_figure, save_figure
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        save_figure(new_figure(2, 2), tmp_path / "file" / "figure.png")
+
+
+def test_retrain_of_a_run_with_a_damaged_config_json_reads_the_checkpoints(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").write_text('{"model": "cbam_vg')
+    result = runner.invoke(app, ["retrain", str(run), "--method", "tau_norm", "--out", str(tmp_path / "tau"),
+                                 "--device", "cpu", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tau" / "config.json").read_text())["retrain"]["method"] == "tau_norm"
+
+
+# -- checked in the right order: before any data is read, and no folder left behind ------------------------
+
+
+def _must_not_read_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleweight.engine import training
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("data read before the options were checked")
+
+    monkeypatch.setattr(training, "load_split", must_not_run)
+
+
+def test_pretrained_weights_that_cannot_be_had_are_said_before_any_data_is_read(tmp_path, monkeypatch) -> None:
+    from sampleweight import pretrained
+
+    monkeypatch.setattr(pretrained, "_unreachable", lambda url: "cannot reach huggingface.co:443: refused")
+    monkeypatch.setattr(pretrained, "_hub_cached", lambda *args: False)
+    monkeypatch.setattr(pretrained, "_url_cached", lambda *args: False)
+    _must_not_read_data(monkeypatch)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", "synthetic:40", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert "could not download the pretrained weights of backbone 'vgg16'" in line and "refused" in line
+    assert not out.exists()  # the refused run made no folder
+    result = runner.invoke(app, ["train", "--model", "resnet18", "--data", "synthetic:40", "--out", str(out)])
+    assert result.exit_code == 2 and "pretrained weights of backbone 'resnet18'" in error_line(result.output)
+
+
+def test_a_run_refused_after_its_folder_was_made_removes_it_but_not_a_folder_the_user_made(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert not out.exists()
+    out.mkdir()
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert result.exit_code == 2 and out.is_dir()
+
+
+def test_resume_without_config_json_names_the_missing_file(tmp_path, finished, monkeypatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").unlink()
+    _must_not_read_data(monkeypatch)
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: cannot resume {run}: its config.json (the run's options) is missing; give them with --config FILE, "
+        "or start over with --overwrite"
+    )
+
+
+def test_resuming_a_finished_run_says_so_and_rewrites_nothing(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.iterdir() if path.is_file()}
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"note: {run} is finished (1/1 epochs); nothing to resume" in text and "resuming at epoch" not in text
+    after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.iterdir() if path.is_file()}
+    assert after == before
+
+
+# -- silent acceptance ----------------------------------------------------------------------------------------
+
+
+def test_an_empty_item_of_a_grid_list_is_an_error_naming_it(tmp_path) -> None:
+    from sampleweight.errors import ConfigError
+    from sampleweight.studies.grid import parse_list
+
+    with pytest.raises(ConfigError, match=r"--weighters 'none,,es': item 2 is empty"):
+        parse_list("none,,es", "weighters")
+    with pytest.raises(ConfigError, match="--models is empty"):
+        parse_list("", "models")
+    assert parse_list(" none , es ", "weighters") == ["none", "es"]
+
+
+def test_grid_devices_are_checked_before_any_run_starts(tmp_path) -> None:
+    out = tmp_path / "grid"
+    axes = ["--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--optimizers", "adam", "--splits", "0"]
+    result = runner.invoke(app, ["grid", *TINY[:-2], *axes, "--devices", "x,y", "--out", str(out)])
+    assert result.exit_code == 2
+    assert error_line(result.output).startswith("error: --devices x,y: unknown device 'x'")
+    assert not out.exists() or not any(path.is_dir() for path in out.iterdir())  # no run folder
+
+
+def test_attention_with_empty_images_is_refused(finished) -> None:
+    result = runner.invoke(app, ["attention", str(finished), "--images", "", "--device", "cpu"])
+    assert result.exit_code == 2 and "--images is empty" in error_line(result.output)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--data", "--cache-dir"])
+def test_an_empty_path_is_refused_not_taken_as_the_current_folder(flag, tmp_path, monkeypatch) -> None:
+    _must_not_read_data(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    args = {"--out": str(tmp_path / "r"), "--data": "synthetic:40", flag: ""}
+    result = runner.invoke(app, ["train", "--no-pretrained", *[part for pair in args.items() for part in pair]])
+    assert result.exit_code == 2
+    assert f"{flag[2:].replace('-', '_')}: Value error, an empty path" in error_line(result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- leftovers and modes --------------------------------------------------------------------------------------
+
+
+def test_run_files_get_the_mode_open_would_give_them_not_0600(finished) -> None:
+    from sampleweight.engine import checkpoint
+
+    expected = 0o666 & ~checkpoint._UMASK
+    for name in ("config.json", "metrics.json", "predictions.csv", "checkpoint.pt", "data.json"):
+        assert (finished / name).stat().st_mode & 0o777 == expected, name
