@@ -764,7 +764,8 @@ def _where(batch: WeightingBatch) -> str:
 
 def _moved(batch: WeightingBatch, device: str) -> WeightingBatch:
     indices = None if batch.indices is None else batch.indices.to(device)
-    return WeightingBatch(batch.losses.to(device), batch.targets.to(device), batch.epoch, batch.step, indices)
+    soft = None if batch.soft_targets is None else batch.soft_targets.to(device)
+    return WeightingBatch(batch.losses.to(device), batch.targets.to(device), batch.epoch, batch.step, indices, soft)
 
 
 def _weigh(check: _Checker, weighter: Any, batches: Sequence[WeightingBatch], *, validate: bool) -> list[Tensor]:
