@@ -955,7 +955,7 @@ def _check_soft_targets(check: _Checker, loss: nn.Module, batch: int, classes: i
     targets = torch.arange(batch) % max(classes - 1, 1)  # the last class absent
     mixed = torch.rand(batch, classes, generator=generator, dtype=torch.float64)
     cases = {"mixed": mixed / mixed.sum(1, keepdim=True), "one-hot": F.one_hot(targets, classes).double()}
-    found = {}
+    found: dict[str, tuple[Tensor, Tensor]] = {}
     for kind, distribution in cases.items():
         where = f"{kind} class distributions [{batch}, {classes}] (float64)"
         logits.grad = None
