@@ -9,6 +9,12 @@ Eq. 5 cross-entropy, Eq. 6 focal loss, Eq. 7 class balance, Eq. 8 effective numb
 Eq. 9 curriculum pacing (and its per-class form, the paper's proposed future work). Beyond the paper,
 the long-tail losses that act on the logits: logit adjustment (Menon et al., ICLR 2021), balanced
 softmax (Ren et al., NeurIPS 2020) and LDAM (Cao et al., NeurIPS 2019).
+
+**Targets.** Every loss takes class indices [B] (long) or class distributions [B, C] (float, rows summing
+to 1: what ``timm.data.Mixup`` returns). A distribution ``y`` gives each loss its soft form (stated in
+each function, ``docs/long-tail.md``); a one-hot ``y`` gives exactly the loss and gradient of its class
+index. ``label_smoothing = eps`` first turns the target, hard or soft, into ``(1 - eps) y + eps / C``
+(`smooth_targets`), then the soft form applies.
 """
 
 from __future__ import annotations
@@ -38,21 +44,103 @@ __all__ = [
     "logit_adjusted_cross_entropy",
     "logit_adjusted_probabilities",
     "normalize_class_weights",
+    "smooth_targets",
+    "soft_cross_entropy",
+    "target_distribution",
 ]
 
 
 def cross_entropy(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
-    """Per-sample softmax cross-entropy (Eq. 5): ``l_j = -log p_j(y_j)``.
+    """Per-sample softmax cross-entropy (Eq. 5): ``l_j = -log p_j(y_j)``; soft: ``-sum_c y_c log p_c``.
+
+    The soft form is timm's ``SoftTargetCrossEntropy`` per sample (and, with ``label_smoothing``, its
+    ``LabelSmoothingCrossEntropy`` for class indices).
 
     Args:
         logits: Scores [B, C] (any float dtype; computed in float32 or wider).
-        targets: Class indices [B].
-        label_smoothing: As in ``torch.nn.functional.cross_entropy``; 0 is the paper's loss.
+        targets: Class indices [B], or class distributions [B, C].
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` (as in
+            ``torch.nn.functional.cross_entropy``); 0 is the paper's loss.
 
     Returns:
         Losses [B], float32 (float64 for float64 input).
     """
-    return F.cross_entropy(_wide(logits), targets, reduction="none", label_smoothing=label_smoothing)
+    logits = _wide(logits)
+    distribution = target_distribution(logits, targets, label_smoothing=label_smoothing)
+    if distribution is None:
+        return F.cross_entropy(logits, targets, reduction="none")
+    return soft_cross_entropy(logits, distribution)
+
+
+def soft_cross_entropy(logits: Tensor, distribution: Tensor) -> Tensor:
+    """``-sum_c y_c log softmax(logits)_c`` per sample: timm's ``SoftTargetCrossEntropy`` before its mean.
+
+    Args:
+        logits: Scores [B, C] (computed in their own dtype: widen them first).
+        distribution: Targets [B, C] in the dtype of ``logits``.
+
+    Returns:
+        Losses [B].
+    """
+    return (-distribution * logits.log_softmax(dim=-1)).sum(dim=-1)
+
+
+def smooth_targets(distribution: Tensor, label_smoothing: float) -> Tensor:
+    """Label smoothing of a class distribution: ``(1 - eps) y + eps / C`` (Szegedy et al., CVPR 2016).
+
+    The rule of ``torch.nn.functional.cross_entropy(label_smoothing=eps)`` and of timm's ``Mixup``, which
+    smooths the mixed distribution.
+
+    Args:
+        distribution: Targets [B, C].
+        label_smoothing: ``eps`` in [0, 1).
+
+    Returns:
+        The smoothed targets [B, C] (``distribution`` itself for ``eps = 0``).
+
+    Example:
+        >>> smooth_targets(torch.tensor([[1.0, 0.0]]), 0.2).tolist()
+        [[0.8999999761581421, 0.10000000149011612]]
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    if label_smoothing == 0:
+        return distribution
+    return distribution * (1.0 - label_smoothing) + label_smoothing / distribution.shape[-1]
+
+
+def target_distribution(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor | None:
+    """The target as a distribution [B, C] in the dtype of ``logits``, smoothed; None for plain class indices.
+
+    None means: class indices with no smoothing, for which a loss keeps its hard form. Otherwise class
+    indices become one-hot rows, and the rows are smoothed (`smooth_targets`). A distribution is not
+    checked to sum to 1 (that would cost a host synchronisation per batch).
+
+    Args:
+        logits: Scores [B, C].
+        targets: Class indices [B] (integers), or class distributions [B, C] (floats).
+        label_smoothing: ``eps`` in [0, 1).
+
+    Returns:
+        Targets [B, C], or None.
+
+    Raises:
+        ValueError: Targets of another shape, or a [B, C] integer tensor.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    if targets.ndim == 1 and not targets.is_floating_point():
+        if label_smoothing == 0:
+            return None
+        distribution = F.one_hot(targets, logits.shape[-1]).to(logits.dtype)
+    elif targets.ndim == 2 and targets.is_floating_point() and targets.shape == logits.shape:
+        distribution = targets.to(logits.dtype)
+    else:
+        raise ValueError(
+            f"targets must be class indices [B] (integers) or class distributions [B, C] (floats) for logits "
+            f"{list(logits.shape)}, got {targets.dtype} of shape {list(targets.shape)}"
+        )
+    return smooth_targets(distribution, label_smoothing)
 
 
 def focal_loss(
@@ -61,8 +149,14 @@ def focal_loss(
     *,
     gamma: float = 1.0,
     alpha: Tensor | Sequence[float] | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Per-sample softmax focal loss (Eq. 6): ``l_j = -alpha_{y_j} (1 - p_j)^gamma log p_j``.
+
+    Soft targets: ``l_j = -sum_c y_c alpha_c (1 - p_c)^gamma log p_c``, the expected hard loss under the
+    target distribution, as kornia's ``focal_loss`` sums its one-hot target times
+    ``-alpha (1 - p)^gamma log p`` over the classes (``kornia/losses/focal.py``); for a mixed pair it is
+    ``lambda FL(a) + (1 - lambda) FL(b)``, the mixup criterion of Zhang et al. (ICLR 2018).
 
     Computed from ``log_softmax`` so it stays finite for very large logits; ``1 - p`` is taken as
     ``-expm1(log p)`` so it keeps its precision when ``p`` is close to 1. With ``gamma = 0`` and no
@@ -70,9 +164,10 @@ def focal_loss(
 
     Args:
         logits: Scores [B, C].
-        targets: Class indices [B].
+        targets: Class indices [B], or class distributions [B, C].
         gamma: Focusing parameter, ``>= 0`` (the paper found 1 best).
         alpha: Optional per-class factors [C] (``alpha_y`` multiplies the loss of a class-y sample).
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` first.
 
     Returns:
         Losses [B], float32 (float64 for float64 input).
@@ -85,7 +180,10 @@ def focal_loss(
     if gamma < 0:
         raise ValueError(f"focal loss needs gamma >= 0, got {gamma}")
     logits = _wide(logits)
-    log_p = logits.log_softmax(dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    distribution = target_distribution(logits, targets, label_smoothing=label_smoothing)
+    log_p = logits.log_softmax(dim=-1)
+    if distribution is None:
+        log_p = log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
     if gamma == 0:
         loss = -log_p
     else:
@@ -95,8 +193,8 @@ def focal_loss(
         loss = -one_minus_p.pow(gamma) * log_p
     if alpha is not None:
         alpha_t = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
-        loss = loss * alpha_t[targets]
-    return loss
+        loss = loss * (alpha_t if distribution is not None else alpha_t[targets])
+    return loss if distribution is None else (distribution * loss).sum(dim=-1)
 
 
 def class_log_prior(class_counts: Tensor | Sequence[int]) -> Tensor:
@@ -120,18 +218,22 @@ def class_log_prior(class_counts: Tensor | Sequence[int]) -> Tensor:
     return (counts.clamp_min(1).log() - math.log(float(counts.sum()))).float()
 
 
-def logit_adjusted_cross_entropy(logits: Tensor, targets: Tensor, log_prior: Tensor, *, tau: float = 1.0) -> Tensor:
+def logit_adjusted_cross_entropy(
+    logits: Tensor, targets: Tensor, log_prior: Tensor, *, tau: float = 1.0, label_smoothing: float = 0.0
+) -> Tensor:
     """Per-sample logit-adjusted cross-entropy (Menon et al., ICLR 2021): CE on ``logits + tau * log_prior``.
 
     Training on the adjusted logits and predicting with the raw ones aims at the balanced error. With
     ``log_prior = log(N_c)`` and ``tau = 1`` it is the balanced softmax loss of Ren et al. (NeurIPS
-    2020): the two differ by a constant per row (``log N``), which the softmax ignores.
+    2020): the two differ by a constant per row (``log N``), which the softmax ignores. Soft targets:
+    the soft cross-entropy (`cross_entropy`) on the adjusted logits, ``-sum_c y_c log softmax(z + tau log pi)_c``.
 
     Args:
         logits: Scores [B, C].
-        targets: Class indices [B].
+        targets: Class indices [B], or class distributions [B, C].
         log_prior: Per-class log prior [C] (`class_log_prior`), or log counts.
         tau: Strength of the adjustment, ``>= 0``; 0 is plain cross-entropy.
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` first.
 
     Returns:
         Losses [B], float32 (float64 for float64 input).
@@ -139,7 +241,7 @@ def logit_adjusted_cross_entropy(logits: Tensor, targets: Tensor, log_prior: Ten
     if tau < 0:
         raise ValueError(f"logit adjustment needs tau >= 0, got {tau}")
     logits = _wide(logits)
-    return F.cross_entropy(logits + tau * log_prior.to(logits), targets, reduction="none")
+    return cross_entropy(logits + tau * log_prior.to(logits), targets, label_smoothing=label_smoothing)
 
 
 def logit_adjusted_probabilities(probabilities: Tensor, log_prior: Tensor, *, tau: float = 1.0) -> Tensor:
@@ -192,18 +294,27 @@ def ldam_margins(class_counts: Tensor | Sequence[int], max_margin: float = 0.5) 
     return (margins * (max_margin / margins.max())).float()
 
 
-def ldam_loss(logits: Tensor, targets: Tensor, margins: Tensor, *, s: float = 30.0) -> Tensor:
+def ldam_loss(
+    logits: Tensor, targets: Tensor, margins: Tensor, *, s: float = 30.0, label_smoothing: float = 0.0
+) -> Tensor:
     """Per-sample LDAM loss (Cao et al., NeurIPS 2019): CE on ``s * (logits - m_y e_y)``.
 
     The target class's logit is lowered by its class margin ``m_y`` before the softmax, so a rare class
     must win by a larger margin; ``s`` rescales the logits (LDAM assumes normalised features, for which
     logits are small).
 
+    Soft targets: each class's logit is lowered by its margin weighted by its target mass, and the soft
+    cross-entropy is taken: ``-sum_c y_c log softmax(s * (z - y * m))_c`` (``y * m`` element-wise). A
+    one-hot ``y = e_y`` gives ``z - m_y e_y``, exactly kaidic/LDAM-DRW's ``LDAMLoss`` (``models/losses.py``,
+    which subtracts ``m_list @ one_hot`` at the target only).
+
     Args:
         logits: Scores [B, C].
-        targets: Class indices [B].
+        targets: Class indices [B], or class distributions [B, C].
         margins: Per-class margins [C] (`ldam_margins`).
         s: Logit scale, ``> 0`` (default 30, as kaidic/LDAM-DRW).
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` first (margins and
+            cross-entropy both use the smoothed target).
 
     Returns:
         Losses [B], float32 (float64 for float64 input).
@@ -211,8 +322,12 @@ def ldam_loss(logits: Tensor, targets: Tensor, margins: Tensor, *, s: float = 30
     if not s > 0:
         raise ValueError(f"LDAM needs s > 0, got {s}")
     logits = _wide(logits)
-    shifted = logits.scatter_add(1, targets.unsqueeze(1), -margins.to(logits)[targets].unsqueeze(1))
-    return F.cross_entropy(s * shifted, targets, reduction="none")
+    margins = margins.to(logits)
+    distribution = target_distribution(logits, targets, label_smoothing=label_smoothing)
+    if distribution is None:
+        shifted = logits.scatter_add(1, targets.unsqueeze(1), -margins[targets].unsqueeze(1))
+        return F.cross_entropy(s * shifted, targets, reduction="none")
+    return soft_cross_entropy(s * (logits - distribution * margins), distribution)
 
 
 def class_balance_weights(class_counts: Tensor) -> Tensor:

@@ -74,6 +74,9 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "prior by itself (a run that also rebalances otherwise is warned about)",
         "pairs_with_rebalancing": "True: designed to be combined with a rebalancing sampler or weighter (LDAM "
         "with DRS or DRW), so the combination is not warned about",
+        "soft_targets": "True: the loss takes class distributions [B, C] (mixing, smoothing) as targets as well as "
+        "class indices [B], a one-hot distribution giving the loss of its class index (`check_loss` checks it). "
+        "Default False: `WeightedLoss` refuses soft targets for it with a ConfigError",
     },
     "weighters": {"rebalances": "True: its weights rebalance the classes (as for losses)"},
     "samplers": {  # a sampler says whether it rebalances itself (Sampler.rebalances_classes)
@@ -378,6 +381,7 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "hierarchical": (bool, "True or False"),
     "pairs_with_rebalancing": (bool, "True or False"),
     "balanced": (bool, "True or False"),
+    "soft_targets": (bool, "True or False"),
     "taxonomy": (Mapping, "a mapping (Taxonomy.to_config())"),
     "loss": (str, "a loss name"),
     "epochs": (int, "a whole number of epochs >= 1"),

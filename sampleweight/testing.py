@@ -117,6 +117,10 @@ LOSS_RULES: dict[str, str] = {
     "gradient": "backward() of the losses gives the logits a finite, non-zero gradient",
     "per-sample": "a sample's loss depends on that sample alone (changing one sample's logits changes no other loss)",
     "inputs-unchanged": "the logits and targets are left unchanged",
+    "soft-targets": (
+        "a loss that declares soft targets (soft_targets=True) runs on class distributions [B, C], and a one-hot "
+        "distribution gives the losses and the gradient of its class indices"
+    ),
 }
 """The rules `check_loss` checks: name -> what it asks."""
 
@@ -243,16 +247,23 @@ def check_weighter(factory_or_weighter: Callable[..., Any] | Weighter, **facts_a
             _weigh(check, weighter, [_moved(batch, "cuda") for batch in batches[:resume_at]], validate=True)
 
 
-def check_loss(factory_or_loss: Callable[..., Any] | nn.Module, **facts_and_options: Any) -> None:
+def check_loss(
+    factory_or_loss: Callable[..., Any] | nn.Module, *, soft_targets: bool | None = None, **facts_and_options: Any
+) -> None:
     """Check that a per-sample loss keeps the contract sampleweight relies on (`LOSS_RULES`).
 
     The loss gets random logits ``[B, C]`` (``C = num_classes``) and class-index targets for a full batch, a
     short one and one sample, in float32, float64 and bfloat16; each result and its gradient are checked,
-    and one sample's logits are changed to check that the other losses do not move.
+    and one sample's logits are changed to check that the other losses do not move. A loss that takes soft
+    targets also gets class distributions (random ones, and one-hot ones compared with the class indices, in
+    float64, with a class absent and with one sample).
 
     Args:
         factory_or_loss: The factory you register (called with the facts its signature names and the
             options), or a built loss module.
+        soft_targets: Whether the loss takes class distributions [B, C] as targets (say what you register:
+            ``register(name, factory, soft_targets=True)``); default: the built module's ``soft_targets``
+            attribute, False without one.
         **facts_and_options: Dataset facts (``class_counts``, ``num_classes``, ``num_epochs``,
             ``batch_size``, ``class_names``; defaults in `default_facts`) and the factory's options.
 
@@ -294,6 +305,10 @@ def check_loss(factory_or_loss: Callable[..., Any] | nn.Module, **facts_and_opti
             _check_gradient(check, logits, losses, where, nonzero=index == 0)
             if index == 0:
                 _check_per_sample(check, loss, logits.detach(), targets, losses.detach(), generator, where)
+        if getattr(loss, "soft_targets", False) is True if soft_targets is None else soft_targets:
+            loss.to("cpu")
+            for batch in (size, 1):
+                _check_soft_targets(check, loss, batch, classes, generator)
 
 
 def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_options: Any) -> None:
@@ -764,7 +779,8 @@ def _where(batch: WeightingBatch) -> str:
 
 def _moved(batch: WeightingBatch, device: str) -> WeightingBatch:
     indices = None if batch.indices is None else batch.indices.to(device)
-    return WeightingBatch(batch.losses.to(device), batch.targets.to(device), batch.epoch, batch.step, indices)
+    soft = None if batch.soft_targets is None else batch.soft_targets.to(device)
+    return WeightingBatch(batch.losses.to(device), batch.targets.to(device), batch.epoch, batch.step, indices, soft)
 
 
 def _weigh(check: _Checker, weighter: Any, batches: Sequence[WeightingBatch], *, validate: bool) -> list[Tensor]:
@@ -930,6 +946,49 @@ def _check_per_sample(
         f"changed the losses of other samples when only sample 0's logits changed on {where} "
         f"({_show(losses[1:])} became {_show(others)}); compute each sample's loss from its own logits only, "
         "with no reduction or batch statistics",
+    )
+
+
+def _check_soft_targets(check: _Checker, loss: nn.Module, batch: int, classes: int, generator: torch.Generator) -> None:
+    """Mixed targets run; one-hot targets give the class indices' losses and gradient (float64, a class absent)."""
+    logits = (torch.randn(batch, classes, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+    targets = torch.arange(batch) % max(classes - 1, 1)  # the last class absent
+    mixed = torch.rand(batch, classes, generator=generator, dtype=torch.float64)
+    cases = {"mixed": mixed / mixed.sum(1, keepdim=True), "one-hot": F.one_hot(targets, classes).double()}
+    found: dict[str, tuple[Tensor, Tensor]] = {}
+    for kind, distribution in cases.items():
+        where = f"{kind} class distributions [{batch}, {classes}] (float64)"
+        logits.grad = None
+        try:
+            losses = loss(logits, distribution)
+            losses.sum().backward()
+        except Exception as exc:
+            raise check.broken("soft-targets", f"failed on {where}: {describe(exc)}") from exc
+        check.require(
+            isinstance(losses, Tensor) and tuple(losses.shape) == (batch,) and bool(torch.isfinite(losses).all()),
+            "soft-targets",
+            f"returned {_show(losses) if isinstance(losses, Tensor) else type(losses).__name__} on {where}, not "
+            f"finite losses of shape [{batch}]",
+        )
+        assert logits.grad is not None
+        found[kind] = (losses.detach(), logits.grad.clone())
+    logits.grad = None
+    hard = loss(logits, targets)
+    hard.sum().backward()
+    assert logits.grad is not None
+    soft, soft_grad = found["one-hot"]
+    where = f"one-hot class distributions [{batch}, {classes}] (float64)"
+    check.require(
+        torch.allclose(soft, hard.detach(), rtol=1e-7, atol=1e-9),
+        "soft-targets",
+        f"gave {_show(soft)} on {where} where the class indices give {_show(hard)}; a one-hot distribution is its "
+        "class index",
+    )
+    check.require(
+        torch.allclose(soft_grad, logits.grad, rtol=1e-7, atol=1e-9),
+        "soft-targets",
+        f"gave the logits another gradient on {where} than the class indices do; a one-hot distribution is its "
+        "class index",
     )
 
 

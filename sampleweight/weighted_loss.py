@@ -50,6 +50,14 @@ class WeightedLoss(nn.Module):
     process's per-sample losses; the weighter is not called, `step` does not advance, ``last_*`` keep the
     last training batch's values, and no collective runs. ``train()`` turns weighting back on.
 
+    **Soft targets.** ``targets`` may be class distributions [B, C] (float, rows summing to 1: what
+    ``timm.data.Mixup`` returns) instead of class indices [B]. The loss gets them as they are (each built-in
+    loss has a soft form, ``docs/long-tail.md``); the weighter gets them in `WeightingBatch.soft_targets`,
+    with ``targets`` the class of largest mass of each sample (gathered over processes like the rest). A loss
+    must declare that it takes them: registered with ``soft_targets=True``, or a module whose attribute
+    ``soft_targets`` is True; a registered loss that does not, or a module whose ``soft_targets`` is False, is
+    refused with a `ConfigError` (a module with no such attribute is trusted: you chose it).
+
     **Weights** are cast to the dtype of the losses (float16/bfloat16 weights are widened), so
     ``last_weights`` is float32 (float64 for float64 losses); integer weights are refused.
 
@@ -119,10 +127,20 @@ class WeightedLoss(nn.Module):
         to_loss, to_weighter = _route(loss, weighter, options, registry)
         to_loss.update(loss_options or {})
         to_weighter.update(weighter_options or {})
+        declared: bool | None = None
         if isinstance(loss, str):
+            declared = bool(lookup(registry, "losses", loss).info.get("soft_targets", False))
             loss = create_loss(loss, registry=registry, **to_loss)
         elif not callable(loss):
             raise ConfigError(f"loss must be a registered name or a module, got {type(loss).__name__}")
+        attribute = getattr(loss, "soft_targets", None)
+        if declared is not None:  # a registered loss: its registration or its module says so, else it does not
+            declared = declared or attribute is True
+        elif attribute is not None:  # a module passed directly: its own word, if it gives one
+            declared = bool(attribute)
+        self.soft_targets: bool | None = declared
+        """Whether the loss takes class distributions as targets: True, False, or None (a module that does not
+        say; soft targets are passed to it)."""
         if isinstance(weighter, (str, list, tuple)):
             weighter = create_weighter(weighter, registry=registry, **to_weighter)
         elif not isinstance(weighter, Weighter):
@@ -159,7 +177,7 @@ class WeightedLoss(nn.Module):
 
         Args:
             output: The model's output (logits [B, C], or whatever the loss takes).
-            targets: Class indices [B].
+            targets: Class indices [B], or class distributions [B, C] (mixing; see the class doc).
             epoch: Overrides the epoch set by `set_epoch` for this batch.
             indices: Dataset indices of the samples [B], for weighters that keep per-sample state.
 
@@ -169,7 +187,9 @@ class WeightedLoss(nn.Module):
         Raises:
             WeightError: The weighter raised (naming it, the epoch and the step) or returned invalid weights.
             LossError: The loss did not return one value per sample.
+            ConfigError: Soft targets for a loss that does not take them, or targets of another form.
         """
+        soft_targets = self._soft_targets(targets)
         losses = self.loss(output, targets)
         batch_len = targets.shape[0]
         if not isinstance(losses, Tensor) or tuple(losses.shape) != (batch_len,):
@@ -181,14 +201,42 @@ class WeightedLoss(nn.Module):
         if not self.training:  # validation: the plain mean; no weighter, no step, no collective
             return losses.mean()
         epoch = self.epoch if epoch is None else epoch
+        if soft_targets is not None:
+            targets = soft_targets.argmax(dim=1)  # the class of largest mass (the first on a tie)
         if self._is_global():
-            return self._global_forward(losses, targets, epoch, indices)
-        batch = WeightingBatch(losses=losses.detach(), targets=targets, epoch=epoch, step=self.step, indices=indices)
+            return self._global_forward(losses, targets, epoch, indices, soft_targets)
+        batch = WeightingBatch(
+            losses=losses.detach(),
+            targets=targets,
+            epoch=epoch,
+            step=self.step,
+            indices=indices,
+            soft_targets=soft_targets,
+        )
         weights = self._weigh(batch)
         self.last_weights, self.last_losses = weights, batch.losses
         loss = (weights.to(losses.dtype) * losses).mean()
         self.last_value = loss.detach()
         return loss
+
+    def _soft_targets(self, targets: Tensor) -> Tensor | None:
+        """The class distributions [B, C] of soft targets (detached), None for class indices; refuses soft
+        targets for a loss that does not declare it takes them."""
+        if not isinstance(targets, Tensor) or targets.ndim not in (1, 2):
+            shape = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+            raise ConfigError(f"targets must be class indices [B] or class distributions [B, C], got {shape}")
+        if targets.ndim == 1:
+            return None
+        if not targets.is_floating_point():
+            raise ConfigError(
+                f"targets of shape {list(targets.shape)} must be class distributions (floats), got {targets.dtype}"
+            )
+        if self.soft_targets is False:
+            raise ConfigError(
+                f"loss {type(self.loss).__name__} does not take soft targets (class distributions [B, C], as "
+                "mixing gives): it is not registered with soft_targets=True; pass class indices [B] or a loss that does"
+            )
+        return targets.detach()
 
     def _weigh(self, batch: WeightingBatch) -> Tensor:
         """The weighter's (checked) weights for ``batch``; counts the step."""
@@ -243,11 +291,15 @@ class WeightedLoss(nn.Module):
             )
         return False
 
-    def _global_forward(self, losses: Tensor, targets: Tensor, epoch: int, indices: Tensor | None) -> Tensor:
+    def _global_forward(
+        self, losses: Tensor, targets: Tensor, epoch: int, indices: Tensor | None, soft_targets: Tensor | None
+    ) -> Tensor:
         """Weight the global batch of all processes and return this process's share of Eq. 3 (see class doc)."""
         columns = [losses.detach(), targets] + ([] if indices is None else [indices])
-        # one all-gather for all columns: float64 holds the losses and integer ids exactly
+        # one all-gather for all columns: float64 holds the losses, integer ids and the target masses exactly
         packed = torch.stack([column.to(losses.device, torch.float64) for column in columns], dim=1)
+        if soft_targets is not None:  # every process passes soft targets then (one kind of target per run)
+            packed = torch.cat([packed, soft_targets.to(losses.device, torch.float64)], dim=1)
         rows, sizes = dist_helpers.gather_rows(packed)
         global_len = rows.shape[0]
         if global_len == 0:
@@ -258,6 +310,7 @@ class WeightedLoss(nn.Module):
             epoch=epoch,
             step=self.step,
             indices=None if indices is None else rows[:, 2].to(indices.dtype),
+            soft_targets=None if soft_targets is None else rows[:, len(columns) :].to(soft_targets.dtype),
         )
         weights = self._weigh(batch)
         offset = sum(sizes[: dist_helpers.rank()])

@@ -30,14 +30,22 @@ __all__ = [
 class WeightingBatch:
     """What a weighter sees for one batch.
 
+    A batch trained on soft targets (mixing: ``timm.data.Mixup``, CutMix) carries them in ``soft_targets``
+    and, in ``targets``, each sample's class of largest target mass (``argmax``; on a tie, the lowest class
+    index), so a weighter that reads only ``targets`` keeps working and one that can use the mixture reads
+    ``soft_targets``. Label smoothing done by the loss (its ``label_smoothing`` option) does not reach the
+    weighter: ``soft_targets`` is the target as the loop passed it.
+
     Attributes:
         losses: Per-sample losses [B], detached (a weighter never back-propagates).
-        targets: Class indices [B].
+        targets: Class indices [B] (for soft targets: the class of largest mass).
         epoch: 0-based training epoch.
         step: Number of batches weighted before this one by the same `WeightedLoss` (not reset per
             epoch).
         indices: Dataset indices of the samples [B], or None when the loop does not provide them
             (weighters that keep per-sample history need them).
+        soft_targets: The class distributions [B, C] the loop passed as targets (detached), or None for
+            class-index targets.
     """
 
     losses: Tensor
@@ -45,6 +53,7 @@ class WeightingBatch:
     epoch: int = 0
     step: int = 0
     indices: Tensor | None = None
+    soft_targets: Tensor | None = None
 
     @property
     def size(self) -> int:

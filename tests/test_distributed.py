@@ -153,10 +153,31 @@ def selection_worker(rank: int, port: int) -> None:
         criterion(logits[mine], targets[mine], indices=indices[mine])
         assert torch.equal(spy.seen.indices, indices) and torch.equal(spy.seen.targets, targets)
         torch.testing.assert_close(spy.seen.losses, sw.functional.cross_entropy(logits, targets))
+        soft_targets_check(rank)
         gradient_check(rank)
         helpers_check(rank)
     finally:
         dist.destroy_process_group()
+
+
+def soft_targets_check(rank: int) -> None:
+    """Soft targets (mixing) are gathered with the rest: the weighter sees the global mixture, the weights and Eq. 3
+    equal one process's on the whole batch."""
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn(7, 4, generator=generator, dtype=torch.float64)
+    soft = torch.rand(7, 4, generator=generator)
+    soft /= soft.sum(1, keepdim=True)
+    mine = own_part(rank, (5, 2))
+    spy = Spy()
+    sw.WeightedLoss("focal", spy, gamma=1.0)(logits[mine], soft[mine])
+    assert torch.equal(spy.seen.soft_targets, soft) and torch.equal(spy.seen.targets, soft.argmax(1))
+    for spec in ("class_ohem+es", "cb"):
+        reference = sw.WeightedLoss("focal", spec, gamma=1.0, label_smoothing=0.1, distributed=False, **FACTS)
+        criterion = sw.WeightedLoss("focal", spec, gamma=1.0, label_smoothing=0.1, **FACTS)
+        expected = reference(logits, soft)
+        criterion(logits[mine], soft[mine])
+        assert torch.equal(criterion.last_weights, reference.last_weights[mine]), spec
+        assert torch.equal(criterion.last_value, expected), spec
 
 
 def gradient_check(rank: int) -> None:

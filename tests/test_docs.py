@@ -18,6 +18,7 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PAGES = {
     "plugins.md": ((), [ROOT / "examples" / "third_party_plugin"]),  # the "your plugin" of the page
     "integrations.md": (("lightning", "accelerate"), []),
+    "mixing.md": ((), []),
 }
 
 

@@ -247,6 +247,21 @@ def scales_in_place(logits, targets):
     return ce(logits, targets)
 
 
+class SmoothsSoftTargets(nn.Module):
+    """Declares soft targets, but smooths a distribution it was not asked to: a one-hot target is not its class."""
+
+    soft_targets = True
+
+    def forward(self, logits, targets):
+        if targets.ndim == 2:
+            return -((targets * 0.9 + 0.1 / targets.shape[1]) * logits.log_softmax(1)).sum(1)
+        return ce(logits, targets)
+
+
+def gathers(logits, targets):
+    return -logits.log_softmax(1).gather(1, targets[:, None]).squeeze(1)
+
+
 class Shuffled(sw.BaseSampler):
     def __init__(self, targets, seed: int = 0) -> None:
         super().__init__(len(targets), seed)
@@ -452,6 +467,8 @@ BROKEN = [
     ("loss", "gradient", per_sample(rounded), {}),
     ("loss", "per-sample", per_sample(batch_normalised), {}),
     ("loss", "inputs-unchanged", per_sample(scales_in_place), {}),
+    ("loss", "soft-targets", SmoothsSoftTargets, {}),
+    ("loss", "soft-targets", per_sample(gathers), {"soft_targets": True}),
     ("sampler", "factory", RaisesInSampler, {}),
     ("sampler", "protocol", torch_sampler, {}),
     ("sampler", "call", TwoEpochSchedule, {}),
@@ -493,6 +510,12 @@ def test_a_plugin_breaking_a_rule_fails_naming_that_rule(kind: str, rule: str, b
     with pytest.raises(AssertionError, match=f"^{kind} rule '{rule}' ") as error:
         CHECKS[kind](broken, **arguments)
     assert RULES[kind][rule] in str(error.value)  # and says what the rule asks
+
+
+def test_the_soft_target_rule_runs_only_for_a_loss_that_declares_soft_targets() -> None:
+    check_loss(per_sample(gathers))  # class indices only: not asked for distributions
+    check_loss(SmoothsSoftTargets, soft_targets=False)  # declared False by whoever registers it
+    check_loss(per_sample(ce), soft_targets=True)  # F.cross_entropy takes probabilities: the rule holds
 
 
 def test_every_rule_has_a_plugin_that_breaks_it() -> None:

@@ -28,6 +28,10 @@ class UniformWeighter(BaseWeighter):
 class ClassWeighter(BaseWeighter):
     """A fixed weight per class, looked up by each sample's target (CB, ES).
 
+    A sample with a soft target ``y`` (mixing) weighs ``sum_c y_c w_c``: its class weights mixed in the
+    proportions of its target mass (``lambda w_a + (1 - lambda) w_b`` for a mixed pair); a one-hot ``y``
+    gives exactly ``w_y``.
+
     Args:
         class_weights: Weights [C].
         normalize: ``"none"`` (as given), ``"classes"`` (rescaled so the mean over classes is 1),
@@ -43,7 +47,10 @@ class ClassWeighter(BaseWeighter):
 
     def forward(self, batch: WeightingBatch) -> Tensor:
         table = self.class_weights.to(device=batch.losses.device)
-        weights = table[batch.targets].to(batch.losses.dtype)
+        if batch.soft_targets is None:
+            weights = table[batch.targets].to(batch.losses.dtype)
+        else:
+            weights = (batch.soft_targets.to(table.dtype) * table).sum(dim=1).to(batch.losses.dtype)
         if self.normalize == "batch":
             weights = weights / weights.mean()
         return weights
@@ -67,6 +74,8 @@ class CurriculumWeighter(BaseWeighter):
     batch (B < M) keeps the same fraction of its B samples. With ``per_class=True`` the selection
     runs within each class present in the batch instead: ``round(n_c * s(e))`` of its ``n_c``
     samples, at least one (class-aware SPL/OHEM). Ties are broken by position (earlier sample first).
+    With soft targets (mixing) the losses ranked are the soft losses, and for ``per_class`` a mixed sample
+    belongs to its class of largest target mass (``batch.targets``; a tie goes to the lowest class index).
 
     The nominal batch size M: ``batch_size`` when given; otherwise the size of the (global) batch the
     weighter sees, the largest so far, which is the first batch of a run unless that one is short.

@@ -66,4 +66,5 @@ def register_losses(register: Register) -> None:
         hierarchical_loss,
         summary="Eq. 10: a ce or focal term per level of the true path of a label tree",
         bases=("ce", "focal"),
+        soft_targets=True,
     )

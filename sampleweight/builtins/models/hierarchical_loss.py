@@ -16,6 +16,14 @@ class). The conditionals are recovered exactly from the leaves::
 For the hierarchical model's output (leaf log-probabilities, the product of the conditionals) this is
 the model's own decision probability. Any other leaf scores (e.g. a flat model's logits) are read as
 unnormalised log-probabilities, which makes this a hierarchical softmax loss on a flat classifier.
+
+**Soft targets** (a class distribution ``y`` [B, C], from mixing or label smoothing): the expected loss
+under the target, ``l = sum_c y_c l(c)`` with ``l(c)`` the loss above for class c. It is linear in the
+target, so a one-hot ``y`` gives exactly the hard loss and a mixed pair gives ``lambda l(a) + (1 - lambda)
+l(b)`` (the mixup criterion of Zhang et al., ICLR 2018). Eq. 10 has one term per decision on the true path,
+and a mixed target has several paths (which may share their first decisions); the expectation needs no rule
+for merging them, and costs one hard loss per class (C evaluations of a few small softmaxes per sample).
+``label_smoothing = eps`` turns the target into ``(1 - eps) y + eps / C`` first, as for the flat losses.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from sampleweight.errors import ConfigError
-from sampleweight.functional import focal_loss
+from sampleweight.functional import focal_loss, target_distribution
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 
 __all__ = ["HierarchicalLoss", "hierarchical_loss"]
@@ -39,6 +47,7 @@ class HierarchicalLoss(nn.Module):
     Args:
         taxonomy: The label tree (default ISIC 2018); scores and targets use its class order.
         gamma: Focal-loss exponent for every level's term; 0 (default) gives cross-entropy.
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` first (default 0).
 
     Example:
         >>> loss = HierarchicalLoss(gamma=1.0)
@@ -47,10 +56,18 @@ class HierarchicalLoss(nn.Module):
         torch.Size([4])
     """
 
-    def __init__(self, taxonomy: Taxonomy | Mapping[str, Any] | None = None, *, gamma: float = 0.0):
+    soft_targets = True
+    """Takes class distributions [B, C] as targets too: the expected loss under them (module doc)."""
+
+    def __init__(
+        self, taxonomy: Taxonomy | Mapping[str, Any] | None = None, *, gamma: float = 0.0, label_smoothing: float = 0.0
+    ):
         super().__init__()
         if gamma < 0:
             raise ConfigError(f"the hierarchical loss needs gamma >= 0, got {gamma}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
         self.taxonomy = as_taxonomy(taxonomy)
         self.gamma = float(gamma)
         tax = self.taxonomy
@@ -114,15 +131,29 @@ class HierarchicalLoss(nn.Module):
         Args:
             scores: Leaf scores [B, C]: the hierarchical model's leaf log-probabilities (or any leaf
                 log-scores), in the taxonomy's class order.
-            targets: Class indices [B].
+            targets: Class indices [B], or class distributions [B, C] (the expected loss, module doc).
         """
+        if scores.ndim == 2:
+            scores = scores if scores.dtype == torch.float64 else scores.float()
+            distribution = target_distribution(scores, targets, label_smoothing=self.label_smoothing)
+        else:
+            distribution = None  # level_logits names the wrong shape
+        if distribution is None:
+            return self.hard_losses(scores, targets)
+        batch, classes = distribution.shape
+        every_class = torch.arange(classes, device=scores.device).repeat(batch)  # [B * C]: class c of each sample
+        per_class = self.hard_losses(scores.repeat_interleave(classes, dim=0), every_class).view(batch, classes)
+        return (distribution * per_class).sum(dim=1)
+
+    def hard_losses(self, scores: Tensor, targets: Tensor) -> Tensor:
+        """Per-sample losses [B] for class indices [B] (Eq. 10)."""
         logits, child, valid = self.level_logits(scores, targets)
         batch, levels, width = logits.shape
         terms = focal_loss(logits.reshape(-1, width), child.reshape(-1), gamma=self.gamma).view(batch, levels)
         return torch.where(valid, terms, torch.zeros_like(terms)).sum(dim=1)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, classes={list(self.taxonomy.classes)}"
+        return f"gamma={self.gamma}, label_smoothing={self.label_smoothing}, classes={list(self.taxonomy.classes)}"
 
 
 def hierarchical_loss(
@@ -131,6 +162,7 @@ def hierarchical_loss(
     taxonomy: Taxonomy | Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     num_classes: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> HierarchicalLoss:
     """Factory of the ``"hierarchical"`` loss plugin.
 
@@ -140,6 +172,8 @@ def hierarchical_loss(
         taxonomy: The label tree (default ISIC 2018).
         class_names: The data set's classes (a fact the core passes); checked against the taxonomy.
         num_classes: The data set's number of classes (a fact); checked against the taxonomy.
+        label_smoothing: ``eps`` in [0, 1): the target becomes ``(1 - eps) y + eps / C`` (default 0), then the
+            expected loss under it is taken (module doc).
 
     Returns:
         A `HierarchicalLoss`.
@@ -164,4 +198,4 @@ def hierarchical_loss(
             f"the data has {num_classes} classes but the taxonomy has {tax.num_classes} "
             f"({list(tax.classes)}); pass a taxonomy whose leaves are the data's classes"
         )
-    return HierarchicalLoss(tax, gamma=gamma)
+    return HierarchicalLoss(tax, gamma=gamma, label_smoothing=label_smoothing)
