@@ -6,9 +6,12 @@ caused by user input (`SampleWeightError`) print one red line on stderr and exit
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import sys
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +23,67 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from sampleweight.engine.config import TrainConfig, parse_options  # pydantic only: the options are built from it
 from sampleweight.errors import ConfigError, SampleWeightError
+from sampleweight.plugins import PluginWarning, get_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Show a `PluginWarning` as one ``warning: ...`` line on stderr (Python's shows the warning's file and source
+    line too, on every command); other warnings as Python shows them."""
+    if not issubclass(category, PluginWarning):
+        _show_warning(message, category, filename, lineno, file, line)
+        return
+    stream = file if file is not None else sys.stderr
+    with contextlib.suppress(OSError, ValueError):  # as Python's: a closed stream loses the warning
+        stream.write(f"warning: {' '.join(str(message).split())}\n")
+
+
+# Installed when the command line is imported, before the registry is used: the package import loaded it and kept
+# its plugin warnings for this first use (`sampleweight.plugins.load_at_import`).
+warnings.showwarning = _one_line_warning
+get_registry()
+
+from sampleweight.engine.config import TrainConfig, parse_options  # noqa: E402 - loads the plugins (see above)
+
+
+class _OneLineErrors(TyperGroup):
+    """The commands, with a bad option value (a number that does not parse, one out of range, a missing option)
+    said in one ``error: ...`` line, exit code 2, as every other error in user input, instead of click's usage
+    box."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a `typer.BadParameter` from parsing its options becomes one line."""
+        given = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # emptied by invoke: kept to name the bad value
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            err_console.print(f"[bold red]error:[/] {escape(_bad_value(exc, given))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+
+def _bad_value(exc: typer.BadParameter, args: list[str]) -> str:
+    """``--epochs '1.5': Input should be a valid integer``: the option, the value given, and why it is refused."""
+    names = [name for name in getattr(exc.param, "opts", ()) if name.startswith("-")]
+    if not names or not exc.message:  # an argument, or a missing option: click's own words say which
+        return " ".join(exc.format_message().split()).rstrip(".")
+    given = None
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in names:
+            given = value if equals else (args[index + 1] if index + 1 < len(args) else None)
+    shown = names[-1] if given is None else f"{names[-1]} {given!r}"
+    return f"{shown}: {' '.join(exc.message.split()).rstrip('.')}"
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="sampleweight",
     help="Sample-weighting strategies (CB, ES, SPL, OHEM, ...) for training timm image classifiers on imbalanced data.",
     no_args_is_help=True,
