@@ -318,3 +318,55 @@ def test_a_plugin_that_fails_to_load_is_one_warning_line_on_the_command_line(tmp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: sampleweight plugin broken"), result.stderr
     assert "no such thing" in lines[0]
+
+
+# -- leftovers: what a killed build or an old run wrote is removed, and nothing else ----------------------------
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_cache_build_killed_midway_leaves_a_temp_file_that_the_next_build_removes(tmp_path) -> None:
+    import os
+
+    from sampleweight.data import cache, prepare
+    from tests.test_data_cache import make_data
+
+    data, folder = make_data(tmp_path / "data"), tmp_path / "cache"
+    folder.mkdir()
+    dead = _dead_pid()
+    killed = folder / f".csv-16px-abc.npy.{cache._HOST}.{dead}.1.tmp"  # what kill -9 during a build leaves
+    older = folder / f".csv-16px-abc.npy.{dead}.1.tmp"  # as versions before the machine's name wrote it
+    building = folder / f".csv-16px-def.npy.{cache._HOST}.{os.getpid()}.1.tmp"  # a build under way
+    elsewhere = folder / f".csv-16px-abc.npy.otherhost.{dead}.1.tmp"  # another machine's (a shared cache)
+    for path in (killed, older, building, elsewhere):
+        path.write_bytes(b"\0" * 64)
+    prepare(str(data), 16, str(folder), progress=False)
+    assert not killed.exists() and not older.exists()
+    assert building.exists() and elsewhere.exists()
+    killed.write_bytes(b"")
+    prepare(str(data), 16, str(folder), progress=False)  # reading the cache again removes it too
+    assert not killed.exists()
+
+
+def test_overwrite_removes_the_old_runs_evaluations_but_not_the_users_files(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60", "--device", "cpu",
+                                 "--bootstrap", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (run / "evaluate" / "metrics.json").is_file()
+    (run / "notes.txt").write_text("mine")
+    (run / "evaluate-mine").mkdir()
+    (run / "evaluate-mine" / "metrics.json").write_text('{"acc": 1}')  # not an evaluation's
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(run), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (run / "evaluate").exists()
+    assert (run / "notes.txt").read_text() == "mine" and (run / "evaluate-mine" / "metrics.json").is_file()
