@@ -308,6 +308,20 @@ def run_options(*, exclude: Collection[str] = ()) -> Callable[[F], F]:
     return decorate
 
 
+def given_path(value: str | Path | None, flag: str) -> Path | None:
+    """A path option as given: refused when empty (``Path("")`` is the current folder, written into or scanned
+    unasked), as `TrainConfig` refuses one.
+
+    Raises:
+        ConfigError: ``value`` is an empty string.
+    """
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise ConfigError(f"{flag} is an empty path; give a folder or file (. for the current folder)")
+    return Path(value)
+
+
 def with_gamma(loss_options: dict[str, Any] | None, gamma: float | None) -> dict[str, Any] | None:
     """``--loss-option`` pairs with ``--gamma G`` added as ``gamma=G`` (what it is short for).
 
@@ -373,7 +387,7 @@ def evaluate(
         "With --each: one grid folder.",
     ),
     data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
-    out: Path | None = typer.Option(
+    out: str | None = typer.Option(
         None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-geometric][-laTAU])."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
@@ -405,6 +419,8 @@ def evaluate(
     """
     from sampleweight.engine.evaluation import evaluate as run_evaluation
 
+    given_path(data, "--data")
+    out = given_path(out, "--out")
     if each:
         _evaluate_each(runs, data, out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad,
                        bootstrap=bootstrap, tta=tta, combine=combine, submission=submission,
@@ -615,7 +631,7 @@ def grid(
     seeds: str | None = typer.Option(
         None, help="Seeds: every split is trained with each (default: --seed, else 0). Names get -seedN for N > 0."
     ),
-    out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
+    out: str = typer.Option("runs/grid", help="Grid folder: one run directory per combination."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON options shared by every run."),
     devices: str | None = typer.Option(
         None, help="Spread the runs over devices (0,1,2 or cuda:0,cuda:1): one run per device at a time."
@@ -645,6 +661,7 @@ def grid(
     from sampleweight.studies.grid import parse_methods, plan_grid, run_grid, run_stages
     from sampleweight.studies.report import rich_table, write_report
 
+    out = given_path(out, "--out")
     options = {**options, "loss_options": with_gamma(options["loss_options"], gamma)}
     methods = parse_methods(retrain) if retrain is not None else []  # before anything trains
     planned = plan_grid(
@@ -712,7 +729,7 @@ def grid(
 @user_errors
 def report(
     folder: Path = typer.Argument(..., help="A grid folder (or any folder of run directories)."),
-    out: Path | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
+    out: str | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
     paper: bool = typer.Option(False, "--paper", help="Show the paper's figures (Tables 2-5) beside ours."),
     figures: bool = typer.Option(
         True, "--figures/--no-figures", help="Draw recall bar charts, reliability diagrams and confusion matrices."
@@ -732,7 +749,12 @@ def report(
     from sampleweight.studies.report import rich_comparisons, rich_table, write_report
 
     written = write_report(
-        folder, out, paper=paper, figures=figures, baseline=baseline, logit_adjust=tuple(logit_adjust or ())
+        folder,
+        given_path(out, "--out"),
+        paper=paper,
+        figures=figures,
+        baseline=baseline,
+        logit_adjust=tuple(logit_adjust or ()),
     )
     for table in written.tables:
         console.print(rich_table(table, paper=paper))

@@ -370,3 +370,42 @@ def test_overwrite_removes_the_old_runs_evaluations_but_not_the_users_files(tmp_
     assert result.exit_code == 0, result.output
     assert not (run / "evaluate").exists()
     assert (run / "notes.txt").read_text() == "mine" and (run / "evaluate-mine" / "metrics.json").is_file()
+
+
+# -- silent acceptance, continued ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("grid", "--out"), ("report", "--out"), ("evaluate", "--out"), ("evaluate", "--data")],
+)
+def test_an_empty_path_of_grid_report_evaluate_is_refused(command, flag, tmp_path, finished, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = {
+        "grid": ["grid", *TINY, "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--splits", "0"],
+        "report": ["report", str(finished.parent), "--no-figures"],
+        "evaluate": ["evaluate", str(finished), "--data", "synthetic:40", "--device", "cpu"],
+    }[command]
+    result = runner.invoke(app, [*args, flag, ""])
+    assert result.exit_code == 2
+    assert (
+        error_line(result.output) == f"error: {flag} is an empty path; give a folder or file (. for the current folder)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluating_an_unfinished_run_or_a_checkpoint_of_another_model_says_so(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "metrics.json").unlink()
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "backbone": "resnet50"}))
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60", "--device", "cpu",
+                                 "--bootstrap", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"note: {run} is unfinished: scored as its checkpoint left it, after epoch 1 of 1" in text
+    assert (
+        f"note: {run / 'checkpoint.pt'} is of another model than its folder's config.json: backbone test_resnet "
+        "(config.json: resnet50); scored as the checkpoint's"
+    ) in text
