@@ -39,8 +39,8 @@ from sampleweight.factory import (
 from sampleweight.hookspecs import hookimpl as hookimpl
 from sampleweight.plugins import (
     PluginInfo as PluginInfo,
-    get_registry as _get_registry,
     list_plugins as list_plugins,
+    load_at_import as _load_at_import,
 )
 from sampleweight.sampling import (
     BaseSampler as BaseSampler,
@@ -97,4 +97,4 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
     __version__ = "0+unknown"
 
 # Models must be in timm's registry as soon as the package is imported (timm has no lazy lookup).
-_get_registry()
+_load_at_import()  # its plugin warnings are shown on the registry's next use

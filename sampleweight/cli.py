@@ -6,9 +6,12 @@ caused by user input (`SampleWeightError`) print one red line on stderr and exit
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import sys
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +23,67 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from sampleweight.engine.config import TrainConfig, parse_options  # pydantic only: the options are built from it
 from sampleweight.errors import ConfigError, SampleWeightError
+from sampleweight.plugins import PluginWarning, get_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Show a `PluginWarning` as one ``warning: ...`` line on stderr (Python's shows the warning's file and source
+    line too, on every command); other warnings as Python shows them."""
+    if not issubclass(category, PluginWarning):
+        _show_warning(message, category, filename, lineno, file, line)
+        return
+    stream = file if file is not None else sys.stderr
+    with contextlib.suppress(OSError, ValueError):  # as Python's: a closed stream loses the warning
+        stream.write(f"warning: {' '.join(str(message).split())}\n")
+
+
+# Installed when the command line is imported, before the registry is used: the package import loaded it and kept
+# its plugin warnings for this first use (`sampleweight.plugins.load_at_import`).
+warnings.showwarning = _one_line_warning
+get_registry()
+
+from sampleweight.engine.config import TrainConfig, parse_options  # noqa: E402 - loads the plugins (see above)
+
+
+class _OneLineErrors(TyperGroup):
+    """The commands, with a bad option value (a number that does not parse, one out of range, a missing option)
+    said in one ``error: ...`` line, exit code 2, as every other error in user input, instead of click's usage
+    box."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a `typer.BadParameter` from parsing its options becomes one line."""
+        given = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # emptied by invoke: kept to name the bad value
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            err_console.print(f"[bold red]error:[/] {escape(_bad_value(exc, given))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+
+def _bad_value(exc: typer.BadParameter, args: list[str]) -> str:
+    """``--epochs '1.5': Input should be a valid integer``: the option, the value given, and why it is refused."""
+    names = [name for name in getattr(exc.param, "opts", ()) if name.startswith("-")]
+    if not names or not exc.message:  # an argument, or a missing option: click's own words say which
+        return " ".join(exc.format_message().split()).rstrip(".")
+    given = None
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in names:
+            given = value if equals else (args[index + 1] if index + 1 < len(args) else None)
+    shown = names[-1] if given is None else f"{names[-1]} {given!r}"
+    return f"{shown}: {' '.join(exc.message.split()).rstrip('.')}"
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="sampleweight",
     help="Sample-weighting strategies (CB, ES, SPL, OHEM, ...) for training timm image classifiers on imbalanced data.",
     no_args_is_help=True,
@@ -251,6 +308,20 @@ def run_options(*, exclude: Collection[str] = ()) -> Callable[[F], F]:
     return decorate
 
 
+def given_path(value: str | Path | None, flag: str) -> Path | None:
+    """A path option as given: refused when empty (``Path("")`` is the current folder, written into or scanned
+    unasked), as `TrainConfig` refuses one.
+
+    Raises:
+        ConfigError: ``value`` is an empty string.
+    """
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise ConfigError(f"{flag} is an empty path; give a folder or file (. for the current folder)")
+    return Path(value)
+
+
 def with_gamma(loss_options: dict[str, Any] | None, gamma: float | None) -> dict[str, Any] | None:
     """``--loss-option`` pairs with ``--gamma G`` added as ``gamma=G`` (what it is short for).
 
@@ -316,7 +387,7 @@ def evaluate(
         "With --each: one grid folder.",
     ),
     data: str = typer.Option(..., help=DATA_HELP + " A folder of images without labels is scored without metrics."),
-    out: Path | None = typer.Option(
+    out: str | None = typer.Option(
         None, help="Where to write metrics.json and predictions.csv (default RUN/evaluate[-TTA][-geometric][-laTAU])."
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
@@ -348,6 +419,8 @@ def evaluate(
     """
     from sampleweight.engine.evaluation import evaluate as run_evaluation
 
+    given_path(data, "--data")
+    out = given_path(out, "--out")
     if each:
         _evaluate_each(runs, data, out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad,
                        bootstrap=bootstrap, tta=tta, combine=combine, submission=submission,
@@ -558,7 +631,7 @@ def grid(
     seeds: str | None = typer.Option(
         None, help="Seeds: every split is trained with each (default: --seed, else 0). Names get -seedN for N > 0."
     ),
-    out: Path = typer.Option(Path("runs/grid"), help="Grid folder: one run directory per combination."),
+    out: str = typer.Option("runs/grid", help="Grid folder: one run directory per combination."),
     config: Path | None = typer.Option(None, "--config", help="TOML/YAML/JSON options shared by every run."),
     devices: str | None = typer.Option(
         None, help="Spread the runs over devices (0,1,2 or cuda:0,cuda:1): one run per device at a time."
@@ -588,6 +661,7 @@ def grid(
     from sampleweight.studies.grid import parse_methods, plan_grid, run_grid, run_stages
     from sampleweight.studies.report import rich_table, write_report
 
+    out = given_path(out, "--out")
     options = {**options, "loss_options": with_gamma(options["loss_options"], gamma)}
     methods = parse_methods(retrain) if retrain is not None else []  # before anything trains
     planned = plan_grid(
@@ -655,7 +729,7 @@ def grid(
 @user_errors
 def report(
     folder: Path = typer.Argument(..., help="A grid folder (or any folder of run directories)."),
-    out: Path | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
+    out: str | None = typer.Option(None, help="Where to write report.md, the CSVs and figures (default FOLDER)."),
     paper: bool = typer.Option(False, "--paper", help="Show the paper's figures (Tables 2-5) beside ours."),
     figures: bool = typer.Option(
         True, "--figures/--no-figures", help="Draw recall bar charts, reliability diagrams and confusion matrices."
@@ -675,7 +749,12 @@ def report(
     from sampleweight.studies.report import rich_comparisons, rich_table, write_report
 
     written = write_report(
-        folder, out, paper=paper, figures=figures, baseline=baseline, logit_adjust=tuple(logit_adjust or ())
+        folder,
+        given_path(out, "--out"),
+        paper=paper,
+        figures=figures,
+        baseline=baseline,
+        logit_adjust=tuple(logit_adjust or ()),
     )
     for table in written.tables:
         console.print(rich_table(table, paper=paper))

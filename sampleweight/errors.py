@@ -49,11 +49,23 @@ class WeightError(SampleWeightError, ValueError):
     Attributes:
         epoch: The epoch of the bad batch, when known.
         step: Its global step (`WeightedLoss.step`: batches weighted before it, over all epochs), when known.
+        weighter: The weighter's name, when known.
+        problem: What went wrong, without where (``returned negative weights; weights must be >= 0``), when
+            known: the training engine says where in its own terms (epochs counted from 1, as its progress).
     """
 
-    def __init__(self, message: str, *, epoch: int | None = None, step: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        weighter: str | None = None,
+        problem: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.epoch, self.step = epoch, step
+        self.weighter, self.problem = weighter, problem
 
 
 class LossError(SampleWeightError, ValueError):

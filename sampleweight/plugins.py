@@ -35,6 +35,7 @@ __all__ = [
     "INFO_KEYS",
     "KINDS",
     "PluginInfo",
+    "PluginWarning",
     "Registered",
     "Registry",
     "get_registry",
@@ -86,6 +87,10 @@ INFO_KEYS: dict[str, dict[str, str]] = {
 }
 """The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
 Another key is a plugin error naming these, as a misspelt hook is."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or lost a name clash: the others load, and ``sampleweight plugins`` shows it."""
 
 
 @dataclass
@@ -283,21 +288,50 @@ def load_plugins(
         _register_timm_models(registry)
     for info in registry.plugins:
         if info.error:
-            warnings.warn(f"sampleweight plugin {info.label} failed to load: {info.error}", stacklevel=_user_frame())
+            warnings.warn(
+                f"sampleweight plugin {info.label} failed to load: {info.error}",
+                PluginWarning,
+                stacklevel=_user_frame(),
+            )
         for clash in info.clashes:
-            warnings.warn(f"sampleweight plugin {info.label}: {clash}", stacklevel=_user_frame())
+            warnings.warn(f"sampleweight plugin {info.label}: {clash}", PluginWarning, stacklevel=_user_frame())
     return registry
 
 
 _default_registry: Registry | None = None
 
 
+_unreported: list[warnings.WarningMessage] = []
+"""The `PluginWarning` warnings of the registry loaded while the package was imported, shown on its next use."""
+
+
 def get_registry() -> Registry:
-    """The process-wide registry, loaded from the entry points on first use."""
+    """The process-wide registry, loaded from the entry points on first use.
+
+    Its `PluginWarning` warnings (a plugin that failed to load, a lost name clash) are shown then; those of the load
+    at package import (`load_at_import`) on the next call, so that the command line shows them its way.
+    """
     global _default_registry
     if _default_registry is None or not _default_registry.complete:
         _default_registry = load_plugins()
+    while _unreported:
+        shown = _unreported.pop(0)
+        warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
     return _default_registry
+
+
+def load_at_import() -> None:
+    """Load the process-wide registry as the package is imported (timm needs the models then), keeping its
+    `PluginWarning` warnings for the next `get_registry` call: the command line, imported after the package, installs
+    its one-line display of them first. Other warnings are shown now."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        get_registry()
+    for shown in caught:
+        if issubclass(shown.category, PluginWarning):
+            _unreported.append(shown)
+        else:
+            warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
 
 
 def set_registry(registry: Registry | None) -> Registry | None:

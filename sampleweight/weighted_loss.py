@@ -276,6 +276,8 @@ class WeightedLoss(nn.Module):
             f"weighter {name!r} returned {problem} (epoch {failure.epoch}, global step {failure.step}); {rule}",
             epoch=failure.epoch,
             step=failure.step,
+            weighter=name,
+            problem=f"returned {problem}; {rule}",
         )
 
     def _is_global(self) -> bool:

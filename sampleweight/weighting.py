@@ -212,6 +212,8 @@ def apply_weighter(weighter: Weighter, batch: WeightingBatch, name: str) -> Tens
             f"{describe(exc)}",
             epoch=batch.epoch,
             step=batch.step,
+            weighter=name,
+            problem=f"failed: {describe(exc)}",
         ) from exc
     return check_form(weights, batch, name)
 

@@ -222,3 +222,190 @@ def test_run_files_get_the_mode_open_would_give_them_not_0600(finished) -> None:
     expected = 0o666 & ~checkpoint._UMASK
     for name in ("config.json", "metrics.json", "predictions.csv", "checkpoint.pt", "data.json"):
         assert (finished / name).stat().st_mode & 0o777 == expected, name
+
+
+# -- messages: one line that says what is wrong and what to do -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "--epochs", "1.5"], "error: --epochs '1.5': Input should be a valid integer"),
+        (["train", "--lr=abc"], "error: --lr 'abc': Input should be a valid number"),
+        (["grid", "--seed", "x"], "error: --seed 'x': Input should be a valid integer"),
+        (["evaluate", "run", "--data", "d", "--bootstrap", "-1"], "error: --bootstrap '-1': Input should be greater"),
+        (["retrain", "run", "--method", "crt", "--out", "o", "--epochs", "1.5"], "error: --epochs '1.5': Input"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_error_line_naming_the_option(args, expected, tmp_path) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert error_line(result.output).startswith(expected) and "Usage:" not in result.output
+
+
+def test_config_that_is_a_folder_says_so(tmp_path) -> None:
+    result = runner.invoke(app, ["train", "--config", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert error_line(result.output) == (
+        f"error: --config {tmp_path} is a folder; expected a TOML, YAML or JSON file of options"
+    )
+
+
+@pytest.mark.parametrize("name", ["lesion.jpg", "labels.csv"])
+def test_data_that_is_an_image_or_binary_says_what_data_takes(name, tmp_path) -> None:
+    image = tmp_path / name
+    image.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)))
+    result = runner.invoke(app, ["train", *TINY, "--data", str(image), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert "codec" not in line and ("not a data folder" in line or "nor a data folder" in line), line
+    assert "--data takes a data folder" in line and "synthetic" in line
+
+
+def test_a_damaged_checkpoint_says_so_and_what_to_do(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    (run / "metrics.json").unlink()  # unfinished: resuming reads the checkpoint
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert f"{run / 'checkpoint.pt'} is damaged or not a sampleweight checkpoint" in line
+    assert f"start the run over with sampleweight train --out {run} --overwrite" in line
+
+
+CRASHING_PLUGIN = """
+import sampleweight as sw
+
+class CrashLater(sw.BaseWeighter):
+    def forward(self, batch):
+        if batch.epoch >= 1 and batch.step % 8 == 2:
+            raise RuntimeError("boom")
+        return batch.losses.new_ones(batch.losses.shape)
+
+@sw.hookimpl
+def register_weighters(register):
+    register("crash_later", CrashLater)
+"""
+
+
+def test_a_weighter_error_counts_epochs_as_progress_does_and_says_what_is_kept(tmp_path, mount_plugin) -> None:
+    mount_plugin("sw-test-crash", entry_points={"crash": "sw_test_crash"}, modules={"sw_test_crash": CRASHING_PLUGIN})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "crash_later", "--out", str(out)])
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert line.startswith("error: weighter 'crash_later' at epoch 2/3, batch 3/8 (run "), line
+    assert "failed: RuntimeError: boom" in line
+    assert line.endswith("the checkpoint of epoch 1/3, the last good one, is kept"), line
+
+
+def test_a_plugin_that_fails_to_load_is_one_warning_line_on_the_command_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "sw_test_broken-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sw-test-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[sampleweight]\nbroken = sw_test_broken\n")
+    (site / "sw_test_broken.py").write_text("raise ImportError('no such thing')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    result = subprocess.run([sys.executable, "-m", "sampleweight", "--version"], capture_output=True, text=True,
+                            env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: sampleweight plugin broken"), result.stderr
+    assert "no such thing" in lines[0]
+
+
+# -- leftovers: what a killed build or an old run wrote is removed, and nothing else ----------------------------
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_cache_build_killed_midway_leaves_a_temp_file_that_the_next_build_removes(tmp_path) -> None:
+    import os
+
+    from sampleweight.data import cache, prepare
+    from tests.test_data_cache import make_data
+
+    data, folder = make_data(tmp_path / "data"), tmp_path / "cache"
+    folder.mkdir()
+    dead = _dead_pid()
+    killed = folder / f".csv-16px-abc.npy.{cache._HOST}.{dead}.1.tmp"  # what kill -9 during a build leaves
+    older = folder / f".csv-16px-abc.npy.{dead}.1.tmp"  # as versions before the machine's name wrote it
+    building = folder / f".csv-16px-def.npy.{cache._HOST}.{os.getpid()}.1.tmp"  # a build under way
+    elsewhere = folder / f".csv-16px-abc.npy.otherhost.{dead}.1.tmp"  # another machine's (a shared cache)
+    for path in (killed, older, building, elsewhere):
+        path.write_bytes(b"\0" * 64)
+    prepare(str(data), 16, str(folder), progress=False)
+    assert not killed.exists() and not older.exists()
+    assert building.exists() and elsewhere.exists()
+    killed.write_bytes(b"")
+    prepare(str(data), 16, str(folder), progress=False)  # reading the cache again removes it too
+    assert not killed.exists()
+
+
+def test_overwrite_removes_the_old_runs_evaluations_but_not_the_users_files(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60", "--device", "cpu",
+                                 "--bootstrap", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (run / "evaluate" / "metrics.json").is_file()
+    (run / "notes.txt").write_text("mine")
+    (run / "evaluate-mine").mkdir()
+    (run / "evaluate-mine" / "metrics.json").write_text('{"acc": 1}')  # not an evaluation's
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(run), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (run / "evaluate").exists()
+    assert (run / "notes.txt").read_text() == "mine" and (run / "evaluate-mine" / "metrics.json").is_file()
+
+
+# -- silent acceptance, continued ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("grid", "--out"), ("report", "--out"), ("evaluate", "--out"), ("evaluate", "--data")],
+)
+def test_an_empty_path_of_grid_report_evaluate_is_refused(command, flag, tmp_path, finished, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = {
+        "grid": ["grid", *TINY, "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--splits", "0"],
+        "report": ["report", str(finished.parent), "--no-figures"],
+        "evaluate": ["evaluate", str(finished), "--data", "synthetic:40", "--device", "cpu"],
+    }[command]
+    result = runner.invoke(app, [*args, flag, ""])
+    assert result.exit_code == 2
+    assert (
+        error_line(result.output) == f"error: {flag} is an empty path; give a folder or file (. for the current folder)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluating_an_unfinished_run_or_a_checkpoint_of_another_model_says_so(tmp_path, finished) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "metrics.json").unlink()
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "backbone": "resnet50"}))
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "synthetic:60", "--device", "cpu",
+                                 "--bootstrap", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"note: {run} is unfinished: scored as its checkpoint left it, after epoch 1 of 1" in text
+    assert (
+        f"note: {run / 'checkpoint.pt'} is of another model than its folder's config.json: backbone test_resnet "
+        "(config.json: resnet50); scored as the checkpoint's"
+    ) in text

@@ -320,8 +320,9 @@ def test_a_nan_weighter_plugin_stops_cleanly_and_keeps_the_last_good_checkpoint(
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_after_first", "--out", str(out)])
     assert result.exit_code == 2
-    # 8 steps per epoch: the first batch of epoch 1 is global step 8
-    message = "weighter 'nan_after_first' returned non-finite weights (NaN or inf) (epoch 1, global step 8)"
+    # 8 steps per epoch: the first batch of the second epoch (global step 8), counted from 1 as progress counts
+    assert "weighter 'nan_after_first' at epoch 2/3, batch 1/8 (run " in result.output
+    message = "returned non-finite weights (NaN or inf); weights must be finite; the checkpoint of epoch 1/3, the last"
     assert message in result.output
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
@@ -333,8 +334,8 @@ def test_an_error_after_an_unread_nan_reports_the_nan(tmp_path, mount_plugin, mo
     mount_plugin("sw-test-nan", entry_points={"nan": "sw_test_nan"}, modules={"sw_test_nan": NAN_PLUGIN})
     result = runner.invoke(app, ["train", *TINY, "--epochs", "3", "--weighter", "nan_then_crash"])
     assert result.exit_code == 2, result.output
-    message = "weighter 'nan_then_crash' returned non-finite weights (NaN or inf) (epoch 1, global step 8)"
-    assert message in result.output
+    assert "weighter 'nan_then_crash' at epoch 2/3, batch 1/8 (run " in result.output
+    assert "returned non-finite weights (NaN or inf); weights must be finite; nothing is saved" in result.output
 
 
 def test_a_nan_loss_names_epoch_and_step(tmp_path, mount_plugin, read_every) -> None:

@@ -29,12 +29,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ __all__ = [
     "default_cache_dir",
     "prepare",
     "prepare_cache",
+    "remove_dead_leftovers",
 ]
 
 log = logging.getLogger(__name__)
@@ -233,6 +236,7 @@ def prepare_cache(
     stem = f"{records.layout}-{size}px-{key[:24]}"
     path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     shape = (len(records), 3, size, size)
+    remove_dead_leftovers(folder)
     meta = None if force else _open_existing(path, meta_path, key, shape)
     reused = meta is not None
     if meta is None:
@@ -375,10 +379,54 @@ def _fill(
     array.flush()  # the memory map closes when ``array`` goes out of scope, before os.replace
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+"""This machine's name as a temporary file carries it: a cache folder may be shared by machines (NFS), and a
+process id means something only on the machine that wrote it."""
+_LEFTOVER = re.compile(r"\.(?P<name>.+\.(?:npy|json))\.(?:(?P<host>[A-Za-z0-9-]+)\.)?(?P<pid>\d+)\.\d+\.tmp")
+
+
+def remove_dead_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files in the cache ``folder`` that a process killed midway left (``kill -9`` during a
+    build leaves a ``.NAME.HOST.PID.THREAD.tmp`` as large as the cache): those written on this machine by a
+    process that is gone. A live process's file (a build under way) and another machine's are kept.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(folder.glob(".*.tmp"))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.fullmatch(entry.name)
+        if match is None or match["host"] not in (None, _HOST) or _alive(int(match["pid"])):
+            continue  # (None: written before temporary files named their machine)
+        with suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+            log.info("cache: removed %s, left by process %s, which is gone", entry, match["pid"])
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user's counts)."""
+    if pid <= 0:
+        return True  # not a process id: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, and is another user's
+        return True
+    return True
+
+
 @contextmanager
 def _temporary(folder: Path, name: str) -> Iterator[Path]:
-    """A temporary file path in ``folder`` (same file system, so os.replace is atomic), removed on error."""
-    tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    """A temporary file path in ``folder`` (same file system, so os.replace is atomic), removed on error; its name
+    says which machine and process write it (`remove_dead_leftovers`)."""
+    tmp = folder / f".{name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         yield tmp
     finally:

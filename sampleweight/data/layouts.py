@@ -199,6 +199,13 @@ def _require_every_class(records: DatasetRecords, where: str) -> None:
         )
 
 
+_ACCEPTED = (
+    "--data takes a data folder (HAM10000, ISIC 2018 Task 3, or a labels.csv beside the images), a labels CSV "
+    "file (image,label[,group]) or synthetic[:N[:SEED]]"
+)
+"""What ``--data`` accepts, in one line: the end of the message for a path that is none of them."""
+
+
 def _looked_for() -> str:
     return (
         "Looked for:\n"
@@ -232,6 +239,8 @@ def _detect(path: Path) -> list[tuple[str, tuple]]:
             found.append(("isic2018", (folder, {name: (path, folder / f"ISIC2018_Task3_{name}_Input")})))
         elif path.name.lower() in _HAM_METADATA_NAMES:
             found.append(("ham10000", (path,)))
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            raise DataError(f"{path} is an image, not a data folder or a labels CSV; {_ACCEPTED}")
         else:
             found.append(("csv", (path,)))
         return found
@@ -301,7 +310,9 @@ def _read_csv(path: Path, strip: bool = True) -> tuple[list[str], list[tuple[int
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a labels CSV (not UTF-8 text), nor a data folder; {_ACCEPTED}") from None
+    except OSError as err:
         raise DataError(f"cannot read {path}: {err}") from None
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")

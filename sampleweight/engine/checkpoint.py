@@ -170,10 +170,24 @@ def load_checkpoint(
     except FileNotFoundError:
         raise ConfigError(f"no checkpoint at {path}") from None
     except Exception as exc:  # noqa: BLE001 - unpickling errors of any kind mean "not a checkpoint"
-        raise ConfigError(f"{path} is not a sampleweight checkpoint ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(
+            f"{path} is damaged or not a sampleweight checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())})"
+            f"{_damaged_hint(Path(path))}"
+        ) from None
     if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
         raise ConfigError(f"{path} is not a sampleweight checkpoint (no model/config/epoch entries)")
     return state
+
+
+def _damaged_hint(path: Path) -> str:
+    """What to do about an unreadable checkpoint: a run directory's can be started over (the file is written
+    atomically, so damage is the disk's or a copy's, and no earlier epoch is kept to resume from)."""
+    if path.name != "checkpoint.pt":
+        return ""
+    return (
+        f"; it cannot be resumed or evaluated: start the run over with sampleweight train --out {path.parent} "
+        "--overwrite, or restore the file from a copy"
+    )
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -489,6 +489,8 @@ def _one_line(error: Exception) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"--config {path} is a folder; expected a TOML, YAML or JSON file of options")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     suffix = path.suffix.lower()

@@ -344,6 +344,7 @@ class Member:
     classes: tuple[str, ...]
     class_counts: np.ndarray | None = None
     rebalances: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def taxonomy(self) -> Taxonomy | None:
@@ -356,11 +357,34 @@ class Member:
         and how it already rebalances them."""
         state = load_checkpoint(checkpoint, mmap=True)  # the weights are read later, by load_trained_model
         config, classes = _described(state, checkpoint)
+        notes = _member_notes(state, checkpoint)
         if not prior:
-            return cls(checkpoint, config, classes)
+            return cls(checkpoint, config, classes, notes=notes)
         counts = training_class_counts(checkpoint.parent, classes)
         ways = rebalancing(config, sampler_rebalances(config, counts), stage_of(state))
-        return cls(checkpoint, config, classes, counts, tuple(ways))
+        return cls(checkpoint, config, classes, counts, tuple(ways), notes)
+
+
+def _member_notes(state: dict[str, Any], checkpoint: Path) -> tuple[str, ...]:
+    """What to say about a run scored as it is: unfinished (no ``metrics.json`` beside its checkpoint), or a
+    ``config.json`` of another model than the checkpoint's (which is what is scored: its weights are that model's)."""
+    notes, saved = [], state["config"]
+    if not (checkpoint.parent / RunDirectory.FINAL).is_file():
+        notes.append(
+            f"{checkpoint.parent} is unfinished: scored as its checkpoint left it, after epoch {state['epoch']} of "
+            f"{saved.get('epochs', '?')}"
+        )
+    try:
+        beside = json.loads((checkpoint.parent / RunDirectory.CONFIG).read_text())
+    except (OSError, ValueError):
+        beside = None
+    if isinstance(beside, dict):
+        differ = [f"{key} {saved.get(key)} (config.json: {beside[key]})" for key in ("model", "backbone")
+                  if key in beside and beside[key] != saved.get(key)]  # fmt: skip
+        if differ:
+            notes.append(f"{checkpoint} is of another model than its folder's config.json: {', '.join(differ)}; "
+                         "scored as the checkpoint's")  # fmt: skip
+    return tuple(notes)
 
 
 @dataclass(frozen=True)
@@ -449,6 +473,7 @@ def evaluate(
     torch_device = resolve_device(device)
     checkpoints, notes = find_runs(sources)  # before creating any folder for a path that holds no run
     members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
+    notes += [note for member in members for note in member.notes]
     for member in members[1:]:
         if member.classes != members[0].classes:
             raise ConfigError(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sampleweight.engine.checkpoint import atomic_write_text
-from sampleweight.engine.folder_lock import FolderLock
+from sampleweight.engine.folder_lock import LOCK_FILE, FolderLock
 from sampleweight.errors import ConfigError, OutputError
 
 __all__ = [
@@ -167,6 +168,11 @@ class RunDirectory:
 
         Raises:
             ConfigError: The folder holds a run (a checkpoint or final metrics) and ``overwrite`` is off.
+
+        With ``overwrite`` the old run's files go: ``checkpoint.pt``, ``metrics.json``, ``metrics.jsonl``,
+        ``predictions.csv``, ``data.json`` (``config.json`` is rewritten), its evaluations in their default place
+        (`own_evaluations`) and its TensorBoard event files. Anything else stays: files of the user's, an evaluation
+        of several runs, ``attention/`` (PNG panels a user may have kept or edited).
         """
         held = [name for name in (self.CHECKPOINT, self.FINAL, self.PREDICTIONS) if (self.path / name).exists()]
         if held and not overwrite:
@@ -176,6 +182,28 @@ class RunDirectory:
             )
         for name in (*held, self.EPOCHS, self.DATA):
             (self.path / name).unlink(missing_ok=True)
+        if overwrite:  # what the old run wrote besides: its evaluations, its TensorBoard events (other files stay)
+            for folder in self.own_evaluations():
+                _remove_evaluation(folder)
+            for events in self.path.glob("tensorboard/events.out.tfevents.*"):
+                events.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.path / "tensorboard").rmdir()
+
+    def own_evaluations(self) -> list[Path]:
+        """The evaluations of this run in their default place (``evaluate``, ``evaluate-flip-la1``, ...: a subfolder
+        named ``evaluate*`` whose ``metrics.json`` is an evaluation of this run alone): the old model's figures,
+        which ``train --overwrite`` removes with the run."""
+        found = []
+        for folder in sorted(self.path.glob("evaluate*")):
+            try:
+                recorded = json.loads((folder / self.FINAL).read_text())
+            except (OSError, ValueError):
+                continue
+            runs = recorded.get("runs") if isinstance(recorded, dict) else None
+            if isinstance(runs, list) and len(runs) == 1 and _same_folder(Path(str(runs[0])), self.path):
+                found.append(folder)
+        return found
 
     def truncate_epochs(self, before: int) -> None:
         """Keep only the per-epoch records of epochs ``< before`` (on resume, drop what the checkpoint lacks)."""
@@ -196,6 +224,26 @@ class RunDirectory:
     ) -> None:
         """Write ``predictions.csv``: ``image,true,pred`` (class names) and one score column per class."""
         write_predictions(self.path / self.PREDICTIONS, image_ids, targets, scores, class_names, predicted)
+
+
+EVALUATION_FILES = (RunDirectory.FINAL, RunDirectory.PREDICTIONS, RunDirectory.DATA)
+"""What `sampleweight evaluate` writes into its folder."""
+
+
+def _same_folder(recorded: Path, folder: Path) -> bool:
+    """Whether a run path an evaluation recorded (as given, maybe relative to where it ran) is ``folder``."""
+    with contextlib.suppress(OSError):
+        if recorded.is_absolute() and recorded.resolve() == folder.resolve():
+            return True
+    return not recorded.is_absolute() and recorded.name == folder.resolve().name
+
+
+def _remove_evaluation(folder: Path) -> None:
+    """Remove what an evaluation wrote into ``folder`` (and the folder, when nothing else is left in it)."""
+    for name in (*EVALUATION_FILES, LOCK_FILE):
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # files of the user's stay, and so does their folder
 
 
 def write_predictions(

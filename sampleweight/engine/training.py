@@ -383,6 +383,8 @@ def _train_epoch(
             raise
         except Exception:  # noqa: BLE001 - the device itself failed (e.g. a CUDA assert): report the original
             pass
+        if isinstance(error, WeightError):  # raised by the weighter of this step: said in the run's terms
+            raise _in_run(run, error, epoch, first_step, criterion.step) from error.__cause__
         raise
     _raise_first_failure(run, losses, first_step)
     loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()
@@ -411,7 +413,7 @@ def _raise_first_failure(run: Run, losses: DeferredCheck, first_step: int, cause
         weights_failed = error
     failure = losses.pop()
     if weights_failed is not None and (failure is None or weights_failed.step - first_step <= failure.step):
-        raise weights_failed from cause
+        raise _in_run(run, weights_failed, run.criterion.epoch, first_step) from cause
     if failure is not None:
         epochs, batches = run.config.epochs, len(run.data.train)
         raise LossError(
@@ -419,6 +421,25 @@ def _raise_first_failure(run: Run, losses: DeferredCheck, first_step: int, cause
             f"{failure.step + 1}/{batches} (run {run.config.run_name}); {_kept(run, failure.epoch)}. Lower --lr, "
             "or check the data and the weighter's weights"
         ) from cause
+
+
+def _in_run(run: Run, error: WeightError, epoch: int, first_step: int, step: int | None = None) -> WeightError:
+    """A weighter's failure said as the run's progress says it: epoch and batch counted from 1, out of how many,
+    and what is left on disk (`_kept`). ``step`` is the criterion's global step when the error does not carry it."""
+    if error.problem is None or error.weighter is None:  # a failure of another form: its own words, and what is kept
+        return WeightError(f"{error}; {_kept(run, epoch)}", epoch=error.epoch, step=error.step)
+    epoch = error.epoch if error.epoch is not None else epoch
+    step = error.step if error.step is not None else step
+    where = f"at epoch {epoch + 1}/{run.config.epochs}"
+    if step is not None:
+        where += f", batch {step - first_step + 1}/{len(run.data.train)}"
+    return WeightError(
+        f"weighter {error.weighter!r} {where} (run {run.config.run_name}): {error.problem}; {_kept(run, epoch)}",
+        epoch=error.epoch,
+        step=error.step,
+        weighter=error.weighter,
+        problem=error.problem,
+    )
 
 
 def _kept(run: Run, epoch: int) -> str:
