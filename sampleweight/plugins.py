@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -321,9 +322,16 @@ def get_registry() -> Registry:
 
 
 def load_at_import() -> None:
-    """Load the process-wide registry as the package is imported (timm needs the models then), keeping its
-    `PluginWarning` warnings for the next `get_registry` call: the command line, imported after the package, installs
-    its one-line display of them first. Other warnings are shown now."""
+    """Load the process-wide registry as the package is imported (timm needs the models then).
+
+    Its `PluginWarning` warnings point at the user's ``import sampleweight``, shown now; only when this process is
+    the command line (``sampleweight ...``, ``python -m sampleweight ...``) are they kept for the next
+    `get_registry` call, since the command line, imported after the package, installs its one-line display of them
+    first.
+    """
+    if not _is_command_line():
+        get_registry()
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
         get_registry()
@@ -332,6 +340,13 @@ def load_at_import() -> None:
             _unreported.append(shown)
         else:
             warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
+
+
+def _is_command_line() -> bool:
+    """Whether this process runs sampleweight's command line (its console script or ``python -m sampleweight``)."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    as_module = any(arg == "-m" and argv[i + 1 : i + 2] == ["sampleweight"] for i, arg in enumerate(argv))
+    return as_module or os.path.basename(sys.argv[0]) == "sampleweight"
 
 
 def set_registry(registry: Registry | None) -> Registry | None:

@@ -201,7 +201,7 @@ def test_import_warnings_point_at_the_users_import(mount_plugin, tmp_path) -> No
     env = {**__import__("os").environ, "PYTHONPATH": str(root)}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert f"{script}:3: UserWarning: sampleweight plugin swplug" in result.stderr
+    assert f"{script}:3: PluginWarning: sampleweight plugin swplug" in result.stderr  # a UserWarning subclass
     assert "sampleweight/plugins.py" not in result.stderr
 
 
