@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics as stdlib_statistics
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from sampleweight.studies.statistics import (
     describe,
     holm,
     holm_family,
+    image_set_entropy,
 )
 
 CLASSES = ("MEL", "NV", "BCC", "DF")
@@ -59,7 +61,8 @@ def test_one_pair_equals_an_independent_slow_loop_over_the_same_resamples() -> N
     predicted_b = np.where(np.random.default_rng(4).random(150) < 0.3, 1, predicted_a)  # B predicts NV more
     comparison = PairedBootstrap(resamples=80, seed=5).compare({(1, 2): run(targets, predicted_a)},
                                                               {(1, 2): run(targets, predicted_b)})  # fmt: skip
-    counts = resample_counts(targets, 80, np.random.SeedSequence([5, 0, 1, 2]))  # the key's seeded draws
+    images = run(targets, predicted_a).images  # already sorted: the draws are seeded by the image set
+    counts = resample_counts(targets, 80, np.random.SeedSequence([5, 0, *image_set_entropy(images, targets)]))
     labels = np.unique(targets)
     rows = []
     for row in counts:
@@ -99,6 +102,60 @@ def test_pooling_averages_the_pairs_and_widens_when_they_disagree() -> None:
     # the run-to-run level: the pooled interval reaches from about one pair's difference to the other's
     assert pooled.high - pooled.low > max(split0.high - split0.low, split1.high - split1.low)
     assert pooled.low < split1.high and pooled.high > split0.low
+
+
+def test_keys_scored_on_the_same_images_share_their_resamples_and_other_images_do_not() -> None:
+    targets, predicted = case(5)
+    _, other = case(6)
+    a, b = run(targets, predicted), run(targets, other)
+    single = PairedBootstrap(resamples=300).compare({(0, 0): a}, {(0, 0): b})
+    # the same two runs again under other seeds (the same images): the pooled interval is the single pair's,
+    # since every key draws the image set's resamples (keyed by split/seed, it came out narrower)
+    copies = PairedBootstrap(resamples=300).compare({(0, s): a for s in range(4)}, {(0, s): b for s in range(4)})
+    assert copies.pooled == tuple(replace(d, pairs=4) for d in single.pooled)
+    assert all(pair == single.pooled for pair in copies.per_pair.values())
+    # the same predictions on other images (another split): drawn independently, so the intervals differ
+    renamed = PairedBootstrap(resamples=300).compare(
+        {(0, 0): a, (1, 0): run(targets, predicted, "x")}, {(0, 0): b, (1, 0): run(targets, other, "x")}
+    )
+    assert renamed.per_pair[(0, 0)] == single.pooled and renamed.per_pair[(1, 0)] != single.pooled
+    assert renamed.pooled[1].high - renamed.pooled[1].low < single.pooled[1].high - single.pooled[1].low
+
+
+def seeds_on_one_image_set(draw: int, seeds: int = 4, n: int = 400) -> tuple[dict, dict]:
+    """Two equally good setups, ``seeds`` runs each, all scored on one image set (a fixed validation or test set).
+
+    Each setup has its own easy and hard images (the same images stay easy across its seeds: 95 % right against
+    5 %, mixed to each class's recall), so its seeds mostly agree, as real reruns do, and the setups differ
+    image by image with no difference in expectation.
+    """
+    rng = np.random.default_rng([2023, draw])
+    targets = rng.choice(len(CLASSES), size=n, p=[0.2, 0.6, 0.15, 0.05])
+    recall = np.array([0.6, 0.9, 0.7, 0.5])[targets]
+    setups: list[dict] = []
+    for _ in range(2):
+        easy = rng.random(n) < (recall - 0.05) / 0.9
+        right = np.where(easy, 0.95, 0.05)
+        runs = {}
+        for seed in range(seeds):
+            wrong = (targets + rng.integers(1, len(CLASSES), size=n)) % len(CLASSES)
+            runs[(0, seed)] = run(targets, np.where(rng.random(n) < right, targets, wrong))
+        setups.append(runs)
+    return setups[0], setups[1]
+
+
+def test_pooling_seeds_scored_on_one_image_set_keeps_the_false_positive_rate() -> None:
+    """Issue 23: keyed by (split, seed), 4 seeds on one image set were pooled as 4 independent image samples.
+
+    Equal setups, 200 draws (fixed seeds): the pooled test's false-positive rate at p < 0.05 was 0.115 (BAcc)
+    and 0.09 (Acc) when each key drew its own resamples; keyed by the images it is 0.035 and 0.025.
+    """
+    p_values = []
+    for draw in range(200):
+        a, b = seeds_on_one_image_set(draw)
+        p_values.append([d.p for d in PairedBootstrap(("bacc", "acc"), resamples=199, seed=draw).compare(a, b).pooled])
+    false_positive = (np.array(p_values) < 0.05).mean(axis=0)
+    assert (false_positive <= 0.06).all(), false_positive
 
 
 def test_runs_are_matched_by_image_id_and_other_images_are_refused() -> None:

@@ -11,8 +11,12 @@ noise that both share cancels. One pair of runs gives the difference on its imag
 interval and a two-sided p-value; several pairs (splits x seeds) are **pooled** by a two-level
 bootstrap: each resample draws K of the K pairs with replacement (the run-to-run level: split and
 seed) and, within each pair drawn, that pair's image resample (the image level); the pooled difference
-is the mean over the pairs drawn. The interval and the p-value of the pooled difference so cover the
-validation images and the variation between splits and seeds that the K pairs show. With few pairs the
+is the mean over the pairs drawn. The image resamples belong to the images, not to the key: pairs scored
+on the same images (several seeds on one split, or every run scored on one test set) share resample r,
+so the image-level noise they share is counted once, not averaged away as if their images were
+independent samples; pairs on other images (other splits) get independent resamples. The interval and
+the p-value of the pooled difference so cover the validation images and the variation between splits and
+seeds that the K pairs show. With few pairs the
 run-to-run level is estimated from few values and the interval is too narrow (the bootstrap's variance
 of a mean of K values is ``(K - 1) / K`` of the textbook one): we recommend at least 2 splits x 2 seeds.
 
@@ -24,6 +28,8 @@ testing (Holm 1979): a difference is significant when its adjusted p is below 0.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,6 +53,7 @@ __all__ = [
     "bootstrap_p_value",
     "describe",
     "holm",
+    "image_set_entropy",
     "metric_values",
 ]
 
@@ -233,8 +240,12 @@ class Comparison:
 class PairedBootstrap:
     """Paired-bootstrap comparisons of runs scored on the same images, pooled over (split, seed) pairs.
 
-    Every comparison that involves the images of one key draws the same resamples (seeded by the key),
-    and each run is scored on them once (cached), so comparing many setups with one baseline stays cheap.
+    The image resamples are keyed by the images themselves (`image_set_entropy`: their sorted ids and true
+    classes), not by the (split, seed) key: runs scored on one image set draw the same resamples whichever
+    key they carry, so pooling several seeds scored on one validation or test set does not shrink the
+    image-level variance (it would if each key drew its own), while different splits (other images) draw
+    independent ones. Each image set's resamples are drawn once and each run is scored on them once
+    (cached), so comparing many setups with one baseline stays cheap.
 
     Args:
         metrics: What to compare (`COMPARED_METRICS`, or ``recall:NAME``).
@@ -256,7 +267,8 @@ class PairedBootstrap:
     ) -> None:
         self.metrics = tuple(metrics)
         self.resamples, self.seed, self.level = resamples, seed, level
-        self._images: dict[Hashable, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
+        self._keys: dict[Hashable, tuple[int, ...]] = {}  # key -> the identity of its image set
+        self._images: dict[tuple[int, ...], tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
         self._scored: dict[tuple[Hashable, int], tuple[Predictions, np.ndarray, np.ndarray]] = {}
 
     def compare(self, runs_a: Mapping[Hashable, Predictions], runs_b: Mapping[Hashable, Predictions]) -> Comparison:
@@ -317,18 +329,42 @@ class PairedBootstrap:
         return estimate, samples
 
     def _resamples(self, key: Hashable, run: Predictions) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """The key's images (sorted by id), their true classes and resample counts [R, N], drawn once."""
-        if key not in self._images:
+        """The key's images (sorted by id), their true classes and resample counts [R, N].
+
+        The first run of a key fixes its images; the resamples belong to that image set (seeded by
+        `image_set_entropy`), drawn once however many keys share it.
+        """
+        identity = self._keys.get(key)
+        if identity is None:
             order = np.argsort(np.asarray(run.images, dtype=object), kind="stable")
-            targets = run.targets[order]
-            entropy = [self.seed, 0, *(_entropy(part) for part in (key if isinstance(key, tuple) else (key,)))]
-            counts = resample_counts(targets, self.resamples, np.random.SeedSequence(entropy))
-            self._images[key] = (tuple(run.images[i] for i in order), targets, counts)
-        return self._images[key]
+            images, targets = tuple(run.images[i] for i in order), run.targets[order]
+            identity = image_set_entropy(images, targets)
+            self._keys[key] = identity
+            if identity not in self._images:
+                counts = resample_counts(targets, self.resamples, np.random.SeedSequence([self.seed, 0, *identity]))
+                self._images[identity] = (images, targets, counts)
+        return self._images[identity]
 
 
-def _entropy(part: Hashable) -> int:
-    """A non-negative integer for a key part (split and seed are ints already)."""
-    if isinstance(part, (int, np.integer)) and part >= 0:
-        return int(part)
-    return int.from_bytes(repr(part).encode()[:16].ljust(16, b"\0"), "little")
+def image_set_entropy(images: Sequence[str], targets: Any) -> tuple[int, ...]:
+    """The identity of a scored image set, as seed entropy: a hash of its image ids and true classes (in order).
+
+    `PairedBootstrap` seeds each image set's resamples with it, so runs scored on the same images (sorted by
+    id) share their resamples, and other images get independent ones.
+
+    Args:
+        images: Image ids [N] (`PairedBootstrap` passes them sorted).
+        targets: Their true class indices [N].
+
+    Returns:
+        Four 32-bit integers (a 128-bit BLAKE2b digest).
+
+    Example:
+        >>> image_set_entropy(["a", "b"], [0, 1]) == image_set_entropy(("a", "b"), np.array([0, 1]))
+        True
+        >>> image_set_entropy(["a", "b"], [0, 1]) == image_set_entropy(["a", "c"], [0, 1])
+        False
+    """
+    text = json.dumps([list(images), np.asarray(targets).astype(np.int64).tolist()])
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
