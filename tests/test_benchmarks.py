@@ -111,6 +111,22 @@ def test_bootstrap_speed_smoke(tmp_path) -> None:
     assert report["vectorised_with_auc_seconds"] > 0 and report["auc_loop_seconds"] > 0
 
 
+def test_bootstrap_coverage_smoke(tmp_path) -> None:
+    out = tmp_path / "c.json"
+    args = ["--images", "300", "--draws", "6", "--resamples", "60", "--exact", "--timing-rounds", "1",
+            "--out", str(out)]  # fmt: skip
+    load("bootstrap_coverage").main(args)
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "bootstrap_coverage" and report["draws"] == 6
+    assert report["truth"]["bacc"] == pytest.approx(sum(report["recall"].values()) / 7)
+    rows = {(row["metric"], row["method"]): row for row in report["results"]}
+    assert {method for _, method in rows} == {"percentile", "bca", "bca exact"}
+    assert all(0 <= row["coverage_low"] <= row["coverage"] <= row["coverage_high"] <= 1 for row in rows.values())
+    assert all(row["truth_below"] + row["truth_above"] == round(6 * (1 - row["coverage"])) for row in rows.values())
+    assert rows[("recall DF", "bca exact")]["endpoint_difference_from_bca"]["max"] < 1e-9  # 3 images: one per group
+    assert report["metrics_json_seconds"]["percentile"] > 0 and report["metrics_json_seconds"]["bca"] > 0
+
+
 @needs_ham10000
 def test_weight_scale_smoke(tmp_path) -> None:
     out = tmp_path / "s.json"

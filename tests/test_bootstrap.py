@@ -42,7 +42,8 @@ def scored_case(seed: int, n: int, classes: int = 7, skill: float = 0.6) -> tupl
 def test_intervals_equal_an_independent_slow_loop_over_the_same_resamples(seed: int) -> None:
     targets, predictions = scored_case(seed, n=90)
     resamples = 60
-    ci, settings = metric_intervals(targets, predictions, NAMES, resamples=resamples, seed=seed)
+    # the percentile interval, read off the slow loop's resamples (BCa, the default, has its own checks below)
+    ci, settings = metric_intervals(targets, predictions, NAMES, resamples=resamples, seed=seed, method="percentile")
     assert settings == {"resamples": resamples, "seed": seed, "level": 0.95, "stratified": True}
     counts = resample_counts(targets, resamples, seed)
     labels = np.unique(targets)
@@ -74,7 +75,7 @@ def test_auc_intervals_equal_scikit_learn_on_each_resample(seed: int) -> None:
     targets, predictions = scored_case(seed, n=80, classes=5)
     scores = np.round(np.random.default_rng(seed).dirichlet(np.ones(5), size=80), 2)
     names = NAMES[:5]
-    ci, _ = metric_intervals(targets, predictions, names, scores=scores, resamples=40, seed=seed)
+    ci, _ = metric_intervals(targets, predictions, names, scores=scores, resamples=40, seed=seed, method="percentile")
     present = np.bincount(targets, minlength=5) > 0
     rows = []
     for drawn in resample_images(resample_counts(targets, 40, seed)):
@@ -87,7 +88,8 @@ def test_auc_intervals_equal_scikit_learn_on_each_resample(seed: int) -> None:
     for c, name in enumerate(names):
         expected = pytest.approx([low[1 + c], high[1 + c]], abs=1e-12) if present[c] else None
         assert ci["per_class"][name]["auc"] == expected, name
-    assert ci["acc"] == metric_intervals(targets, predictions, names, resamples=40, seed=seed)[0]["acc"]
+    without_scores = metric_intervals(targets, predictions, names, resamples=40, seed=seed, method="percentile")
+    assert ci["acc"] == without_scores[0]["acc"]
 
 
 def test_a_plain_metric_function_gives_the_vectorised_paths_samples() -> None:
@@ -207,7 +209,8 @@ def test_bca_equals_scipys_bca_for_several_samples_on_the_same_resamples(seed: i
         np.testing.assert_allclose(np.sort(ours.samples[:, column]), np.sort(reference.bootstrap_distribution))
         assert ours.low[column] == pytest.approx(reference.confidence_interval.low, abs=1e-12)
         assert ours.high[column] == pytest.approx(reference.confidence_interval.high, abs=1e-12)
-    percentile = bootstrap(weighted_figures(4), targets, predictions, resamples=999, seed=seed, weighted=True)
+    percentile = bootstrap(weighted_figures(4), targets, predictions, resamples=999, seed=seed, weighted=True,
+                           method="percentile")  # fmt: skip
     assert percentile.method == "percentile" and percentile.acceleration is None
     np.testing.assert_array_equal(percentile.samples, ours.samples)  # the same resamples, read another way
 
@@ -297,3 +300,15 @@ def test_bca_intervals_keep_the_metrics_json_format() -> None:
     assert {key: value for key, value in bca.items() if key != "ci"} == {
         key: value for key, value in percentile.items() if key != "ci"
     }
+
+
+def test_metrics_json_and_the_paired_comparisons_read_bca_intervals_by_default() -> None:
+    """BCa covered better than the percentile interval in benchmarks/bootstrap_coverage.py: it is the default."""
+    from sampleweight.studies.statistics import PairedBootstrap
+
+    targets, predictions = scored_case(4, n=250)
+    scores = np.eye(7)[predictions]
+    default = final_metrics(targets, scores, predictions, NAMES, resamples=200)
+    assert default["ci"] == final_metrics(targets, scores, predictions, NAMES, resamples=200, method="bca")["ci"]
+    assert default["ci"] != final_metrics(targets, scores, predictions, NAMES, resamples=200, method="percentile")["ci"]
+    assert PairedBootstrap().method == "bca"
