@@ -127,6 +127,16 @@ def test_bootstrap_coverage_smoke(tmp_path) -> None:
     assert report["metrics_json_seconds"]["percentile"] > 0 and report["metrics_json_seconds"]["bca"] > 0
 
 
+def test_paired_pooling_smoke(tmp_path) -> None:
+    out = tmp_path / "p.json"
+    load("paired_pooling").main(["--draws", "3", "--images", "200", "--resamples", "50", "--out", str(out)])
+    report = json.loads(out.read_text())
+    scenarios = {(row["scenario"], row["pairs"]) for row in report["results"]}
+    assert ("seeds on one image set", 4) in scenarios and ("splits", 2) in scenarios and len(scenarios) == 7
+    assert {row["method"] for row in report["results"]} == {"percentile", "bca"}
+    assert all(0 <= row["false_positive_rate"] <= 1 and row["width_ratio"] > 0 for row in report["results"])
+
+
 @needs_ham10000
 def test_weight_scale_smoke(tmp_path) -> None:
     out = tmp_path / "s.json"
