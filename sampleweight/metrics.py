@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sampleweight.bootstrap import bootstrap
+from sampleweight.bootstrap import DEFAULT_METHOD, bootstrap
 
 __all__ = [
     "CALIBRATION_BINS",
@@ -288,6 +288,7 @@ def metric_intervals(
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    method: str = DEFAULT_METHOD,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stratified-bootstrap intervals of Acc, BAcc, mPR, mF1 and each class's recall (and, with scores, the AUCs).
 
@@ -302,6 +303,7 @@ def metric_intervals(
         resamples: R.
         seed: Seed of the resamples.
         level: Coverage (0.95).
+        method: ``"percentile"`` or ``"bca"`` (bias-corrected and accelerated; `sampleweight.bootstrap`).
 
     Returns:
         ``(ci, settings)``: ``ci`` = ``{"acc": [low, high], "bacc": ..., "mpr": ..., "mf1": ...,
@@ -326,7 +328,7 @@ def metric_intervals(
             columns += [_mean_auc(auc, defined)[..., None], auc]
         return np.concatenate(columns, axis=-1)
 
-    result = bootstrap(figures, *values, resamples=resamples, seed=seed, level=level, weighted=True)
+    result = bootstrap(figures, *values, resamples=resamples, seed=seed, level=level, weighted=True, method=method)
     low, high = result.low.tolist(), result.high.tolist()
     present = np.bincount(labels, minlength=num_classes) > 0
     ci: dict[str, Any] = {m: [low[i], high[i]] for i, m in enumerate(INTERVAL_METRICS)}
@@ -352,6 +354,7 @@ def final_metrics(
     resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    method: str = DEFAULT_METHOD,
 ) -> ClassificationMetrics:
     """What a run's ``metrics.json`` holds: `classification_metrics`, the AUCs, ``ece``, ``nll`` and their intervals.
 
@@ -364,6 +367,7 @@ def final_metrics(
         resamples: Bootstrap resamples for ``ci`` (0: no intervals).
         seed: Seed of the resamples.
         level: Coverage of the intervals.
+        method: How the intervals are read from the resamples: ``"percentile"`` or ``"bca"`` (`metric_intervals`).
 
     Returns:
         `classification_metrics` plus ``auc`` (the mean one-vs-rest ROC AUC over the classes that have one,
@@ -383,7 +387,7 @@ def final_metrics(
     metrics["nll"] = negative_log_likelihood(targets, scores)
     if resamples:
         metrics["ci"], metrics["bootstrap"] = metric_intervals(
-            targets, predictions, class_names, scores=scores, resamples=resamples, seed=seed, level=level
+            targets, predictions, class_names, scores=scores, resamples=resamples, seed=seed, level=level, method=method
         )
     return metrics
 

@@ -111,6 +111,32 @@ def test_bootstrap_speed_smoke(tmp_path) -> None:
     assert report["vectorised_with_auc_seconds"] > 0 and report["auc_loop_seconds"] > 0
 
 
+def test_bootstrap_coverage_smoke(tmp_path) -> None:
+    out = tmp_path / "c.json"
+    args = ["--images", "300", "--draws", "6", "--resamples", "60", "--exact", "--timing-rounds", "1",
+            "--out", str(out)]  # fmt: skip
+    load("bootstrap_coverage").main(args)
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "bootstrap_coverage" and report["draws"] == 6
+    assert report["truth"]["bacc"] == pytest.approx(sum(report["recall"].values()) / 7)
+    rows = {(row["metric"], row["method"]): row for row in report["results"]}
+    assert {method for _, method in rows} == {"percentile", "bca", "bca exact"}
+    assert all(0 <= row["coverage_low"] <= row["coverage"] <= row["coverage_high"] <= 1 for row in rows.values())
+    assert all(row["truth_below"] + row["truth_above"] == round(6 * (1 - row["coverage"])) for row in rows.values())
+    assert rows[("recall DF", "bca exact")]["endpoint_difference_from_bca"]["max"] < 1e-9  # 3 images: one per group
+    assert report["metrics_json_seconds"]["percentile"] > 0 and report["metrics_json_seconds"]["bca"] > 0
+
+
+def test_paired_pooling_smoke(tmp_path) -> None:
+    out = tmp_path / "p.json"
+    load("paired_pooling").main(["--draws", "3", "--images", "200", "--resamples", "50", "--out", str(out)])
+    report = json.loads(out.read_text())
+    scenarios = {(row["scenario"], row["pairs"]) for row in report["results"]}
+    assert ("seeds on one image set", 4) in scenarios and ("splits", 2) in scenarios and len(scenarios) == 7
+    assert {row["method"] for row in report["results"]} == {"percentile", "bca"}
+    assert all(0 <= row["false_positive_rate"] <= 1 and row["width_ratio"] > 0 for row in report["results"])
+
+
 @needs_ham10000
 def test_weight_scale_smoke(tmp_path) -> None:
     out = tmp_path / "s.json"

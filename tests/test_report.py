@@ -278,6 +278,21 @@ def test_a_weighting_baseline_is_its_plain_row_and_its_variants_are_compared_wit
     ]  # fmt: skip
 
 
+def test_the_comparisons_read_percentile_or_bca_intervals_from_the_same_resamples(grid_folder) -> None:
+    from sampleweight.studies.report import compare_with_baseline
+
+    tables = summarize(collect_runs(grid_folder))
+    read = {
+        method: compare_with_baseline(tables, "ce-none", resamples=200, method=method)[0].comparisons
+        for method in ("percentile", "bca")
+    }
+    pooled = {method: [d for c in found for d in c.comparison.pooled] for method, found in read.items()}
+    assert [d.estimate for d in pooled["bca"]] == [d.estimate for d in pooled["percentile"]]
+    assert [(d.low, d.high) for d in pooled["bca"]] != [(d.low, d.high) for d in pooled["percentile"]]
+    with pytest.raises(ValueError, match="percentile, bca"):
+        compare_with_baseline(tables, "ce-none", resamples=20, method="basic")
+
+
 def test_a_weighting_baseline_is_plain_for_its_loss_and_never_crosses_losses(grid_folder, tmp_path) -> None:
     import shutil
 

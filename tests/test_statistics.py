@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import statistics as stdlib_statistics
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy import stats  # scikit-learn's own dependency: an independent BCa to check ours against
 from sklearn import metrics as skm
 
 import sampleweight as sw
-from sampleweight.bootstrap import resample_counts
+from sampleweight.bootstrap import bca_interval, resample_counts
 from sampleweight.studies.statistics import (
     PairedBootstrap,
     Predictions,
+    bca_p_value,
     bootstrap_p_value,
     describe,
     holm,
     holm_family,
+    image_set_entropy,
 )
 
 CLASSES = ("MEL", "NV", "BCC", "DF")
@@ -57,9 +61,10 @@ def test_a_good_predictor_clearly_beats_a_chance_level_one() -> None:
 def test_one_pair_equals_an_independent_slow_loop_over_the_same_resamples() -> None:
     targets, predicted_a = case(3, n=150)
     predicted_b = np.where(np.random.default_rng(4).random(150) < 0.3, 1, predicted_a)  # B predicts NV more
-    comparison = PairedBootstrap(resamples=80, seed=5).compare({(1, 2): run(targets, predicted_a)},
+    comparison = PairedBootstrap(resamples=80, seed=5, method="percentile").compare({(1, 2): run(targets, predicted_a)},
                                                               {(1, 2): run(targets, predicted_b)})  # fmt: skip
-    counts = resample_counts(targets, 80, np.random.SeedSequence([5, 0, 1, 2]))  # the key's seeded draws
+    images = run(targets, predicted_a).images  # already sorted: the draws are seeded by the image set
+    counts = resample_counts(targets, 80, np.random.SeedSequence([5, 0, *image_set_entropy(images, targets)]))
     labels = np.unique(targets)
     rows = []
     for row in counts:
@@ -101,6 +106,66 @@ def test_pooling_averages_the_pairs_and_widens_when_they_disagree() -> None:
     assert pooled.low < split1.high and pooled.high > split0.low
 
 
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_keys_scored_on_the_same_images_share_their_resamples_and_other_images_do_not(method: str) -> None:
+    targets, predicted = case(5)
+    _, other = case(6)
+    a, b = run(targets, predicted), run(targets, other)
+    single = PairedBootstrap(resamples=300, method=method).compare({(0, 0): a}, {(0, 0): b})
+    # the same two runs again under other seeds (the same images): the pooled interval is the single pair's,
+    # since every key draws the image set's resamples (keyed by split/seed, it came out narrower)
+    copies = PairedBootstrap(resamples=300, method=method).compare(
+        {(0, s): a for s in range(4)}, {(0, s): b for s in range(4)}
+    )
+    assert copies.pooled == tuple(replace(d, pairs=4) for d in single.pooled)
+    assert all(pair == single.pooled for pair in copies.per_pair.values())
+    # the same predictions on other images (another split): drawn independently, so the intervals differ
+    renamed = PairedBootstrap(resamples=300, method=method).compare(
+        {(0, 0): a, (1, 0): run(targets, predicted, "x")}, {(0, 0): b, (1, 0): run(targets, other, "x")}
+    )
+    assert renamed.per_pair[(0, 0)] == single.pooled and renamed.per_pair[(1, 0)] != single.pooled
+    assert renamed.pooled[1].high - renamed.pooled[1].low < single.pooled[1].high - single.pooled[1].low
+
+
+def seeds_on_one_image_set(draw: int, seeds: int = 4, n: int = 400) -> tuple[dict, dict]:
+    """Two equally good setups, ``seeds`` runs each, all scored on one image set (a fixed validation or test set).
+
+    Each setup has its own easy and hard images (the same images stay easy across its seeds: 95 % right against
+    5 %, mixed to each class's recall), so its seeds mostly agree, as real reruns do, and the setups differ
+    image by image with no difference in expectation.
+    """
+    rng = np.random.default_rng([2023, draw])
+    targets = rng.choice(len(CLASSES), size=n, p=[0.2, 0.6, 0.15, 0.05])
+    recall = np.array([0.6, 0.9, 0.7, 0.5])[targets]
+    setups: list[dict] = []
+    for _ in range(2):
+        easy = rng.random(n) < (recall - 0.05) / 0.9
+        right = np.where(easy, 0.95, 0.05)
+        runs = {}
+        for seed in range(seeds):
+            wrong = (targets + rng.integers(1, len(CLASSES), size=n)) % len(CLASSES)
+            runs[(0, seed)] = run(targets, np.where(rng.random(n) < right, targets, wrong))
+        setups.append(runs)
+    return setups[0], setups[1]
+
+
+def test_pooling_seeds_scored_on_one_image_set_keeps_the_false_positive_rate() -> None:
+    """Issue 23: keyed by (split, seed), 4 seeds on one image set were pooled as 4 independent image samples.
+
+    Equal setups, 200 draws (fixed seeds): the pooled test's false-positive rate at p < 0.05 was 0.115 (BAcc)
+    and 0.09 (Acc) when each key drew its own resamples; keyed by the images it is 0.035 and 0.025. The percentile
+    interval keeps this fast: the resamples are what changed, and BCa reads the same ones
+    (``benchmarks/paired_pooling.py`` has both).
+    """
+    p_values = []
+    for draw in range(200):
+        a, b = seeds_on_one_image_set(draw)
+        bootstrap = PairedBootstrap(("bacc", "acc"), resamples=199, seed=draw, method="percentile")
+        p_values.append([d.p for d in bootstrap.compare(a, b).pooled])
+    false_positive = (np.array(p_values) < 0.05).mean(axis=0)
+    assert (false_positive <= 0.06).all(), false_positive
+
+
 def test_runs_are_matched_by_image_id_and_other_images_are_refused() -> None:
     targets, predicted = case(7, n=120)
     _, other = case(8, n=120)
@@ -116,6 +181,50 @@ def test_runs_are_matched_by_image_id_and_other_images_are_refused() -> None:
         PairedBootstrap(resamples=10).compare({0: a}, {1: b})
     partial = PairedBootstrap(resamples=10).compare({0: a, 1: a}, {0: b})
     assert partial.unpaired == (1,) and partial.pooled[0].pairs == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_pair_bca_equals_scipys_bca_of_the_per_class_differences(seed: int) -> None:
+    """Per class, each image's A-right minus B-right (-1, 0, 1) is one of scipy's samples; the BAcc difference is
+    the mean of their means, the Acc difference their mean weighted by size. The pair's image set seeds the draws.
+
+    Class sizes are powers of 2, so both sides compute every value exactly and agree on which resamples tie with
+    the estimate (scipy compares floats exactly; ours allows for the last bits).
+    """
+    targets = np.repeat(np.arange(4), [32, 16, 8, 8])
+    rng = np.random.default_rng(seed)
+    right_a = rng.random(targets.size) < np.array([0.8, 0.5, 0.9, 0.6])[targets]
+    right_b = np.where(rng.random(targets.size) < 0.7, right_a, rng.random(targets.size) < 0.6)
+    a = run(targets, np.where(right_a, targets, (targets + 1) % 4))
+    b = run(targets, np.where(right_b, targets, (targets + 2) % 4))
+    comparison = PairedBootstrap(("bacc", "acc"), resamples=999, seed=seed, method="bca", jackknife=32).compare(
+        {(0, 0): a}, {(0, 0): b}
+    )
+    samples = tuple((right_a[targets == c].astype(float) - right_b[targets == c]) for c in range(4))
+    statistics = (
+        lambda *s, axis: np.mean([x.mean(axis=axis) for x in s], axis=0),
+        lambda *s, axis: np.sum([x.sum(axis=axis) for x in s], axis=0) / targets.size,
+    )
+    draws = np.random.SeedSequence([seed, 0, *image_set_entropy(a.images, targets)])
+    for difference, statistic in zip(comparison.pooled, statistics, strict=True):
+        reference = stats.bootstrap(samples, statistic, n_resamples=999, method="BCa", vectorized=True,
+                                    rng=np.random.default_rng(draws))  # fmt: skip
+        assert difference.low == pytest.approx(reference.confidence_interval.low, abs=1e-12)
+        assert difference.high == pytest.approx(reference.confidence_interval.high, abs=1e-12)
+        assert difference.estimate == pytest.approx(statistic(*samples, axis=-1))
+
+
+def test_the_bca_p_value_is_the_level_at_which_the_bca_interval_reaches_zero() -> None:
+    samples = np.random.default_rng(0).gamma(2.0, 1.0, size=20000)[:, None] - 0.6  # skewed, mostly above 0
+    estimate = np.array([1.3])
+    for a in (0.0, 0.08, -0.05):
+        p = float(bca_p_value(samples, estimate, np.array([a]))[0])
+        assert 0.01 < p < 0.5
+        low_narrower = bca_interval(samples, estimate, np.array([a]), level=1 - p - 0.005)[0][0]
+        low_wider = bca_interval(samples, estimate, np.array([a]), level=1 - p + 0.005)[0][0]
+        assert low_narrower > 0 > low_wider, (a, p)
+    symmetric = np.r_[np.linspace(-1, 3, 200), np.linspace(-1, 3, 200)][:, None]  # median 1 = the estimate: z0 = 0
+    np.testing.assert_allclose(bca_p_value(symmetric, np.array([1.0]), np.array([0.0])), bootstrap_p_value(symmetric))
 
 
 def test_holm_and_the_p_value_against_hand_computations() -> None:

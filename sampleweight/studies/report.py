@@ -31,6 +31,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
+from sampleweight.bootstrap import DEFAULT_METHOD
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.components import is_hierarchical, label_tree
 from sampleweight.engine.config import EXECUTION_FIELDS, complete_config, default_name
@@ -536,7 +537,13 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
 
 
 def compare_with_baseline(
-    tables: Sequence[ResultTable], baseline: str, *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+    tables: Sequence[ResultTable],
+    baseline: str,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    method: str = DEFAULT_METHOD,
 ) -> list[ResultTable]:
     """The tables with every cell's paired difference to the baseline cell of its table.
 
@@ -557,6 +564,8 @@ def compare_with_baseline(
         resamples: Bootstrap resamples per pair.
         seed: Seed of the resamples.
         level: Coverage of the intervals.
+        method: ``"percentile"`` or ``"bca"``: how the intervals and p-values are read from the resamples
+            (`PairedBootstrap`).
 
     Raises:
         ConfigError: ``baseline`` names no cell of any table (the names it could be are listed).
@@ -567,7 +576,7 @@ def compare_with_baseline(
         raise ConfigError(
             f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(sorted(names))}"
         )
-    bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level)
+    bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level, method=method)
     compared = []
     for table in tables:
         candidates = _baseline_cells(table, baseline)
@@ -667,6 +676,7 @@ def write_report(
     baseline: str | None = None,
     resamples: int = 2000,
     logit_adjust: Sequence[float] = (),
+    method: str = DEFAULT_METHOD,
 ) -> Report:
     """Write the report of every finished run under ``folder``.
 
@@ -685,6 +695,7 @@ def write_report(
         resamples: Bootstrap resamples per pair of runs for the comparisons.
         logit_adjust: Also show every run after post-hoc logit adjustment with each of these taus
             (`logit_adjusted_run`), as setups ``LOSS-WEIGHTING-logit_adjust=TAU``.
+        method: The comparisons' intervals and p-values: ``"percentile"`` or ``"bca"`` (`compare_with_baseline`).
 
     Returns:
         A `Report` with the tables and the files written.
@@ -700,7 +711,7 @@ def write_report(
     runs += adjusted
     tables = summarize(runs, paper=paper)
     if baseline is not None:
-        tables = compare_with_baseline(tables, baseline, resamples=resamples)
+        tables = compare_with_baseline(tables, baseline, resamples=resamples, method=method)
     out = output_folder(out if out is not None else folder)
     csv_files = [_write_csv(table, out / f"table-{table.key}.csv", paper=paper) for table in tables]
     if baseline is not None:

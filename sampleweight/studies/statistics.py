@@ -7,31 +7,54 @@ the min-max of a metric over the runs of one setup (its splits and seeds).
 validation images (``predictions.csv``, matched by image id). `PairedBootstrap.compare` resamples those
 images (stratified by class, `sampleweight.bootstrap.resample_counts`) and scores both setups on every
 resample, so the difference ``A - B`` of a metric is measured on the same draws: the image-to-image
-noise that both share cancels. One pair of runs gives the difference on its images, a 95 % percentile
-interval and a two-sided p-value; several pairs (splits x seeds) are **pooled** by a two-level
-bootstrap: each resample draws K of the K pairs with replacement (the run-to-run level: split and
-seed) and, within each pair drawn, that pair's image resample (the image level); the pooled difference
-is the mean over the pairs drawn. The interval and the p-value of the pooled difference so cover the
-validation images and the variation between splits and seeds that the K pairs show. With few pairs the
-run-to-run level is estimated from few values and the interval is too narrow (the bootstrap's variance
-of a mean of K values is ``(K - 1) / K`` of the textbook one): we recommend at least 2 splits x 2 seeds.
+noise that both share cancels. One pair of runs gives the difference on its images, a 95 % interval
+(BCa by default, `sampleweight.bootstrap`; or the percentile interval) and a two-sided p-value; several
+pairs (splits x seeds) are **pooled** by a two-level bootstrap: each resample draws K of the K pairs with
+replacement (the run-to-run level: split and seed) and, within each pair drawn, that pair's image
+resample (the image level); the pooled difference is the mean over the pairs drawn. The image resamples
+belong to the images, not to the key: pairs scored on the same images (several seeds on one split, or
+every run scored on one test set) share resample r, so the image-level noise they share is counted once,
+not averaged away as if their images were independent samples; pairs on other images (other splits)
+get independent resamples. The interval and the p-value of the pooled difference so cover the validation
+images and the variation between splits and seeds that the K pairs show. With 2-4 pairs, how well
+depends on which dominates (``benchmarks/paired_pooling.py``, two equally good setups): each pair's
+difference already varies with its images and the image level counts that again, so where the images'
+noise dominates the pooled test is conservative (0-2.6 % false positives at p < 0.05 for 2 and 4
+splits); where the runs differ by more than their images do, the run-to-run level rests on K values
+(the bootstrap's variance of a mean of K values is ``(K - 1) / K`` of the textbook one) and the interval
+is too narrow (16 % false positives with 2 splits, 9 % with 4).
 
-**p-value.** ``p = 2 min(P*(d <= 0), P*(d >= 0))`` over the resampled differences ``d`` (each share
-counted as ``(k + 1) / (R + 1)``, so p is never 0; at most 1): the smallest level at which the percentile
-interval excludes 0. `holm` adjusts a family of p-values (the comparisons of one table) for multiple
-testing (Holm 1979): a difference is significant when its adjusted p is below 0.05.
+**p-value.** Percentile: ``p = 2 min(P*(d <= 0), P*(d >= 0))`` over the resampled differences ``d`` (each
+share counted as ``(k + 1) / (R + 1)``, so p is never 0; at most 1): the smallest level at which the
+percentile interval excludes 0. BCa: the smallest level at which the BCa interval excludes 0
+(`bca_p_value`; the same shares, read through BCa's shifted levels). `holm` adjusts a family of p-values
+(the comparisons of one table) for multiple testing (Holm 1979): a difference is significant when its
+adjusted p is below 0.05.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from sampleweight.bootstrap import percentile_interval, resample_counts
+from sampleweight.bootstrap import (
+    DEFAULT_METHOD,
+    JACKKNIFE_GROUPS,
+    JackknifeGroups,
+    acceleration,
+    bias_correction,
+    check_method,
+    interval,
+    jackknife_groups,
+    resample_counts,
+)
 from sampleweight.engine.rundir import read_predictions
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import confusion_matrix, confusion_metrics
@@ -44,9 +67,11 @@ __all__ = [
     "PairedBootstrap",
     "Predictions",
     "Spread",
+    "bca_p_value",
     "bootstrap_p_value",
     "describe",
     "holm",
+    "image_set_entropy",
     "metric_values",
 ]
 
@@ -165,6 +190,42 @@ def bootstrap_p_value(differences: Any) -> np.ndarray:
     return np.minimum(1.0, 2 * np.minimum(below, above))
 
 
+def bca_p_value(differences: Any, estimate: Any, acceleration: Any) -> np.ndarray:
+    """Two-sided p-value of "no difference" that matches the BCa interval: the smallest level at which it excludes 0.
+
+    The BCa interval at lower-tail level ``beta`` reads the resamples at ``Phi(z0 + w / (1 - a w))``,
+    ``w = z0 + Phi^-1(beta)``; setting that equal to the share ``q`` of resampled differences at or below 0
+    (counted as in `bootstrap_p_value`) and solving gives ``beta = Phi(u / (1 + a u) - z0)``, ``u = Phi^-1(q) - z0``;
+    the upper side is the same for ``-d`` (``z0`` and ``a`` change sign). ``p = 2 min`` of the two, at most 1.
+    With ``z0 = a = 0`` this is `bootstrap_p_value`.
+
+    Args:
+        differences: Resampled differences [R, ...].
+        estimate: The difference on the images as given [...].
+        acceleration: BCa's ``a`` [...] (`sampleweight.bootstrap.acceleration`).
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    total = d.shape[0] + 1
+    z0 = bias_correction(d, estimate).reshape(-1)
+    a = np.broadcast_to(np.asarray(acceleration, dtype=np.float64), d.shape[1:]).reshape(-1)
+    below = (((d <= 0).sum(axis=0) + 1) / total).reshape(-1)
+    above = (((d >= 0).sum(axis=0) + 1) / total).reshape(-1)
+    p = np.empty(below.size)
+    for i in range(below.size):
+        p[i] = 2 * min(_bca_tail(below[i], z0[i], a[i]), _bca_tail(above[i], -z0[i], -a[i]))
+    return np.minimum(1.0, p).reshape(d.shape[1:])
+
+
+def _bca_tail(share: float, z0: float, a: float) -> float:
+    """The lower-tail level at which the BCa interval's lower end reaches the value with ``share`` below it."""
+    normal = NormalDist()
+    u = normal.inv_cdf(min(max(share, 1e-300), 1 - 1e-16)) - z0
+    denominator = 1 + a * u
+    if denominator <= 0:  # beyond the transformation's pole: excluded at every level, or at none
+        return 0.0 if u < 0 else 1.0
+    return normal.cdf(u / denominator - z0)
+
+
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (same order as given).
 
@@ -233,14 +294,23 @@ class Comparison:
 class PairedBootstrap:
     """Paired-bootstrap comparisons of runs scored on the same images, pooled over (split, seed) pairs.
 
-    Every comparison that involves the images of one key draws the same resamples (seeded by the key),
-    and each run is scored on them once (cached), so comparing many setups with one baseline stays cheap.
+    The image resamples are keyed by the images themselves (`image_set_entropy`: their sorted ids and true
+    classes), not by the (split, seed) key: runs scored on one image set draw the same resamples whichever
+    key they carry, so pooling several seeds scored on one validation or test set does not shrink the
+    image-level variance (it would if each key drew its own), while different splits (other images) draw
+    independent ones. Each image set's resamples are drawn once and each run is scored on them once
+    (cached), so comparing many setups with one baseline stays cheap.
 
     Args:
         metrics: What to compare (`COMPARED_METRICS`, or ``recall:NAME``).
         resamples: R per pair.
         seed: Base seed.
         level: Coverage of the intervals.
+        method: ``"bca"`` (default) or ``"percentile"``: how the intervals and p-values are read from the
+            resamples. BCa's acceleration comes from a stratified delete-a-group jackknife over each image set
+            (`sampleweight.bootstrap.jackknife_groups`); for the pooled difference, each group is left out of
+            every pair scored on its image set at once (the run-to-run level does not enter it).
+        jackknife: Deletion groups per class for BCa (`sampleweight.bootstrap.JACKKNIFE_GROUPS`).
 
     Example:
         >>> import numpy as np
@@ -252,12 +322,21 @@ class PairedBootstrap:
     """
 
     def __init__(
-        self, metrics: Sequence[str] = COMPARED_METRICS, *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+        self,
+        metrics: Sequence[str] = COMPARED_METRICS,
+        *,
+        resamples: int = 2000,
+        seed: int = 0,
+        level: float = 0.95,
+        method: str = DEFAULT_METHOD,
+        jackknife: int = JACKKNIFE_GROUPS,
     ) -> None:
         self.metrics = tuple(metrics)
         self.resamples, self.seed, self.level = resamples, seed, level
-        self._images: dict[Hashable, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
-        self._scored: dict[tuple[Hashable, int], tuple[Predictions, np.ndarray, np.ndarray]] = {}
+        self.method, self.jackknife = check_method(method), jackknife
+        self._keys: dict[Hashable, tuple[int, ...]] = {}  # key -> the identity of its image set
+        self._images: dict[tuple[int, ...], _ImageSet] = {}
+        self._scored: dict[tuple[Hashable, int], tuple[Predictions, _Scored]] = {}
 
     def compare(self, runs_a: Mapping[Hashable, Predictions], runs_b: Mapping[Hashable, Predictions]) -> Comparison:
         """Setup A (its runs by key ``(split, seed)``) minus setup B, on the keys both have.
@@ -271,64 +350,143 @@ class PairedBootstrap:
             raise ConfigError("no pair of runs on the same split and seed to compare")
         keys.sort(key=repr)
         per_pair: dict[Hashable, tuple[Difference, ...]] = {}
-        samples, estimates = [], []
+        differences: list[_Scored] = []
         for key in keys:
-            estimate_a, samples_a = self._score(key, runs_a[key])
-            estimate_b, samples_b = self._score(key, runs_b[key])
-            difference = samples_a - samples_b
-            samples.append(difference)
-            estimates.append(estimate_a - estimate_b)
-            per_pair[key] = self._differences(estimate_a - estimate_b, difference, 1)
-        pooled = np.mean(estimates, axis=0)
-        stacked = np.stack(samples)  # [K, R, M]
+            a, b = self._score(key, runs_a[key]), self._score(key, runs_b[key])
+            difference = _Scored(a.estimate - b.estimate, a.samples - b.samples, a.deleted - b.deleted)
+            differences.append(difference)
+            accelerated = np.zeros(len(self.metrics))
+            if self.method == "bca":
+                accelerated = acceleration(difference.estimate, difference.deleted, self._image_set(key).groups)
+            per_pair[key] = self._differences(difference.estimate, difference.samples, 1, accelerated)
+        pooled = np.mean([d.estimate for d in differences], axis=0)
+        stacked = np.stack([d.samples for d in differences])  # [K, R, M]
         count = len(keys)
         if count > 1:  # the run-to-run level: K of the K pairs, with replacement, per resample
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, count]))
             drawn = rng.integers(0, count, size=(self.resamples, count))
             stacked = stacked[drawn.T, np.arange(self.resamples)[None, :]]
-        return Comparison(self._differences(pooled, stacked.mean(axis=0), count), per_pair, unpaired)
+        accelerated = self._pooled_acceleration(keys, differences, pooled)
+        return Comparison(self._differences(pooled, stacked.mean(axis=0), count, accelerated), per_pair, unpaired)
 
-    def _differences(self, estimate: np.ndarray, samples: np.ndarray, pairs: int) -> tuple[Difference, ...]:
-        low, high = percentile_interval(samples, self.level)
-        p = bootstrap_p_value(samples)
+    def _pooled_acceleration(self, keys: list[Hashable], differences: list[_Scored], pooled: np.ndarray) -> np.ndarray:
+        """BCa's ``a`` of the pooled difference: the jackknife of the mean over the pairs, over the images.
+
+        Each image set's groups are left out in turn, in every pair scored on that set at once; the strata are
+        the classes of each image set. The run-to-run level does not enter ``a`` (its share of the skewness is
+        left to ``z0`` and the resamples).
+        """
+        if self.method != "bca":
+            return np.zeros(len(self.metrics))
+        deleted, sizes, stratum_sizes, strata = [], [], [], []
+        offset = 0
+        for identity in dict.fromkeys(self._keys[key] for key in keys):
+            image_set = self._images[identity]
+            moved = sum(d.deleted - d.estimate for key, d in zip(keys, differences, strict=True)
+                        if self._keys[key] == identity)  # fmt: skip
+            deleted.append(pooled + moved / len(keys))
+            groups = image_set.groups
+            sizes.append(groups.sizes)
+            stratum_sizes.append(groups.stratum_sizes)
+            strata.append(groups.strata + offset)
+            offset += int(groups.strata.max()) + 1 if groups.strata.size else 0
+        members = tuple(m for identity in dict.fromkeys(self._keys[key] for key in keys)
+                        for m in self._images[identity].groups.members)  # fmt: skip
+        union = JackknifeGroups(members, np.concatenate(sizes), np.concatenate(stratum_sizes), np.concatenate(strata))
+        return acceleration(pooled, np.concatenate(deleted), union)
+
+    def _differences(
+        self, estimate: np.ndarray, samples: np.ndarray, pairs: int, accelerated: np.ndarray
+    ) -> tuple[Difference, ...]:
+        low, high = interval(samples, estimate, self.level, method=self.method, acceleration=accelerated)
+        p = bootstrap_p_value(samples) if self.method == "percentile" else bca_p_value(samples, estimate, accelerated)
         return tuple(
             Difference(metric, float(estimate[i]), float(low[i]), float(high[i]), float(p[i]), pairs)
             for i, metric in enumerate(self.metrics)
         )
 
-    def _score(self, key: Hashable, run: Predictions) -> tuple[np.ndarray, np.ndarray]:
-        """The run's metrics on its images and on each of the key's resamples (cached per run)."""
+    def _score(self, key: Hashable, run: Predictions) -> _Scored:
+        """The run's metrics on its images, on each of its image set's resamples and (BCa) jackknife deletions."""
         cached = self._scored.get((key, id(run)))
         if cached is not None and cached[0] is run:
-            return cached[1], cached[2]
-        images, targets, counts = self._resamples(key, run)
+            return cached[1]
+        image_set = self._image_set(key, run)
         order = np.argsort(np.asarray(run.images, dtype=object), kind="stable")
-        if tuple(run.images[i] for i in order) != images:
+        if tuple(run.images[i] for i in order) != image_set.images:
             raise ConfigError(
                 f"runs of split/seed {key} were scored on different images; a paired comparison needs the same "
                 "validation images (same data, split, seed and val_fraction)"
             )
-        if not np.array_equal(run.targets[order], targets):
+        if not np.array_equal(run.targets[order], image_set.targets):
             raise ConfigError(f"runs of split/seed {key} disagree on the true classes of the same images")
-        predicted = run.predicted[order]
+        targets, predicted = image_set.targets, run.predicted[order]
         estimate = metric_values(targets, predicted, run.classes, self.metrics)
-        samples = metric_values(targets, predicted, run.classes, self.metrics, counts)
-        self._scored[(key, id(run))] = (run, estimate, samples)
-        return estimate, samples
+        samples = metric_values(targets, predicted, run.classes, self.metrics, image_set.counts)
+        deleted = np.empty((0, len(self.metrics)))
+        if self.method == "bca" and image_set.groups.members:
+            weights = image_set.groups.keep_weights(targets.size)
+            deleted = metric_values(targets, predicted, run.classes, self.metrics, weights)
+        scored = _Scored(estimate, samples, deleted)
+        self._scored[(key, id(run))] = (run, scored)
+        return scored
 
-    def _resamples(self, key: Hashable, run: Predictions) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """The key's images (sorted by id), their true classes and resample counts [R, N], drawn once."""
-        if key not in self._images:
+    def _image_set(self, key: Hashable, run: Predictions | None = None) -> _ImageSet:
+        """The key's image set: its images (sorted by id), true classes, resample counts [R, N], jackknife groups.
+
+        The first run of a key fixes its images; the resamples belong to that image set (seeded by
+        `image_set_entropy`), drawn once however many keys share it.
+        """
+        identity = self._keys.get(key)
+        if identity is None:
+            if run is None:
+                raise KeyError(key)
             order = np.argsort(np.asarray(run.images, dtype=object), kind="stable")
-            targets = run.targets[order]
-            entropy = [self.seed, 0, *(_entropy(part) for part in (key if isinstance(key, tuple) else (key,)))]
-            counts = resample_counts(targets, self.resamples, np.random.SeedSequence(entropy))
-            self._images[key] = (tuple(run.images[i] for i in order), targets, counts)
-        return self._images[key]
+            images, targets = tuple(run.images[i] for i in order), run.targets[order]
+            identity = image_set_entropy(images, targets)
+            self._keys[key] = identity
+            if identity not in self._images:
+                counts = resample_counts(targets, self.resamples, np.random.SeedSequence([self.seed, 0, *identity]))
+                groups = jackknife_groups(
+                    targets, groups=self.jackknife, seed=np.random.SeedSequence([self.seed, 2, *identity])
+                )
+                self._images[identity] = _ImageSet(images, targets, counts, groups)
+        return self._images[identity]
 
 
-def _entropy(part: Hashable) -> int:
-    """A non-negative integer for a key part (split and seed are ints already)."""
-    if isinstance(part, (int, np.integer)) and part >= 0:
-        return int(part)
-    return int.from_bytes(repr(part).encode()[:16].ljust(16, b"\0"), "little")
+@dataclass(frozen=True)
+class _ImageSet:
+    images: tuple[str, ...]
+    targets: np.ndarray
+    counts: np.ndarray  # [R, N]
+    groups: JackknifeGroups
+
+
+@dataclass(frozen=True)
+class _Scored:
+    estimate: np.ndarray  # [M]
+    samples: np.ndarray  # [R, M]
+    deleted: np.ndarray  # [G, M] with BCa, else [0, M]
+
+
+def image_set_entropy(images: Sequence[str], targets: Any) -> tuple[int, ...]:
+    """The identity of a scored image set, as seed entropy: a hash of its image ids and true classes (in order).
+
+    `PairedBootstrap` seeds each image set's resamples with it, so runs scored on the same images (sorted by
+    id) share their resamples, and other images get independent ones.
+
+    Args:
+        images: Image ids [N] (`PairedBootstrap` passes them sorted).
+        targets: Their true class indices [N].
+
+    Returns:
+        Four 32-bit integers (a 128-bit BLAKE2b digest).
+
+    Example:
+        >>> image_set_entropy(["a", "b"], [0, 1]) == image_set_entropy(("a", "b"), np.array([0, 1]))
+        True
+        >>> image_set_entropy(["a", "b"], [0, 1]) == image_set_entropy(["a", "c"], [0, 1])
+        False
+    """
+    text = json.dumps([list(images), np.asarray(targets).astype(np.int64).tolist()])
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
