@@ -392,7 +392,7 @@ def evaluate(
     ),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass, test-time views included."),
-    cache_dir: Path | None = typer.Option(None, help="Image cache folder."),
+    cache_dir: str | None = typer.Option(None, help="Image cache folder."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out (and report) unreadable images."),
     bootstrap: int = typer.Option(2000, min=0, help=BOOTSTRAP_HELP),
     tta: str = typer.Option(
@@ -421,6 +421,7 @@ def evaluate(
 
     given_path(data, "--data")
     out = given_path(out, "--out")
+    cache_dir = given_path(cache_dir, "--cache-dir")
     if each:
         _evaluate_each(runs, data, out, device=device, batch_size=batch_size, cache_dir=cache_dir, skip_bad=skip_bad,
                        bootstrap=bootstrap, tta=tta, combine=combine, submission=submission,
@@ -487,7 +488,7 @@ def _evaluate_each(
 def retrain(
     run: Path = typer.Argument(..., help="A finished run directory (sampleweight train's --out)."),
     method: str = typer.Option(..., help="crt, tau_norm, lws or ncm (Kang et al. 2020; docs/long-tail.md)."),
-    out: Path = typer.Option(..., help="The retrained run's directory (a normal run directory)."),
+    out: str = typer.Option(..., help="The retrained run's directory (a normal run directory)."),
     epochs: int | None = typer.Option(None, help="crt/lws: epochs (default 10 % of the run's, at least 1)."),
     lr: float | None = typer.Option(None, help="crt/lws: learning rate (default the run's), cosine-annealed to 0."),
     batch_size: int | None = typer.Option(None, help="crt/lws: batch size (default the run's)."),
@@ -503,7 +504,7 @@ def retrain(
     ),
     data: str | None = typer.Option(None, help="The run's data set, if it moved (default the run's --data)."),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu (default cuda when available)."),
-    cache_dir: Path | None = typer.Option(None, help="Image cache folder (default the run's)."),
+    cache_dir: str | None = typer.Option(None, help="Image cache folder (default the run's)."),
     workers: int | None = typer.Option(None, help="Data-loader worker processes (default the run's)."),
     bootstrap: int | None = typer.Option(None, min=0, help=BOOTSTRAP_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --out that holds a run."),
@@ -512,10 +513,11 @@ def retrain(
     """Re-balance a finished run's classifier (decoupled second stage) and write it as a new run directory."""
     from sampleweight.engine.retraining import retrain as run_retraining
 
+    given_path(data, "--data")
     metrics = run_retraining(
         run,
         method,
-        out,
+        given_path(out, "--out"),
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
@@ -525,7 +527,7 @@ def retrain(
         ncm_distance=ncm_distance,
         data=data,
         device=device,
-        cache_dir=cache_dir,
+        cache_dir=given_path(cache_dir, "--cache-dir"),
         workers=workers,
         bootstrap=bootstrap,
         overwrite=overwrite,
@@ -774,10 +776,10 @@ def attention(
     images: str | None = typer.Option(
         None, help="Comma-separated image ids (default: the hardest and easiest validation image per class)."
     ),
-    out: Path | None = typer.Option(None, help="Output folder (default RUN/attention, or PARENT/attention)."),
+    out: str | None = typer.Option(None, help="Output folder (default RUN/attention, or PARENT/attention)."),
     device: str | None = typer.Option(None, help="cuda, cuda:N or cpu."),
     data: str | None = typer.Option(None, help="Read the images from here instead of the run's --data."),
-    cache_dir: Path | None = typer.Option(None, help="Image cache folder instead of the run's."),
+    cache_dir: str | None = typer.Option(None, help="Image cache folder instead of the run's."),
 ) -> None:
     """CBAM spatial attention and best channel per image (per decision level for the hierarchical model), as PNG."""
     from sampleweight.studies.attention import attention_figures
@@ -785,7 +787,15 @@ def attention(
     names = [name.strip() for name in images.split(",") if name.strip()] if images is not None else None
     if names == []:
         raise ConfigError("--images is empty: give image ids (comma-separated), or leave it out for automatic picks")
-    written = attention_figures(runs, images=names, out=out, device=device, data=data, cache_dir=cache_dir)
+    given_path(data, "--data")
+    written = attention_figures(
+        runs,
+        images=names,
+        out=given_path(out, "--out"),
+        device=device,
+        data=data,
+        cache_dir=given_path(cache_dir, "--cache-dir"),
+    )
     folders = sorted({str(path.parent) for path in written})
     console.print(f"wrote {len(written)} panel(s) to {', '.join(folders)}", markup=False, highlight=False)
 

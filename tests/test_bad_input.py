@@ -377,14 +377,18 @@ def test_overwrite_removes_the_old_runs_evaluations_but_not_the_users_files(tmp_
 
 @pytest.mark.parametrize(
     ("command", "flag"),
-    [("grid", "--out"), ("report", "--out"), ("evaluate", "--out"), ("evaluate", "--data")],
-)
+    [("grid", "--out"), ("report", "--out"), ("evaluate", "--out"), ("evaluate", "--data"), ("evaluate", "--cache-dir"),
+     ("retrain", "--out"), ("retrain", "--data"), ("retrain", "--cache-dir"), ("attention", "--out"),
+     ("attention", "--data"), ("attention", "--cache-dir")],
+)  # fmt: skip
 def test_an_empty_path_of_grid_report_evaluate_is_refused(command, flag, tmp_path, finished, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     args = {
         "grid": ["grid", *TINY, "--models", "cbam_vgg16", "--losses", "ce", "--weighters", "none", "--splits", "0"],
         "report": ["report", str(finished.parent), "--no-figures"],
         "evaluate": ["evaluate", str(finished), "--data", "synthetic:40", "--device", "cpu"],
+        "retrain": ["retrain", str(finished), "--method", "ncm", "--device", "cpu", "--out", str(tmp_path / "n")],
+        "attention": ["attention", str(finished), "--device", "cpu"],
     }[command]
     result = runner.invoke(app, [*args, flag, ""])
     assert result.exit_code == 2
