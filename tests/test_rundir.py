@@ -81,7 +81,7 @@ def test_load_checkpoint_errors_are_config_errors(tmp_path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a pickle")
-    with pytest.raises(sw.ConfigError, match="is not a sampleweight checkpoint"):
+    with pytest.raises(sw.ConfigError, match="is damaged or not a sampleweight checkpoint"):
         load_checkpoint(junk)
     other = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(1)}, other)
