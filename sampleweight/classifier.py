@@ -160,7 +160,27 @@ def class_means(features: Tensor, targets: Tensor, num_classes: int) -> Tensor:
     return (sums / counts[:, None]).to(features.dtype)
 
 
-class CosineClassifier(nn.Module):
+class _ClassMeansHead(nn.Module):
+    """What the nearest-class-mean heads share: class means [C, D] and a temperature, as buffers."""
+
+    means: Tensor  # buffers, registered by the subclasses
+    scale: Tensor
+
+    @property
+    def in_features(self) -> int:
+        """D, the features it takes."""
+        return self.means.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        """C, the classes it scores."""
+        return self.means.shape[0]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
+
+
+class CosineClassifier(_ClassMeansHead):
     """Nearest class mean by cosine similarity: ``scale * cos(x, mu_c)`` for every class c.
 
     The decision (the largest cosine) does not depend on ``scale``; ``scale`` only sets how peaked the
@@ -186,22 +206,9 @@ class CosineClassifier(nn.Module):
         self.register_buffer("means", means.detach().clone().float())
         self.register_buffer("scale", torch.tensor(float(scale)))
 
-    @property
-    def in_features(self) -> int:
-        """D, the features it takes."""
-        return self.means.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        """C, the classes it scores."""
-        return self.means.shape[0]
-
     def forward(self, x: Tensor) -> Tensor:
         """Scores [B, C] for features ``x`` [B, D]."""
         return self.scale * F.normalize(x.float(), dim=1) @ F.normalize(self.means, dim=1).T
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
 
 
 def centered_class_means(features: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -229,7 +236,7 @@ def centered_class_means(features: Tensor, targets: Tensor, num_classes: int) ->
     return center.to(features.dtype), class_means(normalized, targets, num_classes).to(features.dtype)
 
 
-class CenteredNCMClassifier(nn.Module):
+class CenteredNCMClassifier(_ClassMeansHead):
     """Nearest class mean after centring and L2-normalising (Kang et al.'s default NCM, ``cl2n``).
 
     ``scale * -||x_hat - m_c||^2`` for every class c, with ``x_hat = (x - mu) / ||x - mu||``, ``mu`` the mean
@@ -261,16 +268,6 @@ class CenteredNCMClassifier(nn.Module):
         self.register_buffer("means", means.detach().clone().float())
         self.register_buffer("scale", torch.tensor(float(scale)))
 
-    @property
-    def in_features(self) -> int:
-        """D, the features it takes."""
-        return self.means.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        """C, the classes it scores."""
-        return self.means.shape[0]
-
     def forward(self, x: Tensor) -> Tensor:
         """Scores [B, C] for features ``x`` [B, D]: minus the scaled squared distances."""
         normalized = F.normalize(x.float() - self.center, dim=1)
@@ -278,9 +275,6 @@ class CenteredNCMClassifier(nn.Module):
             normalized.pow(2).sum(1, keepdim=True) + self.means.pow(2).sum(1)[None] - 2 * normalized @ self.means.T
         )
         return -self.scale * squared
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, scale={float(self.scale):.4g}"
 
 
 class WeightScaling(nn.Module):
