@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["TrainingProgress"]
+__all__ = ["TrainingProgress", "runs_bar"]
 
 
 class TrainingProgress:
@@ -92,3 +92,18 @@ class TrainingProgress:
             self._progress.reset(self._batch_task, total=self._batches, info="")
         else:
             self._progress.remove_task(self._batch_task)
+
+
+def runs_bar(label: str, console: Console) -> Progress:
+    """A bar over many runs (``LABEL ━━━ done/total runs``, elapsed, ETA, then the runs in progress in the task's
+    ``running`` field): what ``grid`` and ``evaluate --each`` show."""
+    return Progress(
+        TextColumn(f"[bold]{escape(label)}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[running]}"),
+        console=console,
+    )

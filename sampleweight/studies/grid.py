@@ -40,7 +40,7 @@ from typing import Any, Literal, get_args
 import timm
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from sampleweight.engine import components, training
 from sampleweight.engine.checkpoint import atomic_write_text
@@ -54,6 +54,7 @@ from sampleweight.engine.config import (
 )
 from sampleweight.engine.device import resolve_device
 from sampleweight.engine.folder_lock import FolderLock
+from sampleweight.engine.progress import runs_bar
 from sampleweight.engine.retraining import METHODS, retrain, retrained_name
 from sampleweight.engine.rundir import RunDirectory, output_folder, read_epochs
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
@@ -776,16 +777,7 @@ class _GridProgress:
         if self.done:
             self.console.print(f"grid: {self.done} of {self.total} runs already finished (skipped)", highlight=False)
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]grid"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[running]}"),
-                console=self.console,
-            )
+            self._progress = runs_bar("grid", self.console)
             self._progress.__enter__()
             self._task = self._progress.add_task("grid", total=self.total, completed=self.done, running="")
         return self

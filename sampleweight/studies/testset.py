@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.evaluation import (
@@ -36,6 +36,7 @@ from sampleweight.engine.evaluation import (
     same_evaluation,
     training_class_counts,
 )
+from sampleweight.engine.progress import runs_bar
 from sampleweight.engine.rundir import RunDirectory
 from sampleweight.errors import ConfigError, RunDirectoryInUseError, SampleWeightError
 
@@ -324,16 +325,7 @@ class _Bar:
         self.console, self.total, self.done = console, total, done
         self._progress: Progress | None = None
         if enabled:
-            self._progress = Progress(
-                TextColumn("[bold]evaluate"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[running]}"),
-                console=console,
-            )
+            self._progress = runs_bar("evaluate", console)
 
     def __enter__(self) -> _Bar:
         if self._progress is not None:
