@@ -514,10 +514,11 @@ def retrain(
     from sampleweight.engine.retraining import retrain as run_retraining
 
     given_path(data, "--data")
+    out_folder = given_path(out, "--out")
     metrics = run_retraining(
         run,
         method,
-        given_path(out, "--out"),
+        out_folder,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
@@ -534,7 +535,7 @@ def retrain(
         quiet=quiet,
         console=console,
     )
-    console.print(_metrics_line(metrics, out), markup=False, highlight=False, soft_wrap=True)
+    console.print(_metrics_line(metrics, out_folder), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

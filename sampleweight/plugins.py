@@ -206,7 +206,18 @@ class Registry:
             >>> load_plugins(entry_points=False, builtins=True, register_timm=False).defaults("losses")
             ['ce', 'focal']
         """
-        return [name for name, entry in self.kind(kind).items() if entry.plugin.builtin and entry.info.get("default")]
+        return self.builtins_marked(kind, "default")
+
+    def builtins_marked(self, kind: str, key: str) -> list[str]:
+        """The names of ``kind`` whose built-in registration sets ``key`` (`INFO_KEYS`), in registration order:
+        only the built-ins' marks choose what sampleweight does by default.
+
+        Example:
+            >>> registry = load_plugins(entry_points=False, builtins=True, register_timm=False)
+            >>> registry.builtins_marked("samplers", "balanced")
+            ['class_balanced']
+        """
+        return [name for name, entry in self.kind(kind).items() if entry.plugin.builtin and entry.info.get(key)]
 
 
 def load_plugins(

@@ -169,7 +169,7 @@ def run_taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | No
 
     The tree is the run's ``taxonomy`` option, else its model's registered one, else ISIC 2018's.
     """
-    loss, _ = training_loss(config, None)
+    loss = loss_plugin(config.model, config.loss)
     if not (is_hierarchical(config.model) or _takes_taxonomy(loss) or config.taxonomy is not None):
         return None
     return label_tree(config.model, config.taxonomy, classes)

@@ -62,9 +62,7 @@ def balanced_sampler() -> str:
         >>> balanced_sampler()
         'class_balanced'
     """
-    names = [
-        name for name, entry in get_registry().samplers.items() if entry.plugin.builtin and entry.info.get("balanced")
-    ]
+    names = get_registry().builtins_marked("samplers", "balanced")
     if not names:
         raise ConfigError("no class-balanced sampler: the registry has no built-ins (builtins=True loads them)")
     return names[0]
