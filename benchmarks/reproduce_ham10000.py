@@ -54,13 +54,13 @@ import sampleweight
 from sampleweight.data import read_dataset, split_class_counts, split_indices
 from sampleweight.engine.rundir import stage_of
 from sampleweight.functional import deferred_start_epoch
-from sampleweight.plugins import get_registry
 from sampleweight.studies.grid import Grid, plan_grid, run_grid, run_stages
 from sampleweight.studies.report import (
     METRIC_LABELS,
     ResultTable,
     markdown_comparisons,
     markdown_table,
+    published,
     write_report,
 )
 from sampleweight.studies.statistics import COMPARED_METRICS, Difference, PairedBootstrap, holm
@@ -274,8 +274,7 @@ def plan_findings(tables: Sequence[ResultTable], *, deferred_epochs: int | None 
     planned: list[Planned] = []
     for table in tables:
         cells = {cell.name for cell in table.cells}
-        published = get_registry().info("models", "cbam_vgg16").get("published", {})  # the paper's flat model
-        paper = published.get(table.optimizer, {}).get("results", {})
+        paper = published("cbam_vgg16", table.optimizer).get("results", {})  # the paper's flat model
         tag = table.optimizer.upper()
         candidates: list[tuple[str, str | None, list[Claim]]] = []  # (finding, the paper's text or None, claims)
         for loss in dict.fromkeys(c.loss for c in table.cells):

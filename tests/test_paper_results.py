@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sampleweight.plugins import load_plugins
+from sampleweight.studies import report
 
 PAPER_MD = Path(__file__).resolve().parents[2] / "shared" / "paper" / "PAPER.md"
 WEIGHTINGS = ("none", "cb", "es", "spl", "ohem")
@@ -17,9 +18,8 @@ REGISTRY = load_plugins(entry_points=False, builtins=True, register_timm=False)
 
 
 def published(model: str, optimizer: str, loss: str, weighting: str) -> dict[str, float] | None:
-    """One cell of the figures a model's registration carries, as `sampleweight report --paper` reads them."""
-    table = REGISTRY.info("models", model).get("published", {}).get(optimizer, {})
-    return table.get("results", {}).get(loss, {}).get(weighting)
+    """One cell of the figures a model's registration carries, read as `sampleweight report --paper` reads them."""
+    return report.published(model, optimizer).get("results", {}).get(loss, {}).get(weighting)
 
 
 def test_a_few_cells_by_hand() -> None:

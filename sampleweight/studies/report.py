@@ -73,6 +73,7 @@ __all__ = [
     "logit_adjusted_run",
     "markdown_comparisons",
     "markdown_table",
+    "published",
     "rich_comparisons",
     "rich_table",
     "summarize",
@@ -355,7 +356,7 @@ class ResultTable:
     def published_source(self) -> str | None:
         """Where the model's registration says its published figures for this optimizer come from (``the paper's
         Table 2``), or None."""
-        return _published(self.model, self.optimizer).get("source")
+        return published(self.model, self.optimizer).get("source")
 
     @property
     def title(self) -> str:
@@ -755,7 +756,7 @@ def _cell(
         shown=shown,
         ece=describe([c[0] for c in calibration]) if calibration else None,
         nll=describe([c[1] for c in calibration]) if calibration else None,
-        paper=_published(model, optimizer).get("results", {}).get(loss, {}).get(weighting) if paper else None,
+        paper=published(model, optimizer).get("results", {}).get(loss, {}).get(weighting) if paper else None,
     )
 
 
@@ -1103,7 +1104,7 @@ def _comparison_section(table: ResultTable, baseline: str, *, test: str | None =
     ]
 
 
-def _published(model: str, optimizer: str) -> Mapping[str, Any]:
+def published(model: str, optimizer: str) -> Mapping[str, Any]:
     """The published figures the model's registration carries for ``optimizer`` (``published``), or empty."""
     return get_registry().info("models", model).get("published", {}).get(optimizer, {})
 
