@@ -8,7 +8,7 @@ Importing the package loads the plugins' models into timm's registry, so that
 ``timm.create_model("cbam_vgg16", ...)`` works after ``import sampleweight``; weighters and losses are
 looked up in the same registry on first use.
 
-This package is the library a training loop imports (weighting, losses, samplers, plugins, metrics) and
+This package is the library a training loop imports (weighting, losses, samplers, mixers, plugins, metrics) and
 nothing more: ``sampleweight.data`` reads and caches images, ``sampleweight.engine`` runs one training
 run, ``sampleweight.studies`` compares many, and ``sampleweight.cli`` is the command line over both;
 none of them is imported here.
@@ -29,14 +29,17 @@ from sampleweight.errors import (
 )
 from sampleweight.factory import (
     create_loss as create_loss,
+    create_mixer as create_mixer,
     create_sampler as create_sampler,
     create_weighter as create_weighter,
     list_losses as list_losses,
+    list_mixers as list_mixers,
     list_models as list_models,
     list_samplers as list_samplers,
     list_weighters as list_weighters,
 )
 from sampleweight.hookspecs import hookimpl as hookimpl
+from sampleweight.mixing import BaseMixer as BaseMixer, Mixer as Mixer
 from sampleweight.plugins import (
     PluginInfo as PluginInfo,
     list_plugins as list_plugins,
@@ -59,12 +62,14 @@ from sampleweight.weighting import (
 
 __all__ = [
     "ISIC2018_TAXONOMY",
+    "BaseMixer",
     "BaseSampler",
     "BaseWeighter",
     "ClassSampler",
     "ConfigError",
     "DataError",
     "LossError",
+    "Mixer",
     "OutputError",
     "PluginError",
     "PluginInfo",
@@ -80,11 +85,13 @@ __all__ = [
     "WeightingBatch",
     "classifier",
     "create_loss",
+    "create_mixer",
     "create_sampler",
     "create_weighter",
     "functional",
     "hookimpl",
     "list_losses",
+    "list_mixers",
     "list_models",
     "list_plugins",
     "list_samplers",

@@ -1,10 +1,10 @@
-"""Build weighters, losses and samplers by name, handing each factory the options and facts it declares.
+"""Build weighters, losses, samplers and mixers by name, handing each factory the options and facts it declares.
 
 A factory is called with the user's options plus the dataset-level facts its signature names
 (pluggy-style "declare what you need"): ``class_counts`` (LongTensor [C], training-set counts),
 ``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``; a sampler factory also
-``targets`` (LongTensor [N], the training side's class indices) and ``seed``. ``num_classes`` follows
-from ``class_counts`` or ``class_names`` when not given, and ``class_counts`` from ``targets``.
+``targets`` (LongTensor [N], the training side's class indices) and ``seed``, a mixer factory also ``seed``.
+``num_classes`` follows from ``class_counts`` or ``class_names`` when not given, and ``class_counts`` from ``targets``.
 
 A weighter option may be scoped to one weighter as ``"NAME.KEY"`` (``{"es.normalize": "classes"}``): it
 reaches only that component of a composition (``"ohem+es"``), and a weighting without that weighter
@@ -27,23 +27,28 @@ from torch import nn
 
 from sampleweight import distributed
 from sampleweight.errors import ConfigError, PluginError, SampleWeightError, describe
+from sampleweight.mixing import Mixer
 from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
 from sampleweight.sampling import Sampler, ShardedSampler
 from sampleweight.weighting import ProductWeighter, Weighter
 
 __all__ = [
     "FACTS",
+    "MIXER_FACTS",
     "SAMPLER_FACTS",
     "SCOPE",
     "accepted_options",
+    "check_mixer_options",
     "check_options",
     "check_sampler_options",
     "check_weighter_options",
     "create_loss",
+    "create_mixer",
     "create_sampler",
     "create_weighter",
     "factory_arguments",
     "list_losses",
+    "list_mixers",
     "list_models",
     "list_samplers",
     "list_weighters",
@@ -56,6 +61,8 @@ __all__ = [
 FACTS = ("class_counts", "num_classes", "num_epochs", "batch_size", "class_names")
 SAMPLER_FACTS = (*FACTS, "targets", "seed")
 """The facts a sampler factory may name: the weighters' plus the training targets and the seed."""
+MIXER_FACTS = (*FACTS, "seed")
+"""The facts a mixer factory may name: the weighters' plus the seed its draws follow from."""
 
 PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "weighter": (
@@ -66,6 +73,10 @@ PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sampler": (
         "a sampleweight.Sampler (__iter__, __len__, set_epoch, state_dict and load_state_dict)",
         lambda obj: isinstance(obj, Sampler),
+    ),
+    "mixer": (
+        "a sampleweight.Mixer (callable on (images, targets, epoch=, step=), with state_dict and load_state_dict)",
+        lambda obj: isinstance(obj, Mixer),
     ),
 }
 """What a factory must return, by what it builds: a description and a check (a factory returning something else is
@@ -93,6 +104,11 @@ def list_models(registry: Registry | None = None) -> list[str]:
 def list_samplers(registry: Registry | None = None) -> list[str]:
     """Names of all registered samplers, sorted."""
     return sorted((registry or get_registry()).samplers)
+
+
+def list_mixers(registry: Registry | None = None) -> list[str]:
+    """Names of all registered mixers, sorted."""
+    return sorted((registry or get_registry()).mixers)
 
 
 def create_weighter(name: str | Sequence[str], *, registry: Registry | None = None, **options: Any) -> Weighter:
@@ -305,6 +321,47 @@ def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Re
     entry = lookup(registry, "samplers", name)
     _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
     typed_options(entry, options, "sampler", SAMPLER_FACTS)
+    return entry
+
+
+def create_mixer(name: str, *, registry: Registry | None = None, **options: Any) -> Mixer:
+    """Create a batch mixer by name: ``mixer(images, targets, epoch=, step=) -> (images, soft targets)``.
+
+    Args:
+        name: A registered mixer name (``"none"``, ``"mixup"``, ``"cutmix"``, ``"mixup_cutmix"``, ``"remix"``, ...).
+        registry: Where to look the name up; default the process-wide registry.
+        **options: Options of the mixer (e.g. ``alpha``, ``off_epoch``) and facts: ``class_counts``,
+            ``num_classes``, ``class_names``, ``num_epochs``, ``batch_size`` and ``seed`` (the base of its draws,
+            which follow from ``(seed, epoch, step, rank)``).
+
+    Returns:
+        The `Mixer` (``sampleweight.mixing``).
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed), an option the mixer does not take, a missing fact
+            (e.g. ``num_classes``), a bad value.
+        PluginError: The factory returned something that is not a `Mixer`.
+
+    Example:
+        >>> import sampleweight as sw, torch
+        >>> mixer = sw.create_mixer("mixup", alpha=0.4, num_classes=3, seed=0)
+        >>> images, soft = mixer(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), epoch=0, step=0)
+        >>> soft.shape, torch.allclose(soft.sum(1), torch.ones(4))
+        (torch.Size([4, 3]), True)
+    """
+    entry = check_mixer_options(name, options, registry=registry)
+    return _build(entry, options, _sampler_facts(options), "mixer", MIXER_FACTS)
+
+
+def check_mixer_options(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> Registered:
+    """Refuse an unknown mixer, or an option it does not take, before any data is read.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed) or option (the mixer's options are listed).
+    """
+    entry = lookup(registry, "mixers", name)
+    _check_unused(options, [entry], "mixer", MIXER_FACTS)
+    typed_options(entry, options, "mixer", MIXER_FACTS)
     return entry
 
 

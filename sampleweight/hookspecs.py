@@ -81,3 +81,17 @@ def register_samplers(register: Register) -> None:
             ``class_counts``, ``num_classes``, ``class_names``, ``num_epochs``, ``batch_size``, ``seed``.
             Sharding over processes is the library's job: the factory returns the global sequence.
     """
+
+
+@hookspec
+def register_mixers(register: Register) -> None:
+    """Register batch-mixing factories (Mixup, CutMix, Remix, ...).
+
+    Args:
+        register: ``register(name, factory, **info)``. ``factory(**options)`` returns a `sampleweight.Mixer`:
+            ``mixer(images, targets, *, epoch, step, rank=None) -> (images, targets)``, the mixed images and their
+            class distributions [B, C] (or the class indices unchanged for a batch it does not mix), its draws
+            following from ``(seed, epoch, step, rank)``. It is called with the user's options plus whichever
+            facts its signature names: ``class_counts``, ``num_classes``, ``class_names``, ``num_epochs``,
+            ``batch_size``, ``seed``.
+    """

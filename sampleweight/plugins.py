@@ -1,4 +1,4 @@
-"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses, models and samplers.
+"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses, models, samplers and mixers.
 
 Plugins (built-in and third-party alike) are modules declared under the ``sampleweight`` entry-point
 group. Loading is deterministic (sorted by distribution, then entry-point name) and isolated: a
@@ -47,8 +47,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sampleweight"
 DISABLE_ENV = "SAMPLEWEIGHT_DISABLE_PLUGINS"
-KINDS = ("weighters", "losses", "models", "samplers")
-SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler"}
+KINDS = ("weighters", "losses", "models", "samplers", "mixers")
+SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler", "mixers": "mixer"}
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
@@ -85,6 +85,7 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "balanced": "True: it draws every class equally often (p_c = 1/C); a decoupled second stage (retrain crt, "
         "lws) trains on the first such built-in unless told otherwise",
     },
+    "mixers": {},  # the keys of every kind
 }
 """The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
 Another key is a plugin error naming these, as a misspelt hook is."""
@@ -107,6 +108,7 @@ class PluginInfo:
         losses: Names it registered.
         models: Names it registered.
         samplers: Names it registered.
+        mixers: Names it registered.
         error: Why it did not load (None when it did); a plugin with an error registers nothing.
         disabled: True when skipped through ``SAMPLEWEIGHT_DISABLE_PLUGINS``.
         clashes: Its registrations that did not take effect because another plugin (or timm) claims the
@@ -121,6 +123,7 @@ class PluginInfo:
     losses: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     samplers: list[str] = field(default_factory=list)
+    mixers: list[str] = field(default_factory=list)
     error: str | None = None
     disabled: bool = False
     clashes: list[str] = field(default_factory=list)
@@ -164,6 +167,7 @@ class Registry:
         losses: Registered loss factories by name.
         models: Registered model factories by name.
         samplers: Registered sampler factories by name.
+        mixers: Registered mixer factories by name.
         contested: Names that several third-party plugins claim, by kind (``{"weighters": {name:
             [claims]}}``): none of the claims is registered, and creating the name is an error naming them.
         complete: False when a plugin module was still being imported while loading (a plugin
@@ -177,11 +181,13 @@ class Registry:
     losses: dict[str, Registered] = field(default_factory=dict)
     models: dict[str, Registered] = field(default_factory=dict)
     samplers: dict[str, Registered] = field(default_factory=dict)
+    mixers: dict[str, Registered] = field(default_factory=dict)
     contested: dict[str, dict[str, list[Registered]]] = field(default_factory=dict)
     complete: bool = True
 
     def kind(self, kind: str) -> dict[str, Registered]:
-        """The table for ``kind`` (one of `KINDS`: ``"weighters"``, ``"losses"``, ``"models"``, ``"samplers"``)."""
+        """The table for ``kind`` (one of `KINDS`: ``"weighters"``, ``"losses"``, ``"models"``, ``"samplers"``,
+        ``"mixers"``)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return getattr(self, kind)

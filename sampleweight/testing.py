@@ -1,19 +1,20 @@
 """Contract checks for plugins: call them from your own tests.
 
-``check_weighter``, ``check_loss``, ``check_sampler`` and ``check_model`` build a plugin the way sampleweight
-does and run it through what the library relies on (``docs/plugins.md``). A broken rule raises
+``check_weighter``, ``check_loss``, ``check_sampler``, ``check_mixer`` and ``check_model`` build a plugin the way
+sampleweight does and run it through what the library relies on (``docs/plugins.md``). A broken rule raises
 ``AssertionError`` naming the rule (a short, stable name), what the rule asks and what was seen, e.g.::
 
     weighter rule 'finite-nonnegative' (weights are finite and >= 0): MyWeighter returned NaN or infinite
     weights at batch positions [0] of a batch of 8 (float32 losses, classes [0, 1, 3]) at epoch 0, step 0
 
-The rules of each kind are listed in `WEIGHTER_RULES`, `LOSS_RULES`, `SAMPLER_RULES` and `MODEL_RULES`.
+The rules of each kind are listed in `WEIGHTER_RULES`, `LOSS_RULES`, `SAMPLER_RULES`, `MIXER_RULES` and
+`MODEL_RULES`.
 
 A check takes the factory you register, called as sampleweight calls it: with your options plus the
 dataset facts its signature names (``class_counts``, ``num_classes``, ``num_epochs``, ``batch_size``,
-``class_names``; a sampler's also ``targets`` and ``seed``). Facts you do not give have small defaults:
-class counts halving from 30 (``[30, 15, 8, 4]`` for the default 4 classes), 5 epochs, batches of 8, seed 0,
-and training targets with those counts. The weighter, loss and sampler checks take a built object too.
+``class_names``; a sampler's also ``targets`` and ``seed``, a mixer's ``seed``). Facts you do not give have small
+defaults: class counts halving from 30 (``[30, 15, 8, 4]`` for the default 4 classes), 5 epochs, batches of 8, seed 0,
+and training targets with those counts. The weighter, loss, sampler and mixer checks take a built object too.
 
 The checks run on the CPU (and also on CUDA where there is one, for weighters and losses), in about a
 second each; a model check builds the model twice, on a ``(2, 3, 64, 64)`` input by default. They leave
@@ -41,17 +42,20 @@ import inspect
 import io
 import math
 import operator
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from sampleweight.errors import describe
-from sampleweight.factory import FACTS, SAMPLER_FACTS, factory_arguments, resolve_facts
+from sampleweight.factory import FACTS, MIXER_FACTS, SAMPLER_FACTS, factory_arguments, resolve_facts
+from sampleweight.mixing import Mixer
 from sampleweight.sampling import Sampler
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 from sampleweight.weighting import Weighter, WeightingBatch
@@ -59,11 +63,13 @@ from sampleweight.weighting import Weighter, WeightingBatch
 __all__ = [
     "CHECK_TAXONOMY",
     "LOSS_RULES",
+    "MIXER_RULES",
     "MODEL_RULES",
     "SAMPLER_RULES",
     "TINY_BACKBONE",
     "WEIGHTER_RULES",
     "check_loss",
+    "check_mixer",
     "check_model",
     "check_sampler",
     "check_weighter",
@@ -144,6 +150,32 @@ SAMPLER_RULES: dict[str, str] = {
     ),
 }
 """The rules `check_sampler` checks: name -> what it asks."""
+
+MIXER_RULES: dict[str, str] = {
+    "factory": "the factory builds a mixer from the facts its signature names and the options given",
+    "protocol": "a sampleweight.Mixer: mixer(images, targets, *, epoch, step, rank), state_dict(), load_state_dict()",
+    "call": "it mixes full, odd-sized short and one-sample batches of every epoch, on ranks 0 and 1, without raising",
+    "images": "the mixed images are a tensor of the batch's shape, dtype and device",
+    "targets": (
+        "the targets are the class indices unchanged, or class distributions [B, C]: floating-point, finite, >= 0, "
+        "rows summing to 1, on the targets' device"
+    ),
+    "batch-classes": "a distribution puts mass only on classes of the batch (a mix of the batch's own samples)",
+    "inputs-unchanged": "the batch's images and targets are left unchanged",
+    "deterministic": (
+        "the same batch, epoch, step and rank give the same images and targets, whatever the global random state "
+        "(draw from (seed, epoch, step, rank): a resumed run mixes as an uninterrupted one)"
+    ),
+    "global-random-state": (
+        "a call leaves the global random generators (torch, numpy, random) as it found them (dropout and the "
+        "other draws of a run do not depend on the mixing)"
+    ),
+    "state-dict": (
+        "state_dict(), saved with torch.save and loaded into a fresh mixer with load_state_dict(), gives the same "
+        "mixing on the batches that follow"
+    ),
+}
+"""The rules `check_mixer` checks: name -> what it asks."""
 
 MODEL_RULES: dict[str, str] = {
     "factory": "fn(pretrained=False, num_classes=C, **options) builds the model (hierarchical: with taxonomy= too)",
@@ -428,6 +460,82 @@ def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_
                 f"restored from the state dict yields {_first(sequence)} in epoch {epoch} instead of "
                 f"{_first(drawn[epoch])}",
             )
+
+
+def check_mixer(factory_or_mixer: Callable[..., Any] | Mixer, **facts_and_options: Any) -> None:
+    """Check that a mixer keeps the contract sampleweight relies on (`MIXER_RULES`).
+
+    Random image batches (``[B, 3, 8, 8]``: a full batch, an odd-sized short one and one sample) of every epoch are
+    mixed on ranks 0 and 1 and checked; the same calls under another global random state, by a mixer built again
+    and by one restored from a state dict, must give the same results.
+
+    Args:
+        factory_or_mixer: The factory you register (called with the facts its signature names, ``seed`` among
+            them, and the options), or a built mixer (copied, never modified).
+        **facts_and_options: Facts (``class_counts``, ``num_classes``, ``num_epochs``, ``batch_size``,
+            ``class_names``, ``seed``; defaults in `default_facts`) and the factory's options.
+
+    Raises:
+        AssertionError: A broken rule, named in the message (``mixer rule 'targets' ...``).
+        TypeError: Options given with a built mixer, or options the factory does not take.
+
+    Example:
+        >>> import torch, sampleweight as sw
+        >>> class Swap(sw.BaseMixer):
+        ...     def mix(self, images, targets, seed):
+        ...         one_hot = torch.nn.functional.one_hot(targets, self.num_classes).float()
+        ...         return images.flip(0), one_hot.flip(0)
+        >>> check_mixer(Swap)
+    """
+    facts, options = _facts(facts_and_options)
+    check = _Checker("mixer", MIXER_RULES, _name(factory_or_mixer))
+    make = _maker(check, factory_or_mixer, facts, options, MIXER_FACTS, lambda obj: isinstance(obj, Mixer))
+    calls = _mixing_calls(facts)
+    with torch.random.fork_rng(devices=[]):
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        try:
+            torch.manual_seed(0)
+            mixer = make()
+            check.require(
+                isinstance(mixer, Mixer),
+                "protocol",
+                f"built {type(mixer).__name__}, which lacks "
+                f"{_missing(mixer, ('__call__', 'state_dict', 'load_state_dict'))}; subclass sw.BaseMixer",
+            )
+            first = [_mixed(check, mixer, call, facts["num_classes"]) for call in calls]
+            torch.manual_seed(1)
+            np.random.seed(1)
+            random.seed(1)
+            twin = make()
+            for call, want in zip(reversed(calls), reversed(first), strict=True):  # in another order
+                got = _mixed(check, twin, call, facts["num_classes"])
+                check.require(
+                    _same(got[0], want[0]) and _same(got[1], want[1]),
+                    "deterministic",
+                    f"mixed the same {call.where} differently when built again and called under another global "
+                    "random state (or in another order); draw from (seed, epoch, step, rank), e.g. sw.BaseMixer's "
+                    "seed, not from the global random state",
+                )
+            half = len(calls) // 2
+            original = make()
+            for call in calls[:half]:
+                _mixed(check, original, call, facts["num_classes"])
+            state = _saved(check, original.state_dict)
+            restored = make()
+            try:
+                restored.load_state_dict(state)
+            except Exception as exc:
+                raise check.broken("state-dict", f"load_state_dict() raised {describe(exc)}") from exc
+            for call, want in zip(calls[half:], first[half:], strict=True):
+                got = _mixed(check, restored, call, facts["num_classes"])
+                check.require(
+                    _same(got[0], want[0]) and _same(got[1], want[1]),
+                    "state-dict",
+                    f"restored from the state dict mixes the {call.where} differently from the original",
+                )
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
 
 
 def check_model(
@@ -990,6 +1098,123 @@ def _check_soft_targets(check: _Checker, loss: nn.Module, batch: int, classes: i
         f"gave the logits another gradient on {where} than the class indices do; a one-hot distribution is its "
         "class index",
     )
+
+
+# -- mixers ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MixingCall:
+    """One call of a mixer: a batch and where it is in the run."""
+
+    images: Tensor
+    targets: Tensor
+    epoch: int
+    step: int
+    rank: int
+
+    @property
+    def where(self) -> str:
+        classes = sorted(set(self.targets.tolist()))
+        size = len(self.targets)
+        return f"batch of {size} (classes {classes}) at epoch {self.epoch}, step {self.step}, rank {self.rank}"
+
+
+def _mixing_calls(facts: Mapping[str, Any]) -> list[_MixingCall]:
+    """Full, odd-sized short and one-sample batches of every epoch, on ranks 0 and 1."""
+    generator = torch.Generator().manual_seed(7)
+    targets = facts["targets"]
+    full = max(int(facts["batch_size"]), 2)
+    sizes = (full, full - 1 if full % 2 == 0 else full - 2, 1)
+    calls = []
+    for epoch in _epochs(facts["num_epochs"]):
+        for step, size in enumerate(sizes):
+            for rank in (0, 1):
+                chosen = torch.randint(len(targets), (max(size, 1),), generator=generator)
+                images = torch.randn(len(chosen), 3, 8, 8, generator=generator)
+                calls.append(_MixingCall(images, targets[chosen].clone(), epoch, step, rank))
+    return calls
+
+
+def _mixed(check: _Checker, mixer: Any, call: _MixingCall, num_classes: int) -> tuple[Tensor, Tensor]:
+    """The mixer's result for ``call``, checked against every rule about one call."""
+    images, targets = call.images.clone(), call.targets.clone()
+    before = (torch.get_rng_state(), _numpy_key(), random.getstate())
+    result = _call(
+        check, lambda: mixer(images, targets, epoch=call.epoch, step=call.step, rank=call.rank), f"the {call.where}"
+    )
+    after = (torch.get_rng_state(), _numpy_key(), random.getstate())
+    check.require(
+        torch.equal(before[0], after[0]) and before[1:] == after[1:],
+        "global-random-state",
+        f"changed the global random state while mixing the {call.where}; draw from a generator of your own "
+        "(or restore the global state, as sampleweight.mixing.numpy_seeded does for numpy)",
+    )
+    check.require(
+        torch.equal(images, call.images) and torch.equal(targets, call.targets),
+        "inputs-unchanged",
+        f"changed its input {'images' if not torch.equal(images, call.images) else 'targets'} while mixing the "
+        f"{call.where}; mix a copy",
+    )
+    check.require(
+        isinstance(result, tuple) and len(result) == 2,
+        "call",
+        f"returned {type(result).__name__} for the {call.where}, not a pair (images, targets)",
+    )
+    mixed, soft = result
+    check.require(
+        isinstance(mixed, Tensor)
+        and mixed.shape == images.shape
+        and mixed.dtype == images.dtype
+        and mixed.device == images.device,
+        "images",
+        f"returned images {_describe_tensor(mixed)} for the {call.where} of images {_describe_tensor(images)}",
+    )
+    check.require(isinstance(soft, Tensor), "targets", f"returned targets of type {type(soft).__name__}")
+    if soft.ndim == 1 and not soft.is_floating_point():
+        check.require(
+            torch.equal(soft, targets),
+            "targets",
+            f"returned class indices {soft.tolist()} for the {call.where} whose classes are {targets.tolist()}; "
+            "return the class indices unchanged (not mixed) or distributions",
+        )
+        return mixed, soft
+    check.require(
+        soft.shape == (len(targets), num_classes) and soft.is_floating_point() and soft.device == targets.device,
+        "targets",
+        f"returned targets {_describe_tensor(soft)} for the {call.where}; expected class indices [B] or a "
+        f"floating-point [{len(targets)}, {num_classes}] on {targets.device}",
+    )
+    sums = soft.double().sum(dim=1)
+    check.require(
+        bool(torch.isfinite(soft).all())
+        and bool((soft >= 0).all())
+        and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-5)),
+        "targets",
+        f"returned distributions that are not finite, >= 0 and summing to 1 (row sums {_show(sums)}) for the "
+        f"{call.where}",
+    )
+    outside = torch.ones(num_classes, dtype=torch.bool)
+    outside[targets.unique()] = False
+    check.require(
+        not bool((soft[:, outside] > 0).any()),
+        "batch-classes",
+        f"put mass on classes {outside.nonzero().flatten()[(soft[:, outside] > 0).any(0)].tolist()} that the "
+        f"{call.where} does not hold",
+    )
+    return mixed, soft
+
+
+def _numpy_key() -> Any:
+    """numpy's global generator state, comparable with ``==`` (before and after a call)."""
+    state = np.random.get_state(legacy=False)
+    return (state["state"]["key"].tobytes(), state["state"]["pos"], state["has_gauss"], state["gauss"])
+
+
+def _describe_tensor(value: Any) -> str:
+    if not isinstance(value, Tensor):
+        return type(value).__name__
+    return f"{list(value.shape)} {str(value.dtype).removeprefix('torch.')} on {value.device}"
 
 
 # -- samplers ---------------------------------------------------------------------------------------------------
