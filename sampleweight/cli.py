@@ -608,7 +608,7 @@ def prepare(
 
 
 GRID_LISTS_HELP = "Comma-separated; the grid is their cross-product."
-GRID_OWN = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out", "quiet", "overwrite")
+GRID_OWN = ("model", "loss", "weighters", "sampler", "mixer", "optimizer", "split", "out", "quiet", "overwrite")
 """The `TrainConfig` fields that are no run option of ``grid``: its axes (``--models``, ``--losses``, ...) set them
 per run, ``--out`` and ``--quiet`` are the grid's own (its folder, its progress), and a grid never starts a run
 over (it skips or resumes it)."""
@@ -627,6 +627,7 @@ def grid(
         help="Weightings (default none,cb,es,spl,ohem); an entry may compose several with + (ohem+es multiplies).",
     ),
     samplers: str | None = typer.Option(None, help="Samplers (default instance; class_balanced, sqrt, ...)."),
+    mixers: str | None = typer.Option(None, help="Mixers (default none; mixup, cutmix, mixup_cutmix, remix, ...)."),
     optimizers: str = typer.Option("adam,sgd", help="Optimizers: adam and/or sgd."),
     splits: str = typer.Option(
         "0,1", help="Lesion-grouped 80/20 splits: the paper's are 0,1; any k >= 0 is another independent draw."
@@ -654,11 +655,12 @@ def grid(
     gamma: float | None = typer.Option(None, "--gamma", help=GAMMA_HELP, rich_help_panel=RUN_OPTIONS),
     **options: Any,
 ) -> None:
-    """Train the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
+    """Train the cross-product of models x losses x weightings x samplers x mixers x optimizers x splits x seeds.
 
     Finished runs are skipped, half-finished ones resumed. The run options (those of train, but the ones the
-    lists above set per run) apply to every run, except that each --loss-option (--gamma too), --sampler-option
-    and NAME.KEY --weighter-option reaches only the runs whose loss, sampler or weighting takes it.
+    lists above set per run) apply to every run, except that each --loss-option (--gamma too), --sampler-option,
+    --mixer-option and NAME.KEY --weighter-option reaches only the runs whose loss, sampler, mixer or weighting
+    takes it.
     """
     from sampleweight.errors import SampleWeightError
     from sampleweight.studies.grid import parse_methods, plan_grid, run_grid, run_stages
@@ -673,6 +675,7 @@ def grid(
         losses=losses,
         weighters=weighters,
         samplers=samplers,
+        mixers=mixers,
         optimizers=optimizers,
         splits=splits,
         seeds=seeds,

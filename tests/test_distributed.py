@@ -154,6 +154,7 @@ def selection_worker(rank: int, port: int) -> None:
         assert torch.equal(spy.seen.indices, indices) and torch.equal(spy.seen.targets, targets)
         torch.testing.assert_close(spy.seen.losses, sw.functional.cross_entropy(logits, targets))
         soft_targets_check(rank)
+        mixing_check(rank)
         gradient_check(rank)
         helpers_check(rank)
     finally:
@@ -178,6 +179,31 @@ def soft_targets_check(rank: int) -> None:
         criterion(logits[mine], soft[mine])
         assert torch.equal(criterion.last_weights, reference.last_weights[mine]), spec
         assert torch.equal(criterion.last_value, expected), spec
+
+
+def mixing_check(rank: int) -> None:
+    """Each process mixes its own share with the draws of its rank; OHEM/class-OHEM and class weights then select
+    and weigh over the global batch of mixed samples: the same as one process mixing each share as that rank would
+    and weighting the concatenation."""
+    generator = torch.Generator().manual_seed(11)
+    for name, sizes in (("mixup", (6, 4)), ("remix", (5, 3)), ("cutmix", (4, 1))):
+        mixer = sw.create_mixer(name, class_counts=FACTS["class_counts"], seed=3)
+        total = sum(sizes)
+        images = torch.randn(total, 3, 8, 8, generator=generator, dtype=torch.float64)
+        targets = torch.randint(0, 4, (total,), generator=generator)
+        weights = torch.randn(3 * 8 * 8, 4, generator=generator, dtype=torch.float64)
+        shares = [mixer(images[own_part(r, sizes)], targets[own_part(r, sizes)], epoch=1, step=2, rank=r)
+                  for r in range(WORLD)]  # fmt: skip
+        mixed, soft = mixer(images[own_part(rank, sizes)], targets[own_part(rank, sizes)], epoch=1, step=2)
+        assert torch.equal(mixed, shares[rank][0]) and torch.equal(soft, shares[rank][1])  # rank from the group
+        all_images, all_soft = torch.cat([s[0] for s in shares]), torch.cat([s[1] for s in shares])
+        for spec in ("ohem", "class_ohem+cb"):
+            reference = sw.WeightedLoss("focal", spec, gamma=1.0, distributed=False, **FACTS)
+            criterion = sw.WeightedLoss("focal", spec, gamma=1.0, **FACTS)
+            expected = reference(all_images.flatten(1) @ weights, all_soft.double())
+            criterion(mixed.flatten(1) @ weights, soft.double())
+            assert torch.equal(criterion.last_weights, reference.last_weights[own_part(rank, sizes)]), (name, spec)
+            assert torch.equal(criterion.last_value, expected), (name, spec)
 
 
 def gradient_check(rank: int) -> None:
@@ -228,7 +254,7 @@ def test_weights_and_gradient_over_two_processes_equal_one_process_on_the_whole_
 def tiny(out: Path, **overrides) -> dict:
     config = dict(
         data="synthetic:160", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16, epochs=2,
-        lr=1e-3, quiet=True, out=out, weighters=["class_ohem", "es"], device="cpu",
+        lr=1e-3, quiet=True, out=out, weighters=["class_ohem", "es"], device="cpu", mixer="remix",
     )  # fmt: skip
     return {**config, **overrides}
 

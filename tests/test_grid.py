@@ -144,7 +144,7 @@ def test_grid_accepts_every_train_option_that_is_not_a_grid_axis() -> None:
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     train_options, grid_options = ({o for p in commands[c].params for o in p.opts} for c in ("train", "grid"))
-    axes = {"--model", "--loss", "--weighter", "--sampler", "--optimizer", "--split"}  # lists in the grid: --models, .
+    axes = {"--model", "--loss", "--weighter", "--sampler", "--mixer", "--optimizer", "--split"}  # lists in the grid
     assert train_options - grid_options == axes | {"--resume", "--overwrite"}  # the grid always resumes
 
 

@@ -170,7 +170,16 @@ def test_a_run_written_before_an_option_existed_shares_the_setup_of_a_new_one(gr
     for name in run_names("ce", "none")[:2]:  # split 0, both seeds: as an older version wrote them
         path = folder / name / "config.json"
         config = json.loads(path.read_text())
-        older = ("sampler", "sampler_options", "bootstrap", "weighter_options", "val_fraction", "drop_rate")
+        older = (
+            "sampler",
+            "sampler_options",
+            "mixer",
+            "mixer_options",
+            "bootstrap",
+            "weighter_options",
+            "val_fraction",
+            "drop_rate",
+        )
         path.write_text(json.dumps({k: v for k, v in config.items() if k not in older}))
     (table,) = summarize(collect_runs(folder))
     assert [(cell.loss, cell.label, cell.n) for cell in table.cells] == [("ce", "none", 4), ("ce", "cb", 4),
@@ -218,6 +227,22 @@ def test_sampler_options_make_their_own_rows(grid_folder, tmp_path) -> None:
     labels = [(cell.label, cell.n) for cell in table.cells if cell.loss == "ce" and cell.weighting == "none"]
     assert labels == [("none", 4), ("none sampler=repeat_factor sampler.threshold=0.1", 4),
                       ("none sampler=repeat_factor sampler.threshold=0.2", 4)]  # fmt: skip
+
+
+def test_a_mixer_and_its_options_make_their_own_rows(grid_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    copy_runs(grid_folder, folder / "remix", run_names("ce", "none"), mixer="remix", mixer_options={})
+    copy_runs(grid_folder, folder / "mixup", run_names("ce", "none"), mixer="mixup", mixer_options={"alpha": 0.4})
+    copy_runs(grid_folder, folder / "plain", run_names("ce", "cb"), mixer="none", mixer_options={})  # the default
+    with pytest.raises(sw.ConfigError, match="are both split 0, seed 0 of cbam_vgg16 adam ce-cb;"):
+        summarize(collect_runs(folder))  # an explicit none is the setup of a run written before mixers
+    shutil.rmtree(folder / "plain")
+    (table,) = summarize(collect_runs(folder))
+    labels = [(cell.label, cell.n) for cell in table.cells if cell.loss == "ce" and cell.weighting == "none"]
+    assert labels == [("none", 4), ("none mixer=mixup mixer.alpha=0.4", 4), ("none mixer=remix", 4)]
 
 
 def test_an_explicit_default_gamma_is_the_same_setup_as_none_given(grid_folder, tmp_path) -> None:

@@ -1,5 +1,5 @@
-"""What a run is made of, read from the plugin registry: its choices checked, its model built, its label tree
-and the loss it trains with.
+"""What a run is made of, read from the plugin registry: its choices checked, its model built, its label tree,
+the loss it trains with and its batch mixer.
 
 Nothing here names a model or a loss: what a model is (hierarchical, its label tree, the loss it trains with, its
 epochs) is what its registration says (``register(name, factory, **info)``, `sampleweight.plugins.INFO_KEYS`), so a
@@ -14,26 +14,32 @@ from collections.abc import Mapping
 from typing import Any
 
 import timm
-from torch import nn
+from torch import Tensor, nn
 
 from sampleweight.engine.config import TrainConfig
 from sampleweight.engine.loader import check_sampler
 from sampleweight.errors import ConfigError
 from sampleweight.factory import (
+    MIXER_FACTS,
     accepted_options,
+    check_mixer_options,
     check_options,
     check_weighter_options,
+    create_mixer,
     list_models,
     lookup,
     option_defaults,
 )
+from sampleweight.mixing import Mixer
 from sampleweight.plugins import get_registry
 from sampleweight.pretrained import download_message, weights_available
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
 
 __all__ = [
+    "build_mixer",
     "build_model",
     "check_choices",
+    "check_mixer",
     "check_model",
     "check_weights",
     "is_hierarchical",
@@ -61,7 +67,7 @@ def is_hierarchical(model: str) -> bool:
 def check_choices(config: TrainConfig) -> None:
     """Check every name and option of a run against what is installed, creating nothing.
 
-    The model (and its backbone), the loss, the weighter(s) and the sampler with their options (scoped
+    The model (and its backbone), the loss, the weighter(s), the sampler and the mixer with their options (scoped
     ``NAME.KEY`` weighter options included), so that a mistake is reported before any data is read, any model built or
     any weight downloaded.
 
@@ -76,6 +82,35 @@ def check_choices(config: TrainConfig) -> None:
         check_options("losses", [config.loss], config.loss_options)
     check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
     check_sampler(config)
+    check_mixer(config)
+
+
+def check_mixer(config: TrainConfig) -> None:
+    """The mixer's name and options, checked before any image is read; the facts come from the run.
+
+    Raises:
+        ConfigError: An unknown mixer, an option it does not take, or a fact given as an option.
+    """
+    taken = sorted(set(config.mixer_options) & set(MIXER_FACTS))
+    if taken:
+        raise ConfigError(
+            f"--mixer-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
+            "--seed), not from mixer options; drop it"
+        )
+    check_mixer_options(config.mixer, config.mixer_options)
+
+
+def build_mixer(config: TrainConfig, class_counts: Tensor, class_names: list[str]) -> Mixer:
+    """The run's batch mixer, given the facts its factory names (its draws follow from the run's seed)."""
+    return create_mixer(
+        config.mixer,
+        **config.mixer_options,
+        class_counts=class_counts,
+        class_names=class_names,
+        num_epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
 
 
 def check_model(config: TrainConfig) -> None:

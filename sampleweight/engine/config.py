@@ -42,7 +42,7 @@ DEFAULT_EPOCHS = 150
 
 def default_name(kind: str) -> str:
     """The name a run uses when it names none of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``,
-    ``"samplers"``): the first the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`).
+    ``"samplers"``, ``"mixers"``): the first the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`).
 
     Example:
         >>> default_name("samplers")
@@ -182,6 +182,18 @@ class TrainConfig(BaseModel):
         description="An option of the sampler as KEY=VALUE (repeatable), e.g. --sampler-option threshold=0.1.",
         json_schema_extra={"flag": "--sampler-option"},
     )
+    # mixing
+    mixer: str = Field(
+        default_factory=lambda: default_name("mixers"),
+        description="How training batches are mixed: none, mixup, cutmix, mixup_cutmix, remix or a plugin's "
+        "(never at evaluation).",
+    )
+    mixer_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An option of the mixer as KEY=VALUE (repeatable), e.g. --mixer-option alpha=0.4 or "
+        "off_epoch=100 (no mixing from that 0-based epoch on).",
+        json_schema_extra={"flag": "--mixer-option"},
+    )
     # optimisation
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd (with Nesterov momentum).")
     lr: float | None = Field(None, gt=0, description="Learning rate (default: the paper's, adam 1e-5, sgd 1e-4).")
@@ -305,11 +317,12 @@ class TrainConfig(BaseModel):
 
     @property
     def run_name(self) -> str:
-        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER unless it is the default, then
-        ``-seedK`` for a seed other than 0."""
+        """A readable name: model-loss-weighting-optimizer-sN, then -SAMPLER and -MIXER unless they are the
+        defaults, then ``-seedK`` for a seed other than 0."""
         sampler = "" if self.sampler == default_name("samplers") else f"-{self.sampler}"
+        mixer = "" if self.mixer == default_name("mixers") else f"-{self.mixer}"
         seed = f"-seed{self.seed}" if self.seed else ""
-        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{seed}"
+        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{mixer}{seed}"
 
 
 def _marks(field: FieldInfo) -> dict[str, Any]:
@@ -320,7 +333,7 @@ EXECUTION_FIELDS = frozenset(name for name, field in TrainConfig.model_fields.it
 """The fields marked `EXECUTION`: how a run executes, not what it computes. They may change when a run is resumed,
 and runs that differ only in them are the same setup."""
 
-OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options")
+OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options", "mixer_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
 
 

@@ -35,6 +35,7 @@ from sampleweight.deferred import DeferredCheck
 from sampleweight.engine import ddp
 from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng
 from sampleweight.engine.components import (
+    build_mixer,
     build_model,
     check_choices,
     check_weights,
@@ -52,6 +53,7 @@ from sampleweight.engine.rebalancing import rebalancing_twice
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
 from sampleweight.metrics import classification_metrics, final_metrics
+from sampleweight.mixing import Mixer
 from sampleweight.taxonomy import Taxonomy
 from sampleweight.weighted_loss import WeightedLoss
 from sampleweight.weighting import class_mix_weights
@@ -79,6 +81,7 @@ class Run:
     start_epoch: int = 0
     network: nn.Module | None = None
     taxonomy: Taxonomy | None = None
+    mixer: Mixer | None = None
 
     def __post_init__(self) -> None:
         if self.network is None:
@@ -320,7 +323,10 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     optimizer = _optimizer(config, model, device)
     milestones = sorted({max(1, math.ceil(f * config.epochs)) for f in config.lr_milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=config.lr_decay)
-    run = Run(config, device, model, criterion, optimizer, scheduler, data, directory, taxonomy=model_taxonomy)
+    mixer = build_mixer(config, data.class_counts, list(data.classes))
+    run = Run(
+        config, device, model, criterion, optimizer, scheduler, data, directory, taxonomy=model_taxonomy, mixer=mixer
+    )
     if resume:
         _restore(run, Path(config.out) / RunDirectory.CHECKPOINT)  # type: ignore[arg-type]  # checked: resume has out
     elif directory is not None:
@@ -357,6 +363,8 @@ def _train_epoch(
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             x = run.data.augment(images, generator=generator)
+            if run.mixer is not None:  # this process's share, drawn from (seed, epoch, step, rank)
+                x, labels = run.mixer(x, labels, epoch=epoch, step=step, rank=distributed.rank())
             if run.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -559,6 +567,7 @@ def _checkpoint_state(run: Run, next_epoch: int) -> dict[str, Any]:
         "scheduler": run.scheduler.state_dict(),
         "criterion": run.criterion.state_dict(),
         "sampler": run.data.sampler.state_dict(),
+        "mixer": run.mixer.state_dict() if run.mixer is not None else {},
         "rng": capture_rng(),
         "config": run.config.model_dump(mode="json"),
         "classes": list(run.data.classes),
@@ -617,6 +626,8 @@ def _restore(run: Run, path: Path) -> None:
     run.criterion.load_state_dict(state["criterion"])
     if "sampler" in state:  # checkpoints written before samplers were plugins have none (the instance sampler)
         run.data.sampler.load_state_dict(state["sampler"])
+    if "mixer" in state and run.mixer is not None:  # checkpoints written before mixers were plugins have none
+        run.mixer.load_state_dict(state["mixer"])
     restore_rng(state["rng"])
     run.start_epoch = int(state["epoch"])
     if run.directory:

@@ -1,10 +1,12 @@
-"""``sampleweight grid``: the cross-product of models x losses x weightings x samplers x optimizers x splits x seeds.
+"""``sampleweight grid``: the cross-product of models x losses x weightings x samplers x mixers x optimizers x splits
+x seeds.
 
 `plan_grid` turns the lists and the options shared by every run into one `TrainConfig` per
 combination, each with its own run directory named ``model-loss-weighting-optimizer-sSPLIT`` under
 the grid folder (``MODEL-focal-ohem+es-adam-s0``), followed by ``-SAMPLER`` for a sampler other
-than the default ``instance`` (``MODEL-ce-none-adam-s0-class_balanced``) and ``-seedN`` for a seed
-other than 0, so that grids planned before samplers and seeds existed keep their names. `run_grid` trains them:
+than the default ``instance`` (``MODEL-ce-none-adam-s0-class_balanced``), ``-MIXER`` for a mixer other than
+``none`` and ``-seedN`` for a seed other than 0, so that grids planned before samplers, mixers and seeds existed
+keep their names. `run_grid` trains them:
 
 - a finished run (it has ``metrics.json``) is skipped, a half-finished one (a checkpoint without
   ``metrics.json``) is resumed (`train(config, resume=True)`), the others start;
@@ -62,6 +64,7 @@ from sampleweight.factory import (
     accepted_options,
     check_weighter_options,
     list_losses,
+    list_mixers,
     list_models,
     list_samplers,
     list_weighters,
@@ -104,16 +107,18 @@ optimizers x 2 splits = 80 runs."""
 
 
 def default_axis(kind: str) -> tuple[str, ...]:
-    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``) when none is given:
+    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``, ``"mixers"``) when none
+    is given:
     the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
     return tuple(get_registry().defaults(kind))
 
 
-_COMBINATION = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out")  # and "seed", popped by plan_grid
+# and "seed", popped by plan_grid
+_COMBINATION = ("model", "loss", "weighters", "sampler", "mixer", "optimizer", "split", "out")
 _OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
-SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "optimizer", "split", "seed", "state",
-                   "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
+SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "mixer", "optimizer", "split", "seed",
+                   "state", "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
 """The columns of ``summary.csv`` (`write_summary`)."""
 
 
@@ -212,6 +217,10 @@ class Grid:
             arguments += ["--sampler", config.sampler]
         for key, value in config.sampler_options.items():
             arguments += ["--sampler-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
+        if config.mixer != default_name("mixers"):
+            arguments += ["--mixer", config.mixer]
+        for key, value in config.mixer_options.items():
+            arguments += ["--mixer-option", f"{key}={json.dumps(value)}"]
         return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--seed", str(config.seed),
                 "--out", str(run.path)]  # fmt: skip
 
@@ -320,6 +329,7 @@ def plan_grid(
     losses: str | Sequence[str] | None = None,
     weighters: str | Sequence[str] | None = None,
     samplers: str | Sequence[str] | None = None,
+    mixers: str | Sequence[str] | None = None,
     optimizers: str | Sequence[str] = DEFAULT_OPTIMIZERS,
     splits: str | Sequence[int | str] = DEFAULT_SPLITS,
     seeds: str | Sequence[int | str] | None = None,
@@ -335,6 +345,7 @@ def plan_grid(
         losses: Loss names.
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
         samplers: Sampler names (default: the paper's shuffled pass).
+        mixers: Mixer names (default: the built-ins' default, ``none``).
         optimizers: ``adam`` and/or ``sgd``.
         splits: Split numbers (the paper's are 0 and 1).
         seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
@@ -344,10 +355,11 @@ def plan_grid(
             each ``loss_options`` key applies to the runs whose loss takes it (``gamma``: focal, also on the
             hierarchical model; ``tau``: logit_adjusted, ...); a weighter option scoped as
             ``NAME.KEY`` (``{"weighter_options": {"es.normalize": "classes"}}``) to the runs whose
-            weighting uses NAME; each run gets the ``sampler_options`` its sampler takes.
+            weighting uses NAME; each run gets the ``sampler_options`` its sampler takes, and the
+            ``mixer_options`` its mixer takes.
 
     Returns:
-        The `Grid`: runs ordered models, losses, weightings, samplers, optimizers, splits, seeds (seeds
+        The `Grid`: runs ordered models, losses, weightings, samplers, mixers, optimizers, splits, seeds (seeds
         innermost).
 
     Raises:
@@ -363,15 +375,17 @@ def plan_grid(
         ['resnet18-ce-none-adam-s0', 'resnet18-ce-none-adam-s1']
     """
     out = Path(out)
-    models, losses, weighters, samplers = (
+    models, losses, weighters, samplers, mixers = (
         default_axis(kind) if given is None else given
-        for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers))
-    )
+        for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers),
+                            ("mixers", mixers))
+    )  # fmt: skip
     model_names = _checked(parse_list(models, "models"), "model", list_models(), extra=timm.is_model)
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
     weightings = parse_list(weighters, "weighters")
     _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
     sampler_names = _checked(parse_list(samplers, "samplers"), "sampler", list_samplers())
+    mixer_names = _checked(parse_list(mixers, "mixers"), "mixer", list_mixers())
     optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
@@ -386,19 +400,22 @@ def plan_grid(
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
     sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
+    mixer_options = _mixer_options(mixer_names, shared.pop("mixer_options", None) or {})
     loss_options = _loss_options(model_names, loss_names, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
-    for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
-        model_names, loss_names, weightings, sampler_names, optimizer_names, split_numbers, seed_numbers
+    for model, loss, weighting, sampler, mixer, optimizer, split, seed in itertools.product(
+        model_names, loss_names, weightings, sampler_names, mixer_names, optimizer_names, split_numbers, seed_numbers
     ):
         combination = {"model": model, "loss": loss, "loss_options": loss_options[(model, loss)],
                        "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
+                       "mixer": mixer, "mixer_options": mixer_options[mixer],
                        "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination)
             components.check_choices(config)  # every option too, before any run starts
         except ConfigError as exc:
-            suffix = ("" if sampler == default_name("samplers") else f"-{sampler}") + (f"-seed{seed}" if seed else "")
+            suffix = "".join(f"-{name}" for name, kind in ((sampler, "samplers"), (mixer, "mixers"))
+                             if name != default_name(kind)) + (f"-seed{seed}" if seed else "")  # fmt: skip
             raise ConfigError(f"run {model}-{loss}-{weighting}-{optimizer}-s{split}{suffix}: {exc}") from None
         runs.append(GridRun(len(runs), config.model_copy(update={"out": out / config.run_name})))
     return Grid(out=out, runs=tuple(runs), shared=shared)
@@ -560,7 +577,7 @@ def _print_stage(console: Console, outcome: StageOutcome) -> None:
 def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: Iterable[int] = ()) -> Path:
     """Rewrite ``OUT/summary.csv`` from the run directories: one row per combination.
 
-    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, sampler, optimizer, split, seed, state``
+    Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, sampler, mixer, optimizer, split, seed, state``
     (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
     mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
     ``error``.
@@ -580,7 +597,8 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
         epochs = read_epochs(run.path / RunDirectory.EPOCHS)
         row: dict[str, Any] = {
             "index": run.index, "run": run.name, "model": config.model, "loss": config.loss,
-            "weighting": config.weighter_spec, "sampler": config.sampler, "optimizer": config.optimizer,
+            "weighting": config.weighter_spec, "sampler": config.sampler, "mixer": config.mixer,
+            "optimizer": config.optimizer,
             "split": config.split, "seed": config.seed,
             "state": _summary_state(run.index, state, errors, running),
             "epochs_done": len(epochs), "epochs": config.epochs,
@@ -854,6 +872,22 @@ def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dic
         raise ConfigError(
             f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
             f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
+        )
+    return taken
+
+
+def _mixer_options(mixers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each mixer's share of the grid's ``--mixer-option`` keys: those its factory takes.
+
+    Raises:
+        ConfigError: A key that no mixer of the grid takes.
+    """
+    accepted = {name: accepted_options(lookup(None, "mixers", name).factory) for name in mixers}
+    taken, unused = _shares(accepted, options)
+    if unused:
+        raise ConfigError(
+            f"--mixer-option {unused[0]}: no mixer of the grid ({', '.join(mixers)}) takes "
+            f"{', '.join(unused)}; `sampleweight plugins` lists the mixers, docs/mixing.md their options"
         )
     return taken
 

@@ -92,7 +92,7 @@ _OPTIMIZER_ORDER = DEFAULT_OPTIMIZERS
 _PER_RUN_FIELDS = frozenset({"split", "seed", *EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
 _CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
-                          "loss_options", STAGE_KEY})  # fmt: skip
+                          "loss_options", "mixer", "mixer_options", STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -187,7 +187,8 @@ class RunResult:
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
         options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
-        the same setup as no gamma), the sampler's options (``sampler.threshold``), a retrained run's stage
+        the same setup as no gamma), the sampler's options (``sampler.threshold``), the mixer unless it is the default
+        (``mixer``) and its options (``mixer.alpha``), a retrained run's stage
         options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
         """
         weighters = set(self.config["weighters"])
@@ -205,6 +206,9 @@ class RunResult:
             }
         )
         options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
+        if self.config.get("mixer", default_name("mixers")) != default_name("mixers"):
+            options["mixer"] = self.config["mixer"]
+        options.update({f"mixer.{key}": value for key, value in (self.config.get("mixer_options") or {}).items()})
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
