@@ -49,6 +49,19 @@ def test_weighting_overhead_smoke(tmp_path) -> None:
     assert 0 < results["plain CE"]["ops"] < results["ce + none"]["ops"] < results["ce + ohem+es"]["ops"]
 
 
+def test_mixing_overhead_smoke(tmp_path) -> None:
+    out = tmp_path / "m.json"
+    load("mixing_overhead").main(
+        ["--backbone", "test_resnet", "--image-size", "32", "--rounds", "2", "--repeats", "2", "--out", str(out)]
+    )
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "mixing_overhead"
+    results = report["results"]
+    assert set(results) == {"none", "mixup", "cutmix", "mixup_cutmix", "remix"}
+    assert results["none"]["step_ratio"] == 1.0 and results["none"]["extra_share"] == 0.0
+    assert all(row["step_ms"] > 0 and row["mix_us"] > 0 for row in results.values())
+
+
 @needs_ham10000
 def test_trainer_vs_loop_smoke(tmp_path) -> None:
     out = tmp_path / "t.json"
