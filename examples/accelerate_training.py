@@ -12,12 +12,15 @@ focal loss and OHEM (the paper's pacing). What matters for sampleweight:
 - with ``--sampler class_balanced`` (or any sampler of ``sampleweight plugins``), the batches are drawn by
   ``sw.create_sampler(..., batch_size=M)``, created after ``Accelerator()``: each process loads its own
   part of the same global batches, so the loader is not passed to ``accelerator.prepare`` (that would
-  shard it a second time), and ``set_epoch`` is called before every epoch.
+  shard it a second time), and ``set_epoch`` is called before every epoch;
+- with ``--mixer mixup`` (or ``remix``, ...), each process mixes its own (real) samples with draws from
+  ``(seed, epoch, step, rank)``, and the criterion takes the mixed class distributions.
 
     python examples/accelerate_training.py                                # one process
     torchrun --nproc-per-node 2 examples/accelerate_training.py           # two CPU processes (gloo)
     python examples/accelerate_training.py --notebook-launcher 2          # as notebook_launcher would
     torchrun --nproc-per-node 2 examples/accelerate_training.py --sampler class_balanced
+    torchrun --nproc-per-node 2 examples/accelerate_training.py --mixer remix
 
 ``accelerate launch --num_processes 2 --cpu`` runs ONE process on a machine without GPUs (accelerate
 1.x); use torchrun or notebook_launcher for several CPU processes.
@@ -65,6 +68,7 @@ def train(
     weighter: str = "ohem",
     sampler: str | None = None,
     show_batches: bool = False,
+    mixer: str = "none",
 ) -> list[str]:
     """Train; ``batch_size`` is the global batch, shared by the processes. Returns the lines it printed.
 
@@ -78,6 +82,8 @@ def train(
     model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, len(PROPORTIONS)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = sw.WeightedLoss("focal", weighter, gamma=1.0, num_epochs=epochs)  # no batch_size: the global batch's
+    counts = torch.bincount(dataset.tensors[1], minlength=len(PROPORTIONS))
+    mixing = sw.create_mixer(mixer, num_classes=len(PROPORTIONS), class_counts=counts, seed=0)
     if sampler is None:
         generator = torch.Generator().manual_seed(2)  # accelerate keeps it in step across the processes
         loader = DataLoader(dataset, batch_size=per_process, shuffle=True, generator=generator)
@@ -104,7 +110,8 @@ def train(
         for batch, (x, y, index) in enumerate(loader):
             x, y = x.to(accelerator.device), y.to(accelerator.device)
             keep = len(y) if draws is not None else real_part(accelerator, len(y))  # the sampler repeats nothing
-            loss = criterion(model(x)[:keep], y[:keep])  # (1/B) sum_j w_j l_j over the global batch
+            mixed, target = mixing(x[:keep], y[:keep], epoch=epoch, step=batch, rank=accelerator.process_index)
+            loss = criterion(model(mixed), target)  # (1/B) sum_j w_j l_j over the global batch
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
@@ -130,8 +137,9 @@ if __name__ == "__main__":
     parser.add_argument("--sampler", choices=sw.list_samplers(), help="draw the batches with this sampleweight sampler")
     parser.add_argument("--show-batches", action="store_true", help="with --sampler: each global batch's indices")
     parser.add_argument("--notebook-launcher", type=int, metavar="N", help="start N processes as a notebook would")
+    parser.add_argument("--mixer", default="none", choices=sw.list_mixers(), help="mix the training batches")
     args = parser.parse_args()
-    options = (args.epochs, args.batch_size, args.samples, "ohem", args.sampler, args.show_batches)
+    options = (args.epochs, args.batch_size, args.samples, "ohem", args.sampler, args.show_batches, args.mixer)
     if args.notebook_launcher:
         from accelerate import notebook_launcher
 

@@ -13,11 +13,15 @@ focal loss and OHEM (the paper's pacing). What matters for sampleweight:
 - with ``--sampler class_balanced`` (or any sampler of ``sampleweight plugins``), the training batches
   are drawn by ``sw.create_sampler(..., batch_size=M)`` with ``Trainer(use_distributed_sampler=False)``:
   each process loads its own part of the same global batches, so under DDP the weighters still select
-  over the batch one process would see. Lightning calls the sampler's ``set_epoch`` before every epoch.
+  over the batch one process would see. Lightning calls the sampler's ``set_epoch`` before every epoch;
+- with ``--mixer mixup`` (or ``remix``, ...), each process mixes its own part of the batch in ``training_step``
+  with draws from ``(seed, epoch, step, rank)`` and the criterion takes the mixed class distributions; validation
+  is not mixed.
 
     python examples/lightning_training.py                 # one process
     python examples/lightning_training.py --devices 2     # two CPU processes (DDP over gloo)
     python examples/lightning_training.py --devices 2 --sampler class_balanced
+    python examples/lightning_training.py --devices 2 --mixer remix
 """
 
 from __future__ import annotations
@@ -81,12 +85,20 @@ class Blobs(L.LightningDataModule):
 
 class Classifier(L.LightningModule):
     def __init__(
-        self, weighter: str = "ohem", num_epochs: int = 6, lr: float = 1e-3, show_batches: bool = False
+        self,
+        weighter: str = "ohem",
+        num_epochs: int = 6,
+        lr: float = 1e-3,
+        show_batches: bool = False,
+        mixer: str = "none",
+        class_counts: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, len(PROPORTIONS)))
         # No batch_size: the curriculum weighters take it from the global batch they see.
         self.criterion = sw.WeightedLoss("focal", weighter, gamma=1.0, num_epochs=num_epochs)
+        # The mixer's draws follow from (seed, epoch, step, rank): each process mixes its own part of the batch.
+        self.mixer = sw.create_mixer(mixer, num_classes=len(PROPORTIONS), class_counts=class_counts, seed=0)
         self.lr, self.show_batches = lr, show_batches
         self.drawn = torch.zeros(len(PROPORTIONS), dtype=torch.long)  # this process's samples per class, this epoch
 
@@ -96,7 +108,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y, index = batch
-        loss = self.criterion(self.net(x), y)  # (1/B) sum_j w_j l_j over the global batch
+        mixed, target = self.mixer(x, y, epoch=self.current_epoch, step=batch_idx, rank=self.global_rank)
+        loss = self.criterion(self.net(mixed), target)  # (1/B) sum_j w_j l_j over the global batch
         weights = self.criterion.last_weights  # this process's samples
         kept = (weights > 0).sum().float()
         self.log("weights/kept", kept, reduce_fx="sum", sync_dist=True)
@@ -140,6 +153,7 @@ def main(
     samples: int = 200,
     sampler: str | None = None,
     show_batches: bool = False,
+    mixer: str = "none",
 ) -> None:
     """Train; ``batch_size`` is the global batch, shared by the ``devices`` processes."""
     L.seed_everything(0, verbose=False)
@@ -154,9 +168,10 @@ def main(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    data = Blobs(batch_size, samples, sampler)
+    counts = torch.bincount(data.train_data.tensors[1], minlength=len(PROPORTIONS))  # what remix compares
     trainer.fit(
-        Classifier(num_epochs=epochs, show_batches=show_batches),
-        datamodule=Blobs(batch_size, samples, sampler),
+        Classifier(num_epochs=epochs, show_batches=show_batches, mixer=mixer, class_counts=counts), datamodule=data
     )
 
 
@@ -167,6 +182,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=16, help="the global batch, shared by the processes")
     parser.add_argument("--sampler", choices=sw.list_samplers(), help="draw the training batches with this sampler")
     parser.add_argument("--show-batches", action="store_true", help="print each process's sample indices per step")
+    parser.add_argument("--mixer", default="none", choices=sw.list_mixers(), help="mix the training batches")
     args = parser.parse_args()
     main(
         devices=args.devices,
@@ -174,4 +190,5 @@ if __name__ == "__main__":
         batch_size=args.batch_size,
         sampler=args.sampler,
         show_batches=args.show_batches,
+        mixer=args.mixer,
     )

@@ -17,7 +17,7 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 # page -> (what it needs installed, folders its snippets import from)
 PAGES = {
     "plugins.md": ((), [ROOT / "examples" / "third_party_plugin"]),  # the "your plugin" of the page
-    "integrations.md": (("lightning", "accelerate"), []),
+    "integrations.md": (("lightning", "accelerate", "transformers"), []),
     "mixing.md": ((), []),
 }
 

@@ -1,6 +1,6 @@
-"""The recipes of docs/integrations.md: the Lightning and accelerate examples, on the CPU, in one process and in two
-(gloo). Skipped when the optional dependencies are absent (``pip install "sampleweight[integrations]"``; the test
-extra includes them, so CI runs these)."""
+"""The recipes of docs/integrations.md: the Lightning, accelerate and Hugging Face Trainer examples, on the CPU, in one
+process and in two (gloo). Skipped when the optional dependencies are absent
+(``pip install "sampleweight[integrations]"``; the test extra includes them, so CI runs these)."""
 
 from __future__ import annotations
 
@@ -169,3 +169,37 @@ def test_accelerate_recipe_with_a_class_balanced_sampler_draws_the_same_global_b
     assert steps(two) == steps(one)
     assert_paced_over_the_global_batch(steps(one), epochs=2, batch_size=16, steps_per_epoch=7)
     assert drawn(one) == drawn(two) == class_counts(targets, expected, epochs=2)
+
+
+def test_hf_trainer_recipe_gives_one_process_results_under_torchrun() -> None:
+    pytest.importorskip(
+        "transformers", reason="the Trainer recipe needs transformers (pip install sampleweight[integrations])"
+    )
+    script = str(EXAMPLES / "hf_trainer.py")
+    args = (script, "--epochs", "2", "--sampler", "class_balanced")
+    one = steps(run(sys.executable, *args))
+    two = steps(run(sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args))
+    assert two == one  # the same global batches, OHEM over them, the same losses (6 decimals)
+    assert_paced_over_the_global_batch(one, epochs=2, batch_size=16, steps_per_epoch=13)  # 200 = 12 x 16 + 8
+    mixed = steps(
+        run(sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args, "--mixer", "remix")
+    )
+    assert_paced_over_the_global_batch(mixed, epochs=2, batch_size=16, steps_per_epoch=13)
+    assert [loss for *_, loss in mixed] != [loss for *_, loss in one]  # the criterion took the mixed targets
+
+
+def test_the_lightning_and_accelerate_recipes_mix_each_process_part() -> None:
+    pytest.importorskip("lightning", reason="needs lightning (pip install sampleweight[integrations])")
+    pytest.importorskip("accelerate", reason="needs accelerate (pip install sampleweight[integrations])")
+    lightning = str(EXAMPLES / "lightning_training.py")
+    mixed = steps(run(sys.executable, lightning, "--devices", "2", "--epochs", "2", "--mixer", "remix"))
+    assert_paced_over_the_global_batch(mixed, epochs=2, batch_size=16, steps_per_epoch=13)
+    plain = steps(run(sys.executable, lightning, "--epochs", "2"))
+    assert [loss for *_, loss in mixed] != [loss for *_, loss in plain]
+    accelerate = (str(EXAMPLES / "accelerate_training.py"), "--epochs", "2", "--samples", "110")
+    one = steps(run(sys.executable, *accelerate, "--mixer", "mixup"))
+    assert one == steps(run(sys.executable, *accelerate, "--mixer", "mixup"))  # the draws follow from the seed
+    assert [loss for *_, loss in one] != [loss for *_, loss in steps(run(sys.executable, *accelerate))]
+    torchrun = steps(run(sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *accelerate,
+                         "--mixer", "mixup"))  # fmt: skip
+    assert_paced_over_the_global_batch(torchrun, epochs=2, batch_size=16, steps_per_epoch=7)
