@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import types
 
@@ -39,6 +40,32 @@ def test_a_third_party_mixer_registers_through_the_hook() -> None:
     mixer = sw.create_mixer("swap", num_classes=3, seed=1, num_epochs=4, registry=registry)  # facts it names
     images, soft = mixer(torch.arange(2.0).view(2, 1), torch.tensor([0, 2]), epoch=0, step=0)
     assert images.flatten().tolist() == [1.0, 0.0] and soft.argmax(1).tolist() == [2, 0]
+
+
+def test_a_mixer_factory_receives_the_facts_its_signature_names_and_plugins_lists_the_mixers() -> None:
+    seen = {}
+
+    def factory(class_counts, num_classes, num_epochs, batch_size, class_names, seed, strength: float = 1.0):
+        seen.update(counts=class_counts.tolist(), classes=num_classes, epochs=num_epochs, batch=batch_size,
+                    names=list(class_names), seed=seed, strength=strength)  # fmt: skip
+        return builtin_mixers.NoMixing()
+
+    mine = types.ModuleType("mine")
+    mine.register_mixers = sw.hookimpl(lambda register: register("facts", factory))
+    registry = plugins.load_plugins(entry_points=False, builtins=True, modules=[mine], register_timm=False)
+    sw.create_mixer("facts", class_counts=[3, 1], num_epochs=4, batch_size=8, class_names=["a", "b"], seed=5,
+                    strength=2, registry=registry)  # fmt: skip
+    assert seen == {"counts": [3, 1], "classes": 2, "epochs": 4, "batch": 8, "names": ["a", "b"], "seed": 5,
+                    "strength": 2.0}  # fmt: skip
+    from typer.testing import CliRunner
+
+    from sampleweight.cli import app
+
+    listed = CliRunner().invoke(app, ["plugins", "--json"])
+    assert listed.exit_code == 0
+    mixers = next(p for p in json.loads(listed.stdout) if p["name"] == "mixers")
+    assert mixers["mixers"] == ["none", "mixup", "cutmix", "mixup_cutmix", "remix"]
+    assert mixers["summaries"]["mixers"]["remix"].startswith("Remix (Chou et al.")
 
 
 @pytest.mark.parametrize(
