@@ -108,8 +108,7 @@ optimizers x 2 splits = 80 runs."""
 
 def default_axis(kind: str) -> tuple[str, ...]:
     """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``, ``"mixers"``) when none
-    is given:
-    the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
+    is given: the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
     return tuple(get_registry().defaults(kind))
 
 
