@@ -299,20 +299,53 @@ class Forgetful(sw.BaseMixer):
         return images.flip(0).clone(), one_hot.flip(0)
 
 
+class EvenOnly(sw.BaseMixer):
+    """timm's Mixup.__call__ as it is: refuses an odd batch (a process's short last part)."""
+
+    def mix(self, images, targets, seed):
+        with numpy_seeded(seed):
+            return Mixup(label_smoothing=0.0, num_classes=self.num_classes)(images.clone(), targets)
+
+
+class ForgetsOnRestore(sw.BaseMixer):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.scale = 1.0
+
+    def mix(self, images, targets, seed):
+        return images * self.scale, targets
+
+    def state_dict(self):
+        return {"scale": self.scale}
+
+    def load_state_dict(self, state_dict):
+        self.scale = 2 * state_dict["scale"]  # a wrong restore
+
+
+BROKEN = [
+    (GlobalDraws, "global-random-state"),
+    (NumpyDraws, "global-random-state"),
+    (InPlace, "inputs-unchanged"),
+    (Unnormalised, "targets"),
+    (Elsewhere, "batch-classes"),
+    (Cropped, "images"),
+    (NoState, "protocol"),
+    (Forgetful, "deterministic"),
+    (lambda num_classes: 1 / 0, "factory"),
+    (lambda: NoState(), "protocol"),
+    (EvenOnly, "call"),
+    (ForgetsOnRestore, "state-dict"),
+]
+
+
+def test_every_mixer_rule_has_a_mixer_that_breaks_it() -> None:
+    assert {rule for _, rule in BROKEN} == set(MIXER_RULES)
+
+
 @pytest.mark.parametrize(
     ("mixer", "rule"),
-    [
-        (GlobalDraws, "global-random-state"),
-        (NumpyDraws, "global-random-state"),
-        (InPlace, "inputs-unchanged"),
-        (Unnormalised, "targets"),
-        (Elsewhere, "batch-classes"),
-        (Cropped, "images"),
-        (NoState, "protocol"),
-        (Forgetful, "deterministic"),
-        (lambda num_classes: 1 / 0, "factory"),
-        (lambda: NoState(), "protocol"),
-    ],
+    BROKEN,
+    ids=[f"{rule}-{getattr(mixer, '__qualname__', '')}" for mixer, rule in BROKEN],
 )
 def test_a_broken_mixer_fails_the_rule_it_breaks(mixer, rule: str) -> None:
     assert rule in MIXER_RULES
