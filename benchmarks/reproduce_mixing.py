@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from sampleweight.engine.rundir import RunDirectory, read_epochs
 from sampleweight.studies.grid import Grid, plan_grid, run_grid
 from sampleweight.studies.report import Cell, collect_runs, summarize
 from sampleweight.studies.statistics import COMPARED_METRICS, Difference, PairedBootstrap, holm
@@ -159,6 +160,13 @@ def render(args: argparse.Namespace, found: dict, differences: dict, commit: str
     lines += ["", "## What ran", ""]
     spent = f"; this invocation trained for {minutes:.0f} min (one run at a time)." if minutes is not None else "."
     lines.append(f"{finished} of the {expected} planned runs finished{spent}")
+    seconds = [sum(e.get("seconds", 0.0) for e in read_epochs(run.path / RunDirectory.EPOCHS))
+               for cell in found.values() for run in cell.runs]  # fmt: skip
+    if seconds:
+        keys = sorted({run.key for cell in found.values() for run in cell.runs})
+        lines.append(f"Training time per run (the sum of its epochs): {min(seconds) / 60:.1f}-{max(seconds) / 60:.1f} "
+                     f"min, {sum(seconds) / 60:.0f} min in all, on a 2-core VM shared with other work. (split, seed) "
+                     f"pairs with finished runs: {', '.join(map(str, keys))}.")  # fmt: skip
     if finished < expected:
         lines.append("The study was stopped before the end: the tables hold only the finished runs, and a "
                      "comparison only the (split, seed) pairs that both setups finished. Rerun the command to "

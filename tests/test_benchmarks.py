@@ -193,6 +193,20 @@ def test_reproduce_ham10000_smoke_with_the_long_tail_baselines(tmp_path) -> None
     )  # one epoch of deferral (of 1) tests nothing about DRS
 
 
+def test_reproduce_mixing_smoke(tmp_path) -> None:
+    doc = tmp_path / "reproduction-mixing.md"
+    args = ["--data", "synthetic:120", "--out", str(tmp_path / "runs"), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "16", "--splits", "0", "--seeds", "0", "--bootstrap", "20", "--doc", str(doc)]  # fmt: skip
+    load("reproduce_mixing").main(args)
+    text = doc.read_text()
+    for rebalancing in ("none", "cb", "balanced_softmax", "class_balanced"):
+        for mixer in ("none", "mixup", "remix"):
+            assert f"| {rebalancing} | {mixer} | 1 |" in text
+        assert f"| {rebalancing} | remix | 1 | " in text.split("## Mixing minus no mixing")[1]
+    assert "12 of the 12 planned runs finished" in text
+    assert (tmp_path / "runs" / "cbam_vgg16-balanced_softmax-none-adam-s0-remix" / "metrics.json").is_file()
+
+
 @needs_ham10000
 def test_evaluation_ham10000_smoke(tmp_path) -> None:
     out = tmp_path / "e.json"
