@@ -110,6 +110,16 @@ def test_the_run_name_and_config_carry_the_mixer_only_when_it_is_not_none() -> N
     assert older["mixer"] == "none" and older["mixer_options"] == {}
 
 
+def test_a_config_file_names_the_mixer_and_flags_update_its_options_key_by_key(tmp_path) -> None:
+    from sampleweight.engine.config import load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('mixer = "remix"\n[mixer_options]\nkappa = 2.0\ntau = 0.4\n')
+    config = load_config(path, mixer_options={"tau": 0.3})
+    assert config.mixer == "remix" and config.mixer_options == {"kappa": 2.0, "tau": 0.3}
+    assert config.run_name.endswith("-remix")
+
+
 def test_cli_train_takes_a_mixer_and_its_options(tmp_path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--mixer", "remix", "--mixer-option", "kappa=2",
