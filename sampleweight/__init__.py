@@ -29,10 +29,12 @@ from sampleweight.errors import (
 )
 from sampleweight.factory import (
     create_loss as create_loss,
+    create_optimizer as create_optimizer,
     create_sampler as create_sampler,
     create_weighter as create_weighter,
     list_losses as list_losses,
     list_models as list_models,
+    list_optimizers as list_optimizers,
     list_samplers as list_samplers,
     list_weighters as list_weighters,
 )
@@ -80,12 +82,14 @@ __all__ = [
     "WeightingBatch",
     "classifier",
     "create_loss",
+    "create_optimizer",
     "create_sampler",
     "create_weighter",
     "functional",
     "hookimpl",
     "list_losses",
     "list_models",
+    "list_optimizers",
     "list_plugins",
     "list_samplers",
     "list_weighters",

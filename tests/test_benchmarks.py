@@ -191,3 +191,11 @@ def test_evaluation_ham10000_smoke(tmp_path) -> None:
     assert names[:5] == ["none tta=none", "none tta=flip", "none tta=flip-rot", "none tta=crops", "none logit_adjust=1"]
     assert "ensemble geometric" in names and report["held_out_images"] > 0
     assert all(0 <= row["bacc"] <= 1 and row["time_ratio"] > 0 for row in report["results"])
+
+
+def test_sam_step_smoke(tmp_path) -> None:
+    out = tmp_path / "s.json"
+    arguments = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--rounds", "2",
+                 "--steps-per-round", "1", "--out", str(out)]  # fmt: skip
+    report = load("sam_step").main(arguments)
+    assert json.loads(out.read_text())["steps"]["sam"]["ratio_to_sgd"] == report["steps"]["sam"]["ratio_to_sgd"] > 0

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import timm
 from rich.console import Console
@@ -63,14 +63,14 @@ from sampleweight.factory import (
     check_weighter_options,
     list_losses,
     list_models,
+    list_optimizers,
     list_samplers,
     list_weighters,
     lookup,
 )
-from sampleweight.plugins import get_registry
+from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
-    "DEFAULT_OPTIMIZERS",
     "DEFAULT_SPLITS",
     "GRID_FILE",
     "SUMMARY_COLUMNS",
@@ -96,21 +96,20 @@ SUMMARY_FILE = "summary.csv"
 LOG_FILE = "train.log"
 """Output of a worker subprocess, in its run directory (several-device grids only)."""
 
-DEFAULT_OPTIMIZERS = ("adam", "sgd")
 DEFAULT_SPLITS = (0, 1)
-"""The paper's two optimizers and two splits. The default models, losses, weightings and sampler are those the
-built-ins mark ``default`` (`default_axis`): the paper's comparison, 2 models x 2 losses x 5 weightings x 2
-optimizers x 2 splits = 80 runs."""
+"""The paper's two splits. The default models, losses, weightings, samplers and optimizers are those the built-ins
+mark ``default`` (`default_axis`): the paper's comparison, 2 models x 2 losses x 5 weightings x 2 optimizers x 2
+splits = 80 runs."""
 
 
 def default_axis(kind: str) -> tuple[str, ...]:
-    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``) when none is given:
+    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``, ``"optimizers"``) when
+    none is given:
     the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
     return tuple(get_registry().defaults(kind))
 
 
 _COMBINATION = ("model", "loss", "weighters", "sampler", "optimizer", "split", "out")  # and "seed", popped by plan_grid
-_OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
 SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "optimizer", "split", "seed", "state",
                    "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
@@ -212,6 +211,8 @@ class Grid:
             arguments += ["--sampler", config.sampler]
         for key, value in config.sampler_options.items():
             arguments += ["--sampler-option", f"{key}={json.dumps(value)}"]  # JSON is YAML: parse_options reads it
+        for key, value in config.optimizer_options.items():
+            arguments += ["--optimizer-option", f"{key}={json.dumps(value)}"]
         return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--seed", str(config.seed),
                 "--out", str(run.path)]  # fmt: skip
 
@@ -320,7 +321,7 @@ def plan_grid(
     losses: str | Sequence[str] | None = None,
     weighters: str | Sequence[str] | None = None,
     samplers: str | Sequence[str] | None = None,
-    optimizers: str | Sequence[str] = DEFAULT_OPTIMIZERS,
+    optimizers: str | Sequence[str] | None = None,
     splits: str | Sequence[int | str] = DEFAULT_SPLITS,
     seeds: str | Sequence[int | str] | None = None,
     config_file: str | Path | None = None,
@@ -335,7 +336,7 @@ def plan_grid(
         losses: Loss names.
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
         samplers: Sampler names (default: the paper's shuffled pass).
-        optimizers: ``adam`` and/or ``sgd``.
+        optimizers: Optimizer names (default: the paper's two, adam and sgd).
         splits: Split numbers (the paper's are 0 and 1).
         seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
             every seed. Default: the shared ``seed`` option, else 0.
@@ -363,16 +364,17 @@ def plan_grid(
         ['resnet18-ce-none-adam-s0', 'resnet18-ce-none-adam-s1']
     """
     out = Path(out)
-    models, losses, weighters, samplers = (
+    models, losses, weighters, samplers, optimizers = (
         default_axis(kind) if given is None else given
-        for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers))
-    )
+        for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers),
+                            ("optimizers", optimizers))
+    )  # fmt: skip
     model_names = _checked(parse_list(models, "models"), "model", list_models(), extra=timm.is_model)
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
     weightings = parse_list(weighters, "weighters")
     _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
     sampler_names = _checked(parse_list(samplers, "samplers"), "sampler", list_samplers())
-    optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
+    optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list_optimizers())
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
     shared = _shared_options(config_file, options or {})
@@ -386,6 +388,7 @@ def plan_grid(
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
     sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
+    optimizer_options = _sampler_options(optimizer_names, shared.pop("optimizer_options", None) or {}, "optimizers")
     loss_options = _loss_options(model_names, loss_names, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
     for model, loss, weighting, sampler, optimizer, split, seed in itertools.product(
@@ -393,7 +396,8 @@ def plan_grid(
     ):
         combination = {"model": model, "loss": loss, "loss_options": loss_options[(model, loss)],
                        "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
-                       "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
+                       "optimizer": optimizer, "optimizer_options": optimizer_options[optimizer], "split": split,
+                       "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination)
             components.check_choices(config)  # every option too, before any run starts
@@ -842,18 +846,22 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
     return {k: v for k, v in values.items() if k not in _COMBINATION}
 
 
-def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each sampler's share of the grid's ``--sampler-option`` keys: those its factory takes.
+def _sampler_options(
+    samplers: Sequence[str], options: Mapping[str, Any], kind: str = "samplers"
+) -> dict[str, dict[str, Any]]:
+    """Each sampler's (or optimizer's, for ``kind="optimizers"``) share of the grid's ``--sampler-option``
+    (``--optimizer-option``) keys: those its factory takes.
 
     Raises:
-        ConfigError: A key that no sampler of the grid takes.
+        ConfigError: A key that no sampler (optimizer) of the grid takes.
     """
-    accepted = {name: accepted_options(lookup(None, "samplers", name).factory) for name in samplers}
+    accepted = {name: accepted_options(lookup(None, kind, name).factory) for name in samplers}
     taken, unused = _shares(accepted, options)
     if unused:
+        singular = SINGULAR[kind]
         raise ConfigError(
-            f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
-            f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
+            f"--{singular}-option {unused[0]}: no {singular} of the grid ({', '.join(samplers)}) takes "
+            f"{', '.join(unused)}; `sampleweight plugins` lists the {kind}, docs/plugins.md where their options are"
         )
     return taken
 
