@@ -391,3 +391,27 @@ def test_a_grid_takes_any_registered_optimizer_and_gives_each_run_its_options(tm
                   options={**options, "optimizer_options": {"rho": 0.1}})  # fmt: skip
     with pytest.raises(sw.ConfigError, match="unknown optimizer 'lion' in the grid"):
         plan_grid(tmp_path, models="cbam_vgg16", optimizers="adam,lion", splits="0", options=options)
+
+
+def test_a_run_written_before_optimizers_were_plugins_resumes_and_is_skipped_by_a_grid(tmp_path) -> None:
+    """Its config.json and checkpoint have no optimizer_options: resuming the finished run returns its metrics
+    without training, and a grid of the same options counts it as finished."""
+    from sampleweight.studies.grid import plan_grid, run_grid
+
+    out = tmp_path / "cbam_vgg16-ce-none-sgd-s0"
+    options = dict(data="synthetic:120", backbone="test_resnet", pretrained=False, image_size=32, batch_size=16,
+                   epochs=1, lr=1e-3, quiet=True, bootstrap=0)  # fmt: skip
+    final = train({**options, "model": "cbam_vgg16", "optimizer": "sgd", "out": out})
+    config = json.loads((out / "config.json").read_text())
+    del config["optimizer_options"]
+    (out / "config.json").write_text(json.dumps(config))
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["config"]["optimizer_options"]
+    torch.save(state, out / "checkpoint.pt")
+    written = (out / "metrics.json").stat().st_mtime_ns
+    assert train({**options, "model": "cbam_vgg16", "optimizer": "sgd", "out": out}, resume=True) == final
+    assert (out / "metrics.json").stat().st_mtime_ns == written
+    grid = plan_grid(tmp_path, models="cbam_vgg16", losses="ce", weighters="none", optimizers="sgd", splits="0",
+                     options={k: v for k, v in options.items() if k != "quiet"})  # fmt: skip
+    outcomes = run_grid(grid, progress=False)
+    assert [o.status for o in outcomes] == ["skipped"] and (out / "metrics.json").stat().st_mtime_ns == written

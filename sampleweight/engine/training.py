@@ -45,7 +45,13 @@ from sampleweight.engine.components import (
     takes_closure,
     training_loss,
 )
-from sampleweight.engine.config import EXECUTION_FIELDS, TrainConfig, load_config, validation_message
+from sampleweight.engine.config import (
+    EXECUTION_FIELDS,
+    TrainConfig,
+    complete_config,
+    load_config,
+    validation_message,
+)
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.folder_lock import LOCK_FILE
 from sampleweight.engine.inference import decide, predict
@@ -144,6 +150,7 @@ def _finished_metrics(config: TrainConfig) -> dict[str, Any] | None:
         return None
     if not isinstance(final, dict) or not isinstance(saved, dict) or final.get("epochs") != config.epochs:
         return None
+    saved = complete_config(saved)  # an older version's config.json: the options it did not know at their defaults
     given = config.model_dump(mode="json")
     same = all(
         value is None or saved.get(key) == value
