@@ -199,3 +199,16 @@ def test_sam_step_smoke(tmp_path) -> None:
                  "--steps-per-round", "1", "--out", str(out)]  # fmt: skip
     report = load("sam_step").main(arguments)
     assert json.loads(out.read_text())["steps"]["sam"]["ratio_to_sgd"] == report["steps"]["sam"]["ratio_to_sgd"] > 0
+
+
+def test_sam_wb_ham10000_smoke(tmp_path) -> None:
+    from sampleweight.engine.retraining import retrain
+    from sampleweight.engine.training import train
+
+    tiny = dict(data="synthetic:120", model="cbam_vgg16", backbone="test_resnet", pretrained=False, image_size=32,
+                batch_size=16, epochs=1, lr=1e-3, quiet=True, bootstrap=0)  # fmt: skip
+    train({**tiny, "out": tmp_path / "cbam_vgg16-ce-none-adam-s0"})
+    train({**tiny, "optimizer": "sam", "optimizer_options": {"base": "adam"}, "out": tmp_path / "sam"})
+    retrain(tmp_path / "cbam_vgg16-ce-none-adam-s0", "wb", tmp_path / "wb", quiet=True, bootstrap=0)
+    text = load("sam_wb_ham10000").main([str(tmp_path), "--resamples", "20"])
+    assert "| ce-none | 1 |" in text and "| sam | 1 |" in text and "| ce-none+wb | 1 |" in text

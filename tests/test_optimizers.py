@@ -158,6 +158,11 @@ def test_adam_and_sgd_are_the_paper_optimizers_with_the_fused_kernel() -> None:
     sgd = sw.create_optimizer("sgd", params, lr=0.1, momentum=0.9, weight_decay=1e-4, device="cpu")
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["weight_decay"] == 1e-4
     assert not sw.create_optimizer("sgd", params, momentum=0.0).defaults["nesterov"]
+    # exactly what the trainer built before optimizers were plugins (engine/training.py, _optimizer)
+    before = torch.optim.Adam(params, lr=1e-3, weight_decay=0.01, fused=True)
+    assert sw.create_optimizer("adam", params, lr=1e-3, weight_decay=0.01, device="cpu").defaults == before.defaults
+    before = torch.optim.SGD(params, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.0, fused=True)
+    assert sw.create_optimizer("sgd", params, lr=1e-2, momentum=0.9, device="cpu").defaults == before.defaults
     assert sorted(sw.list_optimizers()) == ["adam", "imbsam", "sam", "sgd"]
 
 
