@@ -138,10 +138,15 @@ def takes_closure(name: str) -> bool:
     return bool(get_registry().info("optimizers", name).get("closure"))
 
 
-def loss_scaled(config: TrainConfig) -> bool:
-    """Whether the run's optimizer's update scales with the loss (registration ``loss_scaled``)."""
-    value = get_registry().info("optimizers", config.optimizer).get("loss_scaled", False)
-    return bool(value(dict(config.optimizer_options)) if callable(value) else value)
+def loss_scaled(optimizer: str, options: Mapping[str, Any]) -> bool:
+    """Whether optimizer ``optimizer``'s update with ``options`` scales with the loss (registration ``loss_scaled``).
+
+    Example:
+        >>> loss_scaled("sgd", {}), loss_scaled("adam", {}), loss_scaled("sam", {"base": "adam"})
+        (True, False, False)
+    """
+    value = get_registry().info("optimizers", optimizer).get("loss_scaled", False)
+    return bool(value(dict(options)) if callable(value) else value)
 
 
 def check_model(config: TrainConfig) -> None:

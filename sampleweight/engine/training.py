@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,10 @@ def _fit(run: Run) -> dict[str, Any]:
             )
         for note in run.data.inventory.notes() if run.data.inventory is not None else ():
             progress.console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
-        for line in weight_scale_lines(run.criterion.weighter, run.data.class_counts, loss_scaled(cfg)):
+        scale_lines = weight_scale_lines(
+            run.criterion.weighter, run.data.class_counts, cfg.optimizer, cfg.optimizer_options
+        )
+        for line in scale_lines:
             progress.console.print(line, highlight=False, soft_wrap=True)
         twice = rebalancing_twice(cfg, run.data.sampler.rebalances_classes)
         if twice:
@@ -233,13 +237,16 @@ WEIGHT_SCALE_RANGE = (0.1, 10.0)
 """Under SGD, `train` warns when a class weighter's mean weight per sample lies outside this range."""
 
 
-def weight_scale_lines(weighter: Any, class_counts: Tensor, scaled: bool) -> list[str]:
+def weight_scale_lines(
+    weighter: Any, class_counts: Tensor, optimizer: str, optimizer_options: Mapping[str, Any] | None = None
+) -> list[str]:
     """What `train` logs at the start: each class weighter's mean weight per sample under the training mix.
 
-    Under an optimizer whose update scales with the loss (``scaled``: registered ``loss_scaled``, SGD) that mean
-    multiplies the effective learning rate (ADAM's update is nearly scale-free), so outside `WEIGHT_SCALE_RANGE` a
-    one-line warning names the ``normalize`` option that fixes it.
+    Under an optimizer whose update scales with the loss (registered ``loss_scaled``: SGD, and SAM around it) that
+    mean multiplies the effective learning rate (ADAM's update is nearly scale-free), so outside
+    `WEIGHT_SCALE_RANGE` a one-line warning names the ``normalize`` option that fixes it.
     """
+    scaled = loss_scaled(optimizer, optimizer_options or {})
     lines = []
     low, high = WEIGHT_SCALE_RANGE
     for name, mean in class_mix_weights(weighter, class_counts):
