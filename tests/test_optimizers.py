@@ -420,3 +420,11 @@ def test_a_run_written_before_optimizers_were_plugins_resumes_and_is_skipped_by_
                      options={k: v for k, v in options.items() if k != "quiet"})  # fmt: skip
     outcomes = run_grid(grid, progress=False)
     assert [o.status for o in outcomes] == ["skipped"] and (out / "metrics.json").stat().st_mtime_ns == written
+
+
+def test_sampleweight_plugins_lists_the_optimizers() -> None:
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    plugins = {entry["name"]: entry for entry in json.loads(result.output)}
+    assert plugins["optimizers"]["optimizers"] == ["adam", "sgd", "sam", "imbsam"]
+    assert plugins["optimizers"]["summaries"]["optimizers"]["sam"].startswith("Sharpness-aware minimisation")
