@@ -211,4 +211,4 @@ def test_sam_wb_ham10000_smoke(tmp_path) -> None:
     train({**tiny, "optimizer": "sam", "optimizer_options": {"base": "adam"}, "out": tmp_path / "sam"})
     retrain(tmp_path / "cbam_vgg16-ce-none-adam-s0", "wb", tmp_path / "wb", quiet=True, bootstrap=0)
     text = load("sam_wb_ham10000").main([str(tmp_path), "--resamples", "20"])
-    assert "| ce-none | 1 |" in text and "| sam | 1 |" in text and "| ce-none+wb | 1 |" in text
+    assert "| ce-none | 1 |" in text and "| ce-none-sam | 1 |" in text and "| ce-none+wb | 1 |" in text
