@@ -34,6 +34,8 @@ __all__ = [
     "class_means",
     "classifier_layer",
     "install_head",
+    "max_norm_",
+    "max_norm_limit",
     "pooled_features",
     "replace_classifier",
     "tau_normalize",
@@ -133,6 +135,46 @@ def tau_normalize(weight: Tensor, tau: float) -> Tensor:
     norms = weight.norm(dim=1, keepdim=True)
     norms = torch.where(norms > 0, norms, torch.ones_like(norms))
     return weight / norms.pow(tau)
+
+
+def max_norm_limit(weight: Tensor, threshold: float) -> float:
+    """Weight balancing's MaxNorm radius: ``min_c ||w_c|| + threshold (max_c ||w_c|| - min_c ||w_c||)`` over the
+    rows of a classifier's weights [C, D], as Alshammari et al.'s code (``MaxNorm_via_PGD.setPerLayerThresh``, which
+    sets it once, from the classifier the second stage starts from; their threshold 0.1).
+
+    Args:
+        weight: Classifier weights [C, D].
+        threshold: Where between the smallest and the largest row norm the radius lies, in [0, 1].
+
+    Raises:
+        ValueError: ``threshold`` outside [0, 1].
+
+    Example:
+        >>> max_norm_limit(torch.tensor([[3.0, 4.0], [0.0, 1.0]]), 0.5)
+        3.0
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(
+            f"the MaxNorm threshold must lie in [0, 1] (between the smallest and largest norm), got {threshold}"
+        )
+    norms = weight.detach().reshape(weight.shape[0], -1).norm(dim=1)
+    return float(norms.min() + threshold * (norms.max() - norms.min()))
+
+
+@torch.no_grad()
+def max_norm_(weight: Tensor, limit: float) -> Tensor:
+    """Project each class row of a classifier's weights [C, D] into the L2 ball of radius ``limit``, in place:
+    ``w_c <- w_c * min(1, limit / ||w_c||)`` (MaxNorm by projected gradient descent, Alshammari et al., CVPR 2022).
+
+    Example:
+        >>> max_norm_(torch.tensor([[3.0, 4.0], [0.0, 1.0]]), 2.5)
+        tensor([[1.5000, 2.0000],
+                [0.0000, 1.0000]])
+    """
+    norms = weight.reshape(weight.shape[0], -1).norm(dim=1)
+    scale = torch.where(norms > limit, limit / norms.clamp_min(torch.finfo(norms.dtype).tiny), torch.ones_like(norms))
+    weight.mul_(scale.reshape(-1, *([1] * (weight.ndim - 1))).to(weight.dtype))
+    return weight
 
 
 def class_means(features: Tensor, targets: Tensor, num_classes: int) -> Tensor:

@@ -487,13 +487,21 @@ def _evaluate_each(
 @user_errors
 def retrain(
     run: Path = typer.Argument(..., help="A finished run directory (sampleweight train's --out)."),
-    method: str = typer.Option(..., help="crt, tau_norm, lws or ncm (Kang et al. 2020; docs/long-tail.md)."),
+    method: str = typer.Option(
+        ..., help="crt, tau_norm, lws, ncm (Kang et al. 2020) or wb (Alshammari et al. 2022); docs/long-tail.md."
+    ),
     out: str = typer.Option(..., help="The retrained run's directory (a normal run directory)."),
-    epochs: int | None = typer.Option(None, help="crt/lws: epochs (default 10 % of the run's, at least 1)."),
-    lr: float | None = typer.Option(None, help="crt/lws: learning rate (default the run's), cosine-annealed to 0."),
-    batch_size: int | None = typer.Option(None, help="crt/lws: batch size (default the run's)."),
-    sampler: str | None = typer.Option(None, help="crt/lws: sampler (default class_balanced)."),
-    loss: str | None = typer.Option(None, help="crt/lws: loss (default ce)."),
+    epochs: int | None = typer.Option(None, help="crt/lws/wb: epochs (default 10 % of the run's, at least 1)."),
+    lr: float | None = typer.Option(None, help="crt/lws/wb: learning rate (default the run's), cosine-annealed to 0."),
+    batch_size: int | None = typer.Option(None, help="crt/lws/wb: batch size (default the run's)."),
+    sampler: str | None = typer.Option(None, help="crt/lws: sampler (default class_balanced; wb: instance)."),
+    loss: str | None = typer.Option(None, help="crt/lws/wb: loss (default ce; wb weights it class-balanced, es)."),
+    weight_decay: float | None = typer.Option(None, help="wb: the classifier's weight decay (default the run's)."),
+    max_norm: float | None = typer.Option(
+        None,
+        help="wb: MaxNorm radius as a fraction between the smallest and largest class norm of the run's classifier "
+        "(default 0.1, Alshammari et al.'s).",
+    ),
     tau: float | None = typer.Option(
         None, help="tau_norm: the exponent, >= 0 (default: the best of 0, 0.1, ..., 2 on the validation side)."
     ),
@@ -526,6 +534,8 @@ def retrain(
         loss=loss,
         tau=tau,
         ncm_distance=ncm_distance,
+        weight_decay=weight_decay,
+        max_norm=max_norm,
         data=data,
         device=device,
         cache_dir=given_path(cache_dir, "--cache-dir"),

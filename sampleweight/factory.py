@@ -1,10 +1,12 @@
-"""Build weighters, losses, samplers and mixers by name, handing each factory the options and facts it declares.
+"""Build weighters, losses, samplers, mixers and optimizers by name, handing each factory the options and facts it
+declares.
 
 A factory is called with the user's options plus the dataset-level facts its signature names
 (pluggy-style "declare what you need"): ``class_counts`` (LongTensor [C], training-set counts),
 ``num_classes``, ``num_epochs``, ``batch_size`` and ``class_names``; a sampler factory also
-``targets`` (LongTensor [N], the training side's class indices) and ``seed``, a mixer factory also ``seed``.
-``num_classes`` follows from ``class_counts`` or ``class_names`` when not given, and ``class_counts`` from ``targets``.
+``targets`` (LongTensor [N], the training side's class indices) and ``seed``, a mixer factory also ``seed``; an
+optimizer factory the run's ``lr``, ``momentum``, ``weight_decay`` and ``device``. ``num_classes`` follows from
+``class_counts`` or ``class_names`` when not given, and ``class_counts`` from ``targets``.
 
 A weighter option may be scoped to one weighter as ``"NAME.KEY"`` (``{"es.normalize": "classes"}``): it
 reaches only that component of a composition (``"ohem+es"``), and a weighting without that weighter
@@ -16,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import math
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -35,21 +38,26 @@ from sampleweight.weighting import ProductWeighter, Weighter
 __all__ = [
     "FACTS",
     "MIXER_FACTS",
+    "OPTIMIZER_FACTS",
     "SAMPLER_FACTS",
     "SCOPE",
     "accepted_options",
     "check_mixer_options",
+    "check_optimizer_options",
     "check_options",
     "check_sampler_options",
     "check_weighter_options",
     "create_loss",
     "create_mixer",
+    "create_optimizer",
     "create_sampler",
     "create_weighter",
+    "default_lr",
     "factory_arguments",
     "list_losses",
     "list_mixers",
     "list_models",
+    "list_optimizers",
     "list_samplers",
     "list_weighters",
     "lookup",
@@ -63,6 +71,11 @@ SAMPLER_FACTS = (*FACTS, "targets", "seed")
 """The facts a sampler factory may name: the weighters' plus the training targets and the seed."""
 MIXER_FACTS = (*FACTS, "seed")
 """The facts a mixer factory may name: the weighters' plus the seed its draws follow from."""
+OPTIMIZER_FACTS = (*FACTS, "lr", "momentum", "weight_decay", "device")
+"""The facts an optimizer factory may name: the weighters' plus the run's learning rate, momentum, weight decay and
+device."""
+DEFAULT_LR = 1e-3
+"""An optimizer's default learning rate when its registration names none (``lr``)."""
 
 PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "weighter": (
@@ -78,6 +91,7 @@ PRODUCTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "a sampleweight.Mixer (callable on (images, targets, epoch=, step=), with state_dict and load_state_dict)",
         lambda obj: isinstance(obj, Mixer),
     ),
+    "optimizer": ("a torch.optim.Optimizer", lambda obj: isinstance(obj, torch.optim.Optimizer)),
 }
 """What a factory must return, by what it builds: a description and a check (a factory returning something else is
 a `PluginError` when the user creates it, not at the first batch)."""
@@ -109,6 +123,11 @@ def list_samplers(registry: Registry | None = None) -> list[str]:
 def list_mixers(registry: Registry | None = None) -> list[str]:
     """Names of all registered mixers, sorted."""
     return sorted((registry or get_registry()).mixers)
+
+
+def list_optimizers(registry: Registry | None = None) -> list[str]:
+    """Names of all registered optimizers, sorted."""
+    return sorted((registry or get_registry()).optimizers)
 
 
 def create_weighter(name: str | Sequence[str], *, registry: Registry | None = None, **options: Any) -> Weighter:
@@ -363,6 +382,81 @@ def check_mixer_options(name: str, options: Mapping[str, Any], *, registry: Regi
     _check_unused(options, [entry], "mixer", MIXER_FACTS)
     typed_options(entry, options, "mixer", MIXER_FACTS)
     return entry
+
+
+def create_optimizer(
+    name: str, params: Iterable[Any], *, registry: Registry | None = None, **options: Any
+) -> torch.optim.Optimizer:
+    """Create an optimizer by name over ``params``.
+
+    Args:
+        name: A registered optimizer name (``"adam"``, ``"sgd"``, ``"sam"``, ``"imbsam"``, ...).
+        params: The parameters (``model.parameters()``) or parameter groups.
+        registry: Where to look the name up; default the process-wide registry.
+        **options: Options of the optimizer (e.g. ``rho``) and facts: ``lr``, ``momentum``, ``weight_decay``,
+            ``device`` (what the trainer passes from the run's options; a factory gets those its signature
+            names), ``class_counts``, ``num_classes``, ``num_epochs``, ``batch_size``, ``class_names``.
+
+    Returns:
+        The optimizer. One registered ``closure=True`` (`default_lr`'s registry says so: ``registry.info(
+        "optimizers", name)``) takes ``step(closure)``, where ``closure(classes=None)`` runs a forward and backward
+        pass (``docs/training.md``).
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed), an option it does not take, a bad value.
+        PluginError: The factory failed, or returned something that is not a ``torch.optim.Optimizer``.
+
+    Example:
+        >>> import sampleweight as sw, torch
+        >>> model = torch.nn.Linear(3, 2)
+        >>> optimizer = sw.create_optimizer("sam", model.parameters(), lr=0.1, rho=0.05)
+        >>> type(optimizer).__name__, optimizer.param_groups[0]["lr"]
+        ('SharpnessAware', 0.1)
+    """
+    entry = check_optimizer_options(name, options, registry=registry)
+    facts = resolve_facts(options)
+    for key in ("lr", "momentum", "weight_decay"):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{key} must be a finite number >= 0, got {value!r}")
+        facts[key] = value
+    if options.get("device") is not None:
+        facts["device"] = options["device"]
+    return _build(entry, options, facts, "optimizer", OPTIMIZER_FACTS, positional=(params,))
+
+
+def check_optimizer_options(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> Registered:
+    """Refuse an unknown optimizer, or an option it does not take, before any data is read.
+
+    Args:
+        name: The optimizer's name.
+        options: Its options (facts such as ``lr`` may be among them).
+        registry: Where to look the name up; default the process-wide registry.
+
+    Returns:
+        The registered entry.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed) or option (the optimizer's options are listed).
+    """
+    entry = lookup(registry, "optimizers", name)
+    _check_unused(options, [entry], "optimizer", (*OPTIMIZER_FACTS, "params"))
+    typed_options(entry, options, "optimizer", OPTIMIZER_FACTS)
+    return entry
+
+
+def default_lr(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> float:
+    """The default learning rate of optimizer ``name`` with ``options``: its registration's ``lr`` (a number, or a
+    function of the options), else `DEFAULT_LR`.
+
+    Example:
+        >>> default_lr("adam", {}), default_lr("sam", {"base": "adam"})
+        (1e-05, 1e-05)
+    """
+    value = lookup(registry, "optimizers", name).info.get("lr", DEFAULT_LR)
+    return float(value(dict(options)) if callable(value) else value)
 
 
 _KEYWORDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -621,8 +715,10 @@ def _build(
     facts: Mapping[str, Any],
     what: str,
     fact_names: Sequence[str] = FACTS,
+    positional: Sequence[Any] = (),
 ) -> Any:
-    """Call ``entry``'s factory with what it takes, blaming a failure on whoever can fix it.
+    """Call ``entry``'s factory with what it takes (after ``positional``: an optimizer's parameters), blaming a
+    failure on whoever can fix it.
 
     The user's: a missing fact, options that do not fit the factory's signature, a ``ValueError`` the
     factory raises to reject a value (`ConfigError`). The plugin's: any other exception raised inside
@@ -630,13 +726,13 @@ def _build(
     plugin and its distribution, with the original exception chained).
     """
     kwargs = factory_arguments(entry.factory, typed_options(entry, options, what, fact_names), facts, fact_names)
-    _check_required(entry, kwargs, what)
+    _check_required(entry, kwargs, what, len(positional))
     try:
-        inspect.signature(entry.factory).bind(**kwargs)
+        inspect.signature(entry.factory).bind(*positional, **kwargs)
     except TypeError as exc:  # the options do not fit the signature (a factory with positional-only parameters)
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from None
     try:
-        obj = entry.factory(**kwargs)
+        obj = entry.factory(*positional, **kwargs)
     except ValueError as exc:  # the factory's way to reject a value (ConfigError is one)
         raise ConfigError(f"{what} {entry.name!r}: {exc}") from exc
     except SampleWeightError:  # already names its culprit (e.g. a PluginError of a weighter built inside)
@@ -715,8 +811,8 @@ def _plugin_bug(entry: Registered, what: str, exc: BaseException) -> PluginError
     )
 
 
-def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str) -> None:
-    params = inspect.signature(entry.factory).parameters.values()
+def _check_required(entry: Registered, kwargs: Mapping[str, Any], what: str, given: int = 0) -> None:
+    params = list(inspect.signature(entry.factory).parameters.values())[given:]
     missing = [
         p.name
         for p in params

@@ -95,3 +95,18 @@ def register_mixers(register: Register) -> None:
             facts its signature names: ``class_counts``, ``num_classes``, ``class_names``, ``num_epochs``,
             ``batch_size``, ``seed``.
     """
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizer factories.
+
+    Args:
+        register: ``register(name, factory, **info)``. ``factory(params, **options)`` returns a
+            ``torch.optim.Optimizer`` over ``params`` (the trainable parameters, or parameter groups). It is
+            called with the user's options plus whichever facts its signature names: the run's ``lr``,
+            ``momentum``, ``weight_decay`` and ``device``, and ``class_counts``, ``num_classes``,
+            ``num_epochs``, ``batch_size``, ``class_names``. ``info``: ``lr`` (the default learning rate),
+            ``loss_scaled``, and ``closure=True`` for an optimizer whose ``step(closure)`` evaluates the loss
+            several times per step (sharpness-aware minimisation; ``docs/plugins.md`` gives the contract).
+    """

@@ -1,4 +1,5 @@
-"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses, models, samplers and mixers.
+"""Plugin loading: entry points -> pluggy -> a `Registry` of named weighters, losses, models, samplers, mixers and
+optimizers.
 
 Plugins (built-in and third-party alike) are modules declared under the ``sampleweight`` entry-point
 group. Loading is deterministic (sorted by distribution, then entry-point name) and isolated: a
@@ -47,8 +48,15 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sampleweight"
 DISABLE_ENV = "SAMPLEWEIGHT_DISABLE_PLUGINS"
-KINDS = ("weighters", "losses", "models", "samplers", "mixers")
-SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler", "mixers": "mixer"}
+KINDS = ("weighters", "losses", "models", "samplers", "mixers", "optimizers")
+SINGULAR = {
+    "weighters": "weighter",
+    "losses": "loss",
+    "models": "model",
+    "samplers": "sampler",
+    "mixers": "mixer",
+    "optimizers": "optimizer",
+}
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
@@ -80,12 +88,27 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "class indices [B], a one-hot distribution giving the loss of its class index (`check_loss` checks it). "
         "Default False: `WeightedLoss` refuses soft targets for it with a ConfigError",
     },
-    "weighters": {"rebalances": "True: its weights rebalance the classes (as for losses)"},
+    "weighters": {
+        "rebalances": "True: its weights rebalance the classes (as for losses)",
+        "class_balanced": "True: Cui et al.'s class-balanced loss weights; weight balancing's second stage (retrain "
+        "wb) weights its loss with the first such built-in",
+    },
     "samplers": {  # a sampler says whether it rebalances itself (Sampler.rebalances_classes)
         "balanced": "True: it draws every class equally often (p_c = 1/C); a decoupled second stage (retrain crt, "
         "lws) trains on the first such built-in unless told otherwise",
     },
     "mixers": {},  # the keys of every kind
+    "optimizers": {
+        "lr": "a run's default learning rate: a number, or a function of the optimizer's options returning one "
+        "(default 1e-3)",
+        "closure": "True: its `step(closure)` evaluates the loss more than once per step (sharpness-aware: each "
+        "call of `closure(classes=None)` runs a forward and backward pass at the current weights, restricted to the "
+        "samples of the classes marked in the bool mask `classes`); the trainer then passes a closure, "
+        "`check_optimizer` checks it",
+        "loss_scaled": "True, or a function of the options returning a bool: its update scales with the loss (SGD; "
+        "ADAM's is nearly scale-free), so a class weighter's mean weight far from 1 scales the learning rate "
+        "(the trainer warns)",
+    },
 }
 """The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
 Another key is a plugin error naming these, as a misspelt hook is."""
@@ -109,6 +132,7 @@ class PluginInfo:
         models: Names it registered.
         samplers: Names it registered.
         mixers: Names it registered.
+        optimizers: Names it registered.
         error: Why it did not load (None when it did); a plugin with an error registers nothing.
         disabled: True when skipped through ``SAMPLEWEIGHT_DISABLE_PLUGINS``.
         clashes: Its registrations that did not take effect because another plugin (or timm) claims the
@@ -124,6 +148,7 @@ class PluginInfo:
     models: list[str] = field(default_factory=list)
     samplers: list[str] = field(default_factory=list)
     mixers: list[str] = field(default_factory=list)
+    optimizers: list[str] = field(default_factory=list)
     error: str | None = None
     disabled: bool = False
     clashes: list[str] = field(default_factory=list)
@@ -168,6 +193,7 @@ class Registry:
         models: Registered model factories by name.
         samplers: Registered sampler factories by name.
         mixers: Registered mixer factories by name.
+        optimizers: Registered optimizer factories by name.
         contested: Names that several third-party plugins claim, by kind (``{"weighters": {name:
             [claims]}}``): none of the claims is registered, and creating the name is an error naming them.
         complete: False when a plugin module was still being imported while loading (a plugin
@@ -182,12 +208,13 @@ class Registry:
     models: dict[str, Registered] = field(default_factory=dict)
     samplers: dict[str, Registered] = field(default_factory=dict)
     mixers: dict[str, Registered] = field(default_factory=dict)
+    optimizers: dict[str, Registered] = field(default_factory=dict)
     contested: dict[str, dict[str, list[Registered]]] = field(default_factory=dict)
     complete: bool = True
 
     def kind(self, kind: str) -> dict[str, Registered]:
         """The table for ``kind`` (one of `KINDS`: ``"weighters"``, ``"losses"``, ``"models"``, ``"samplers"``,
-        ``"mixers"``)."""
+        ``"mixers"``, ``"optimizers"``)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return getattr(self, kind)
@@ -448,6 +475,8 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "pairs_with_rebalancing": (bool, "True or False"),
     "balanced": (bool, "True or False"),
     "soft_targets": (bool, "True or False"),
+    "closure": (bool, "True or False"),
+    "class_balanced": (bool, "True or False"),
     "taxonomy": (Mapping, "a mapping (Taxonomy.to_config())"),
     "loss": (str, "a loss name"),
     "epochs": (int, "a whole number of epochs >= 1"),
@@ -459,9 +488,14 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 def _invalid_info(details: Mapping[str, Any]) -> str | None:
     """What is wrong with a registration's metadata, or None."""
     for key, value in details.items():
-        if key == "rebalances":
+        if key in ("rebalances", "loss_scaled"):
             if not (isinstance(value, bool) or callable(value)):
                 return f"{key}={value!r}: expected True, False or a function of the options"
+            continue
+        if key == "lr":
+            number = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
+            if not (number or callable(value)):
+                return f"{key}={value!r}: expected a learning rate > 0 or a function of the options returning one"
             continue
         expected, words = _INFO_TYPES[key]
         whole = isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,14 +1,15 @@
 """Contract checks for plugins: call them from your own tests.
 
-``check_weighter``, ``check_loss``, ``check_sampler``, ``check_mixer`` and ``check_model`` build a plugin the way
-sampleweight does and run it through what the library relies on (``docs/plugins.md``). A broken rule raises
-``AssertionError`` naming the rule (a short, stable name), what the rule asks and what was seen, e.g.::
+``check_weighter``, ``check_loss``, ``check_sampler``, ``check_mixer``, ``check_model`` and ``check_optimizer``
+build a plugin the way sampleweight does and run it through what the library relies on (``docs/plugins.md``). A
+broken rule raises ``AssertionError`` naming the rule (a short, stable name), what the rule asks and what was
+seen, e.g.::
 
     weighter rule 'finite-nonnegative' (weights are finite and >= 0): MyWeighter returned NaN or infinite
     weights at batch positions [0] of a batch of 8 (float32 losses, classes [0, 1, 3]) at epoch 0, step 0
 
-The rules of each kind are listed in `WEIGHTER_RULES`, `LOSS_RULES`, `SAMPLER_RULES`, `MIXER_RULES` and
-`MODEL_RULES`.
+The rules of each kind are listed in `WEIGHTER_RULES`, `LOSS_RULES`, `SAMPLER_RULES`, `MIXER_RULES`,
+`MODEL_RULES` and `OPTIMIZER_RULES`.
 
 A check takes the factory you register, called as sampleweight calls it: with your options plus the
 dataset facts its signature names (``class_counts``, ``num_classes``, ``num_epochs``, ``batch_size``,
@@ -54,7 +55,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from sampleweight.errors import describe
-from sampleweight.factory import FACTS, MIXER_FACTS, SAMPLER_FACTS, factory_arguments, resolve_facts
+from sampleweight.factory import FACTS, MIXER_FACTS, OPTIMIZER_FACTS, SAMPLER_FACTS, factory_arguments, resolve_facts
 from sampleweight.mixing import Mixer
 from sampleweight.sampling import Sampler
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
@@ -65,12 +66,14 @@ __all__ = [
     "LOSS_RULES",
     "MIXER_RULES",
     "MODEL_RULES",
+    "OPTIMIZER_RULES",
     "SAMPLER_RULES",
     "TINY_BACKBONE",
     "WEIGHTER_RULES",
     "check_loss",
     "check_mixer",
     "check_model",
+    "check_optimizer",
     "check_sampler",
     "check_weighter",
     "default_facts",
@@ -194,6 +197,24 @@ MODEL_RULES: dict[str, str] = {
     "taxonomy": "a hierarchical model takes taxonomy= and predicts that taxonomy's classes, in its order",
 }
 """The rules `check_model` checks: name -> what it asks."""
+
+OPTIMIZER_RULES: dict[str, str] = {
+    "factory": "factory(params, **options) builds an optimizer from the parameters, the facts its signature names "
+    "(lr, momentum, weight_decay, device, class_counts, ...) and the options given",
+    "optimizer": "a torch.optim.Optimizer whose parameter groups hold exactly the parameters given",
+    "closure": (
+        "registered closure=True: step(closure) calls closure(classes=None) (classes a bool mask over the classes, "
+        "or None) and needs it; registered without: step() takes a plain step after one backward pass"
+    ),
+    "step": "a step leaves finite parameters, and moves them",
+    "descent": "steps on a convex quadratic with a small learning rate lower its loss",
+    "deterministic": "the same start and steps give the same parameters (every DDP process must step alike)",
+    "state-dict": (
+        "state_dict(), saved with torch.save and loaded into a fresh optimizer with load_state_dict(), gives the "
+        "same parameters after the steps that follow (a resumed run steps as an uninterrupted one)"
+    ),
+}
+"""The rules `check_optimizer` checks: name -> what it asks."""
 
 
 # -- public checks ---------------------------------------------------------------------------------------
@@ -661,6 +682,156 @@ def check_model(
                 f"gives other outputs on channels_last images (max difference {difference:.3g}, tolerance "
                 f"{tolerance:.3g})",
             )
+
+
+def check_optimizer(
+    factory: Callable[..., Any], *, closure: bool = False, steps: int = 5, **facts_and_options: Any
+) -> None:
+    """Check that an optimizer factory keeps the contract sampleweight relies on (`OPTIMIZER_RULES`).
+
+    The optimizer trains a small least-squares problem (a [3, 4] weight and a [3] bias, a batch of 12 samples of
+    the default 4 classes) for ``steps`` steps, twice from the same start, and once more after its state went
+    through ``state_dict()``/``torch.save``/``load_state_dict()`` mid-way.
+
+    Args:
+        factory: The factory you register: ``factory(params, **options)``.
+        closure: What you register as ``closure`` (True: a sharpness-aware optimizer stepping through a closure).
+        steps: Steps per run.
+        **facts_and_options: Facts (``lr`` defaults to 0.01 here, ``momentum``, ``weight_decay``, ``device``,
+            ``class_counts``, ``num_classes``, ... as in `default_facts`) and the factory's options.
+
+    Raises:
+        AssertionError: A broken rule, named in the message (``optimizer rule 'descent' ...``).
+        TypeError: Options the factory does not take.
+
+    Example:
+        >>> import torch
+        >>> check_optimizer(lambda params, lr: torch.optim.SGD(params, lr=lr))
+        >>> check_optimizer(lambda params, lr: torch.optim.SGD(params, lr=lr, maximize=True))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        AssertionError: optimizer rule 'descent' (...): <lambda> raised the loss from ...
+    """
+    given = {"lr": 0.01, **facts_and_options}
+    settings: dict[str, Any] = {
+        key: given.pop(key) for key in ("lr", "momentum", "weight_decay", "device") if key in given
+    }
+    facts, options = _facts(given)
+    facts = {**{key: value for key, value in facts.items() if key in OPTIMIZER_FACTS}, **settings}
+    check = _Checker("optimizer", OPTIMIZER_RULES, _name(factory))
+    if not callable(factory):
+        raise check.broken("factory", f"is {type(factory).__name__}, not a factory")
+    accepted = {p.name for p in list(inspect.signature(factory).parameters.values())[1:]}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    if not takes_any and set(options) - accepted:
+        raise TypeError(f"{check.name} does not take option(s) {', '.join(sorted(set(options) - accepted))}")
+    kwargs = factory_arguments(factory, options, facts, OPTIMIZER_FACTS)
+    kwargs.pop("params", None)
+    classes = len(facts["class_counts"])
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 4, generator=generator), torch.randn(12, 3, generator=generator)
+    labels = torch.arange(12) % classes
+    start = [torch.randn(3, 4, generator=generator), torch.randn(3, generator=generator)]
+
+    def build(params: list[Tensor]) -> Any:
+        try:
+            optimizer = factory(params, **kwargs)
+        except Exception as exc:
+            raise check.broken("factory", f"failed: {describe(exc)}") from exc
+        held = [p for group in getattr(optimizer, "param_groups", ()) for p in group["params"]]
+        check.require(isinstance(optimizer, torch.optim.Optimizer), "optimizer", f"returned {type(optimizer).__name__}")
+        check.require(
+            len(held) == len(params) and all(any(p is q for q in held) for p in params),
+            "optimizer",
+            f"holds {len(held)} parameter(s), not the {len(params)} given",
+        )
+        return optimizer
+
+    def loss_of(params: list[Tensor], keep: Tensor | None = None) -> Tensor:
+        terms = ((x @ params[0].T + params[1] - y) ** 2).sum(1) / 2
+        return (terms if keep is None else terms * keep).sum() / len(terms)
+
+    probed: list[bool] = []  # a closure optimizer is probed once for a plain step (it must refuse one)
+
+    def one_step(optimizer: Any, params: list[Tensor]) -> None:
+        calls: list[Any] = []
+        optimizer.zero_grad(set_to_none=True)
+        if closure:
+
+            def evaluate(classes: Tensor | None = None) -> Tensor:
+                calls.append(classes)
+                if classes is not None:
+                    check.require(
+                        isinstance(classes, Tensor) and classes.dtype == torch.bool and classes.shape == (classes_,),
+                        "closure",
+                        f"called the closure with classes={classes!r}, not a bool mask [{classes_}] or None",
+                    )
+                loss = loss_of(params, None if classes is None else classes[labels].float())
+                loss.backward()
+                return loss.detach()
+
+            classes_ = classes
+            stepped(lambda: optimizer.step(evaluate), "step(closure)")
+            check.require(bool(calls), "closure", "took a step without calling the closure")
+            if probed:
+                return
+            probed.append(True)
+            try:
+                optimizer.zero_grad(set_to_none=True)
+                loss_of(params).backward()
+                optimizer.step()
+            except Exception:  # noqa: BLE001 - it needs its closure, as registered
+                optimizer.zero_grad(set_to_none=True)
+                return
+            raise check.broken("closure", "is registered closure=True but steps without a closure")
+        loss_of(params).backward()
+        stepped(optimizer.step, "step()")
+
+    def stepped(function: Callable[[], Any], what: str) -> None:
+        try:
+            function()
+        except Exception as exc:
+            hint = " (registered without closure=True, it gets no closure)" if not closure else ""
+            raise check.broken("closure", f"failed in {what}{hint}: {describe(exc)}") from exc
+
+    def run(first: int, last: int, params: list[Tensor], optimizer: Any) -> list[Tensor]:
+        for _ in range(first, last):
+            one_step(optimizer, params)
+        return [p.detach().clone() for p in params]
+
+    fresh = lambda: [t.clone().requires_grad_(True) for t in start]  # noqa: E731
+    params = fresh()
+    optimizer = build(params)
+    before = float(loss_of(params).detach())
+    one_step(optimizer, params)
+    check.require(all(bool(torch.isfinite(p).all()) for p in params), "step", "left non-finite parameters")
+    check.require(
+        any(not torch.equal(p.detach(), t) for p, t in zip(params, start, strict=True)), "step", "moved nothing"
+    )
+    ended = run(1, steps, params, optimizer)
+    after = float(loss_of(params).detach())
+    check.require(after < before, "descent", f"raised the loss from {before:.4g} to {after:.4g} in {steps} steps")
+    again = fresh()
+    check.require(
+        all(torch.equal(a, b) for a, b in zip(run(0, steps, again, build(again)), ended, strict=True)),
+        "deterministic",
+        "gave other parameters from the same start and steps",
+    )
+    half = steps // 2
+    first = fresh()
+    first_optimizer = build(first)
+    run(0, half, first, first_optimizer)
+    state = _saved(check, first_optimizer.state_dict)
+    resumed = [p.detach().clone().requires_grad_(True) for p in first]
+    resumed_optimizer = build(resumed)
+    try:
+        resumed_optimizer.load_state_dict(state)
+    except Exception as exc:
+        raise check.broken("state-dict", f"load_state_dict() raised {describe(exc)}") from exc
+    check.require(
+        all(torch.equal(a, b) for a, b in zip(run(half, steps, resumed, resumed_optimizer), ended, strict=True)),
+        "state-dict",
+        f"gave other parameters after resuming from its state at step {half}",
+    )
 
 
 def default_facts(**given: Any) -> dict[str, Any]:

@@ -157,6 +157,7 @@ class WeightedLoss(nn.Module):
         self.last_weights: Tensor | None = None
         self.last_losses: Tensor | None = None
         self.last_value: Tensor | None = None
+        self._share = 1.0  # what a batch's sum of weighted losses is multiplied by: 1/B, or W/B_global
         self._deferred = DeferredCheck()
 
     def set_epoch(self, epoch: int) -> None:
@@ -172,6 +173,8 @@ class WeightedLoss(nn.Module):
         *,
         epoch: int | None = None,
         indices: Tensor | None = None,
+        samples: Tensor | None = None,
+        reuse: bool = False,
     ) -> Tensor:
         """Weighted mean loss of one batch.
 
@@ -180,6 +183,11 @@ class WeightedLoss(nn.Module):
             targets: Class indices [B], or class distributions [B, C] (mixing; see the class doc).
             epoch: Overrides the epoch set by `set_epoch` for this batch.
             indices: Dataset indices of the samples [B], for weighters that keep per-sample state.
+            samples: A bool mask [B]: only these samples' terms make the returned loss, still divided by the
+                whole (global) batch (the weights are those of the whole batch). ImbSAM's split of the loss.
+            reuse: Weight the batch with the last training batch's weights instead of calling the weighter (the
+                same batch at other weights: a sharpness-aware optimizer's later passes); ``step`` does not
+                advance, ``last_*`` stay those of the weighted pass, and no collective runs.
 
         Returns:
             A scalar tensor: Eq. 3 in training mode, the plain mean of the losses in ``eval()`` mode.
@@ -200,11 +208,17 @@ class WeightedLoss(nn.Module):
             )
         if not self.training:  # validation: the plain mean; no weighter, no step, no collective
             return losses.mean()
+        keep = None if samples is None else samples.to(losses.device, losses.dtype)
+        if reuse:
+            if self.last_weights is None or self.last_weights.shape[0] != batch_len:
+                raise ConfigError("reuse=True needs the weights of this very batch: call the criterion on it first")
+            terms = self.last_weights.to(losses.dtype) * losses
+            return (terms if keep is None else terms * keep).sum() * self._share
         epoch = self.epoch if epoch is None else epoch
         if soft_targets is not None:
             targets = soft_targets.argmax(dim=1)  # the class of largest mass (the first on a tie)
         if self._is_global():
-            return self._global_forward(losses, targets, epoch, indices, soft_targets)
+            return self._global_forward(losses, targets, epoch, indices, soft_targets, keep)
         batch = WeightingBatch(
             losses=losses.detach(),
             targets=targets,
@@ -215,9 +229,10 @@ class WeightedLoss(nn.Module):
         )
         weights = self._weigh(batch)
         self.last_weights, self.last_losses = weights, batch.losses
+        self._share = 1.0 / batch_len
         loss = (weights.to(losses.dtype) * losses).mean()
         self.last_value = loss.detach()
-        return loss
+        return loss if keep is None else (weights.to(losses.dtype) * losses * keep).sum() / batch_len
 
     def _soft_targets(self, targets: Tensor) -> Tensor | None:
         """The class distributions [B, C] of soft targets (detached), None for class indices; refuses soft
@@ -294,7 +309,13 @@ class WeightedLoss(nn.Module):
         return False
 
     def _global_forward(
-        self, losses: Tensor, targets: Tensor, epoch: int, indices: Tensor | None, soft_targets: Tensor | None
+        self,
+        losses: Tensor,
+        targets: Tensor,
+        epoch: int,
+        indices: Tensor | None,
+        soft_targets: Tensor | None,
+        keep: Tensor | None = None,
     ) -> Tensor:
         """Weight the global batch of all processes and return this process's share of Eq. 3 (see class doc)."""
         columns = [losses.detach(), targets] + ([] if indices is None else [indices])
@@ -319,7 +340,9 @@ class WeightedLoss(nn.Module):
         local = weights[offset : offset + losses.shape[0]]
         self.last_weights, self.last_losses = local, losses.detach()
         self.last_value = (weights.to(batch.losses.dtype) * batch.losses).mean()
-        return (local.to(losses.dtype) * losses).sum() * (len(sizes) / global_len)
+        self._share = len(sizes) / global_len
+        terms = local.to(losses.dtype) * losses
+        return (terms if keep is None else terms * keep).sum() * self._share
 
     def get_extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "step": self.step}

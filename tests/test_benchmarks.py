@@ -218,3 +218,24 @@ def test_evaluation_ham10000_smoke(tmp_path) -> None:
     assert names[:5] == ["none tta=none", "none tta=flip", "none tta=flip-rot", "none tta=crops", "none logit_adjust=1"]
     assert "ensemble geometric" in names and report["held_out_images"] > 0
     assert all(0 <= row["bacc"] <= 1 and row["time_ratio"] > 0 for row in report["results"])
+
+
+def test_sam_step_smoke(tmp_path) -> None:
+    out = tmp_path / "s.json"
+    arguments = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--rounds", "2",
+                 "--steps-per-round", "1", "--out", str(out)]  # fmt: skip
+    report = load("sam_step").main(arguments)
+    assert json.loads(out.read_text())["steps"]["sam"]["ratio_to_sgd"] == report["steps"]["sam"]["ratio_to_sgd"] > 0
+
+
+def test_sam_wb_ham10000_smoke(tmp_path) -> None:
+    from sampleweight.engine.retraining import retrain
+    from sampleweight.engine.training import train
+
+    tiny = dict(data="synthetic:120", model="cbam_vgg16", backbone="test_resnet", pretrained=False, image_size=32,
+                batch_size=16, epochs=1, lr=1e-3, quiet=True, bootstrap=0)  # fmt: skip
+    train({**tiny, "out": tmp_path / "cbam_vgg16-ce-none-adam-s0"})
+    train({**tiny, "optimizer": "sam", "optimizer_options": {"base": "adam"}, "out": tmp_path / "sam"})
+    retrain(tmp_path / "cbam_vgg16-ce-none-adam-s0", "wb", tmp_path / "wb", quiet=True, bootstrap=0)
+    text = load("sam_wb_ham10000").main([str(tmp_path), "--resamples", "20"])
+    assert "| ce-none | 1 |" in text and "| ce-none-sam | 1 |" in text and "| ce-none+wb | 1 |" in text

@@ -226,7 +226,7 @@ def test_a_malformed_loss_option_exits_2_naming_the_flag() -> None:
         (["--model", "hierarchical_vgg16", "--gamma", "2"], "loss 'ce' does not accept option(s) gamma", "focal"),
         (["--model", "no_such_model"], "unknown model 'no_such_model'; sampleweight's models: ", "hierarchical_vgg16"),
         (["--backbone", "vgg61"], "unknown timm backbone 'vgg61'; did you mean ", "vgg16"),
-        (["--optimizer", "adamw"], "optimizer: Input should be ", "'sgd'"),
+        (["--optimizer", "adamw"], "unknown optimizer 'adamw'; choose one of: ", "imbsam, sam, sgd"),
         (["--loss", "focal", "--loss-option", "gamma=abc"], "loss 'focal': option gamma must be float", "'abc'"),
         (["--weighter", "es", "--weighter-option", "es.beta=abc"], "weighter 'es': option beta must be", "'abc'"),
         (["--sampler", "sqrt", "--sampler-option", "skip_empty=maybe"], "option skip_empty must be bool", "'maybe'"),

@@ -53,7 +53,7 @@ def test_files_load_and_flags_override(tmp_path, suffix: str) -> None:
     ("overrides", "message"),
     [
         ({"lr": -1.0}, r"lr: Input should be greater than 0 \(got -1.0\)"),
-        ({"optimizer": "rmsprop"}, r"optimizer: Input should be 'adam' or 'sgd'"),
+        ({"optimizer": "rmsprop"}, r"optimizer: Value error, unknown optimizer 'rmsprop'; choose one of: adam, imbsam"),
         ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1"),
         ({"colour": True}, "colour: unknown option; valid options: data, split"),
         ({"lr_milestones": (0.8, 0.5)}, "milestones must be increasing"),

@@ -6,6 +6,7 @@ free port of 127.0.0.1; a failed assertion in either process fails the test with
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -156,6 +157,7 @@ def selection_worker(rank: int, port: int) -> None:
         soft_targets_check(rank)
         mixing_check(rank)
         gradient_check(rank)
+        sharpness_aware_check(rank)
         helpers_check(rank)
     finally:
         dist.destroy_process_group()
@@ -222,6 +224,38 @@ def gradient_check(rank: int) -> None:
             sw.WeightedLoss("focal", spec, gamma=1.0, distributed=False, **FACTS)(single(x), targets).backward()
             for ours, expected in zip(network.parameters(), single.parameters(), strict=True):
                 torch.testing.assert_close(ours.grad, expected.grad, rtol=1e-12, atol=1e-14)
+
+
+def sharpness_aware_check(rank: int) -> None:
+    """A SAM, ASAM or ImbSAM step over two processes equals one process's step on the whole batch: the gradients of
+    every pass are all-reduced, and the weights of the first pass (OHEM over the global batch) are reused."""
+    from sampleweight.engine.training import batch_closure
+
+    counts = FACTS["class_counts"]
+    for name, options in (
+        ("sam", {}),
+        ("sam", {"adaptive": True}),
+        ("imbsam", {"class_counts": counts, "threshold": 10}),
+    ):
+        for sizes in ((5, 3), (6, 6)):
+            torch.manual_seed(0)
+            network = nn.Linear(4, 4).double()
+            single = copy.deepcopy(network)
+            model = nn.parallel.DistributedDataParallel(network)
+            generator = torch.Generator().manual_seed(sum(sizes))
+            x = torch.randn(sum(sizes), 4, generator=generator, dtype=torch.float64)
+            targets = torch.randint(0, 4, (sum(sizes),), generator=generator)
+            indices, mine = torch.arange(sum(sizes)), own_part(rank, sizes)
+            ours = sw.create_optimizer(name, network.parameters(), lr=0.1, **options)
+            theirs = sw.create_optimizer(name, single.parameters(), lr=0.1, **options)
+            criterion = sw.WeightedLoss("focal", "ohem", gamma=1.0, **FACTS)
+            reference = sw.WeightedLoss("focal", "ohem", gamma=1.0, distributed=False, **FACTS)
+            plain = contextlib.nullcontext()
+            for _ in range(2):  # the second step from the base optimizer's momentum
+                ours.step(batch_closure(model, criterion, plain, x[mine], targets[mine], indices[mine]))
+                theirs.step(batch_closure(single, reference, plain, x, targets, indices))
+            for a, b in zip(network.parameters(), single.parameters(), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, msg=f"{name} {options} {sizes}")
 
 
 def helpers_check(rank: int) -> None:

@@ -21,7 +21,14 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 def test_every_hookspec_is_documented_and_tested() -> None:
     hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
-    assert hooks == ["register_losses", "register_mixers", "register_models", "register_samplers", "register_weighters"]
+    assert hooks == [
+        "register_losses",
+        "register_mixers",
+        "register_models",
+        "register_optimizers",
+        "register_samplers",
+        "register_weighters",
+    ]
     docs = (ROOT / "docs" / "plugins.md").read_text()
     tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_meta.py")
     for hook in hooks:

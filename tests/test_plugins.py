@@ -210,7 +210,8 @@ def test_a_registry_without_builtins_says_how_to_get_them() -> None:
     with pytest.raises(sw.ConfigError, match=r"builtins=True"):
         sw.create_loss("ce", registry=registry)
     with_builtins = plugins.load_plugins(entry_points=False, builtins=True, modules=[plugin_module("mine")])
-    assert {p.name for p in with_builtins.plugins} == {"weighters", "losses", "models", "samplers", "mixers", "mine"}
+    names = {p.name for p in with_builtins.plugins}
+    assert names == {"weighters", "losses", "models", "samplers", "mixers", "optimizers", "mine"}
     assert isinstance(sw.create_loss("ce", registry=with_builtins), torch.nn.Module)
 
 
@@ -232,7 +233,8 @@ def test_a_misspelt_hook_is_an_error_and_others_still_load() -> None:
     typo, ok = registry.plugins
     assert (
         "register_weighter" in typo.error
-        and "known hooks: register_losses, register_mixers, register_models, register_samplers, register_weighters"
+        and "known hooks: register_losses, register_mixers, register_models, register_optimizers, register_samplers, "
+        "register_weighters"
         in typo.error
     )
     assert ok.error is None and sw.list_losses(registry) == ["fine"]

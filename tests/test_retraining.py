@@ -536,3 +536,33 @@ def test_grid_retrain_adds_the_stages_and_resumes_without_redoing_finished_ones(
     assert (stages["tau_norm"] / "metrics.json").is_file()
     report = (tmp_path / "report.md").read_text()
     assert "none+crt" in report and "none+tau_norm" in report
+
+
+# ------------------------------------------------------------------------------------ weight balancing (wb)
+
+
+def test_wb_fine_tunes_the_classifier_under_maxnorm_with_class_balanced_loss(source, tmp_path) -> None:
+    """Alshammari et al.'s second stage: the run's classifier (not re-initialised) trained further, each class row
+    projected into the MaxNorm ball after every step, the backbone untouched."""
+    from sampleweight.classifier import max_norm_limit
+
+    out = tmp_path / "wb"
+    metrics = retrain(source, "wb", out, quiet=True, bootstrap=0, epochs=2, max_norm=0.2, weight_decay=0.01)
+    before, after = model_state(source), model_state(out)
+    limit = max_norm_limit(before["fc.weight"], 0.2)
+    assert metrics["retrain"]["max_norm_limit"] == pytest.approx(limit)
+    norms = after["fc.weight"].norm(dim=1)
+    assert float(norms.max()) <= limit * (1 + 1e-5)  # the projection ran after the last step
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in CLASSIFIER_KEYS)
+    stage = json.loads((out / "config.json").read_text())["retrain"]
+    assert stage["sampler"] == "instance" and stage["weighter"] == "es" and stage["weight_decay"] == 0.01
+    assert stage["options"] == {"epochs": 2, "max_norm": 0.2, "weight_decay": 0.01}
+    bad = runner.invoke(
+        app, ["retrain", str(source), "--method", "wb", "--max-norm", "1.5", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code == 2 and "--max-norm must lie in [0, 1]" in error_line(bad.output)
+    bad = runner.invoke(
+        app, ["retrain", str(source), "--method", "crt", "--max-norm", "0.1", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code == 2 and "--max-norm is not an option of crt" in error_line(bad.output)

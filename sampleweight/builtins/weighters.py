@@ -318,7 +318,7 @@ def drw(
 def register_weighters(register) -> None:
     register("none", none, default=True)
     register("cb", cb, default=True, rebalances=True)
-    register("es", es, default=True, rebalances=True)
+    register("es", es, default=True, rebalances=True, class_balanced=True)
     register("spl", spl, default=True)
     register("ohem", ohem, default=True)
     register("class_spl", class_spl)

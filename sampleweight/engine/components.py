@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import timm
+import torch
 from torch import Tensor, nn
 
 from sampleweight.engine.config import TrainConfig
@@ -23,9 +24,11 @@ from sampleweight.factory import (
     MIXER_FACTS,
     accepted_options,
     check_mixer_options,
+    check_optimizer_options,
     check_options,
     check_weighter_options,
     create_mixer,
+    create_optimizer,
     list_models,
     lookup,
     option_defaults,
@@ -83,6 +86,7 @@ def check_choices(config: TrainConfig) -> None:
     check_weighter_options(config.weighters, config.weighter_options)  # scoped NAME.KEY options too
     check_sampler(config)
     check_mixer(config)
+    check_optimizer(config)
 
 
 def check_mixer(config: TrainConfig) -> None:
@@ -111,6 +115,73 @@ def build_mixer(config: TrainConfig, class_counts: Tensor, class_names: list[str
         batch_size=config.batch_size,
         seed=config.seed,
     )
+
+
+def check_optimizer(config: TrainConfig) -> None:
+    """The optimizer is registered and takes its options; the run's own settings are not among them.
+
+    Raises:
+        ConfigError: An unknown optimizer or option, or ``lr``, ``momentum``, ``weight_decay``, ``device`` given as an
+            optimizer option (they are the run's ``--lr``, ... that every optimizer receives).
+    """
+    settings = sorted(set(config.optimizer_options) & set(RUN_SETTINGS))
+    if settings:
+        raise ConfigError(
+            f"--optimizer-option {settings[0]}: {settings[0]} is a run option, which the optimizer receives; give "
+            f"--{settings[0].replace('_', '-')} (or {settings[0]} in a config file) instead"
+        )
+    check_optimizer_options(config.optimizer, config.optimizer_options)
+
+
+RUN_SETTINGS = ("lr", "momentum", "weight_decay", "device")
+"""The run's options that every optimizer factory may name (`sampleweight.factory.OPTIMIZER_FACTS`)."""
+
+
+def build_optimizer(
+    config: TrainConfig, parameters: Iterable[Any], device: torch.device, **facts: Any
+) -> torch.optim.Optimizer:
+    """The run's optimizer over ``parameters``: its options, the run's lr, momentum, weight decay and device, and
+    the data set's ``facts`` (``class_counts``, ``num_classes``, ...)."""
+    return create_optimizer(
+        config.optimizer,
+        parameters,
+        **config.optimizer_options,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        device=device,
+        **facts,
+    )
+
+
+def class_balanced_weighter() -> str:
+    """The built-in weighter registered ``class_balanced`` (Cui et al.'s class-balanced loss): what weight
+    balancing's second stage (``retrain --method wb``) weights its loss with.
+
+    Example:
+        >>> class_balanced_weighter()
+        'es'
+    """
+    names = get_registry().builtins_marked("weighters", "class_balanced")
+    if not names:
+        raise ConfigError("no class-balanced weighter: the registry has no built-ins (builtins=True loads them)")
+    return names[0]
+
+
+def takes_closure(name: str) -> bool:
+    """Whether optimizer ``name`` is registered ``closure=True``: its step evaluates the loss through a closure."""
+    return bool(get_registry().info("optimizers", name).get("closure"))
+
+
+def loss_scaled(optimizer: str, options: Mapping[str, Any]) -> bool:
+    """Whether optimizer ``optimizer``'s update with ``options`` scales with the loss (registration ``loss_scaled``).
+
+    Example:
+        >>> loss_scaled("sgd", {}), loss_scaled("adam", {}), loss_scaled("sam", {"base": "adam"})
+        (True, False, False)
+    """
+    value = get_registry().info("optimizers", optimizer).get("loss_scaled", False)
+    return bool(value(dict(options)) if callable(value) else value)
 
 
 def check_model(config: TrainConfig) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from sampleweight.errors import ConfigError
+from sampleweight.factory import default_lr, lookup
 from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "EXECUTION_FIELDS",
     "FILE_ONLY",
     "OPTION_TABLES",
-    "PAPER_LR",
     "TrainConfig",
     "balanced_sampler",
     "complete_config",
@@ -33,16 +33,17 @@ __all__ = [
     "validation_message",
 ]
 
-# The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4; 150 epochs flat, 250 hierarchical (each model's
-# registration says its epochs, `sampleweight.plugins.INFO_KEYS`).
-PAPER_LR = {"adam": 1e-5, "sgd": 1e-4}
+# The paper: ADAM lr 1e-5; SGD (Nesterov momentum 0.9) lr 1e-4 (each optimizer's registration says its default
+# learning rate); 150 epochs flat, 250 hierarchical (each model's registration says its epochs,
+# `sampleweight.plugins.INFO_KEYS`).
 DEFAULT_EPOCHS = 150
 """A run's epochs when neither it nor its model's registration names them."""
 
 
 def default_name(kind: str) -> str:
     """The name a run uses when it names none of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``,
-    ``"samplers"``, ``"mixers"``): the first the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`).
+    ``"samplers"``, ``"mixers"``, ``"optimizers"``): the first the built-ins mark ``default``
+    (`sampleweight.plugins.Registry.defaults`).
 
     Example:
         >>> default_name("samplers")
@@ -195,8 +196,18 @@ class TrainConfig(BaseModel):
         json_schema_extra={"flag": "--mixer-option"},
     )
     # optimisation
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam or sgd (with Nesterov momentum).")
-    lr: float | None = Field(None, gt=0, description="Learning rate (default: the paper's, adam 1e-5, sgd 1e-4).")
+    optimizer: str = Field(
+        default_factory=lambda: default_name("optimizers"),
+        description="adam, sgd (with Nesterov momentum), sam, imbsam or a plugin's.",
+    )
+    optimizer_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="An option of the optimizer as KEY=VALUE (repeatable), e.g. --optimizer-option rho=0.1.",
+        json_schema_extra={"flag": "--optimizer-option"},
+    )
+    lr: float | None = Field(
+        None, gt=0, description="Learning rate (default: the optimizer's; the paper's adam 1e-5, sgd 1e-4)."
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD's Nesterov momentum.", json_schema_extra=FILE_ONLY)
     weight_decay: float = Field(0.0, ge=0, description="The optimizer's weight decay.", json_schema_extra=FILE_ONLY)
     lr_milestones: tuple[float, ...] = Field(
@@ -287,6 +298,13 @@ class TrainConfig(BaseModel):
                 flat[key] = option
         return flat
 
+    @field_validator("optimizer")
+    @classmethod
+    def _registered_optimizer(cls, value: str) -> str:
+        """A registered optimizer (the valid ones are listed)."""
+        lookup(None, "optimizers", value)
+        return value
+
     @field_validator("lr_milestones")
     @classmethod
     def _fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
@@ -305,7 +323,7 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _paper_defaults(self) -> TrainConfig:
         if self.lr is None:
-            object.__setattr__(self, "lr", PAPER_LR[self.optimizer])
+            object.__setattr__(self, "lr", default_lr(self.optimizer, self.optimizer_options))
         if self.epochs is None:
             object.__setattr__(self, "epochs", get_registry().info("models", self.model).get("epochs", DEFAULT_EPOCHS))
         return self
@@ -333,7 +351,7 @@ EXECUTION_FIELDS = frozenset(name for name, field in TrainConfig.model_fields.it
 """The fields marked `EXECUTION`: how a run executes, not what it computes. They may change when a run is resumed,
 and runs that differ only in them are the same setup."""
 
-OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options", "mixer_options")
+OPTION_TABLES = ("loss_options", "weighter_options", "sampler_options", "mixer_options", "optimizer_options")
 """Fields holding a plugin's options: flags update them key by key instead of replacing the file's table."""
 
 

@@ -9,6 +9,11 @@ representation a run learned on the natural class mix and re-balance only its cl
   Kang et al.'s ``tau_norm.py``); tau is chosen on the validation side from `TAU_GRID` unless given;
 - ``lws`` (learnable weight scaling): one scale per class, learned on class-balanced batches, the classifier
   itself frozen; the scales are then folded into its weights;
+- ``wb`` (weight balancing, Alshammari et al., CVPR 2022): the classifier, kept as the run left it, trained
+  further on the natural class mix with a class-balanced loss (the built-in weighter registered ``class_balanced``,
+  Cui et al.'s effective number, normalised to a mean class weight of 1), weight decay, and after each step the
+  MaxNorm projection of each class's weight vector into a ball whose radius lies ``max_norm`` of the way from the
+  smallest to the largest class norm of the run's classifier (their code's rule and default 0.1);
 - ``ncm`` (nearest class mean): the mean pooled feature of each class on the training side, and the cosine
   similarity to it as the score (a `sampleweight.classifier.CosineClassifier` in place of the classifier); with
   ``ncm_distance="cl2n"``, Kang et al.'s code's default instead: the Euclidean distance to the class means of the
@@ -30,7 +35,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +53,28 @@ from sampleweight.classifier import (
     centered_class_means,
     class_means,
     classifier_layer,
+    max_norm_,
+    max_norm_limit,
     pooled_features,
     replace_classifier,
     tau_normalize,
 )
 from sampleweight.engine.checkpoint import load_checkpoint, save_checkpoint
-from sampleweight.engine.components import is_hierarchical
+from sampleweight.engine.components import build_optimizer, class_balanced_weighter, is_hierarchical, takes_closure
 from sampleweight.engine.config import TrainConfig, balanced_sampler, default_name, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.evaluation import load_trained_model
 from sampleweight.engine.inference import predict
 from sampleweight.engine.loader import TrainingData, check_sampler, load_split, make_loader
 from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, stage_of
+from sampleweight.engine.training import batch_closure
 from sampleweight.errors import ConfigError, DataError, LossError
 from sampleweight.factory import check_options, list_losses
 from sampleweight.metrics import classification_metrics, final_metrics
 from sampleweight.weighted_loss import WeightedLoss
 
 __all__ = [
+    "MAX_NORM_THRESHOLD",
     "METHODS",
     "NCM_DISTANCES",
     "SELECTION_METRIC",
@@ -76,10 +85,12 @@ __all__ = [
     "retrained_name",
 ]
 
-METHODS = ("crt", "tau_norm", "lws", "ncm")
-"""The decoupled second stages (Kang et al. 2020)."""
-TRAINED_METHODS = ("crt", "lws")
+METHODS = ("crt", "tau_norm", "lws", "ncm", "wb")
+"""The decoupled second stages (Kang et al. 2020; wb: Alshammari et al. 2022)."""
+TRAINED_METHODS = ("crt", "lws", "wb")
 """The methods that train on class-balanced batches (the others compute the classifier in one pass)."""
+MAX_NORM_THRESHOLD = 0.1
+"""wb's MaxNorm threshold when not given: Alshammari et al.'s (``thresh = 0.1`` in their second-stage demo)."""
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 """tau values tried when ``--tau`` is not given: 0, 0.1, ..., 2 (Kang et al.'s ``np.linspace(0, 2, 21)``)."""
 SELECTION_METRIC = "bacc"
@@ -118,6 +129,8 @@ def retrain(
     loss: str | None = None,
     tau: float | None = None,
     ncm_distance: str | None = None,
+    weight_decay: float | None = None,
+    max_norm: float | None = None,
     data: str | None = None,
     device: str | None = None,
     cache_dir: str | Path | None = None,
@@ -131,15 +144,19 @@ def retrain(
 
     Args:
         run: A finished run directory (``metrics.json`` and ``checkpoint.pt``), trained by ``sampleweight train``.
-        method: ``crt``, ``tau_norm``, ``lws`` or ``ncm`` (`METHODS`).
+        method: ``crt``, ``tau_norm``, ``lws``, ``ncm`` or ``wb`` (`METHODS`).
         out: The new run directory.
-        epochs: Epochs of ``crt``/``lws`` (default `default_epochs`: 10 % of the run's, at least 1).
+        epochs: Epochs of ``crt``/``lws``/``wb`` (default `default_epochs`: 10 % of the run's, at least 1).
         lr: Their learning rate (default the run's; cosine-annealed to 0 over the stage, as Kang et al.).
         batch_size: Their batch size (default the run's).
-        sampler: Their sampler plugin (default: the class-balanced one, `balanced_sampler`).
+        sampler: Their sampler plugin (default: the class-balanced one, `balanced_sampler`; ``wb``: the run's
+            default sampler, the natural class mix).
         loss: Their loss plugin (default ``ce``, plain cross-entropy).
         tau: ``tau_norm``'s exponent, >= 0 (default: the best of `TAU_GRID` on the validation side).
         ncm_distance: ``ncm``'s rule, one of `NCM_DISTANCES` (default ``"cosine"``).
+        weight_decay: ``wb``'s weight decay of the classifier (default the run's).
+        max_norm: ``wb``'s MaxNorm threshold in [0, 1] (default `MAX_NORM_THRESHOLD`;
+            `sampleweight.classifier.max_norm_limit`).
         data: The data set, if it moved since the run (default the run's ``data``).
         device: Device (default CUDA when available).
         cache_dir: Image cache folder (default the run's).
@@ -164,7 +181,7 @@ def retrain(
     Example:
         >>> retrain("runs/ce-none", "crt", "runs/ce-none+crt")  # doctest: +SKIP
     """
-    stage = _stage_options(method, epochs, lr, batch_size, sampler, loss, tau, ncm_distance)
+    stage = _stage_options(method, epochs, lr, batch_size, sampler, loss, tau, ncm_distance, weight_decay, max_norm)
     source = _finished_run(Path(run))
     out = Path(out)
     if out.resolve() == source.resolve():
@@ -208,15 +225,18 @@ def _stage_options(
     loss: str | None,
     tau: float | None,
     ncm_distance: str | None = None,
+    weight_decay: float | None = None,
+    max_norm: float | None = None,
 ) -> dict[str, Any]:
     """The options given, checked; those the method does not take are refused."""
     if method not in METHODS:
         raise ConfigError(f"unknown retrain method {method!r}; choose one of: {', '.join(METHODS)}")
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "sampler": sampler, "loss": loss, "tau": tau,
-             "ncm_distance": ncm_distance}  # fmt: skip
+             "ncm_distance": ncm_distance, "weight_decay": weight_decay, "max_norm": max_norm}  # fmt: skip
     given = {key: value for key, value in given.items() if value is not None}
     takes = {"crt": {"epochs", "lr", "batch_size", "sampler", "loss"}, "lws": {"epochs", "lr", "batch_size",
-             "sampler", "loss"}, "tau_norm": {"tau"}, "ncm": {"ncm_distance"}}[method]  # fmt: skip
+             "sampler", "loss"}, "tau_norm": {"tau"}, "ncm": {"ncm_distance"},
+             "wb": {"epochs", "lr", "batch_size", "sampler", "loss", "weight_decay", "max_norm"}}[method]  # fmt: skip
     extra = sorted(set(given) - takes)
     if extra:
         accepted = (
@@ -228,6 +248,13 @@ def _stage_options(
     if "ncm_distance" in given and given["ncm_distance"] not in NCM_DISTANCES:
         raise ConfigError(
             f"unknown --ncm-distance {given['ncm_distance']!r}; choose one of: {', '.join(NCM_DISTANCES)}"
+        )
+    if "weight_decay" in given and not (math.isfinite(given["weight_decay"]) and given["weight_decay"] >= 0):
+        raise ConfigError(f"--weight-decay must be a finite number >= 0, got {given['weight_decay']}")
+    if "max_norm" in given and not 0 <= given["max_norm"] <= 1:
+        raise ConfigError(
+            f"--max-norm must lie in [0, 1] (0: the smallest class norm of the run's classifier, 1: the largest), "
+            f"got {given['max_norm']}"
         )
     if "epochs" in given and given["epochs"] < 1:
         raise ConfigError(f"--epochs must be >= 1, got {given['epochs']}")
@@ -326,9 +353,18 @@ def _retrain(
         "epochs": stage.get("epochs", default_epochs(config.epochs)) if trained else None,
         "lr": stage.get("lr", config.lr) if trained else None,
         "batch_size": stage.get("batch_size", config.batch_size),
-        "sampler": stage.get("sampler", balanced_sampler()) if trained else None,
+        "sampler": stage.get("sampler", balanced_sampler() if method != "wb" else default_name("samplers"))
+        if trained
+        else None,
         "loss": stage.get("loss", default_name("losses")) if trained else None,
     }
+    if method == "wb":
+        settings.update(
+            weighter=class_balanced_weighter(),
+            weighter_options={"normalize": "classes"},
+            weight_decay=stage.get("weight_decay", config.weight_decay),
+            max_norm=stage.get("max_norm", MAX_NORM_THRESHOLD),
+        )
     record = {
         "method": method,
         "source": str(source.resolve()),
@@ -378,6 +414,15 @@ def _retrain(
         outcome = _fit_head(model, scaled, [scaled.scales], data, settings, config, autocast, directory, console)
         outcome["scales"] = dict(zip(classes, scaled.scales.detach().cpu().tolist(), strict=True))
         replace_classifier(model, scaled.folded())
+    elif method == "wb":
+        torch.manual_seed(config.seed)
+        layer = classifier_layer(model)
+        limit = max_norm_limit(layer.weight, settings["max_norm"])
+        outcome = _fit_head(
+            model, layer, list(layer.parameters()), data, settings, config, autocast, directory, console,
+            after_step=lambda: max_norm_(layer.weight, limit),
+        )  # fmt: skip
+        outcome["max_norm_limit"] = limit
     elif method == "tau_norm":
         outcome = _tau_norm(model, data, stage.get("tau"), classes, autocast, device)
     else:
@@ -413,25 +458,32 @@ def _fit_head(
     autocast: contextlib.AbstractContextManager,
     directory: RunDirectory,
     console: Console,
+    after_step: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Train ``parameters`` of ``head`` on the pooled features of augmented class-balanced batches.
+    """Train ``parameters`` of ``head`` on the pooled features of augmented batches of the stage's sampler.
 
-    The run's optimizer (ADAM, or SGD with Nesterov momentum) and weight decay, the stage's learning rate
-    annealed to 0 by a cosine over all steps (Kang et al.'s schedule), the stage's loss averaged over the batch.
+    The run's optimizer (a sharpness-aware one steps through a closure) and weight decay (the stage's, when it
+    has one), the stage's learning rate annealed to 0 by a cosine over all steps (Kang et al.'s schedule), the
+    stage's loss (weighted by the stage's weighter, if any) averaged over the batch; ``after_step`` runs after
+    each step (wb's MaxNorm projection).
     """
     for parameter in parameters:
         parameter.requires_grad_(True)
     device = data.augment.mean.device
     criterion = WeightedLoss(
-        settings["loss"], default_name("weighters"), class_counts=data.class_counts, class_names=list(data.classes)
+        settings["loss"],
+        settings.get("weighter", default_name("weighters")),
+        weighter_options=settings.get("weighter_options", {}),
+        class_counts=data.class_counts,
+        class_names=list(data.classes),
     ).to(device)
-    if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            parameters, lr=settings["lr"], momentum=config.momentum, nesterov=config.momentum > 0,
-            weight_decay=config.weight_decay,
-        )  # fmt: skip
-    else:
-        optimizer = torch.optim.Adam(parameters, lr=settings["lr"], weight_decay=config.weight_decay)
+    stage = config.model_copy(
+        update={"lr": settings["lr"], "weight_decay": settings.get("weight_decay", config.weight_decay)}
+    )
+    optimizer = build_optimizer(
+        stage, parameters, device, class_counts=data.class_counts, class_names=list(data.classes)
+    )
+    closure = takes_closure(config.optimizer)
     epochs = settings["epochs"]
     steps = 0
     for epoch in range(epochs):  # a sampler's epochs may differ in length: count each one's batches
@@ -449,10 +501,16 @@ def _fit_head(
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with torch.no_grad(), autocast:
                 features = pooled_features(model, data.augment(images, generator=generator))
-            loss = criterion(head(features.float()), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if closure:
+                optimizer.step(batch_closure(head, criterion, contextlib.nullcontext(), features.float(), labels, None))
+                loss = criterion.last_value
+            else:
+                loss = criterion(head(features.float()), labels)
+                loss.backward()
+                optimizer.step()
+            if after_step is not None:
+                after_step()
             scheduler.step()
             total += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
         loss_sum, batches = total.tolist()

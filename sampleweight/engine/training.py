@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,22 @@ from sampleweight.engine.checkpoint import CheckpointWriter, capture_rng, load_c
 from sampleweight.engine.components import (
     build_mixer,
     build_model,
+    build_optimizer,
     check_choices,
     check_weights,
     is_hierarchical,
+    loss_scaled,
     run_taxonomy,
+    takes_closure,
     training_loss,
 )
-from sampleweight.engine.config import EXECUTION_FIELDS, TrainConfig, load_config, validation_message
+from sampleweight.engine.config import (
+    EXECUTION_FIELDS,
+    TrainConfig,
+    complete_config,
+    load_config,
+    validation_message,
+)
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.folder_lock import LOCK_FILE
 from sampleweight.engine.inference import decide, predict
@@ -144,6 +154,7 @@ def _finished_metrics(config: TrainConfig) -> dict[str, Any] | None:
         return None
     if not isinstance(final, dict) or not isinstance(saved, dict) or final.get("epochs") != config.epochs:
         return None
+    saved = complete_config(saved)  # an older version's config.json: the options it did not know at their defaults
     given = config.model_dump(mode="json")
     same = all(
         value is None or saved.get(key) == value
@@ -171,7 +182,10 @@ def _fit(run: Run) -> dict[str, Any]:
             )
         for note in run.data.inventory.notes() if run.data.inventory is not None else ():
             progress.console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
-        for line in weight_scale_lines(run.criterion.weighter, run.data.class_counts, cfg.optimizer):
+        scale_lines = weight_scale_lines(
+            run.criterion.weighter, run.data.class_counts, cfg.optimizer, cfg.optimizer_options
+        )
+        for line in scale_lines:
             progress.console.print(line, highlight=False, soft_wrap=True)
         twice = rebalancing_twice(cfg, run.data.sampler.rebalances_classes)
         if twice:
@@ -226,19 +240,23 @@ WEIGHT_SCALE_RANGE = (0.1, 10.0)
 """Under SGD, `train` warns when a class weighter's mean weight per sample lies outside this range."""
 
 
-def weight_scale_lines(weighter: Any, class_counts: Tensor, optimizer: str) -> list[str]:
+def weight_scale_lines(
+    weighter: Any, class_counts: Tensor, optimizer: str, optimizer_options: Mapping[str, Any] | None = None
+) -> list[str]:
     """What `train` logs at the start: each class weighter's mean weight per sample under the training mix.
 
-    Under SGD that mean multiplies the effective learning rate (ADAM's update is nearly scale-free), so
-    outside `WEIGHT_SCALE_RANGE` a one-line warning names the ``normalize`` option that fixes it.
+    Under an optimizer whose update scales with the loss (registered ``loss_scaled``: SGD, and SAM around it) that
+    mean multiplies the effective learning rate (ADAM's update is nearly scale-free), so outside
+    `WEIGHT_SCALE_RANGE` a one-line warning names the ``normalize`` option that fixes it.
     """
+    scaled = loss_scaled(optimizer, optimizer_options or {})
     lines = []
     low, high = WEIGHT_SCALE_RANGE
     for name, mean in class_mix_weights(weighter, class_counts):
         lines.append(
             f"weight scale: {escape(name)} gives a mean weight per sample of {mean:.3g} under the training class mix"
         )
-        if optimizer == "sgd" and not low <= mean <= high:
+        if scaled and not low <= mean <= high:
             lines.append(
                 f"[yellow]warning[/]: {escape(name)}'s mean weight per sample {mean:.3g} is outside "
                 f"{low:g}-{high:g}, and under SGD it scales the learning rate by that much; set its normalize option "
@@ -320,7 +338,15 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
         num_epochs=config.epochs,
         batch_size=config.batch_size,  # the global batch M: selection runs over all processes' samples
     ).to(device)
-    optimizer = _optimizer(config, model, device)
+    optimizer = build_optimizer(
+        config,
+        [p for p in model.parameters() if p.requires_grad],
+        device,
+        class_counts=data.class_counts,
+        class_names=list(data.classes),
+        num_epochs=config.epochs,
+        batch_size=config.batch_size,
+    )
     milestones = sorted({max(1, math.ceil(f * config.epochs)) for f in config.lr_milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=config.lr_decay)
     mixer = build_mixer(config, data.class_counts, list(data.classes))
@@ -358,6 +384,7 @@ def _train_epoch(
     totals = torch.zeros(3, dtype=wide, device=device)  # sum of w * l, sum of w, samples: no host sync per step
     losses = DeferredCheck()
     every, first_step = read_every(device), criterion.step
+    closure = takes_closure(run.config.optimizer)
     try:
         for step, (images, labels, indices) in enumerate(run.data.train):
             images = images.to(device, non_blocking=True)
@@ -367,14 +394,18 @@ def _train_epoch(
                 x, labels = run.mixer(x, labels, epoch=epoch, step=step, rank=distributed.rank())
             if run.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                output = model(x)
-            loss = criterion(output, labels, indices=indices.to(device, non_blocking=True))
+            indices = indices.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            if closure:  # a sharpness-aware step: the closure runs each forward/backward pass it asks for
+                optimizer.step(batch_closure(model, criterion, autocast, x, labels, indices))
+            else:
+                with autocast:
+                    output = model(x)
+                loss = criterion(output, labels, indices=indices)
+                loss.backward()
+                optimizer.step()
             value = criterion.last_value  # Eq. 3 of the (global) batch: the same on every process
             losses.update(~(value.abs() < float("inf")), epoch=epoch, step=step, detail=value)  # NaN, +-inf
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             weights = criterion.last_weights.to(wide)
             totals[0] += weights @ criterion.last_losses.to(wide)
             totals[1] += weights.sum()
@@ -397,6 +428,40 @@ def _train_epoch(
     _raise_first_failure(run, losses, first_step)
     loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()
     return loss_sum / seen, weight_sum / seen
+
+
+def batch_closure(
+    model: nn.Module,
+    criterion: WeightedLoss,
+    autocast: contextlib.AbstractContextManager,
+    x: Tensor,
+    labels: Tensor,
+    indices: Tensor,
+) -> Any:
+    """The closure a sharpness-aware optimizer's ``step(closure)`` calls: ``closure(classes=None)`` runs the
+    forward and backward pass of this batch at the current weights and returns the weighted loss.
+
+    The first call weights the batch (the weighter sees it once per step, as in a plain step); the later ones,
+    at perturbed weights, reuse those weights (``WeightedLoss(reuse=True)``): the perturbation moves the
+    weights, not the objective, so SPL's and OHEM's selections stay those of the unperturbed model, and a
+    weighter's state advances once per step. ``classes`` (a bool mask [C]) keeps only the samples of those
+    classes in the loss, still divided by the whole batch (ImbSAM's split of the loss by class); a mixed sample
+    (soft targets [B, C]) belongs to the class of its largest target mass, as for the class-aware weighters.
+    """
+    calls = 0
+    hard = labels if labels.ndim == 1 else labels.argmax(1)  # a mixed sample's class: its largest target mass
+
+    def closure(classes: Tensor | None = None) -> Tensor:
+        nonlocal calls
+        with autocast:
+            output = model(x)
+        samples = None if classes is None else classes.to(labels.device)[hard]
+        loss = criterion(output, labels, indices=indices, samples=samples, reuse=calls > 0)
+        calls += 1
+        loss.backward()
+        return loss.detach()
+
+    return closure
 
 
 READ_EVERY = 25
@@ -489,30 +554,6 @@ def _where(run: Run) -> str:
     """The device, and the number of processes when there are several."""
     world = distributed.world_size()
     return f"{run.device.type} x {world} processes" if world > 1 else str(run.device)
-
-
-def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """SGD (Nesterov) or ADAM over the trainable parameters, with torch's fused kernel where the device has one.
-
-    The fused kernel updates every parameter in one call instead of a loop of small ops
-    (``benchmarks/execution_settings.py`` measures what it buys).
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if device.type in FUSED_OPTIMIZER_DEVICES else {}
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.momentum > 0,
-            weight_decay=config.weight_decay,
-            **fused,
-        )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
-
-
-FUSED_OPTIMIZER_DEVICES = ("cuda", "cpu")
-"""Devices on which the trainer's SGD/ADAM use torch's fused implementation (``fused=True``)."""
 
 
 def _resolve_execution(config: TrainConfig, device: torch.device) -> TrainConfig:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import timm
 from rich.console import Console
@@ -66,14 +66,14 @@ from sampleweight.factory import (
     list_losses,
     list_mixers,
     list_models,
+    list_optimizers,
     list_samplers,
     list_weighters,
     lookup,
 )
-from sampleweight.plugins import get_registry
+from sampleweight.plugins import SINGULAR, get_registry
 
 __all__ = [
-    "DEFAULT_OPTIMIZERS",
     "DEFAULT_SPLITS",
     "GRID_FILE",
     "SUMMARY_COLUMNS",
@@ -99,22 +99,21 @@ SUMMARY_FILE = "summary.csv"
 LOG_FILE = "train.log"
 """Output of a worker subprocess, in its run directory (several-device grids only)."""
 
-DEFAULT_OPTIMIZERS = ("adam", "sgd")
 DEFAULT_SPLITS = (0, 1)
-"""The paper's two optimizers and two splits. The default models, losses, weightings and sampler are those the
-built-ins mark ``default`` (`default_axis`): the paper's comparison, 2 models x 2 losses x 5 weightings x 2
-optimizers x 2 splits = 80 runs."""
+"""The paper's two splits. The default models, losses, weightings, samplers and optimizers are those the built-ins
+mark ``default`` (`default_axis`): the paper's comparison, 2 models x 2 losses x 5 weightings x 2 optimizers x 2
+splits = 80 runs."""
 
 
 def default_axis(kind: str) -> tuple[str, ...]:
-    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``, ``"mixers"``) when none
-    is given: the names the built-ins mark ``default`` (`sampleweight.plugins.Registry.defaults`)."""
+    """A grid's axis of ``kind`` (``"models"``, ``"losses"``, ``"weighters"``, ``"samplers"``, ``"mixers"``,
+    ``"optimizers"``) when none is given: the names the built-ins mark ``default``
+    (`sampleweight.plugins.Registry.defaults`)."""
     return tuple(get_registry().defaults(kind))
 
 
 # and "seed", popped by plan_grid
 _COMBINATION = ("model", "loss", "weighters", "sampler", "mixer", "optimizer", "split", "out")
-_OPTIMIZERS = get_args(TrainConfig.model_fields["optimizer"].annotation)  # ("adam", "sgd")
 _METRICS = ("acc", "bacc", "mpr", "mf1")
 SUMMARY_COLUMNS = ("index", "run", "model", "loss", "weighting", "sampler", "mixer", "optimizer", "split", "seed",
                    "state", "epochs_done", "epochs", "acc", "bacc", "mpr", "mf1", "train_seconds", "error")  # fmt: skip
@@ -220,6 +219,8 @@ class Grid:
             arguments += ["--mixer", config.mixer]
         for key, value in config.mixer_options.items():
             arguments += ["--mixer-option", f"{key}={json.dumps(value)}"]
+        for key, value in config.optimizer_options.items():
+            arguments += ["--optimizer-option", f"{key}={json.dumps(value)}"]
         return [*arguments, "--optimizer", config.optimizer, "--split", str(config.split), "--seed", str(config.seed),
                 "--out", str(run.path)]  # fmt: skip
 
@@ -329,7 +330,7 @@ def plan_grid(
     weighters: str | Sequence[str] | None = None,
     samplers: str | Sequence[str] | None = None,
     mixers: str | Sequence[str] | None = None,
-    optimizers: str | Sequence[str] = DEFAULT_OPTIMIZERS,
+    optimizers: str | Sequence[str] | None = None,
     splits: str | Sequence[int | str] = DEFAULT_SPLITS,
     seeds: str | Sequence[int | str] | None = None,
     config_file: str | Path | None = None,
@@ -345,7 +346,7 @@ def plan_grid(
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
         samplers: Sampler names (default: the paper's shuffled pass).
         mixers: Mixer names (default: the built-ins' default, ``none``).
-        optimizers: ``adam`` and/or ``sgd``.
+        optimizers: Optimizer names (default: the paper's two, adam and sgd).
         splits: Split numbers (the paper's are 0 and 1).
         seeds: Seeds (of the split, the initialisation and the data order): every split is trained with
             every seed. Default: the shared ``seed`` option, else 0.
@@ -374,10 +375,10 @@ def plan_grid(
         ['resnet18-ce-none-adam-s0', 'resnet18-ce-none-adam-s1']
     """
     out = Path(out)
-    models, losses, weighters, samplers, mixers = (
+    models, losses, weighters, samplers, mixers, optimizers = (
         default_axis(kind) if given is None else given
         for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers),
-                            ("mixers", mixers))
+                            ("mixers", mixers), ("optimizers", optimizers))
     )  # fmt: skip
     model_names = _checked(parse_list(models, "models"), "model", list_models(), extra=timm.is_model)
     loss_names = _checked(parse_list(losses, "losses"), "loss", list_losses())
@@ -385,7 +386,7 @@ def plan_grid(
     _checked([part.strip() for w in weightings for part in w.split("+")], "weighter", list_weighters())
     sampler_names = _checked(parse_list(samplers, "samplers"), "sampler", list_samplers())
     mixer_names = _checked(parse_list(mixers, "mixers"), "mixer", list_mixers())
-    optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list(_OPTIMIZERS))
+    optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list_optimizers())
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
     shared = _shared_options(config_file, options or {})
@@ -398,8 +399,9 @@ def plan_grid(
             check_weighter_options(weighting, shared.get("weighter_options", {}))
         except ConfigError as exc:
             raise ConfigError(f"weighting {weighting}: {exc}") from None
-    sampler_options = _sampler_options(sampler_names, shared.pop("sampler_options", None) or {})
-    mixer_options = _mixer_options(mixer_names, shared.pop("mixer_options", None) or {})
+    sampler_options = _plugin_options(sampler_names, shared.pop("sampler_options", None) or {}, "samplers")
+    mixer_options = _plugin_options(mixer_names, shared.pop("mixer_options", None) or {}, "mixers")
+    optimizer_options = _plugin_options(optimizer_names, shared.pop("optimizer_options", None) or {}, "optimizers")
     loss_options = _loss_options(model_names, loss_names, shared.pop("loss_options", None) or {})
     runs: list[GridRun] = []
     for model, loss, weighting, sampler, mixer, optimizer, split, seed in itertools.product(
@@ -408,7 +410,8 @@ def plan_grid(
         combination = {"model": model, "loss": loss, "loss_options": loss_options[(model, loss)],
                        "weighters": [weighting], "sampler": sampler, "sampler_options": sampler_options[sampler],
                        "mixer": mixer, "mixer_options": mixer_options[mixer],
-                       "optimizer": optimizer, "split": split, "seed": seed}  # fmt: skip
+                       "optimizer": optimizer, "optimizer_options": optimizer_options[optimizer], "split": split,
+                       "seed": seed}  # fmt: skip
         try:
             config = load_config(None, **shared, **combination)
             components.check_choices(config)  # every option too, before any run starts
@@ -859,34 +862,20 @@ def _shared_options(config_file: str | Path | None, options: Mapping[str, Any]) 
     return {k: v for k, v in values.items() if k not in _COMBINATION}
 
 
-def _sampler_options(samplers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each sampler's share of the grid's ``--sampler-option`` keys: those its factory takes.
+def _plugin_options(names: Sequence[str], options: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """Each plugin's share of the grid's options for ``kind`` (``--sampler-option``, ``--mixer-option``,
+    ``--optimizer-option``): the keys its factory takes.
 
     Raises:
-        ConfigError: A key that no sampler of the grid takes.
+        ConfigError: A key that no plugin of the grid's ``kind`` axis takes.
     """
-    accepted = {name: accepted_options(lookup(None, "samplers", name).factory) for name in samplers}
+    accepted = {name: accepted_options(lookup(None, kind, name).factory) for name in names}
     taken, unused = _shares(accepted, options)
     if unused:
+        singular = SINGULAR[kind]
         raise ConfigError(
-            f"--sampler-option {unused[0]}: no sampler of the grid ({', '.join(samplers)}) takes "
-            f"{', '.join(unused)}; `sampleweight plugins` lists the samplers, docs/sampling.md their options"
-        )
-    return taken
-
-
-def _mixer_options(mixers: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each mixer's share of the grid's ``--mixer-option`` keys: those its factory takes.
-
-    Raises:
-        ConfigError: A key that no mixer of the grid takes.
-    """
-    accepted = {name: accepted_options(lookup(None, "mixers", name).factory) for name in mixers}
-    taken, unused = _shares(accepted, options)
-    if unused:
-        raise ConfigError(
-            f"--mixer-option {unused[0]}: no mixer of the grid ({', '.join(mixers)}) takes "
-            f"{', '.join(unused)}; `sampleweight plugins` lists the mixers, docs/mixing.md their options"
+            f"--{singular}-option {unused[0]}: no {singular} of the grid ({', '.join(names)}) takes "
+            f"{', '.join(unused)}; `sampleweight plugins` lists the {kind}, docs/plugins.md where their options are"
         )
     return taken
 

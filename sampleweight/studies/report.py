@@ -44,7 +44,7 @@ from sampleweight.factory import lookup, option_defaults
 from sampleweight.metrics import expected_calibration_error, final_metrics, negative_log_likelihood
 from sampleweight.plugins import get_registry
 from sampleweight.studies.figures import plot_confusion, plot_recall_bars, plot_reliability
-from sampleweight.studies.grid import DEFAULT_OPTIMIZERS, default_axis
+from sampleweight.studies.grid import default_axis
 from sampleweight.studies.statistics import (
     ALPHA,
     COMPARED_METRICS,
@@ -87,12 +87,12 @@ FIGURES_FOLDER = "figures"
 
 # Rows and tables follow the default comparison's order (the paper's: `sampleweight.studies.grid.default_axis`);
 # anything else follows, sorted.
-_OPTIMIZER_ORDER = DEFAULT_OPTIMIZERS
 # Config fields that may differ between the runs of one cell: the split and seed, and how a run executed.
 _PER_RUN_FIELDS = frozenset({"split", "seed", *EXECUTION_FIELDS})
 # Fields that make a cell: runs differing in them are different setups, in different rows of a table.
 _CELL_FIELDS = frozenset({"model", "optimizer", "loss", "weighters", "sampler", "sampler_options", "weighter_options",
-                          "loss_options", "mixer", "mixer_options", STAGE_KEY})  # fmt: skip
+                          "loss_options", "mixer", "mixer_options", "optimizer_options", "weight_decay",
+                          STAGE_KEY})  # fmt: skip
 
 # The options that describe a table's setup (shown above it).
 _SETUP = ("data", "backbone", "pretrained", "image_size", "epochs", "batch_size", "lr")
@@ -188,7 +188,8 @@ class RunResult:
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
         options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
         the same setup as no gamma), the sampler's options (``sampler.threshold``), the mixer unless it is the default
-        (``mixer``) and its options (``mixer.alpha``), a retrained run's stage
+        (``mixer``) and its options (``mixer.alpha``), the optimizer's (``optimizer.rho``), a weight decay other than
+        0, a retrained run's stage
         options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
         """
         weighters = set(self.config["weighters"])
@@ -209,6 +210,11 @@ class RunResult:
         if self.config.get("mixer", default_name("mixers")) != default_name("mixers"):
             options["mixer"] = self.config["mixer"]
         options.update({f"mixer.{key}": value for key, value in (self.config.get("mixer_options") or {}).items()})
+        options.update(
+            {f"optimizer.{key}": value for key, value in (self.config.get("optimizer_options") or {}).items()}
+        )
+        if self.config.get("weight_decay"):  # weight balancing's first stage: one row per weight decay
+            options["weight_decay"] = self.config["weight_decay"]
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
@@ -520,7 +526,8 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
     tables = []
     model_order, loss_order, weighting_order = default_axis("models"), default_axis("losses"), default_axis("weighters")
     default_sampler = default_name("samplers")
-    for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], model_order), _rank(k[1], _OPTIMIZER_ORDER))):
+    optimizer_order = default_axis("optimizers")
+    for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], model_order), _rank(k[1], optimizer_order))):
         rows = groups[(model, optimizer)]
         members = [run for group in rows.values() for run in group]
         classes = members[0].classes
