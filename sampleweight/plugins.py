@@ -35,6 +35,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "INFO_KEYS",
     "KINDS",
+    "TASKS",
     "PluginInfo",
     "PluginWarning",
     "Registered",
@@ -49,6 +50,12 @@ ENTRY_POINT_GROUP = "sampleweight"
 DISABLE_ENV = "SAMPLEWEIGHT_DISABLE_PLUGINS"
 KINDS = ("weighters", "losses", "models", "samplers")
 SINGULAR = {"weighters": "weighter", "losses": "loss", "models": "model", "samplers": "sampler"}
+TASKS = ("multiclass", "binary", "multilabel")
+"""The task kinds a run may have: one of C classes (softmax), one label against the rest and several independent
+labels (sigmoid, one logit per label)."""
+DEFAULT_TASKS = {"losses": ("multiclass",), "weighters": ("multiclass", "binary"), "samplers": ("multiclass", "binary")}
+"""The tasks a registration without ``tasks`` serves: a loss, softmax ones; a weighter or sampler, those whose
+targets are class indices (a binary task's are 0/1)."""
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
@@ -79,11 +86,19 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "soft_targets": "True: the loss takes class distributions [B, C] (mixing, smoothing) as targets as well as "
         "class indices [B], a one-hot distribution giving the loss of its class index (`check_loss` checks it). "
         "Default False: `WeightedLoss` refuses soft targets for it with a ConfigError",
+        "tasks": "the task kinds it serves, of multiclass, binary, multilabel (default: multiclass, a softmax loss); "
+        "a run of another task refuses it at start-up",
     },
-    "weighters": {"rebalances": "True: its weights rebalance the classes (as for losses)"},
+    "weighters": {
+        "rebalances": "True: its weights rebalance the classes (as for losses)",
+        "tasks": "the task kinds it serves (default: multiclass, binary, whose targets are class indices); a "
+        "multilabel weighter reads multi-hot targets [B, L] and may return one weight per (sample, label) [B, L]",
+    },
     "samplers": {  # a sampler says whether it rebalances itself (Sampler.rebalances_classes)
         "balanced": "True: it draws every class equally often (p_c = 1/C); a decoupled second stage (retrain crt, "
         "lws) trains on the first such built-in unless told otherwise",
+        "tasks": "the task kinds it serves (default: multiclass, binary); a multilabel sampler reads the "
+        "multi-hot targets [N, L]",
     },
 }
 """The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
@@ -197,6 +212,17 @@ class Registry:
         """
         entry = self.kind(kind).get(name.split(".")[0] if kind == "models" else name)  # a timm tag: the model
         return entry.info if entry is not None else MappingProxyType({})
+
+    def tasks(self, kind: str, name: str) -> tuple[str, ...]:
+        """The task kinds ``name`` of ``kind`` serves: its registration's ``tasks``, else `DEFAULT_TASKS`.
+
+        Example:
+            >>> registry = load_plugins(entry_points=False, builtins=True, register_timm=False)
+            >>> registry.tasks("losses", "ce"), registry.tasks("losses", "bce")
+            (('multiclass',), ('binary', 'multilabel'))
+        """
+        declared = self.info(kind, name).get("tasks")
+        return tuple(declared) if declared is not None else DEFAULT_TASKS.get(kind, TASKS)
 
     def defaults(self, kind: str) -> list[str]:
         """The names of ``kind`` that the built-ins mark ``default`` (the default comparison), in registration
@@ -453,6 +479,10 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 def _invalid_info(details: Mapping[str, Any]) -> str | None:
     """What is wrong with a registration's metadata, or None."""
     for key, value in details.items():
+        if key == "tasks":
+            if not (isinstance(value, (tuple, list)) and value and set(value) <= set(TASKS)):
+                return f"{key}={value!r}: expected a non-empty list of {', '.join(TASKS)}"
+            continue
         if key == "rebalances":
             if not (isinstance(value, bool) or callable(value)):
                 return f"{key}={value!r}: expected True, False or a function of the options"
