@@ -35,7 +35,8 @@ def predict(
 
     Returns:
         ``(targets [N], scores [N, C])``: scores are ``softmax(output)`` (for a model that returns
-        log-probabilities, such as the hierarchical one, these are its probabilities).
+        log-probabilities, such as the hierarchical one, these are its probabilities); a model with one output (a
+        binary task's one logit ``z``) gives two columns, ``[1 - sigmoid(z), sigmoid(z)]``: rest, positive.
     """
     was_training = model.training
     model.eval()
@@ -47,7 +48,12 @@ def predict(
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast or contextlib.nullcontext():
             output = model(x)
-        scores.append(output.float().softmax(1).cpu())
+        output = output.float()
+        if output.shape[1] == 1:  # one logit: a binary task's sigmoid
+            positive = output.sigmoid()
+            scores.append(torch.cat([1 - positive, positive], dim=1).cpu())
+        else:
+            scores.append(output.softmax(1).cpu())
         targets.append(labels)
     model.train(was_training)
     return torch.cat(targets).numpy(), torch.cat(scores).numpy()
