@@ -111,7 +111,7 @@ def report(args: argparse.Namespace) -> str:
         "",
         "Written by `benchmarks/melanoma_binary.py` (rerun it to refresh; `--report-only` rewrites this page from the",
         "finished runs). Real HAM10000 images (all 10,015), the lesion-grouped splits 0 and 1, seeds 0 and 1, at the",
-        f"reproduction scale of [reproduction-cpu-results.md](reproduction-cpu-results.md): `cbam_vgg16` over a",
+        "reproduction scale of [reproduction-cpu-results.md](reproduction-cpu-results.md): `cbam_vgg16` over a",
         f"randomly initialised timm `test_resnet`, {args.image_size} px, {args.epochs} epochs, batch "
         f"{args.batch_size}, ADAM lr {args.lr:g}. Binary runs: `--task binary --positive MEL` (MEL against the six",
         "other classes, about 11 % positives); the 7-class run's MEL probability is scored the same way, on the same",

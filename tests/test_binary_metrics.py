@@ -180,3 +180,27 @@ def test_label_metrics_score_each_label_and_average_those_that_have_figures() ->
 def predicted_positive_rate(targets: np.ndarray, scores: np.ndarray, threshold: float) -> float:
     """Sensitivity by counting: the share of positives scored at or above the threshold."""
     return float((scores[targets == 1] >= threshold).mean())
+
+
+def test_paired_comparisons_take_auc_and_pauc_of_a_class_and_a_multiclass_run_as_one_vs_rest() -> None:
+    from sampleweight.studies.statistics import PairedBootstrap, Predictions, metric_values
+
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 3, 200)
+    scores = rng.dirichlet(np.ones(3), 200) + np.eye(3)[targets] * 0.3
+    scores /= scores.sum(1, keepdims=True)
+    images = tuple(f"img{i:03d}" for i in range(200))
+    multiclass = Predictions(images, targets, scores.argmax(1), scores, ("MEL", "NV", "BCC"))
+    binary = multiclass.one_vs_rest("MEL")
+    assert binary.classes == ("rest", "MEL") and binary.targets.tolist() == (targets == 0).astype(int).tolist()
+    values = metric_values(
+        binary.targets, binary.predicted, binary.classes, ["auc:MEL", "pauc:MEL"], scores=binary.scores
+    )
+    assert values[0] == pytest.approx(roc_auc_score(targets == 0, scores[:, 0]))
+    assert values[1] == pytest.approx(isic2024_pauc((targets == 0).astype(int), scores[:, 0]))
+    worse = Predictions(images, binary.targets, binary.predicted, binary.scores[:, ::-1].copy(), binary.classes)
+    comparison = PairedBootstrap(["auc:MEL", "pauc:MEL"], resamples=200, method="percentile").compare(
+        {(0, 0): binary}, {(0, 0): worse}
+    )
+    auc = comparison.pooled[0]
+    assert auc.estimate == pytest.approx(2 * values[0] - 1) and auc.low > 0 and auc.p < 0.05
