@@ -67,8 +67,8 @@ def command(args: argparse.Namespace, setup: str, split: int, seed: int, out: Pa
 
 def train_all(args: argparse.Namespace) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    for split in args.splits:
-        for seed in args.seeds:
+    for seed in args.seeds:  # both splits of the first seed first: a shorter study still spans the splits
+        for split in args.splits:
             for setup in [*SETUPS, MULTICLASS]:
                 out = args.out / folder(setup) / f"s{split}-seed{seed}"
                 if (out / "metrics.json").is_file():

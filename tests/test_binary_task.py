@@ -105,3 +105,76 @@ def test_the_class_balanced_sampler_balances_positives_and_negatives(tmp_path) -
     train(tiny(tmp_path, task="binary", positive=["MEL"], sampler="class_balanced", bootstrap=0))
     drawn = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["drawn"]
     assert set(drawn) == {"rest", "MEL"} and abs(drawn["rest"] - drawn["MEL"]) <= 0.25 * sum(drawn.values())
+
+
+def test_evaluate_scores_binary_runs_with_their_validation_threshold_and_writes_the_isic_2020_submission(tmp_path):
+    from sampleweight.engine.evaluation import evaluate
+
+    first = tmp_path / "a"
+    train(tiny(first, task="binary", positive=["MEL"]))
+    threshold = json.loads((first / "metrics.json").read_text())["binary"]["threshold"]
+    submission = tmp_path / "submission.csv"
+    metrics, folder = evaluate(
+        first, "synthetic:160", out=tmp_path / "e", quiet=True, bootstrap=50, submission=submission
+    )
+    assert metrics["classes"] == ["rest", "MEL"] and metrics["task"] == "binary"
+    assert metrics["binary"]["threshold"] == pytest.approx(threshold)
+    assert metrics["binary"]["threshold_rule"] == "the run's validation threshold"
+    images, true, _, scores, _ = read_predictions(folder / "predictions.csv")
+    assert len(images) == 160 and set(true) == {"rest", "MEL"}
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "image_name,target" and len(lines) == 161
+    assert float(lines[1].split(",")[1]) == pytest.approx(scores[0, 1], abs=1e-6)
+    targets = np.array([t == "MEL" for t in true], dtype=int)
+    assert metrics["binary"]["auc"] == pytest.approx(roc_auc_score(targets, scores[:, 1]))
+    second = tmp_path / "b"
+    train(tiny(second, task="binary", positive=["MEL"], seed=1))
+    ensemble, _ = evaluate([first, second], "synthetic:160", out=tmp_path / "ens", quiet=True, bootstrap=0, tta="flip")
+    assert ensemble["binary"]["threshold_rule"] == "the mean of the runs' validation thresholds"
+    multiclass = tmp_path / "m"
+    train(tiny(multiclass, bootstrap=0))
+    with pytest.raises(ConfigError, match="need the same classes"):
+        evaluate([first, multiclass], "synthetic:160", out=tmp_path / "mixed", quiet=True)
+
+
+def test_retrain_refuses_a_binary_run_in_one_line(tmp_path) -> None:
+    from sampleweight.engine.retraining import retrain
+
+    train(tiny(tmp_path / "b", task="binary", positive=["MEL"], bootstrap=0))
+    with pytest.raises(ConfigError, match=r"is a binary run, one sigmoid logit per label: tau-norm and LWS") as raised:
+        retrain(tmp_path / "b", "crt", tmp_path / "r")
+    assert "\n" not in str(raised.value) and not (tmp_path / "r").exists()
+
+
+def _isic2020(root, patients: int = 12, per_patient: int = 4):
+    from PIL import Image
+
+    (root / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target"]
+    for p in range(patients):
+        for k in range(per_patient):
+            name = f"ISIC_{p:03d}{k}"
+            target = int(k == 0 and p % 3 == 0)
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "train" / f"{name}.jpg")
+            lines.append(f"{name},IP_{p:03d},male,50,torso,unknown,{'malignant' if target else 'benign'},{target}")
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_the_isic_2020_training_layout_is_read_grouped_by_patient_and_trains_binary(tmp_path) -> None:
+    from sampleweight.data import split_indices
+
+    root = _isic2020(tmp_path / "isic2020")
+    records = read_dataset(root)
+    assert records.layout == "isic2020" and records.classes == ("benign", "melanoma")
+    assert records.groups[0] == "IP_000" and int(records.labels.sum()) == 4
+    train_idx, val_idx = split_indices(records, 0, 0, 0.25)
+    assert not {records.groups[i] for i in train_idx} & {records.groups[i] for i in val_idx}  # no patient on both
+    final = train(tiny(tmp_path / "run", data=str(root), task="binary", batch_size=8, bootstrap=0))
+    assert final["classes"] == ["rest", "melanoma"] and final["binary"]["positives"] >= 1
+    bad = tmp_path / "bad"
+    _isic2020(bad, patients=2)
+    (bad / "train.csv").write_text((bad / "train.csv").read_text().replace(",0\n", ",2\n", 1))
+    with pytest.raises(Exception, match="target not 0 or 1"):
+        read_dataset(bad)

@@ -187,7 +187,8 @@ class RunResult:
 
         The weighter options that reach its weighters (unscoped, or scoped to one of them), the loss
         options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
-        the same setup as no gamma), the sampler's options (``sampler.threshold``), a retrained run's stage
+        the same setup as no gamma), the sampler's options (``sampler.threshold``), a task other than multiclass
+        (``task=binary:MEL``), a retrained run's stage
         options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
         """
         weighters = set(self.config["weighters"])
@@ -205,6 +206,9 @@ class RunResult:
             }
         )
         options.update({f"sampler.{key}": value for key, value in (self.config.get("sampler_options") or {}).items()})
+        task = self.config.get("task") or "multiclass"
+        if task != "multiclass":  # another task is another setup: never pooled with multiclass runs
+            options["task"] = task + "".join(f":{'+'.join(p)}" for p in [self.config.get("positive")] if p)
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
