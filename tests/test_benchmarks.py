@@ -191,3 +191,11 @@ def test_evaluation_ham10000_smoke(tmp_path) -> None:
     assert names[:5] == ["none tta=none", "none tta=flip", "none tta=flip-rot", "none tta=crops", "none logit_adjust=1"]
     assert "ensemble geometric" in names and report["held_out_images"] > 0
     assert all(0 <= row["bacc"] <= 1 and row["time_ratio"] > 0 for row in report["results"])
+
+
+def test_binary_bootstrap_speed_smoke(tmp_path) -> None:
+    out = tmp_path / "b.json"
+    load("binary_bootstrap_speed").main(["--images", "300", "--resamples", "50", "--rounds", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "binary_bootstrap_speed" and report["resamples"] == 50
+    assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
