@@ -120,6 +120,19 @@ def report(args: argparse.Namespace) -> str:
         f"Runs finished: {sum(r[1] for r in rows)} of {planned * len(rows)} planned "
         f"({', '.join(f'{s}: {n}/{planned}' for s, n, _ in rows)}).",
         "",
+        *(
+            [
+                "**An unfinished study.** Only the runs counted above finished before the study was stopped; every "
+                "figure below is from them alone (pairs finished: "
+                + "; ".join(
+                    f"{s}: {', '.join(f'split {k[0]} seed {k[1]}' for k in sorted(runs[s])) or 'none'}" for s in runs
+                )
+                + "). Rerun the script to finish it: it resumes, and rewrites this page.",
+                "",
+            ]
+            if sum(r[1] for r in rows) < planned * len(rows)
+            else []
+        ),
         "| setup | runs | ROC AUC (mean ± sd) | pAUC above 80 % TPR (mean ± sd) | AUC - bce [95 % CI], p (Holm) | "
         "pAUC - bce [95 % CI], p (Holm) |",
         "|---|---|---|---|---|---|",

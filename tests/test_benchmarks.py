@@ -199,3 +199,21 @@ def test_binary_bootstrap_speed_smoke(tmp_path) -> None:
     report = json.loads(out.read_text())
     assert report["benchmark"] == "binary_bootstrap_speed" and report["resamples"] == 50
     assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
+
+
+def test_melanoma_binary_smoke_on_synthetic_images(tmp_path) -> None:
+    module = load("melanoma_binary")
+    page = tmp_path / "page.md"
+    argv = ["melanoma_binary.py", "--data", "synthetic:160", "--out", str(tmp_path / "runs"), "--splits", "0",
+            "--seeds", "0", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--resamples", "50",
+            "--page", str(page)]  # fmt: skip
+    import sys as _sys
+
+    saved, _sys.argv = _sys.argv, argv
+    try:
+        module.main()
+    finally:
+        _sys.argv = saved
+    text = page.read_text()
+    assert "Runs finished: 7 of 7 planned" in text and "An unfinished study" not in text
+    assert "| 7-class ce, MEL probability | 1 |" in text and "| asl | 1 |" in text
