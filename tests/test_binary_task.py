@@ -178,3 +178,19 @@ def test_the_isic_2020_training_layout_is_read_grouped_by_patient_and_trains_bin
     (bad / "train.csv").write_text((bad / "train.csv").read_text().replace(",0\n", ",2\n", 1))
     with pytest.raises(Exception, match="target not 0 or 1"):
         read_dataset(bad)
+
+
+def test_a_grid_carries_the_task_and_takes_its_default_loss() -> None:
+    from sampleweight.studies.grid import plan_grid
+
+    options = {"task": "binary", "positive": ["MEL"], "epochs": 1}
+    grid = plan_grid("/tmp/unused", models="cbam_vgg16", weighters="none,ohem+es", optimizers="adam", options=options)
+    assert [run.name for run in grid.runs][:2] == [
+        "cbam_vgg16-bce-none-adam-s0-binary-MEL",
+        "cbam_vgg16-bce-none-adam-s1-binary-MEL",
+    ]
+    assert {run.config.task for run in grid.runs} == {"binary"}
+    plain = plan_grid("/tmp/unused", models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", splits="0")
+    assert [run.name for run in plain.runs] == ["cbam_vgg16-ce-none-adam-s0"]
+    with pytest.raises(ConfigError, match="loss 'ce' serves multiclass tasks, not this run's binary task"):
+        plan_grid("/tmp/unused", models="cbam_vgg16", losses="ce", weighters="none", optimizers="adam", options=options)
