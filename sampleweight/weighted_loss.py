@@ -144,7 +144,7 @@ class WeightedLoss(nn.Module):
         to_loss, to_weighter = _route(loss, weighter, options, registry)
         to_loss.update(loss_options or {})
         to_weighter.update(weighter_options or {})
-        served = _served_tasks(loss, registry)
+        served = _served_tasks(loss, registry)  # before a name becomes a module: its registration's word
         declared: bool | None = None
         if isinstance(loss, str):
             declared = bool(lookup(registry, "losses", loss).info.get("soft_targets", False))
@@ -166,16 +166,14 @@ class WeightedLoss(nn.Module):
                 f"weighter must be a registered name or a Weighter (callable with state_dict/load_state_dict), "
                 f"got {type(weighter).__name__}"
             )
-        if served is None:  # a module passed directly: its own word, if it gives one
-            served = _served_tasks(loss, registry)
-        if task is not None and served is not None and task not in served:
+        if task is not None and served is not None and task not in served:  # a module's own ``tasks``
             raise ConfigError(
                 f"loss {type(loss).__name__} serves {', '.join(served)} tasks, not the {task} task; pass one that does"
             )
-        self.task: str | None = task if task is not None else ("multiclass" if served is None else None)
+        if task is None:  # a softmax loss (or a module that does not say): multiclass; a sigmoid loss: per batch
+            task = "multiclass" if served is None or "multiclass" in served else None
+        self.task: str | None = task
         """The task; None: a sigmoid loss's, binary or multilabel by the targets' shape."""
-        if self.task is None and "multiclass" in (served or ()):
-            self.task = "multiclass"
         self.loss = loss
         self.weighter = weighter
         self.validate = validate
