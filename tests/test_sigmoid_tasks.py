@@ -251,3 +251,14 @@ def test_validation_mode_is_the_plain_mean_of_the_summed_losses() -> None:
     x, y = _data(5, 3)
     criterion = sw.WeightedLoss("asl", "cb", class_counts=_counts(3)).eval()
     torch.testing.assert_close(criterion(x, y), sw.create_loss("asl")(x, y).mean())
+
+
+def test_es_positive_side_is_timms_effective_num_class_weight_up_to_scale() -> None:
+    counts = _counts(5)
+    ours = sw.create_weighter("es", class_counts=counts, beta=0.999).class_weights  # [2, L]
+    _, timm_weights = timm.loss.compute_class_weights(counts[1], 100, method="effective_num", beta=0.999)
+    torch.testing.assert_close((ours[1] / ours[1].mean()).float(), timm_weights, rtol=1e-5, atol=1e-6)
+    # cb's positive/negative ratio per label is timm's neg_pos pos_weight
+    cb = sw.create_weighter("cb", class_counts=counts).class_weights
+    _, neg_pos = timm.loss.compute_class_weights(counts[1], 100, method="neg_pos")
+    torch.testing.assert_close((cb[1] / cb[0]).float(), neg_pos, rtol=1e-5, atol=1e-6)
