@@ -399,7 +399,11 @@ def evaluate(
         "none", help="Test-time augmentation: none, flip (4 views), flip-rot (8), crops (16 unscaled crops)."
     ),
     combine: str = typer.Option("mean", help="How an ensemble combines its runs' probabilities: mean or geometric."),
-    submission: Path | None = typer.Option(None, help="Also write the ISIC 2018 Task 3 submission CSV to this file."),
+    submission: Path | None = typer.Option(
+        None,
+        help="Also write the submission CSV to this file: ISIC 2018 Task 3's columns, or ISIC 2020's "
+        "image_name,target for a binary run.",
+    ),
     logit_adjust: float | None = typer.Option(
         None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."
     ),

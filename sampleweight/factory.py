@@ -31,7 +31,7 @@ from torch import nn
 from sampleweight import distributed
 from sampleweight.errors import ConfigError, PluginError, SampleWeightError, describe
 from sampleweight.mixing import Mixer
-from sampleweight.plugins import DISABLE_ENV, SINGULAR, Registered, Registry, get_registry
+from sampleweight.plugins import DISABLE_ENV, SINGULAR, TASKS, Registered, Registry, get_registry
 from sampleweight.sampling import Sampler, ShardedSampler
 from sampleweight.weighting import ProductWeighter, Weighter
 
@@ -46,6 +46,7 @@ __all__ = [
     "check_optimizer_options",
     "check_options",
     "check_sampler_options",
+    "check_task",
     "check_weighter_options",
     "create_loss",
     "create_mixer",
@@ -264,6 +265,36 @@ def check_options(
         raise ConfigError(f"{error}{_takers(registry, kind, options, entries)}") from None
     for entry in entries:
         typed_options(entry, options, SINGULAR[kind])
+
+
+def check_task(kind: str, names: str | Sequence[str], task: str, *, registry: Registry | None = None) -> None:
+    """Check that every name of ``kind`` serves ``task`` (its registration's ``tasks``, `Registry.tasks`).
+
+    Args:
+        kind: ``"losses"``, ``"weighters"`` or ``"samplers"``.
+        names: The names chosen (a weighting such as ``"ohem+es"`` is split into its components).
+        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+        registry: Where to look names up; default the process-wide registry.
+
+    Raises:
+        ConfigError: One line naming the first name that does not serve ``task``, the task, and those that do.
+
+    Example:
+        >>> check_task("losses", "bce", "binary")  # passes; ``"ce"`` would raise:
+        >>> # ConfigError: loss 'ce' serves multiclass tasks, not this run's binary task; losses for binary: ...
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    registry = registry or get_registry()
+    for name in _split_names(names):
+        lookup(registry, kind, name)
+        served = registry.tasks(kind, name)
+        if task not in served:
+            fitting = sorted(other for other in registry.kind(kind) if task in registry.tasks(kind, other))
+            raise ConfigError(
+                f"{SINGULAR[kind]} {name!r} serves {', '.join(served)} tasks, not this run's {task} task; "
+                f"{kind} for {task}: {', '.join(fitting) or '(none installed)'}"
+            )
 
 
 def create_sampler(
@@ -587,18 +618,22 @@ def resolve_facts(options: Mapping[str, Any]) -> dict[str, Any]:
     facts = {k: options[k] for k in FACTS if options.get(k) is not None}
     if "class_counts" in facts:
         counts = torch.as_tensor(facts["class_counts"])
+        multilabel = counts.ndim == 2 and counts.shape[0] == 2  # [2, L]: negatives and positives per label
         if (
-            counts.ndim != 1
+            (counts.ndim != 1 and not multilabel)
             or counts.numel() == 0
             or (counts.is_floating_point() and bool((counts != counts.round()).any()))
         ):
-            raise ConfigError(f"class_counts must be a 1-D sequence of integer counts, got {facts['class_counts']!r}")
+            raise ConfigError(
+                f"class_counts must be a 1-D sequence of integer counts (or [2, L] for a multilabel task), got "
+                f"{facts['class_counts']!r}"
+            )
         counts = counts.long()
         if bool((counts < 0).any()) or int(counts.sum()) <= 0:
             raise ConfigError(f"class_counts must be >= 0 with a positive total, got {counts.tolist()}")
         facts["class_counts"] = counts
     sizes = {
-        "class_counts": len(facts["class_counts"]) if "class_counts" in facts else None,
+        "class_counts": facts["class_counts"].shape[-1] if "class_counts" in facts else None,
         "class_names": len(facts["class_names"]) if "class_names" in facts else None,
         "num_classes": facts.get("num_classes"),
     }

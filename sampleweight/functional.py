@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "asymmetric_loss",
+    "binary_cross_entropy",
     "class_balance_weights",
     "class_curriculum_mask",
     "class_log_prior",
@@ -37,13 +39,17 @@ __all__ = [
     "curriculum_pace",
     "curriculum_size",
     "deferred_start_epoch",
+    "distribution_balanced_loss",
     "effective_number_weights",
     "focal_loss",
+    "label_counts",
+    "label_targets",
     "ldam_loss",
     "ldam_margins",
     "logit_adjusted_cross_entropy",
     "logit_adjusted_probabilities",
     "normalize_class_weights",
+    "sigmoid_focal_loss",
     "smooth_targets",
     "soft_cross_entropy",
     "target_distribution",
@@ -195,6 +201,223 @@ def focal_loss(
         alpha_t = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
         loss = loss * (alpha_t if distribution is not None else alpha_t[targets])
     return loss if distribution is None else (distribution * loss).sum(dim=-1)
+
+
+def label_targets(logits: Tensor, targets: Tensor) -> Tensor:
+    """The targets of a sigmoid (binary or multilabel) loss as one float per (sample, label) [B, L].
+
+    Args:
+        logits: One logit per label [B, L] (a binary task: L = 1).
+        targets: For a binary task class indices [B] (0: negative, 1: positive; not checked, which would cost a
+            host sync), or label targets [B, L] (0/1, or soft values in [0, 1]) of the shape of ``logits``.
+
+    Returns:
+        Targets [B, L] in the dtype of ``logits``.
+
+    Raises:
+        ValueError: Targets of another shape (class indices for more than one logit, say).
+
+    Example:
+        >>> label_targets(torch.zeros(3, 1), torch.tensor([0, 1, 1])).flatten().tolist()
+        [0.0, 1.0, 1.0]
+    """
+    if targets.ndim == 1 and logits.ndim == 2 and logits.shape[1] == 1:
+        return targets.to(logits.dtype).unsqueeze(1)
+    if targets.shape == logits.shape and logits.ndim == 2:
+        return targets.to(logits.dtype)
+    raise ValueError(
+        f"a sigmoid loss takes 0/1 class indices [B] for one logit [B, 1] (binary) or label targets [B, L] of the "
+        f"logits' shape (multilabel); got logits {list(logits.shape)} and targets {list(targets.shape)}"
+    )
+
+
+def label_counts(class_counts: Tensor | Sequence[int] | Sequence[Sequence[int]]) -> tuple[Tensor, int]:
+    """Positive counts per label [L] and the number of samples N, from a sigmoid task's ``class_counts``.
+
+    A binary task's ``class_counts`` is ``[N_negative, N_positive]`` (its two classes); a multilabel task's is
+    [2, L], column ``l`` holding label ``l``'s negatives and positives (each column sums to N).
+
+    Example:
+        >>> positives, total = label_counts([90, 10])
+        >>> positives.tolist(), total
+        ([10.0], 100)
+    """
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    if counts.ndim == 1 and counts.numel() == 2:
+        counts = counts.unsqueeze(1)
+    if counts.ndim != 2 or counts.shape[0] != 2 or bool((counts < 0).any()):
+        raise ValueError(
+            "a sigmoid task's class_counts are [N_negative, N_positive] (binary) or [2, L] (multilabel: negatives "
+            f"and positives per label), >= 0; got {counts.tolist()}"
+        )
+    totals = counts.sum(dim=0)
+    if bool((totals != totals[0]).any()) or float(totals[0]) <= 0:
+        raise ValueError(f"every label's negatives and positives must add up to the same N > 0, got {counts.tolist()}")
+    return counts[1], int(totals[0])
+
+
+def binary_cross_entropy(
+    logits: Tensor, targets: Tensor, *, pos_weight: Tensor | float | None = None, label_smoothing: float = 0.0
+) -> Tensor:
+    """Binary cross-entropy of each (sample, label): ``-(w_l y log p + (1 - y) log(1 - p))``, ``p = sigmoid(z)``.
+
+    timm's ``BinaryCrossEntropy`` before its reduction (dense targets, ``smooth_dense``).
+
+    Args:
+        logits: One logit per label [B, L].
+        targets: As `label_targets` takes them.
+        pos_weight: ``w``, the weight of the positive term: one value or one per label [L].
+        label_smoothing: ``eps`` in [0, 1): each target moves towards 0.5, ``(1 - eps) y + eps / 2``.
+
+    Returns:
+        Terms [B, L], float32 (float64 for float64 logits).
+    """
+    logits = _wide(logits)
+    y = _smooth_labels(label_targets(logits, targets), label_smoothing)
+    weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    return F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight, reduction="none")
+
+
+def sigmoid_focal_loss(
+    logits: Tensor, targets: Tensor, *, gamma: float = 2.0, alpha: float | None = None, label_smoothing: float = 0.0
+) -> Tensor:
+    """Sigmoid focal loss of each (sample, label) (Lin et al., ICCV 2017): ``-alpha_t (1 - p_t)^gamma log p_t``.
+
+    ``p_t = y p + (1 - y)(1 - p)``, ``alpha_t = y alpha + (1 - y)(1 - alpha)`` (1 without ``alpha``); the BCE term is
+    taken from the logits, so it stays finite. ``torchvision.ops.sigmoid_focal_loss`` with ``reduction="none"``.
+
+    Args:
+        logits: One logit per label [B, L].
+        targets: As `label_targets` takes them.
+        gamma: Focusing parameter >= 0; 0 is `binary_cross_entropy`.
+        alpha: Weight of the positive terms in [0, 1], or None.
+        label_smoothing: ``eps`` in [0, 1): each target moves towards 0.5.
+
+    Returns:
+        Terms [B, L], float32 (float64 for float64 logits).
+    """
+    logits = _wide(logits)
+    y = _smooth_labels(label_targets(logits, targets), label_smoothing)
+    loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    if gamma:
+        p = logits.sigmoid()
+        one_minus_pt = (y * (1 - p) + (1 - y) * p).clamp_min(torch.finfo(logits.dtype).tiny)
+        loss = loss * one_minus_pt.pow(gamma)
+    if alpha is not None:
+        loss = loss * (y * alpha + (1 - y) * (1 - alpha))
+    return loss
+
+
+def asymmetric_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 1.0,
+    clip: float | None = 0.05,
+    eps: float = 1e-8,
+    pos_weight: Tensor | float | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Asymmetric loss of each (sample, label) (Ridnik et al., ICCV 2021, Eq. 4-5).
+
+    ``-y w (1 - p)^{gamma+} log p - (1 - y) p_m^{gamma-} log(1 - p_m)``, with the shifted probability
+    ``p_m = max(p - clip, 0)`` and probabilities clamped to ``eps`` before the log; timm's ``AsymmetricLossMultiLabel``
+    before its reduction. The focusing factors carry gradient, as in the paper's reference code by default.
+
+    Args:
+        logits: One logit per label [B, L].
+        targets: As `label_targets` takes them.
+        gamma_neg: Focusing parameter of the negative terms.
+        gamma_pos: Focusing parameter of the positive terms.
+        clip: The margin ``m`` (None or 0: no shift).
+        eps: Smallest probability before the log.
+        pos_weight: ``w``: one value or one per label [L] (None: 1).
+        label_smoothing: ``eps`` in [0, 1): each target moves towards 0.5.
+
+    Returns:
+        Terms [B, L], float32 (float64 for float64 logits).
+    """
+    logits = _wide(logits)
+    y = _smooth_labels(label_targets(logits, targets), label_smoothing)
+    p = logits.sigmoid()
+    q = 1 - p
+    if clip:
+        q = (q + clip).clamp(max=1)  # 1 - p_m
+    positive = y * p.clamp(min=eps).log()
+    if pos_weight is not None:
+        positive = positive * torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = positive + (1 - y) * q.clamp(min=eps).log()
+    if gamma_neg > 0 or gamma_pos > 0:
+        pt = p * y + q * (1 - y)
+        loss = loss * (1 - pt).pow(gamma_pos * y + gamma_neg * (1 - y))
+    return -loss
+
+
+def distribution_balanced_loss(
+    logits: Tensor,
+    targets: Tensor,
+    class_counts: Tensor | Sequence[int] | Sequence[Sequence[int]],
+    *,
+    map_alpha: float = 0.1,
+    map_beta: float = 10.0,
+    map_mu: float = 0.2,
+    neg_scale: float = 2.0,
+    init_bias: float = 0.05,
+    focal_gamma: float = 2.0,
+    focal_balance: float = 2.0,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Distribution-balanced loss of each (sample, label) (Wu et al., ECCV 2020); timm's ``DistributionBalancedLoss``
+    before its reduction.
+
+    Re-balanced weight ``r = alpha + sigmoid(beta (n_l^{-1} / sum_k y_k n_k^{-1} - mu))`` (a sample with no positive
+    label: ``1 + alpha``); prior-shifted logit ``z = x - kappa log(N / n_l - 1) / lambda``; positive term
+    ``softplus(-z)``, negative term ``softplus(lambda z) / lambda`` (negative-tolerant); each times the focal factor
+    ``balance * (1 - p_t)^gamma``. Counts are clamped to [1, N - 1].
+
+    Args:
+        logits: One logit per label [B, L].
+        targets: As `label_targets` takes them.
+        class_counts: ``[N_negative, N_positive]`` (binary) or [2, L] (`label_counts`).
+        map_alpha: Smallest re-balancing weight.
+        map_beta: Scale of the re-balancing map.
+        map_mu: Threshold of the re-balancing map.
+        neg_scale: ``lambda`` > 0.
+        init_bias: ``kappa`` (0: no prior shift).
+        focal_gamma: Focusing parameter (0: no focal factor, and no balance).
+        focal_balance: Constant scale of the focal term.
+        label_smoothing: ``eps`` in [0, 1): each target moves towards 0.5 (the weights use the targets as given).
+
+    Returns:
+        Terms [B, L], float32 (float64 for float64 logits).
+    """
+    if not neg_scale > 0:
+        raise ValueError(f"neg_scale must be > 0, got {neg_scale}")
+    logits = _wide(logits)
+    positives, total = label_counts(class_counts)
+    if total < 2:
+        raise ValueError(f"the distribution-balanced loss needs N >= 2 samples, got {total}")
+    n = positives.clamp(1.0, total - 1.0).to(logits.device, logits.dtype)
+    raw = label_targets(logits, targets)
+    repeat = (raw * (1 / n)).sum(dim=-1, keepdim=True)
+    ratio = (1 / n) / repeat.clamp(min=torch.finfo(torch.float32).tiny)
+    weight = torch.sigmoid(map_beta * (ratio - map_mu)) + map_alpha
+    y = _smooth_labels(raw, label_smoothing)
+    z = logits - torch.log(total / n - 1) * init_bias / neg_scale
+    positive = F.softplus(-z)
+    negative = F.softplus(z * neg_scale) / neg_scale
+    if focal_gamma > 0:
+        positive = positive * torch.sigmoid(-z) ** focal_gamma * focal_balance
+        negative = negative * torch.sigmoid(z * neg_scale) ** focal_gamma * focal_balance
+    return weight * (y * positive + (1 - y) * negative)
+
+
+def _smooth_labels(labels: Tensor, label_smoothing: float) -> Tensor:
+    """Each label target moved towards 0.5: ``(1 - eps) y + eps / 2`` (timm's dense BCE/ASL smoothing)."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+    return labels if label_smoothing == 0 else labels * (1.0 - label_smoothing) + 0.5 * label_smoothing
 
 
 def class_log_prior(class_counts: Tensor | Sequence[int]) -> Tensor:

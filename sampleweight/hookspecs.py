@@ -23,8 +23,8 @@ class Register(Protocol):
 
     ``info`` says what the registered thing is, with the documented keys of `sampleweight.plugins.INFO_KEYS`
     (every kind: ``summary``, ``default``; models: ``hierarchical``, ``taxonomy``, ``loss``, ``epochs``,
-    ``published``; losses: ``bases``, ``rebalances``; weighters and samplers: ``rebalances``). The engine
-    reads capabilities from there and never names a plugin.
+    ``published``; losses: ``bases``, ``rebalances``, ``tasks``; weighters and samplers: ``rebalances``, ``tasks``).
+    The engine reads capabilities from there and never names a plugin.
     """
 
     def __call__(self, name: str, factory: Callable[..., Any], /, **info: Any) -> None: ...

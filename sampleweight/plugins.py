@@ -36,6 +36,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "INFO_KEYS",
     "KINDS",
+    "TASKS",
     "PluginInfo",
     "PluginWarning",
     "Registered",
@@ -57,6 +58,12 @@ SINGULAR = {
     "mixers": "mixer",
     "optimizers": "optimizer",
 }
+TASKS = ("multiclass", "binary", "multilabel")
+"""The task kinds a run may have: one of C classes (softmax), one label against the rest and several independent
+labels (sigmoid, one logit per label)."""
+DEFAULT_TASKS = {"losses": ("multiclass",), "weighters": ("multiclass", "binary"), "samplers": ("multiclass", "binary")}
+"""The tasks a registration without ``tasks`` serves: a loss, softmax ones; a weighter or sampler, those whose
+targets are class indices (a binary task's are 0/1)."""
 BUILTIN_DISTRIBUTION = "sampleweight"
 """The distribution whose own entry points register the built-ins, which keep their names in a clash."""
 
@@ -87,15 +94,21 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "soft_targets": "True: the loss takes class distributions [B, C] (mixing, smoothing) as targets as well as "
         "class indices [B], a one-hot distribution giving the loss of its class index (`check_loss` checks it). "
         "Default False: `WeightedLoss` refuses soft targets for it with a ConfigError",
+        "tasks": "the task kinds it serves, of multiclass, binary, multilabel (default: multiclass, a softmax loss); "
+        "a run of another task refuses it at start-up",
     },
     "weighters": {
         "rebalances": "True: its weights rebalance the classes (as for losses)",
         "class_balanced": "True: Cui et al.'s class-balanced loss weights; weight balancing's second stage (retrain "
         "wb) weights its loss with the first such built-in",
+        "tasks": "the task kinds it serves (default: multiclass, binary, whose targets are class indices); a "
+        "multilabel weighter reads multi-hot targets [B, L] and may return one weight per (sample, label) [B, L]",
     },
     "samplers": {  # a sampler says whether it rebalances itself (Sampler.rebalances_classes)
         "balanced": "True: it draws every class equally often (p_c = 1/C); a decoupled second stage (retrain crt, "
         "lws) trains on the first such built-in unless told otherwise",
+        "tasks": "the task kinds it serves (default: multiclass, binary); a multilabel sampler reads the "
+        "multi-hot targets [N, L]",
     },
     "mixers": {},  # the keys of every kind
     "optimizers": {
@@ -230,6 +243,17 @@ class Registry:
         """
         entry = self.kind(kind).get(name.split(".")[0] if kind == "models" else name)  # a timm tag: the model
         return entry.info if entry is not None else MappingProxyType({})
+
+    def tasks(self, kind: str, name: str) -> tuple[str, ...]:
+        """The task kinds ``name`` of ``kind`` serves: its registration's ``tasks``, else `DEFAULT_TASKS`.
+
+        Example:
+            >>> registry = load_plugins(entry_points=False, builtins=True, register_timm=False)
+            >>> registry.tasks("losses", "ce"), registry.tasks("losses", "bce")
+            (('multiclass',), ('binary', 'multilabel'))
+        """
+        declared = self.info(kind, name).get("tasks")
+        return tuple(declared) if declared is not None else DEFAULT_TASKS.get(kind, TASKS)
 
     def defaults(self, kind: str) -> list[str]:
         """The names of ``kind`` that the built-ins mark ``default`` (the default comparison), in registration
@@ -488,6 +512,10 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 def _invalid_info(details: Mapping[str, Any]) -> str | None:
     """What is wrong with a registration's metadata, or None."""
     for key, value in details.items():
+        if key == "tasks":
+            if not (isinstance(value, (tuple, list)) and value and set(value) <= set(TASKS)):
+                return f"{key}={value!r}: expected a non-empty list of {', '.join(TASKS)}"
+            continue
         if key in ("rebalances", "loss_scaled"):
             if not (isinstance(value, bool) or callable(value)):
                 return f"{key}={value!r}: expected True, False or a function of the options"

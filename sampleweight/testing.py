@@ -301,7 +301,11 @@ def check_weighter(factory_or_weighter: Callable[..., Any] | Weighter, **facts_a
 
 
 def check_loss(
-    factory_or_loss: Callable[..., Any] | nn.Module, *, soft_targets: bool | None = None, **facts_and_options: Any
+    factory_or_loss: Callable[..., Any] | nn.Module,
+    *,
+    soft_targets: bool | None = None,
+    task: str = "multiclass",
+    **facts_and_options: Any,
 ) -> None:
     """Check that a per-sample loss keeps the contract sampleweight relies on (`LOSS_RULES`).
 
@@ -317,6 +321,10 @@ def check_loss(
         soft_targets: Whether the loss takes class distributions [B, C] as targets (say what you register:
             ``register(name, factory, soft_targets=True)``); default: the built module's ``soft_targets``
             attribute, False without one.
+        task: The task the loss serves (what you register as ``tasks``; check each): ``"multiclass"`` (logits [B, C],
+            class indices), ``"binary"`` (one logit [B, 1], targets 0/1 [B]; default counts ``[30, 15]`` as
+            ``[N_negative, N_positive]``) or ``"multilabel"`` (logits [B, C], targets 0/1 [B, C]; default counts
+            [2, C], column ``c`` the negatives and positives of label ``c``).
         **facts_and_options: Dataset facts (``class_counts``, ``num_classes``, ``num_epochs``,
             ``batch_size``, ``class_names``; defaults in `default_facts`) and the factory's options.
 
@@ -333,10 +341,18 @@ def check_loss(
         ...         return (logits.softmax(1) - one_hot).pow(2).sum(1)
         >>> check_loss(SquaredError)
     """
+    if task not in ("multiclass", "binary", "multilabel"):
+        raise ValueError(f"task must be multiclass, binary or multilabel, got {task!r}")
+    if task == "binary" and facts_and_options.get("class_counts") is None:
+        facts_and_options = {"class_counts": torch.tensor([30, 15]), **facts_and_options}
     facts, options = _facts(facts_and_options)
+    if task == "multilabel" and facts_and_options.get("class_counts") is None:
+        positives = torch.tensor([max(1, round(30 * 0.5 ** (c + 1))) for c in range(facts["num_classes"])])
+        facts["class_counts"] = torch.stack([60 - positives, positives])
     check = _Checker("loss", LOSS_RULES, _name(factory_or_loss))
     make = _maker(check, factory_or_loss, facts, options, FACTS, lambda obj: isinstance(obj, nn.Module))
     classes, size = facts["num_classes"], facts["batch_size"]
+    outputs = 1 if task == "binary" else classes
     cases = [(size, torch.float32, "cpu"), (1, torch.float32, "cpu"), (max(size // 2, 2), torch.float32, "cpu")]
     cases += [(size, torch.float64, "cpu"), (size, torch.bfloat16, "cpu")]
     if torch.cuda.is_available():
@@ -351,14 +367,18 @@ def check_loss(
         )
         generator = torch.Generator().manual_seed(0)
         for index, (batch, dtype, device) in enumerate(cases):
-            logits = (torch.randn(batch, classes, generator=generator) * 3).to(device, dtype).requires_grad_()
-            targets = _class_targets(batch, classes, generator).to(device)
-            where = f"logits [{batch}, {classes}] ({str(dtype).removeprefix('torch.')}, {device})"
+            logits = (torch.randn(batch, outputs, generator=generator) * 3).to(device, dtype).requires_grad_()
+            if task == "multilabel":
+                targets = (torch.rand(batch, classes, generator=generator) < 0.4).float().to(device)
+            else:
+                targets = _class_targets(batch, classes, generator).to(device)
+            where = f"logits [{batch}, {outputs}] ({str(dtype).removeprefix('torch.')}, {device}, {task} task)"
             losses = _loss_values(check, loss.to(device), logits, targets, where)
             _check_gradient(check, logits, losses, where, nonzero=index == 0)
             if index == 0:
                 _check_per_sample(check, loss, logits.detach(), targets, losses.detach(), generator, where)
-        if getattr(loss, "soft_targets", False) is True if soft_targets is None else soft_targets:
+        takes_soft = getattr(loss, "soft_targets", False) is True if soft_targets is None else soft_targets
+        if task == "multiclass" and takes_soft:
             loss.to("cpu")
             for batch in (size, 1):
                 _check_soft_targets(check, loss, batch, classes, generator)

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from sampleweight import distributed as dist_helpers
 from sampleweight.deferred import DeferredCheck
 from sampleweight.errors import ConfigError, LossError, WeightError
-from sampleweight.factory import FACTS, SCOPE, accepted_options, create_loss, create_weighter, lookup
-from sampleweight.plugins import Registry
+from sampleweight.factory import FACTS, SCOPE, accepted_options, check_task, create_loss, create_weighter, lookup
+from sampleweight.plugins import TASKS, Registry, get_registry
 from sampleweight.weighting import (
     Weighter,
     WeightingBatch,
@@ -64,6 +64,14 @@ class WeightedLoss(nn.Module):
     **A weighter that raises** is reported as a `WeightError` naming it, the epoch and the global step;
     the original exception is its ``__cause__``.
 
+    **Tasks.** ``task="multiclass"`` (the default with a softmax loss) is all of the above. A sigmoid loss (one
+    registered with ``tasks`` binary/multilabel, such as ``bce``) trains a ``"binary"`` task, targets 0/1 [B] and one
+    logit [B, 1], or a ``"multilabel"`` one, targets [B, L] (0/1) and one logit per label: then 2-D targets are label
+    targets, not class distributions; the weighter sees each sample's loss summed over its labels and may return one
+    weight per (sample, label) [B, L] (a class weighter does), which weighs the loss's terms (its ``terms(output,
+    targets) -> [B, L]``): ``(1/B) sum_j sum_l w_jl l_jl``. A loss or weighter that does not serve the task is a
+    `ConfigError` naming it and the task.
+
     Keyword options are routed by name: dataset facts (``class_counts``, ``num_classes``,
     ``num_epochs``, ``batch_size``, ``class_names``) go to every factory that declares them; any
     other option goes to the loss or the weighter(s), whichever accepts it. An option both accept
@@ -85,6 +93,8 @@ class WeightedLoss(nn.Module):
             raised by `raise_if_invalid` (call it every so many steps: the training engine does);
             ``False``: no check.
         registry: Where names are looked up; default the process-wide registry.
+        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"``; default: multiclass for a loss that serves it,
+            else binary for class-index targets and multilabel for [B, L] targets, told apart per batch.
         distributed: Select over the global batch of all processes: None (default) when
             ``torch.distributed`` is initialised with more than one process, True to require it
             (an error otherwise), False never (each process weights its own part alone, and returns
@@ -119,14 +129,22 @@ class WeightedLoss(nn.Module):
         validate: bool | Literal["deferred"] = True,
         registry: Registry | None = None,
         distributed: bool | None = None,
+        task: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
         if validate not in (True, False, "deferred"):
             raise ConfigError(f"validate must be True, False or 'deferred', got {validate!r}")
+        if task is not None and task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if task is not None and isinstance(loss, str):
+            check_task("losses", loss, task, registry=registry)
+        if task is not None and isinstance(weighter, (str, list, tuple)):
+            check_task("weighters", weighter, task, registry=registry)
         to_loss, to_weighter = _route(loss, weighter, options, registry)
         to_loss.update(loss_options or {})
         to_weighter.update(weighter_options or {})
+        served = _served_tasks(loss, registry)  # before a name becomes a module: its registration's word
         declared: bool | None = None
         if isinstance(loss, str):
             declared = bool(lookup(registry, "losses", loss).info.get("soft_targets", False))
@@ -148,6 +166,14 @@ class WeightedLoss(nn.Module):
                 f"weighter must be a registered name or a Weighter (callable with state_dict/load_state_dict), "
                 f"got {type(weighter).__name__}"
             )
+        if task is not None and served is not None and task not in served:  # a module's own ``tasks``
+            raise ConfigError(
+                f"loss {type(loss).__name__} serves {', '.join(served)} tasks, not the {task} task; pass one that does"
+            )
+        if task is None:  # a softmax loss (or a module that does not say): multiclass; a sigmoid loss: per batch
+            task = "multiclass" if served is None or "multiclass" in served else None
+        self.task: str | None = task
+        """The task; None: a sigmoid loss's, binary or multilabel by the targets' shape."""
         self.loss = loss
         self.weighter = weighter
         self.validate = validate
@@ -197,8 +223,15 @@ class WeightedLoss(nn.Module):
             LossError: The loss did not return one value per sample.
             ConfigError: Soft targets for a loss that does not take them, or targets of another form.
         """
-        soft_targets = self._soft_targets(targets)
-        losses = self.loss(output, targets)
+        task = self.task or ("multilabel" if isinstance(targets, Tensor) and targets.ndim == 2 else "binary")
+        soft_targets = None if task != "multiclass" else self._soft_targets(targets)
+        terms: Tensor | None = None  # the loss of each (sample, label) [B, L], for per-term weights (multilabel)
+        split = getattr(self.loss, "terms", None)
+        if task == "multilabel" and callable(split):
+            terms = split(output, targets)
+            losses = terms.sum(dim=-1)
+        else:
+            losses = self.loss(output, targets)
         batch_len = targets.shape[0]
         if not isinstance(losses, Tensor) or tuple(losses.shape) != (batch_len,):
             shape = list(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
@@ -212,27 +245,40 @@ class WeightedLoss(nn.Module):
         if reuse:
             if self.last_weights is None or self.last_weights.shape[0] != batch_len:
                 raise ConfigError("reuse=True needs the weights of this very batch: call the criterion on it first")
-            terms = self.last_weights.to(losses.dtype) * losses
-            return (terms if keep is None else terms * keep).sum() * self._share
+            weighted = self._weighted(self.last_weights, losses, terms)
+            return (weighted if keep is None else weighted * keep).sum() * self._share
         epoch = self.epoch if epoch is None else epoch
         if soft_targets is not None:
             targets = soft_targets.argmax(dim=1)  # the class of largest mass (the first on a tie)
         if self._is_global():
-            return self._global_forward(losses, targets, epoch, indices, soft_targets, keep)
+            return self._global_forward(losses, targets, epoch, indices, soft_targets, terms, task, keep)
         batch = WeightingBatch(
             losses=losses.detach(),
-            targets=targets,
+            targets=targets.detach() if task == "multilabel" else targets,
             epoch=epoch,
             step=self.step,
             indices=indices,
             soft_targets=soft_targets,
+            task=task,
         )
         weights = self._weigh(batch)
         self.last_weights, self.last_losses = weights, batch.losses
         self._share = 1.0 / batch_len
-        loss = (weights.to(losses.dtype) * losses).mean()
+        weighted = self._weighted(weights, losses, terms)
+        loss = weighted.mean()
         self.last_value = loss.detach()
-        return loss if keep is None else (weights.to(losses.dtype) * losses * keep).sum() / batch_len
+        return loss if keep is None else (weighted * keep).sum() / batch_len
+
+    def _weighted(self, weights: Tensor, losses: Tensor, terms: Tensor | None) -> Tensor:
+        """``w_j l_j`` per sample [B], or ``sum_l w_jl l_jl`` for per-term weights [B, L]."""
+        if weights.ndim == 1:
+            return weights.to(losses.dtype) * losses
+        if terms is None:
+            raise LossError(
+                f"weighter {weighter_name(self.weighter)!r} weighs each (sample, label) term, but loss "
+                f"{type(self.loss).__name__} gives no terms(output, targets) -> [B, L]; use a loss that does (bce, ...)"
+            )
+        return (weights.to(terms.dtype) * terms).sum(dim=-1)
 
     def _soft_targets(self, targets: Tensor) -> Tensor | None:
         """The class distributions [B, C] of soft targets (detached), None for class indices; refuses soft
@@ -315,34 +361,43 @@ class WeightedLoss(nn.Module):
         epoch: int,
         indices: Tensor | None,
         soft_targets: Tensor | None,
+        terms: Tensor | None,
+        task: str,
         keep: Tensor | None = None,
     ) -> Tensor:
         """Weight the global batch of all processes and return this process's share of Eq. 3 (see class doc)."""
-        columns = [losses.detach(), targets] + ([] if indices is None else [indices])
+        blocks = [losses.detach(), targets] + ([] if indices is None else [indices])
+        blocks += [b for b in (soft_targets, None if terms is None else terms.detach()) if b is not None]
+        blocks = [block.unsqueeze(1) if block.ndim == 1 else block for block in blocks]
         # one all-gather for all columns: float64 holds the losses, integer ids and the target masses exactly
-        packed = torch.stack([column.to(losses.device, torch.float64) for column in columns], dim=1)
-        if soft_targets is not None:  # every process passes soft targets then (one kind of target per run)
-            packed = torch.cat([packed, soft_targets.to(losses.device, torch.float64)], dim=1)
+        packed = torch.cat([block.to(losses.device, torch.float64) for block in blocks], dim=1)
         rows, sizes = dist_helpers.gather_rows(packed)
         global_len = rows.shape[0]
         if global_len == 0:
             raise LossError("the global batch is empty on every process; nothing to weight")
+        parts = list(rows.split([block.shape[1] for block in blocks], dim=1))
+        global_losses = parts.pop(0).squeeze(1).to(losses.dtype)
+        global_targets = parts.pop(0).to(targets.dtype)
+        global_indices = None if indices is None else parts.pop(0).squeeze(1).to(indices.dtype)
+        global_soft = None if soft_targets is None else parts.pop(0).to(soft_targets.dtype)
+        global_terms = None if terms is None else parts.pop(0).to(terms.dtype)
         batch = WeightingBatch(
-            losses=rows[:, 0].to(losses.dtype),
-            targets=rows[:, 1].to(targets.dtype),
+            losses=global_losses,
+            targets=global_targets if targets.ndim == 2 else global_targets.squeeze(1),
             epoch=epoch,
             step=self.step,
-            indices=None if indices is None else rows[:, 2].to(indices.dtype),
-            soft_targets=None if soft_targets is None else rows[:, len(columns) :].to(soft_targets.dtype),
+            indices=global_indices,
+            soft_targets=global_soft,
+            task=task,
         )
         weights = self._weigh(batch)
         offset = sum(sizes[: dist_helpers.rank()])
         local = weights[offset : offset + losses.shape[0]]
         self.last_weights, self.last_losses = local, losses.detach()
-        self.last_value = (weights.to(batch.losses.dtype) * batch.losses).mean()
+        self.last_value = self._weighted(weights, batch.losses, global_terms).mean()
         self._share = len(sizes) / global_len
-        terms = local.to(losses.dtype) * losses
-        return (terms if keep is None else terms * keep).sum() * self._share
+        weighted = self._weighted(local, losses, terms)
+        return (weighted if keep is None else weighted * keep).sum() * self._share
 
     def get_extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
@@ -357,6 +412,14 @@ class WeightedLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"epoch={self.epoch}, step={self.step}"
+
+
+def _served_tasks(loss: str | nn.Module, registry: Registry | None) -> tuple[str, ...] | None:
+    """The tasks a loss serves: its registration's (or its module's ``tasks``); None for a module that does not say."""
+    if isinstance(loss, str):
+        return (registry or get_registry()).tasks("losses", loss)
+    declared = getattr(loss, "tasks", None)
+    return tuple(declared) if declared is not None else None
 
 
 def _route(

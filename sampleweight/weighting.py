@@ -46,6 +46,10 @@ class WeightingBatch:
             (weighters that keep per-sample history need them).
         soft_targets: The class distributions [B, C] the loop passed as targets (detached), or None for
             class-index targets.
+        task: ``"multiclass"``; ``"binary"`` (targets: 0 negative, 1 positive; losses: the sigmoid loss of the one
+            logit); or ``"multilabel"``: then ``targets`` are the label targets [B, L] (0/1) and ``losses`` each
+            sample's sum over its labels, and a weighter may return one weight per sample [B] or per (sample,
+            label) term [B, L] (the loss then weighs each term: ``sum_l w_jl l_jl``).
     """
 
     losses: Tensor
@@ -54,6 +58,7 @@ class WeightingBatch:
     step: int = 0
     indices: Tensor | None = None
     soft_targets: Tensor | None = None
+    task: str = "multiclass"
 
     @property
     def size(self) -> int:
@@ -149,7 +154,7 @@ class ProductWeighter(BaseWeighter):
         self.last_parts = list(zip(names, outputs, strict=True))
         weights = outputs[0]
         for output in outputs[1:]:
-            weights = weights * output
+            weights = _broadcast(weights, output) * _broadcast(output, weights)
         return weights
 
     def get_extra_state(self) -> dict[str, Any]:
@@ -159,6 +164,11 @@ class ProductWeighter(BaseWeighter):
         for i, w in enumerate(self.components):
             if not isinstance(w, nn.Module) and str(i) in state:
                 w.load_state_dict(state[str(i)])
+
+
+def _broadcast(weights: Tensor, other: Tensor) -> Tensor:
+    """Per-sample weights [B] as [B, 1] when ``other`` weighs (sample, label) terms [B, L], so the two multiply."""
+    return weights.unsqueeze(-1) if weights.ndim < other.ndim else weights
 
 
 def class_mix_weights(weighter: object, class_counts: Tensor) -> list[tuple[str, float]]:
@@ -234,7 +244,8 @@ def check_form(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
             f"weighter {name!r} returned {type(weights).__name__}, expected a float tensor of shape "
             f"{list(expected)}; return one weight per sample"
         )
-    if tuple(weights.shape) != expected:
+    per_term = batch.task == "multilabel" and tuple(weights.shape) == tuple(batch.targets.shape)
+    if tuple(weights.shape) != expected and not per_term:
         raise WeightError(
             f"weighter {name!r} returned weights of shape {list(weights.shape)} for a batch of "
             f"{batch.size}; it must return one weight per sample, shape {list(expected)}"
@@ -269,7 +280,7 @@ def check_weights(weights: Any, batch: WeightingBatch, name: str) -> Tensor:
     if found is not None:
         problem, rule = found
         bad = ~torch.isfinite(weights) if bool(flags[0]) else weights < 0
-        positions = bad.nonzero().flatten().tolist()
+        positions = (bad.any(dim=-1) if bad.ndim == 2 else bad).nonzero().flatten().tolist()
         raise WeightError(
             f"weighter {name!r} returned {problem} at batch positions {positions[:8]} "
             f"(epoch {batch.epoch}, global step {batch.step}); {rule}",

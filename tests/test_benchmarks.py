@@ -239,3 +239,29 @@ def test_sam_wb_ham10000_smoke(tmp_path) -> None:
     retrain(tmp_path / "cbam_vgg16-ce-none-adam-s0", "wb", tmp_path / "wb", quiet=True, bootstrap=0)
     text = load("sam_wb_ham10000").main([str(tmp_path), "--resamples", "20"])
     assert "| ce-none | 1 |" in text and "| ce-none-sam | 1 |" in text and "| ce-none+wb | 1 |" in text
+
+
+def test_binary_bootstrap_speed_smoke(tmp_path) -> None:
+    out = tmp_path / "b.json"
+    load("binary_bootstrap_speed").main(["--images", "300", "--resamples", "50", "--rounds", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "binary_bootstrap_speed" and report["resamples"] == 50
+    assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
+
+
+def test_melanoma_binary_smoke_on_synthetic_images(tmp_path) -> None:
+    module = load("melanoma_binary")
+    page = tmp_path / "page.md"
+    argv = ["melanoma_binary.py", "--data", "synthetic:160", "--out", str(tmp_path / "runs"), "--splits", "0",
+            "--seeds", "0", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--resamples", "50",
+            "--page", str(page)]  # fmt: skip
+    import sys as _sys
+
+    saved, _sys.argv = _sys.argv, argv
+    try:
+        module.main()
+    finally:
+        _sys.argv = saved
+    text = page.read_text()
+    assert "Runs finished: 7 of 7 planned" in text and "An unfinished study" not in text
+    assert "| 7-class ce, MEL probability | 1 |" in text and "| asl | 1 |" in text

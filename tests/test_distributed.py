@@ -156,6 +156,7 @@ def selection_worker(rank: int, port: int) -> None:
         torch.testing.assert_close(spy.seen.losses, sw.functional.cross_entropy(logits, targets))
         soft_targets_check(rank)
         mixing_check(rank)
+        sigmoid_tasks_check(rank)
         gradient_check(rank)
         sharpness_aware_check(rank)
         helpers_check(rank)
@@ -206,6 +207,36 @@ def mixing_check(rank: int) -> None:
             criterion(mixed.flatten(1) @ weights, soft.double())
             assert torch.equal(criterion.last_weights, reference.last_weights[own_part(rank, sizes)]), (name, spec)
             assert torch.equal(criterion.last_value, expected), (name, spec)
+
+
+def sigmoid_tasks_check(rank: int) -> None:
+    """Multilabel targets [B, L] and per-term weights are gathered with the rest; binary 0/1 targets too: weights and
+    Eq. 3 equal one process's on the whole batch, and SPL/OHEM select over the global batch by the summed loss."""
+    generator = torch.Generator().manual_seed(11)
+    label_counts = torch.tensor([[80, 95, 60], [20, 5, 40]])
+    for sizes in ((5, 2), (4, 4), (3, 0)):
+        total = sum(sizes)
+        logits = torch.randn(total, 3, generator=generator, dtype=torch.float64) * 2
+        labels = (torch.rand(total, 3, generator=generator) < 0.4).double()
+        mine = own_part(rank, sizes)
+        for spec in ("ohem+cb", "spl", "es"):
+            facts = {"class_counts": label_counts, "num_epochs": 20, "batch_size": 8}
+            reference = sw.WeightedLoss("bce", spec, task="multilabel", distributed=False, **facts)
+            criterion = sw.WeightedLoss("bce", spec, task="multilabel", **facts)
+            expected = reference(logits, labels)
+            loss = criterion(logits[mine], labels[mine])
+            where = f"multilabel {spec}, parts {sizes}, rank {rank}"
+            assert torch.equal(criterion.last_weights, reference.last_weights[mine]), where
+            torch.testing.assert_close(criterion.last_value, expected, rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(distributed.all_reduce_sum(loss.detach()) / WORLD, expected)
+        binary = torch.randint(0, 2, (total,), generator=generator)
+        facts = {"class_counts": torch.tensor([60, 40]), "num_epochs": 20, "batch_size": 8}
+        reference = sw.WeightedLoss("asl", "ohem+es", task="binary", distributed=False, **facts)
+        criterion = sw.WeightedLoss("asl", "ohem+es", task="binary", **facts)
+        expected = reference(logits[:, :1], binary)
+        criterion(logits[mine, :1], binary[mine])
+        assert torch.equal(criterion.last_weights, reference.last_weights[mine]), f"binary, parts {sizes}"
+        torch.testing.assert_close(criterion.last_value, expected, rtol=1e-12, atol=1e-14)
 
 
 def gradient_check(rank: int) -> None:

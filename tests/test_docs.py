@@ -19,6 +19,7 @@ PAGES = {
     "plugins.md": ((), [ROOT / "examples" / "third_party_plugin"]),  # the "your plugin" of the page
     "integrations.md": (("lightning", "accelerate", "transformers"), []),
     "mixing.md": ((), []),
+    "tasks.md": ((), []),
 }
 
 

@@ -40,7 +40,8 @@ def plugin_module(name: str, **hooks) -> types.ModuleType:
 def test_builtins_are_loaded_through_entry_points(registry) -> None:
     builtins = {p.name: p for p in registry.plugins if p.distribution == "sampleweight"}
     assert builtins["weighters"].weighters == ["none", "cb", "es", "spl", "ohem", "class_spl", "class_ohem", "drw"]
-    assert builtins["losses"].losses == ["ce", "focal", "logit_adjusted", "balanced_softmax", "ldam"]
+    softmax = ["ce", "focal", "logit_adjusted", "balanced_softmax", "ldam"]
+    assert builtins["losses"].losses == [*softmax, "bce", "sigmoid_focal", "asl", "db"]
     assert all(p.version == sw.__version__ and p.error is None for p in builtins.values())
 
 

@@ -31,10 +31,12 @@ def test_every_builtin_weighter_keeps_the_contract(name: str) -> None:
     check_weighter(BUILTINS.weighters[name].factory)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTINS.losses))
-def test_every_builtin_loss_keeps_the_contract(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "task"), [(n, t) for n in sorted(BUILTINS.losses) for t in BUILTINS.tasks("losses", n)]
+)
+def test_every_builtin_loss_keeps_the_contract(name: str, task: str) -> None:
     facts = {"class_names": ISIC2018_CLASSES} if name == "hierarchical" else {}  # its taxonomy's classes
-    check_loss(BUILTINS.losses[name].factory, **facts)
+    check_loss(BUILTINS.losses[name].factory, task=task, **facts)
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS.samplers))

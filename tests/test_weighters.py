@@ -20,7 +20,8 @@ def batch_of(losses: list[float], targets: list[int], epoch: int = 0) -> Weighti
 
 def test_builtin_names(registry) -> None:
     assert sw.list_weighters(registry) == ["cb", "class_ohem", "class_spl", "drw", "es", "none", "ohem", "spl"]
-    assert sw.list_losses(registry) == ["balanced_softmax", "ce", "focal", "hierarchical", "ldam", "logit_adjusted"]
+    softmax = ["balanced_softmax", "ce", "focal", "hierarchical", "ldam", "logit_adjusted"]
+    assert sw.list_losses(registry) == sorted([*softmax, "asl", "bce", "db", "sigmoid_focal"])
     assert sw.list_models(registry) == ["cbam_vgg16", "hierarchical_vgg16"]
 
 
@@ -143,7 +144,7 @@ def test_unknown_name_lists_valid_ones(registry) -> None:
         match=r"unknown weighter 'ohm'.*cb, class_ohem, class_spl, drw, es, none, ohem, spl.*Did you mean 'ohem'",
     ):
         sw.create_weighter("ohm", registry=registry)
-    with pytest.raises(sw.ConfigError, match=r"unknown loss 'dice'.*ce, focal"):
+    with pytest.raises(sw.ConfigError, match=r"unknown loss 'dice'.*balanced_softmax, bce, ce, db, focal"):
         sw.create_loss("dice", registry=registry)
 
 

@@ -4,7 +4,7 @@ class_spl and class_ohem (the paper's proposed future work), and drw (deferred r
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -12,6 +12,7 @@ from torch import Tensor
 from sampleweight import functional as SF
 from sampleweight.errors import ConfigError, user_stacklevel
 from sampleweight.hookspecs import hookimpl
+from sampleweight.plugins import TASKS
 from sampleweight.weighting import BaseWeighter, Weighter, WeightingBatch
 
 NORMALIZE_MODES = ("none", "classes", "batch")
@@ -32,8 +33,12 @@ class ClassWeighter(BaseWeighter):
     proportions of its target mass (``lambda w_a + (1 - lambda) w_b`` for a mixed pair); a one-hot ``y``
     gives exactly ``w_y``.
 
+    A binary task is two classes, negative (0) and positive (1): a sample weighs its class's weight. A multilabel
+    task's weights are a table [2, L] (row 0: each label's negative term, row 1: its positive term), and each
+    (sample, label) term weighs ``y_jl w_1l + (1 - y_jl) w_0l``: the weights come back as [B, L].
+
     Args:
-        class_weights: Weights [C].
+        class_weights: Weights [C], or [2, L] for a multilabel task.
         normalize: ``"none"`` (as given), ``"classes"`` (rescaled so the mean over classes is 1),
             ``"batch"`` (each batch's weights rescaled to mean 1).
     """
@@ -47,7 +52,15 @@ class ClassWeighter(BaseWeighter):
 
     def forward(self, batch: WeightingBatch) -> Tensor:
         table = self.class_weights.to(device=batch.losses.device)
-        if batch.soft_targets is None:
+        if table.ndim == 2:  # multilabel: one weight per (sample, label) term
+            if batch.targets.ndim != 2 or batch.targets.shape[1] != table.shape[1]:
+                raise ConfigError(
+                    f"weighter {self.name!r} holds weights for {table.shape[1]} labels (a multilabel task), but the "
+                    f"targets have shape {list(batch.targets.shape)}; pass label targets [B, {table.shape[1]}]"
+                )
+            labels = batch.targets.to(table.dtype)
+            weights = (labels * table[1] + (1 - labels) * table[0]).to(batch.losses.dtype)
+        elif batch.soft_targets is None:
             weights = table[batch.targets].to(batch.losses.dtype)
         else:
             weights = (batch.soft_targets.to(table.dtype) * table).sum(dim=1).to(batch.losses.dtype)
@@ -59,8 +72,10 @@ class ClassWeighter(BaseWeighter):
         """``sum_c N_c w_c / N`` (1 with ``normalize="batch"``: every batch's weights have mean 1)."""
         if self.normalize == "batch":
             return 1.0
-        counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
-        return float((counts * self.class_weights.double().cpu()).sum() / counts.sum())
+        counts = torch.as_tensor(class_counts, dtype=torch.float64)
+        table = self.class_weights.double().cpu()
+        counts = counts.reshape(table.shape) if counts.numel() == table.numel() else counts.flatten()
+        return float((counts * table).sum() / counts.sum())
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, normalize={self.normalize!r}, classes={self.class_weights.numel()}"
@@ -195,7 +210,7 @@ def cb(class_counts: Tensor, normalize: str = "none", class_names: Sequence[str]
         class_names: For the warning about classes with no training samples.
     """
     _warn_empty_classes(class_counts, class_names, "cb")
-    return ClassWeighter(SF.class_balance_weights(class_counts), normalize)
+    return ClassWeighter(_per_label(SF.class_balance_weights, class_counts), normalize)
 
 
 def es(
@@ -213,7 +228,7 @@ def es(
         class_names: For the warning about classes with no training samples.
     """
     _warn_empty_classes(class_counts, class_names, "es")
-    return ClassWeighter(SF.effective_number_weights(class_counts, beta), normalize)
+    return ClassWeighter(_per_label(lambda counts: SF.effective_number_weights(counts, beta), class_counts), normalize)
 
 
 def spl(num_epochs: int | None = None, batch_size: int | None = None, pace: float | None = None) -> CurriculumWeighter:
@@ -316,18 +331,28 @@ def drw(
 
 @hookimpl
 def register_weighters(register) -> None:
-    register("none", none, default=True)
-    register("cb", cb, default=True, rebalances=True)
-    register("es", es, default=True, rebalances=True, class_balanced=True)
-    register("spl", spl, default=True)
-    register("ohem", ohem, default=True)
-    register("class_spl", class_spl)
+    register("none", none, default=True, tasks=TASKS)
+    register("cb", cb, default=True, rebalances=True, tasks=TASKS)
+    register("es", es, default=True, rebalances=True, class_balanced=True, tasks=TASKS)
+    register("spl", spl, default=True, tasks=TASKS)
+    register("ohem", ohem, default=True, tasks=TASKS)
+    register("class_spl", class_spl)  # a class of each sample: multiclass and binary only
     register("class_ohem", class_ohem)
-    register("drw", drw, rebalances=True)
+    register("drw", drw, rebalances=True, tasks=TASKS)
+
+
+def _per_label(weights_of: Callable[[Tensor], Tensor], class_counts: Tensor) -> Tensor:
+    """Class weights [C] from counts [C]; for a multilabel task's counts [2, L], each label's (negative, positive)
+    weights from its own two counts, a table [2, L]."""
+    counts = torch.as_tensor(class_counts)
+    if counts.ndim == 2:
+        return torch.stack([weights_of(counts[:, label]) for label in range(counts.shape[1])], dim=1)
+    return weights_of(counts)
 
 
 def _warn_empty_classes(class_counts: Tensor, class_names: Sequence[str] | None, name: str) -> None:
-    counts = torch.as_tensor(class_counts).flatten()
+    counts = torch.as_tensor(class_counts)
+    counts = counts.min(dim=0).values if counts.ndim == 2 else counts  # a label with no positives (or negatives)
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
         labels = [class_names[i] if class_names else f"class {i}" for i in empty]

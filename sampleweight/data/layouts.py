@@ -55,7 +55,7 @@ HAM10000_DX: dict[str, int] = {"mel": 0, "nv": 1, "bcc": 2, "akiec": 3, "bkl": 4
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) taken for images when indexing an image folder."""
 
-LAYOUTS = ("isic2018", "ham10000", "csv", "images", "synthetic")
+LAYOUTS = ("isic2018", "ham10000", "isic2020", "csv", "images", "synthetic")
 """Layout names `read_dataset` recognises, in the order auto-detection tries them."""
 
 _ISIC_SUBSETS = ("Training", "Validation", "Test")
@@ -183,6 +183,8 @@ def _read_path(
         return _read_isic(detail, subset, skip_bad)
     if kind == "ham10000":
         return _read_ham(detail[0], skip_bad)
+    if kind == "isic2020":
+        return _read_isic2020(detail[0], skip_bad)
     return _read_generic(detail[0], classes, skip_bad)
 
 
@@ -214,6 +216,7 @@ def _looked_for() -> str:
         "(Validation and Test alike), or the ..._Input folder itself;\n"
         "  - HAM10000: HAM10000_metadata.csv beside HAM10000_images_part_1/ and HAM10000_images_part_2/ "
         "(or one HAM10000_images/ folder);\n"
+        "  - ISIC 2020: train.csv with columns image_name,patient_id,target beside train/ (or jpeg/train/);\n"
         "  - generic: labels.csv with columns image,label[,group] beside the images (or any CSV file "
         "passed directly);\n"
         "  - or 'synthetic' / 'synthetic:N' for the built-in synthetic data set."
@@ -263,9 +266,66 @@ def _detect(path: Path) -> list[tuple[str, tuple]]:
     ham = next((children[n] for n in _HAM_METADATA_NAMES if n in children and children[n].is_file()), None)
     if ham is not None:
         found.append(("ham10000", (ham,)))
+    isic2020 = children.get("train.csv")
+    if isic2020 is not None and isic2020.is_file() and set(ISIC2020_COLUMNS) <= set(_header(isic2020)):
+        found.append(("isic2020", (isic2020,)))
     if "labels.csv" in children and children["labels.csv"].is_file():
         found.append(("csv", (children["labels.csv"],)))
     return found
+
+
+ISIC2020_COLUMNS = ("image_name", "patient_id", "target")
+"""The columns of ISIC 2020's (Kaggle SIIM-ISIC Melanoma Classification) ``train.csv`` that the reader uses."""
+ISIC2020_CLASSES = ("benign", "melanoma")
+"""ISIC 2020's classes: ``target`` 0 and 1 (``--task binary`` takes melanoma as the positive class)."""
+ISIC2020_IMAGE_FOLDERS = ("train", "jpeg/train", "train_jpeg", "images")
+"""Where the ISIC 2020 reader looks for the images, beside ``train.csv`` (then in its folder itself)."""
+
+
+def _header(path: Path) -> list[str]:
+    """The first line of a CSV file, its cells stripped (empty when unreadable)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return [cell.strip() for cell in next(csv.reader(handle), [])]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _read_isic2020(train_csv: Path, skip_bad: bool) -> DatasetRecords:
+    """ISIC 2020's training release: ``train.csv`` (``image_name``, ``patient_id``, ``target``) and its images.
+
+    The group of an image is its patient: a split never puts one patient's lesions on both sides (as HAM10000's
+    lesion ids group its images).
+    """
+    root = train_csv.parent
+    header, rows = _read_csv(train_csv)
+    col = _columns(train_csv, header, ISIC2020_COLUMNS)
+    folders = [root / name for name in ISIC2020_IMAGE_FOLDERS if (root / name).is_dir()]
+    index = _index_images([*folders, root])
+    if not index:
+        raise DataError(
+            f"ISIC 2020 train.csv found at {train_csv}, but no images: looked in "
+            f"{', '.join(name + '/' for name in ISIC2020_IMAGE_FOLDERS)} and {root} itself"
+        )
+    problems = _Problems(str(train_csv))
+    records = []
+    named: set[Path] = set()
+    for line, cells in rows:
+        cells = cells + [""] * (len(header) - len(cells))
+        image, patient, target = cells[col["image_name"]], cells[col["patient_id"]], cells[col["target"]]
+        path = index.get(image)
+        named.add(path)
+        bad = False
+        if target not in ("0", "1"):
+            problems.add("target not 0 or 1", line, f"line {line} {target!r}")
+            bad = True
+        if path is None:
+            problems.add("missing image(s)", line, image or f"line {line}")
+            bad = True
+        if not bad:
+            records.append((line, image, int(target), patient or image, path))
+    found = _finish(str(train_csv), problems, records, ISIC2020_CLASSES, "isic2020", root, skip_bad)
+    return replace(found, unlabelled=_unlabelled(index, named, root))
 
 
 # ----------------------------------------------------------------------------------------------- readers

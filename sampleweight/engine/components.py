@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.config import TrainConfig, default_name
 from sampleweight.engine.loader import check_sampler
 from sampleweight.errors import ConfigError
 from sampleweight.factory import (
@@ -26,6 +26,7 @@ from sampleweight.factory import (
     check_mixer_options,
     check_optimizer_options,
     check_options,
+    check_task,
     check_weighter_options,
     create_mixer,
     create_optimizer,
@@ -49,6 +50,7 @@ __all__ = [
     "label_tree",
     "loss_plugin",
     "model_info",
+    "model_outputs",
     "run_taxonomy",
     "taxonomy_of_model",
     "training_loss",
@@ -79,6 +81,7 @@ def check_choices(config: TrainConfig) -> None:
         PluginError: A name several third-party plugins claim.
     """
     check_model(config)
+    check_run_task(config)
     loss, loss_options = training_loss(config, None)
     check_options("losses", [loss], loss_options)
     if loss != config.loss:  # a loss built on the run's (a hierarchical model's ce/focal): what that one takes
@@ -182,6 +185,38 @@ def loss_scaled(optimizer: str, options: Mapping[str, Any]) -> bool:
     """
     value = get_registry().info("optimizers", optimizer).get("loss_scaled", False)
     return bool(value(dict(options)) if callable(value) else value)
+
+
+def check_run_task(config: TrainConfig) -> None:
+    """The run's loss, weighter(s) and sampler serve its task (their registrations' ``tasks``), and its model can
+    give one logit per label.
+
+    Raises:
+        ConfigError: One line naming what does not serve the task, and what does.
+    """
+    if config.task == "multilabel":
+        raise ConfigError(
+            "--task multilabel: the training engine reads no multilabel data yet; train in your own loop with "
+            "sampleweight.WeightedLoss(..., task='multilabel') (docs/tasks.md), or use --task binary"
+        )
+    if config.task != "multiclass" and is_hierarchical(config.model):
+        raise ConfigError(
+            f"--task {config.task}: model {config.model!r} decides along a label tree, a multiclass task only; "
+            "use a flat model"
+        )
+    check_task("losses", config.loss, config.task)
+    check_task("weighters", config.weighters, config.task)
+    check_task("samplers", config.sampler, config.task)
+    if config.task != "multiclass" and config.mixer != default_name("mixers"):
+        raise ConfigError(
+            f"--mixer {config.mixer}: a mixer mixes class distributions, which a {config.task} task's sigmoid losses "
+            f"do not take; use --mixer {default_name('mixers')} (or --task multiclass)"
+        )
+
+
+def model_outputs(task: str, classes: tuple[str, ...]) -> int:
+    """How many logits a run's model gives: one per class (multiclass), one (binary) or one per label."""
+    return 1 if task == "binary" else len(classes)
 
 
 def check_model(config: TrainConfig) -> None:

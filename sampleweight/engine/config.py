@@ -29,6 +29,7 @@ __all__ = [
     "default_name",
     "load_config",
     "parse_options",
+    "task_loss",
     "upgrade_options",
     "validation_message",
 ]
@@ -52,6 +53,29 @@ def default_name(kind: str) -> str:
     names = get_registry().defaults(kind)
     if not names:
         raise ConfigError(f"no default {SINGULAR[kind]}: the registry has no built-ins (builtins=True loads them)")
+    return names[0]
+
+
+def task_loss(task: str) -> str:
+    """The loss a run of ``task`` uses when it names none: the first built-in loss registered for it (the marked
+    default for multiclass).
+
+    Example:
+        >>> task_loss("binary")
+        'bce'
+    """
+    if task == "multiclass":
+        return default_name("losses")
+    registry = get_registry()
+    names = [
+        name
+        for name, entry in registry.losses.items()
+        if entry.plugin.builtin and task in registry.tasks("losses", name)
+    ]
+    if not names:
+        raise ConfigError(
+            f"no built-in loss serves the {task} task: the registry has no built-ins (builtins=True loads them)"
+        )
     return names[0]
 
 
@@ -111,6 +135,24 @@ class TrainConfig(BaseModel):
         lt=1,
         description="Share of the images (whole lesions) on the validation side.",
         json_schema_extra=FILE_ONLY,
+    )
+    task: Literal["multiclass", "binary", "multilabel"] = Field(
+        "multiclass",
+        description="multiclass (softmax over the classes) or binary (--positive against the rest, one sigmoid "
+        "logit); multilabel is WeightedLoss's, not yet the engine's.",
+    )
+    positive: list[str] | None = Field(
+        None,
+        description="The class(es) a binary task counts as positive, e.g. MEL or MEL,BCC (default: the second class "
+        "of a two-class data set).",
+        json_schema_extra={"flag": "--positive"},
+    )
+    threshold_specificity: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="A binary task's decision threshold: the most sensitive one with this specificity on the "
+        "validation side (default: Youden's J).",
     )
     image_size: int = Field(299, ge=16, le=2048, description="Side of the square input images, in pixels.")
     cache_dir: Path | None = Field(
@@ -275,6 +317,16 @@ class TrainConfig(BaseModel):
             raise ValueError("an empty path; give a folder or file (. for the current folder)")
         return value
 
+    @field_validator("positive")
+    @classmethod
+    def _split_commas(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [part.strip() for item in value for part in item.split(",")]
+        if any(not name for name in names):
+            raise ValueError("empty class name")
+        return names
+
     @field_validator("weighters")
     @classmethod
     def _split_plus(cls, value: list[str]) -> list[str]:
@@ -321,6 +373,14 @@ class TrainConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _task_options(self) -> TrainConfig:
+        if self.task != "binary" and (self.positive or self.threshold_specificity is not None):
+            raise ValueError("--positive and --threshold-specificity apply to --task binary")
+        if self.task != "multiclass" and "loss" not in self.model_fields_set:
+            object.__setattr__(self, "loss", task_loss(self.task))
+        return self
+
+    @model_validator(mode="after")
     def _paper_defaults(self) -> TrainConfig:
         if self.lr is None:
             object.__setattr__(self, "lr", default_lr(self.optimizer, self.optimizer_options))
@@ -340,7 +400,14 @@ class TrainConfig(BaseModel):
         sampler = "" if self.sampler == default_name("samplers") else f"-{self.sampler}"
         mixer = "" if self.mixer == default_name("mixers") else f"-{self.mixer}"
         seed = f"-seed{self.seed}" if self.seed else ""
-        return f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{mixer}{seed}"
+        task = (
+            ""
+            if self.task == "multiclass"
+            else f"-{self.task}" + ("-" + "+".join(self.positive or ()) if self.positive else "")
+        )
+        return (
+            f"{self.model}-{self.loss}-{self.weighter_spec}-{self.optimizer}-s{self.split}{sampler}{mixer}{seed}{task}"
+        )
 
 
 def _marks(field: FieldInfo) -> dict[str, Any]:

@@ -43,16 +43,22 @@ from torch import nn
 
 from sampleweight.classifier import install_head
 from sampleweight.data import BatchAugment, CachedImageDataset, DataInventory, build_eval_dataset, read_dataset
+from sampleweight.data.binary import binary_records, positive_indices
 from sampleweight.data.records import DatasetRecords
 from sampleweight.engine.checkpoint import load_checkpoint
-from sampleweight.engine.components import build_model, check_model, taxonomy_of_model
+from sampleweight.engine.components import build_model, check_model, model_outputs, taxonomy_of_model
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
-from sampleweight.engine.inference import decide
+from sampleweight.engine.inference import decide, probabilities as output_probabilities
 from sampleweight.engine.loader import make_loader
 from sampleweight.engine.rebalancing import rebalancing, sampler_rebalances
 from sampleweight.engine.rundir import RunDirectory, stage_of, write_predictions
-from sampleweight.engine.submission import check_submission_path, submission_order, write_submission
+from sampleweight.engine.submission import (
+    check_submission_path,
+    submission_order,
+    write_binary_submission,
+    write_submission,
+)
 from sampleweight.errors import ConfigError, DataError
 from sampleweight.functional import class_log_prior, logit_adjusted_probabilities
 from sampleweight.metrics import final_metrics
@@ -103,7 +109,7 @@ def load_trained_model(
     check_model(config)  # its plugin still installed, its backbone known
     model = build_model(
         config.model_copy(update={"pretrained": False, "pretrained_path": None}),
-        len(classes),
+        model_outputs(config.task, classes),
         taxonomy_of_model(config, classes),
     )
     install_head(model, state.get("head", "linear"))  # a nearest-class-mean run (sampleweight retrain) has a cosine one
@@ -314,7 +320,7 @@ def predict_views(
         x = tta_views(normalize(images.to(device, non_blocking=True)), tta, image_size)
         with torch.inference_mode(), autocast:
             output = model(x)
-        probabilities = output.float().softmax(1)
+        probabilities = output_probabilities(output)
         if views > 1:
             probabilities = probabilities.view(views, -1, probabilities.shape[1]).mean(0)
         scores.append(probabilities.cpu())
@@ -481,7 +487,8 @@ def evaluate(
                 f"has {', '.join(members[0].classes)}, {member.checkpoint.parent} has {', '.join(member.classes)}"
             )
     if submission is not None:
-        submission_order(members[0].classes)
+        if members[0].config.task != "binary":
+            submission_order(members[0].classes)
         submission = check_submission_path(submission)
     plan = _Plan(members, str(data), torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap, tta,
                  combine, logit_adjust, submission)  # fmt: skip
@@ -620,9 +627,16 @@ def _default_folder(sources: list[str | Path], checkpoints: list[Path], plan: _P
 
 def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[str, Any]:
     classes = plan.classes
+    binary = plan.members[0].config.task == "binary"
     records = read_dataset(
-        plan.data, skip_bad=plan.skip_bad, classes=classes, allow_empty_classes=True, allow_unlabelled=True
+        plan.data,
+        skip_bad=plan.skip_bad,
+        classes=None if binary else classes,
+        allow_empty_classes=True,
+        allow_unlabelled=True,
     )
+    if binary and records.labelled:  # the data's classes: the run's positive ones against the rest
+        records = binary_records(records, _positive_of(plan.members[0].config.positive, records.classes))
     if records.labelled and tuple(records.classes) != classes:
         raise DataError(
             f"{plan.data} has classes {list(records.classes)} but the model was trained on {list(classes)}; "
@@ -661,6 +675,7 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
     if records.labelled:
         metrics = {
             **final_metrics(targets, combined, predictions, classes, resamples=plan.bootstrap),
+            **_binary_metrics(plan, targets, combined),
             "labelled": True,
             **about,
         }
@@ -671,12 +686,52 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
             Console(stderr=True).print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     truth = targets if records.labelled else None
     write_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, truth, combined, classes, predictions)
-    if plan.submission is not None:
+    if plan.submission is not None and binary:
+        write_binary_submission(plan.submission, image_ids, combined[:, 1])
+    elif plan.submission is not None:
         write_submission(plan.submission, image_ids, combined, classes)
         metrics["submission"] = str(plan.submission)
     directory.write_final(metrics)
     directory.write_data(inventory.to_dict())
     return metrics
+
+
+def _positive_of(positive: Sequence[str] | None, classes: Sequence[str]) -> list[str] | None:
+    """A binary run's positive classes on a data set: its own, or the second class of a two-class data set that
+    names them otherwise (ISIC 2020's ``target`` 0/1)."""
+    if positive and not set(positive) <= set(classes) and len(classes) == 2:
+        return None
+    positive_indices(classes, positive)  # an unknown class: one line naming the data's
+    return list(positive) if positive else None
+
+
+def _binary_metrics(plan: _Plan, targets: np.ndarray, combined: np.ndarray) -> dict[str, Any]:
+    """A binary evaluation's ``task`` and ``binary`` figures (`sampleweight.binary_metrics.binary_metrics`), at the
+    threshold chosen on the runs' own validation sides (an ensemble: the mean of its runs' thresholds)."""
+    if plan.members[0].config.task != "binary":
+        return {}
+    from sampleweight.binary_metrics import binary_metrics
+
+    thresholds = [_validation_threshold(m.checkpoint.parent) for m in plan.members]
+    known = [t for t in thresholds if t is not None]
+    threshold = float(np.mean(known)) if len(known) == len(thresholds) else None
+    figures = binary_metrics(targets, combined[:, 1], threshold=threshold, resamples=plan.bootstrap)
+    if threshold is None:  # a run without its validation threshold: chosen here, and said so
+        figures["threshold_rule"] += " (chosen on these images: a run had no validation threshold)"
+    elif len(known) > 1:
+        figures["threshold_rule"] = "the mean of the runs' validation thresholds"
+    else:
+        figures["threshold_rule"] = "the run's validation threshold"
+    return {"task": "binary", "binary": figures}
+
+
+def _validation_threshold(run: Path) -> float | None:
+    """The decision threshold a binary run chose on its validation side (its ``metrics.json``), or None."""
+    try:
+        threshold = json.loads((run / RunDirectory.FINAL).read_text())["binary"]["threshold"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(threshold) if isinstance(threshold, (int, float)) else None
 
 
 def _adjusted_twice(members: Sequence[Member]) -> list[str]:

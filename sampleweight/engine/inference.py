@@ -11,7 +11,17 @@ from torch import Tensor, nn
 
 from sampleweight.taxonomy import Taxonomy
 
-__all__ = ["decide", "predict"]
+__all__ = ["decide", "predict", "probabilities"]
+
+
+def probabilities(output: Tensor) -> Tensor:
+    """Class probabilities [B, C] of a model's output: ``softmax``; one logit ``z`` (a binary task) gives
+    ``[1 - sigmoid(z), sigmoid(z)]`` (rest, positive)."""
+    output = output.float()
+    if output.shape[1] == 1:
+        positive = output.sigmoid()
+        return torch.cat([1 - positive, positive], dim=1)
+    return output.softmax(1)
 
 
 @torch.no_grad()
@@ -35,7 +45,8 @@ def predict(
 
     Returns:
         ``(targets [N], scores [N, C])``: scores are ``softmax(output)`` (for a model that returns
-        log-probabilities, such as the hierarchical one, these are its probabilities).
+        log-probabilities, such as the hierarchical one, these are its probabilities); a model with one output (a
+        binary task's one logit ``z``) gives two columns, ``[1 - sigmoid(z), sigmoid(z)]``: rest, positive.
     """
     was_training = model.training
     model.eval()
@@ -47,7 +58,7 @@ def predict(
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast or contextlib.nullcontext():
             output = model(x)
-        scores.append(output.float().softmax(1).cpu())
+        scores.append(probabilities(output).cpu())
         targets.append(labels)
     model.train(was_training)
     return torch.cat(targets).numpy(), torch.cat(scores).numpy()

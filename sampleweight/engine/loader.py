@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sampleweight import distributed
 from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_dataset
+from sampleweight.data.binary import binary_records, binary_split
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig
 from sampleweight.errors import ConfigError
@@ -144,6 +145,9 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             progress=not config.quiet and ddp.is_main(),
             skip_bad=config.skip_bad,
         )
+    if config.task == "binary":  # split on the data's own classes, then --positive against the rest
+        data = binary_split(data, records, config.positive)
+        records = binary_records(records, config.positive)
     augment = BatchAugment(config.image_size).to(device)
     normalize = BatchAugment(config.image_size).to(device).eval()
     workers = _workers(config.workers, device)

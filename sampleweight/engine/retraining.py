@@ -194,6 +194,12 @@ def retrain(
             f"retrain: {config.model} is hierarchical: it decides level by level along its label tree, with a "
             "classifier per node, so it has no single classifier to re-balance; retrain a flat model's run"
         )
+    if config.task != "multiclass":
+        raise ConfigError(
+            f"retrain: {source} is a {config.task} run, one sigmoid logit per label: tau-norm and LWS rescale that "
+            "logit and leave its ranking (AUC) as it is, and cRT/NCM re-balance classes against each other, which one "
+            "logit has not; re-balance a binary head by its threshold instead (--threshold-specificity, docs/tasks.md)"
+        )
     model, _, classes = load_trained_model(source, torch_device)
     _check_classifier(model, method, len(classes), config.image_size, torch_device)
     updates: dict[str, Any] = {"out": out, "device": str(torch_device), "quiet": quiet}

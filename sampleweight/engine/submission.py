@@ -1,4 +1,5 @@
-"""The ISIC 2018 Task 3 submission file: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, one row per image.
+"""The submission files: ISIC 2018 Task 3's ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` for a multiclass run, ISIC 2020's
+``image_name,target`` for a binary one (`write_binary_submission`); one row per image.
 
 The challenge takes one CSV with a row per test image: the image id (``ISIC_0034524``, no extension), then
 one diagnosis confidence in [0, 1] per class, in the ground-truth files' column order whatever a model's
@@ -23,7 +24,17 @@ from sampleweight.data.records import ISIC_CLASSES
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.errors import ConfigError, OutputError
 
-__all__ = ["SUBMISSION_COLUMNS", "check_submission_path", "submission_order", "write_submission"]
+__all__ = [
+    "BINARY_SUBMISSION_COLUMNS",
+    "SUBMISSION_COLUMNS",
+    "check_submission_path",
+    "submission_order",
+    "write_binary_submission",
+    "write_submission",
+]
+
+BINARY_SUBMISSION_COLUMNS = ("image_name", "target")
+"""The header of an ISIC 2020 (Kaggle SIIM-ISIC melanoma) submission: the image id and the probability of melanoma."""
 
 SUBMISSION_COLUMNS: tuple[str, ...] = ("image", *ISIC_CLASSES)
 """The header of an ISIC 2018 Task 3 submission."""
@@ -99,5 +110,31 @@ def write_submission(path: str | Path, image_ids: Sequence[str], scores: Any, cl
     writer.writerow(SUBMISSION_COLUMNS)
     for image, row in zip(image_ids, values, strict=True):
         writer.writerow([image, *(f"{v:.8g}" for v in row)])
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def write_binary_submission(path: str | Path, image_ids: Sequence[str], positive: Any) -> Path:
+    """Write a binary run's submission in the ISIC 2020 format: ``image_name,target``, one row per image.
+
+    The Kaggle SIIM-ISIC Melanoma Classification competition (ISIC 2020) takes the image id and a probability of
+    the positive class (melanoma), scored by ROC AUC.
+
+    Args:
+        path: The CSV file (written atomically).
+        image_ids: One id per row (the image file's stem).
+        positive: The positive class's probability [N].
+
+    Returns:
+        The path.
+    """
+    values = np.asarray(positive, dtype=np.float64).reshape(-1)
+    if len(image_ids) != len(values):
+        raise ValueError(f"{len(image_ids)} image ids for {len(values)} scores")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(BINARY_SUBMISSION_COLUMNS)
+    for image, value in zip(image_ids, values, strict=True):
+        writer.writerow([image, f"{value:.8g}"])
     atomic_write_text(path, buffer.getvalue())
     return Path(path)

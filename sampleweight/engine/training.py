@@ -43,6 +43,7 @@ from sampleweight.engine.components import (
     check_weights,
     is_hierarchical,
     loss_scaled,
+    model_outputs,
     run_taxonomy,
     takes_closure,
     training_loss,
@@ -207,6 +208,7 @@ def _fit(run: Run) -> dict[str, Any]:
                 "seconds": seconds,
                 "images_per_second": sum(drawn.values()) / seconds,  # the epoch's images, all processes
                 **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
+                **_ranking_record(cfg, targets, scores),
                 "drawn": drawn,
             }
             run.scheduler.step()
@@ -226,6 +228,7 @@ def _fit(run: Run) -> dict[str, Any]:
     predictions = decide(scores, run.taxonomy)
     final = {
         **final_metrics(targets, scores, predictions, run.data.classes, resamples=cfg.bootstrap),
+        **_task_metrics(cfg, targets, scores),
         "decoding": "greedy" if run.taxonomy is not None else "argmax",
         "epochs": cfg.epochs,
         "run": cfg.run_name,
@@ -234,6 +237,30 @@ def _fit(run: Run) -> dict[str, Any]:
         run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes, predictions)
         run.directory.write_final(final)
     return final
+
+
+def _ranking_record(config: TrainConfig, targets: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """A binary run's per-epoch validation AUC and ISIC 2024 partial AUC (``metrics.jsonl``); nothing otherwise."""
+    if config.task != "binary":
+        return {}
+    from sampleweight.binary_metrics import RANKING_METRICS, ranking_metrics
+
+    figures = dict(zip(RANKING_METRICS, ranking_metrics(targets, scores[:, 1]).tolist(), strict=True))
+    return {f"val_{name}": figures[name] if math.isfinite(figures[name]) else None for name in ("auc", "pauc")}
+
+
+def _task_metrics(config: TrainConfig, targets: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """A binary run's ``metrics.json`` block ``binary``: `sampleweight.binary_metrics.binary_metrics` of the positive
+    class's probability, the threshold chosen on this validation side; and ``task``."""
+    if config.task != "binary":
+        return {}
+    from sampleweight.binary_metrics import binary_metrics
+
+    rule = "youden" if config.threshold_specificity is None else config.threshold_specificity
+    return {
+        "task": config.task,
+        "binary": binary_metrics(targets, scores[:, 1], threshold_rule=rule, resamples=config.bootstrap),
+    }
 
 
 WEIGHT_SCALE_RANGE = (0.1, 10.0)
@@ -321,7 +348,8 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
     torch.manual_seed(config.seed)
     taxonomy = run_taxonomy(config, data.classes)
     model_taxonomy = taxonomy if is_hierarchical(config.model) else None
-    model = build_model(config, num_classes=len(data.classes), taxonomy=model_taxonomy).to(device)
+    outputs = model_outputs(config.task, data.classes)
+    model = build_model(config, num_classes=outputs, taxonomy=model_taxonomy).to(device)
     data.sampler.min_part = smallest_part(model)
     _check_steps(config, data)
     if config.channels_last:
@@ -337,6 +365,7 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
         class_names=list(data.classes),
         num_epochs=config.epochs,
         batch_size=config.batch_size,  # the global batch M: selection runs over all processes' samples
+        task=config.task,
     ).to(device)
     optimizer = build_optimizer(
         config,
@@ -449,12 +478,18 @@ def batch_closure(
     (soft targets [B, C]) belongs to the class of its largest target mass, as for the class-aware weighters.
     """
     calls = 0
-    hard = labels if labels.ndim == 1 else labels.argmax(1)  # a mixed sample's class: its largest target mass
+    multilabel = criterion.task == "multilabel"  # several labels per sample: no class to split the loss by
+    hard = None if multilabel else labels if labels.ndim == 1 else labels.argmax(1)  # mixed: its largest mass
 
     def closure(classes: Tensor | None = None) -> Tensor:
         nonlocal calls
         with autocast:
             output = model(x)
+        if classes is not None and hard is None:
+            raise ConfigError(
+                "the optimizer splits the loss by class (closure(classes=...)), but a multilabel sample has no one "
+                "class; use an optimizer that does not, or a multiclass or binary task"
+            )
         samples = None if classes is None else classes.to(labels.device)[hard]
         loss = criterion(output, labels, indices=indices, samples=samples, reuse=calls > 0)
         calls += 1

@@ -53,6 +53,7 @@ from sampleweight.engine.config import (
     complete_config,
     default_name,
     load_config,
+    task_loss,
 )
 from sampleweight.engine.device import resolve_device
 from sampleweight.engine.folder_lock import FolderLock
@@ -375,6 +376,9 @@ def plan_grid(
         ['resnet18-ce-none-adam-s0', 'resnet18-ce-none-adam-s1']
     """
     out = Path(out)
+    shared = _shared_options(config_file, options or {})
+    if losses is None and shared.get("task", "multiclass") != "multiclass":  # the task's default loss (bce)
+        losses = task_loss(shared["task"])
     models, losses, weighters, samplers, mixers, optimizers = (
         default_axis(kind) if given is None else given
         for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers),
@@ -389,7 +393,6 @@ def plan_grid(
     optimizer_names = _checked(parse_list(optimizers, "optimizers"), "optimizer", list_optimizers())
     split_numbers = _split_numbers(parse_list(splits, "splits"))
 
-    shared = _shared_options(config_file, options or {})
     shared_seed = shared.pop("seed", None)
     if seeds is not None and shared_seed is not None:
         raise ConfigError("give either --seed (one seed for every run) or --seeds (every run with each seed)")

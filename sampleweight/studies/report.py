@@ -189,7 +189,7 @@ class RunResult:
         options but those equal to the loss's default (its registered factory's: ``gamma=1`` with focal is
         the same setup as no gamma), the sampler's options (``sampler.threshold``), the mixer unless it is the default
         (``mixer``) and its options (``mixer.alpha``), the optimizer's (``optimizer.rho``), a weight decay other than
-        0, a retrained run's stage
+        0, a task other than multiclass (``task=binary:MEL``), a retrained run's stage
         options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
         """
         weighters = set(self.config["weighters"])
@@ -215,6 +215,9 @@ class RunResult:
         )
         if self.config.get("weight_decay"):  # weight balancing's first stage: one row per weight decay
             options["weight_decay"] = self.config["weight_decay"]
+        task = self.config.get("task") or "multiclass"
+        if task != "multiclass":  # another task is another setup: never pooled with multiclass runs
+            options["task"] = task + "".join(f":{'+'.join(p)}" for p in [self.config.get("positive")] if p)
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})

@@ -76,7 +76,11 @@ __all__ = [
 ]
 
 COMPARED_METRICS = ("acc", "bacc", "mpr", "mf1")
-"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall."""
+"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall, ``"auc:NAME"`` and
+``"pauc:NAME"`` its one-vs-rest ROC AUC and ISIC 2024 partial AUC (`sampleweight.binary_metrics`; a binary run's
+positive class, or a multiclass run's class)."""
+RANKED = ("auc", "pauc")
+"""The score-based metrics `metric_values` takes as ``"NAME:CLASS"`` (columns of `binary_metrics.RANKING_METRICS`)."""
 ALPHA = 0.05
 """A difference is significant when its Holm-adjusted p-value is below this."""
 
@@ -133,6 +137,27 @@ class Predictions:
     scores: np.ndarray
     classes: tuple[str, ...]
 
+    def one_vs_rest(self, name: str) -> Predictions:
+        """The run as a binary one: class ``name`` (1) against the rest (0), scored by its probability.
+
+        So a multiclass run's probability of a class is compared, paired, with a binary run of that class on the same
+        images (a binary run's split is the multiclass one relabelled, `sampleweight.data.binary`).
+
+        Raises:
+            ConfigError: ``name`` is not one of the classes.
+        """
+        if name not in self.classes:
+            raise ConfigError(f"unknown class {name!r}; classes: {', '.join(self.classes)}")
+        index = self.classes.index(name)
+        positive = self.scores[:, index]
+        return Predictions(
+            self.images,
+            (self.targets == index).astype(np.int64),
+            (self.predicted == index).astype(np.int64),
+            np.stack([1 - positive, positive], axis=1),
+            ("rest", name),
+        )
+
     @classmethod
     def read(cls, path: str | Path) -> Predictions:
         """Read a ``predictions.csv``.
@@ -152,9 +177,15 @@ class Predictions:
 
 
 def metric_values(
-    targets: np.ndarray, predicted: np.ndarray, classes: Sequence[str], metrics: Sequence[str], weights: Any = None
+    targets: np.ndarray,
+    predicted: np.ndarray,
+    classes: Sequence[str],
+    metrics: Sequence[str],
+    weights: Any = None,
+    scores: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``) of one run, or of each resample.
+    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ``auc:NAME``, ``pauc:NAME``) of one run, or
+    of each resample.
 
     Args:
         targets: True class indices [N].
@@ -162,6 +193,7 @@ def metric_values(
         classes: The class names.
         metrics: Which metrics.
         weights: Resample counts [R, N] (`sampleweight.bootstrap.resample_counts`), or None for the data as given.
+        scores: Class probabilities [N, C], needed by ``auc:NAME`` and ``pauc:NAME`` (class NAME against the rest).
 
     Returns:
         [M], or [R, M] with ``weights``.
@@ -169,7 +201,18 @@ def metric_values(
     scored = confusion_metrics(confusion_matrix(targets, predicted, len(classes), weights))
     columns = []
     for metric in metrics:
-        if metric.startswith("recall:"):
+        kind, _, name = metric.partition(":")
+        if kind in RANKED and name:
+            from sampleweight.binary_metrics import RANKING_METRICS, ranking_metrics
+
+            if name not in classes:
+                raise ConfigError(f"unknown class {name!r} in {metric!r}; classes: {', '.join(classes)}")
+            if scores is None:
+                raise ConfigError(f"{metric} ranks the images by their scores; pass scores")
+            index = list(classes).index(name)
+            table = ranking_metrics(targets == index, scores[:, index], weights)
+            columns.append(table[..., RANKING_METRICS.index(kind)])
+        elif metric.startswith("recall:"):
             name = metric.split(":", 1)[1]
             if name not in classes:
                 raise ConfigError(f"unknown class {name!r} in {metric!r}; classes: {', '.join(classes)}")
@@ -177,7 +220,10 @@ def metric_values(
         elif metric in COMPARED_METRICS:
             columns.append(scored[metric])
         else:
-            raise ConfigError(f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)} or recall:CLASS")
+            raise ConfigError(
+                f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)}, recall:CLASS, auc:CLASS or "
+                "pauc:CLASS"
+            )
     return np.stack(columns, axis=-1)
 
 
@@ -419,13 +465,13 @@ class PairedBootstrap:
             )
         if not np.array_equal(run.targets[order], image_set.targets):
             raise ConfigError(f"runs of split/seed {key} disagree on the true classes of the same images")
-        targets, predicted = image_set.targets, run.predicted[order]
-        estimate = metric_values(targets, predicted, run.classes, self.metrics)
-        samples = metric_values(targets, predicted, run.classes, self.metrics, image_set.counts)
+        targets, predicted, scores = image_set.targets, run.predicted[order], run.scores[order]
+        estimate = metric_values(targets, predicted, run.classes, self.metrics, scores=scores)
+        samples = metric_values(targets, predicted, run.classes, self.metrics, image_set.counts, scores)
         deleted = np.empty((0, len(self.metrics)))
         if self.method == "bca" and image_set.groups.members:
             weights = image_set.groups.keep_weights(targets.size)
-            deleted = metric_values(targets, predicted, run.classes, self.metrics, weights)
+            deleted = metric_values(targets, predicted, run.classes, self.metrics, weights, scores)
         scored = _Scored(estimate, samples, deleted)
         self._scored[(key, id(run))] = (run, scored)
         return scored
