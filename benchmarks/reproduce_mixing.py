@@ -155,6 +155,21 @@ def render(args: argparse.Namespace, found: dict, differences: dict, commit: str
             p = "< 0.001" if d.p_holm < 0.001 else f"{d.p_holm:.3f}"
             texts.append(f"{100 * d.estimate:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], p {p}")
         lines.append(f"| {name} | {mixer} | {found_differences[0].pairs} | " + " | ".join(texts) + " |")
+    if differences:
+        bacc = COMPARED_METRICS.index("bacc")
+        significant = [d[bacc] for d in differences.values() if d[bacc].significant]
+        lower, higher = sum(d.estimate < 0 for d in significant), sum(d.estimate > 0 for d in significant)
+        lines += [
+            "",
+            f"**Reading.** Of the {len(differences)} comparisons, mixing lowers BAcc significantly (Holm-adjusted p < "
+            f"0.05) in {lower}, raises it in {higher}, and the difference is within the noise in "
+            f"{len(differences) - lower - higher}. This scale trains {args.epochs} epochs from random weights; "
+            "BagofTricks-LT trains its Mixup and Remix runs for 400 epochs on CIFAR with the same alpha 1, kappa 3 and "
+            "tau 0.5 (`configs/cao_cifar/mixup/remix/cifar100_im100_remix_alpha10.yaml`), and Mixup is a regulariser "
+            "whose benefit usually needs long training, so the answer here is about short training only: it does not "
+            "test whether mixing adds to rebalancing at the paper's 150 epochs (docs/reproduction-gpu-recipe.md: "
+            "`sampleweight grid --mixers none,mixup,remix`).",
+        ]
     expected = len(REBALANCING) * len(MIXERS) * len(args.splits.split(",")) * len(args.seeds.split(","))
     finished = sum(cell.n for cell in found.values())
     lines += ["", "## What ran", ""]
