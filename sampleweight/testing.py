@@ -93,7 +93,7 @@ WEIGHTER_RULES: dict[str, str] = {
     "protocol": "a sampleweight.Weighter: callable on a WeightingBatch, with state_dict() and load_state_dict()",
     "call": (
         "it weights every batch without raising: full, short and one-sample batches, classes absent from a "
-        "batch, every epoch, float32/float64/bfloat16 losses"
+        "batch, every epoch, float32/float64/bfloat16 losses, a mixed batch (soft_targets set)"
     ),
     "shape": "one weight per sample: a Tensor of shape [B]",
     "dtype": "floating-point weights",
@@ -224,9 +224,10 @@ def check_weighter(factory_or_weighter: Callable[..., Any] | Weighter, **facts_a
     """Check that a weighter keeps the contract sampleweight relies on (`WEIGHTER_RULES`).
 
     The weighter weights batches of every epoch ``0 .. num_epochs - 1`` (their first batches and the short
-    last one, with dataset indices), plus batches of one sample, of one class only, and of float64 and
-    bfloat16 losses; each result is checked. Then two weighters built alike must agree, and one restored
-    from another's state dict must continue as the original.
+    last one, with dataset indices), plus batches of one sample, of one class only, of float64 and bfloat16
+    losses, and a mixed batch (``soft_targets`` [B, C] beside the hard ``targets``, as a mixer gives; for a
+    weighter built beforehand, when the facts say its classes); each result is checked. Then two weighters
+    built alike must agree, and one restored from another's state dict must continue as the original.
 
     Args:
         factory_or_weighter: The factory you register (called with the facts its signature names and the
@@ -251,7 +252,10 @@ def check_weighter(factory_or_weighter: Callable[..., Any] | Weighter, **facts_a
     facts, options = _facts(facts_and_options)
     check = _Checker("weighter", WEIGHTER_RULES, _name(factory_or_weighter))
     make = _maker(check, factory_or_weighter, facts, options, FACTS, lambda obj: isinstance(obj, Weighter))
-    batches, resume_at = _weighting_batches(facts)
+    # soft targets are [B, C]: a weighter built beforehand gets them when the facts say its classes
+    built = isinstance(factory_or_weighter, Weighter) and not isinstance(factory_or_weighter, type)
+    classes_known = not built or bool({"class_counts", "num_classes", "targets"} & set(facts_and_options))
+    batches, resume_at = _weighting_batches(facts, mixed=classes_known)
     with torch.random.fork_rng(devices=[]):
         runs = []
         for run in range(2):  # built alike, then run under another global random state
@@ -1026,12 +1030,13 @@ def _epochs(num_epochs: int) -> list[int]:
 # -- weighters -----------------------------------------------------------------------------------------------
 
 
-def _weighting_batches(facts: Mapping[str, Any]) -> tuple[list[WeightingBatch], int]:
+def _weighting_batches(facts: Mapping[str, Any], *, mixed: bool = True) -> tuple[list[WeightingBatch], int]:
     """The batches a weighter is checked on, and where a resumed run picks up (before a short batch).
 
     Each epoch: the first three batches of a fixed shuffle of the targets and its last (short) batch, with
     their dataset indices and the steps of a real run. Epoch 0 also has a batch of one sample (first: the
-    resumed run starts there), one of the commonest class only, and batches of float64 and bfloat16 losses.
+    resumed run starts there), one of the commonest class only, batches of float64 and bfloat16 losses, and
+    (``mixed``) a mixed batch (``soft_targets`` [B, C], as a mixer gives; ``targets`` its classes of largest mass).
     The first batch holds a loss of 0 and a large one.
     """
     targets, size = facts["targets"], facts["batch_size"]
@@ -1041,9 +1046,17 @@ def _weighting_batches(facts: Mapping[str, Any]) -> tuple[list[WeightingBatch], 
     batches: list[WeightingBatch] = []
     resume_at, extra = 0, 0
 
-    def batch(indices: Tensor, epoch: int, step: int, dtype: torch.dtype = torch.float32) -> WeightingBatch:
+    def batch(
+        indices: Tensor, epoch: int, step: int, dtype: torch.dtype = torch.float32, mixed: bool = False
+    ) -> WeightingBatch:
         losses = (torch.rand(len(indices), generator=generator, dtype=torch.float64) * 4).to(dtype)
-        return WeightingBatch(losses, targets[indices].clone(), epoch, step, indices.clone())
+        if not mixed:
+            return WeightingBatch(losses, targets[indices].clone(), epoch, step, indices.clone())
+        # a mixed batch (Mixup's pairs: each sample with the batch reversed), its hard targets the largest mass
+        one_hot = torch.nn.functional.one_hot(targets[indices], facts["num_classes"]).to(torch.float32)
+        share = torch.rand(len(indices), 1, generator=generator)
+        soft = share * one_hot + (1 - share) * one_hot.flip(0)
+        return WeightingBatch(losses, soft.argmax(1), epoch, step, indices.clone(), soft_targets=soft)
 
     for epoch in _epochs(facts["num_epochs"]):
         order = torch.randperm(count, generator=generator)
@@ -1058,13 +1071,14 @@ def _weighting_batches(facts: Mapping[str, Any]) -> tuple[list[WeightingBatch], 
             resume_at = len(batches)
             common = (targets == int(facts["class_counts"].argmax())).nonzero().flatten()[:size]
             step = per_epoch
-            for indices, dtype in (
-                (order[:1], torch.float32),
-                (common, torch.float32),
-                (order[:size], torch.float64),
-                (order[:size], torch.bfloat16),
+            for indices, dtype, soft in (
+                (order[:1], torch.float32, False),
+                (common, torch.float32, False),
+                (order[:size], torch.float64, False),
+                (order[:size], torch.bfloat16, False),
+                *([(order[:size], torch.float32, True)] if mixed else []),
             ):
-                batches.append(batch(indices, 0, step, dtype))
+                batches.append(batch(indices, 0, step, dtype, soft))
                 step += 1
             extra = step - per_epoch
     return batches, resume_at
