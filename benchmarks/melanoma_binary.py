@@ -36,6 +36,8 @@ import numpy as np
 
 from sampleweight.studies.statistics import PairedBootstrap, Predictions, holm
 
+from benchtools import DEFAULT_DATA
+
 SETUPS: dict[str, list[str]] = {
     "bce": [],
     "bce+es": ["--weighter", "es"],
@@ -173,7 +175,7 @@ def stats_values(run: Predictions) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/HAM10000"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sampleweight-melanoma")
     parser.add_argument("--splits", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
