@@ -408,3 +408,111 @@ def test_names_in_the_terminal_tables_are_printed_as_typed_not_as_markup(grid_fo
     console.print(rich_comparisons(replace(compared, model="m[red]x", comparisons=(odd,))))
     text = console.export_text()
     assert "c[bold]e" in text and "m[red]x, adam: paired differences" in text
+
+
+@pytest.fixture(scope="module")
+def binary_folder(tmp_path_factory) -> Path:
+    """Four finished tiny binary runs (MEL against the rest): bce x (none, es) x splits 0, 1."""
+    out = tmp_path_factory.mktemp("binary") / "grid"
+    options = {**TINY, "task": "binary", "positive": ["MEL"], "bootstrap": 0}
+    grid = plan_grid(out, models="cbam_vgg16", losses="bce", weighters="none,es", optimizers="adam", splits="0,1",
+                     seeds="0", options=options)  # fmt: skip
+    assert all(o.status == "trained" for o in run_grid(grid, progress=False))
+    return out
+
+
+def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binary_folder, tmp_path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from sampleweight.binary_metrics import partial_auc_above_tpr
+    from sampleweight.engine.rundir import read_predictions
+
+    report = write_report(binary_folder, tmp_path, figures=False, baseline="none", resamples=50)
+    (table,) = report.tables
+    assert table.key == "cbam_vgg16-adam-binary-MEL" and table.title == "cbam_vgg16, adam, binary: MEL vs rest"
+    rows = read_csv(tmp_path / "table-cbam_vgg16-adam-binary-MEL.csv")
+    assert list(rows) == [("bce", "none"), ("bce", "es")]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| loss | weighting | n | Acc | BAcc | mPR | mF1 | AUC | pAUC | AP |" in markdown
+    finals = {}
+    for weighting in ("none", "es"):
+        names = [f"cbam_vgg16-bce-{weighting}-adam-s{split}-binary-MEL" for split in (0, 1)]
+        finals[weighting] = [json.loads((binary_folder / name / "metrics.json").read_text()) for name in names]
+        row = rows[("bce", weighting)]
+        for metric in ("acc", "bacc", "auc", "pauc", "ap"):
+            values = np.array([f[metric] if metric in f else f["binary"][metric] for f in finals[weighting]])
+            assert float(row[metric]) == pytest.approx(100 * values.mean(), abs=1e-3)
+            assert float(row[f"{metric}_sd"]) == pytest.approx(100 * values.std(ddof=1), abs=1e-3)
+            assert (float(row[f"{metric}_min"]), float(row[f"{metric}_max"])) == pytest.approx(
+                (100 * values.min(), 100 * values.max()), abs=1e-3
+            )
+            assert format_cell(describe(values)) in markdown
+    with open(tmp_path / "comparisons-cbam_vgg16-adam-binary-MEL.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    assert {r["baseline"] for r in compared} == {"bce-none"} and {r["setup"] for r in compared} == {"bce-es"}
+    pooled = {r["metric"]: r for r in compared if r["scope"] == "pooled"}
+    assert list(pooled) == ["acc", "bacc", "mpr", "mf1", "auc", "pauc"]
+    for metric in ("auc", "pauc"):
+        pairs = zip(finals["es"], finals["none"], strict=True)
+        expected = np.mean([e["binary"][metric] - n["binary"][metric] for e, n in pairs])
+        assert float(pooled[metric]["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+        assert float(pooled[metric]["low"]) <= float(pooled[metric]["difference"]) <= float(pooled[metric]["high"])
+        assert pooled[metric]["pairs"] == "2" and float(pooled[metric]["p_holm"]) >= float(pooled[metric]["p"])
+    # each pair's AUC difference, independently: scikit-learn's ROC AUC (and the ISIC pAUC) of each run's MEL column
+    for split in (0, 1):
+        scored = {}
+        for weighting in ("none", "es"):
+            images, true, _, scores, classes = read_predictions(
+                binary_folder / f"cbam_vgg16-bce-{weighting}-adam-s{split}-binary-MEL" / "predictions.csv"
+            )
+            order = np.argsort(images)
+            targets = np.array([t == "MEL" for t in true], dtype=int)[order]
+            scored[weighting] = (targets, scores[order, classes.index("MEL")])
+        assert np.array_equal(scored["none"][0], scored["es"][0])  # the same images, in the same order
+        row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "auc")
+        expected = roc_auc_score(*scored["es"]) - roc_auc_score(*scored["none"])
+        assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+        row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "pauc")
+        expected = partial_auc_above_tpr(*scored["es"]) - partial_auc_above_tpr(*scored["none"])
+        assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+    assert "| loss | weighting | vs | pairs | ΔAcc | ΔBAcc | ΔmPR | ΔmF1 | ΔAUC | ΔpAUC |" in markdown
+    assert "Holm's correction over the 6 comparisons of this table" in markdown
+    from sampleweight.studies.report import logit_adjusted_run
+
+    for run in collect_runs(binary_folder):  # read from predictions.csv after a monotone map of p: the same figures
+        assert logit_adjusted_run(run, 1.0).ranking() == pytest.approx(run.ranking(), abs=1e-6)
+    result = runner.invoke(app, ["report", str(binary_folder), "--out", str(tmp_path / "cli"), "--baseline", "none",
+                                 "--no-figures"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "binary: MEL vs rest" in result.output and "pAUC" in result.output and "ΔAUC" in result.output
+
+
+def test_binary_runs_beside_multiclass_ones_make_their_own_table_and_leave_it_unchanged(
+    grid_folder, binary_folder, tmp_path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    shutil.copytree(binary_folder, folder / "binary")
+    write_report(grid_folder, tmp_path / "alone", figures=False, baseline="none", resamples=50)
+    both = write_report(folder, tmp_path / "both", figures=False, baseline="none", resamples=50)
+    assert [t.key for t in both.tables] == ["cbam_vgg16-adam", "cbam_vgg16-adam-binary-MEL"]
+    for name in ("table-cbam_vgg16-adam.csv", "comparisons-cbam_vgg16-adam.csv"):  # the multiclass files as before
+        assert (tmp_path / "both" / name).read_text() == (tmp_path / "alone" / name).read_text()
+    assert "auc" not in (tmp_path / "both" / "table-cbam_vgg16-adam.csv").read_text().splitlines()[0]
+
+    def section(path: Path, title: str) -> str:
+        text = path.read_text()
+        start = text.index(f"\n## {title}\n")
+        end = text.find("\n## ", start + 1)
+        return text[start : None if end < 0 else end]
+
+    multiclass = "cbam_vgg16, adam (the paper's Table 2)"
+    assert section(tmp_path / "both" / "report.md", multiclass) == section(tmp_path / "alone" / "report.md", multiclass)
+    binary = section(tmp_path / "both" / "report.md", "cbam_vgg16, adam, binary: MEL vs rest")
+    assert "| bce | es | bce-none | 2 |" in binary and "ce-none" not in binary.replace("bce-none", "")
+    # a baseline named in full is its table's only: the binary table has no multiclass baseline to pair with
+    write_report(folder, tmp_path / "named", figures=False, baseline="ce-none", resamples=50)
+    binary = section(tmp_path / "named" / "report.md", "cbam_vgg16, adam, binary: MEL vs rest")
+    assert "No paired comparison here: no `ce-none` setup" in binary

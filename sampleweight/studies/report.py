@@ -7,8 +7,11 @@ folder of ``sampleweight evaluate GRID --each`` (no run in it), every evaluation
 setup: loss x weighting, and the sampler and the weighter/loss options where runs differ in them, so
 that runs of different setups are never averaged together. A cell's columns are Acc / BAcc / mPR / mF1
 over its runs (splits x seeds): mean, standard deviation, n and min-max (`studies.statistics.describe`).
+Binary runs (``--task binary --positive MEL``) make tables of their own (model x optimizer x task), with ROC AUC,
+ISIC 2024's partial AUC and average precision beside those (`BINARY_COLUMNS`).
 `compare_with_baseline` adds, per table, every other cell's paired difference to a baseline cell on the
-same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons.
+same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons; a binary
+table's comparisons add AUC and pAUC (`BINARY_COMPARED`), against a baseline of that table only.
 `write_report` writes ``report.md``, one CSV per table (and per table's comparisons), a per-class recall
 bar chart per model x optimizer x loss, one reliability diagram per table and a confusion matrix per run.
 With ``logit_adjust`` it also shows every run after post-hoc logit adjustment of its validation predictions
@@ -59,6 +62,8 @@ from sampleweight.studies.statistics import (
 from sampleweight.studies.testset import SOURCE_FILE, EvaluationSource
 
 __all__ = [
+    "BINARY_COLUMNS",
+    "BINARY_COMPARED",
     "METRICS",
     "METRIC_LABELS",
     "Cell",
@@ -81,7 +86,13 @@ __all__ = [
 ]
 
 METRICS = ("acc", "bacc", "mpr", "mf1")
-METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1"}
+BINARY_COLUMNS = ("auc", "pauc", "ap")
+"""A binary table's columns after `METRICS`: ROC AUC, ISIC 2024's partial AUC above 80 % TPR, average precision
+(`sampleweight.binary_metrics`)."""
+BINARY_COMPARED = ("auc", "pauc")
+"""What a binary table's paired comparisons add to `COMPARED_METRICS` (of the positive class's probability)."""
+METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1", "auc": "AUC", "pauc": "pAUC", "ap": "AP"}
+MULTICLASS = "multiclass"
 REPORT_FILE = "report.md"
 FIGURES_FOLDER = "figures"
 
@@ -172,6 +183,12 @@ class RunResult:
         return int(self.config.get("seed", 0))
 
     @property
+    def task(self) -> str:
+        """``multiclass``, or another task with its positive classes: ``binary:MEL``, ``binary:MEL+BCC``."""
+        task = str(self.config.get("task") or MULTICLASS)
+        return task + "".join(f":{'+'.join(p)}" for p in [self.config.get("positive")] if p)
+
+    @property
     def key(self) -> tuple[int, int]:
         """``(split, seed)``: runs with the same key were scored on the same validation images."""
         return (self.split, self.seed)
@@ -215,9 +232,8 @@ class RunResult:
         )
         if self.config.get("weight_decay"):  # weight balancing's first stage: one row per weight decay
             options["weight_decay"] = self.config["weight_decay"]
-        task = self.config.get("task") or "multiclass"
-        if task != "multiclass":  # another task is another setup: never pooled with multiclass runs
-            options["task"] = task + "".join(f":{'+'.join(p)}" for p in [self.config.get("positive")] if p)
+        if self.task != MULTICLASS:  # another task is another setup: never pooled with multiclass runs
+            options["task"] = self.task
         stage = stage_of(self.config)
         if stage:  # the stage's options as given (``crt.epochs``); its defaults make the plain ``none+crt``
             options.update({f"{stage['method']}.{key}": value for key, value in (stage.get("options") or {}).items()})
@@ -248,6 +264,19 @@ class RunResult:
         """Its ``predictions.csv`` (read once), or its logit-adjusted predictions."""
         return self.adjusted if self.adjusted is not None else Predictions.read(self.path / RunDirectory.PREDICTIONS)
 
+    def ranking(self) -> dict[str, float | None]:
+        """A binary run's `BINARY_COLUMNS` (fractions; None where its images have one class only): from its
+        ``metrics.json``'s ``binary`` block, else (a logit-adjusted run) from its predictions' positive column."""
+        block = self.metrics.get("binary")
+        if isinstance(block, dict):
+            return {name: None if block.get(name) is None else float(block[name]) for name in BINARY_COLUMNS}
+        from sampleweight.binary_metrics import RANKING_METRICS, ranking_metrics
+
+        scored = self.predictions
+        values = ranking_metrics(scored.targets == 1, scored.scores[:, 1])
+        found = {name: float(values[RANKING_METRICS.index(name)]) for name in BINARY_COLUMNS}
+        return {name: value if np.isfinite(value) else None for name, value in found.items()}
+
     def calibration(self) -> tuple[float, float] | None:
         """``(ece, nll)``: from ``metrics.json``, else from ``predictions.csv``; None when neither has them."""
         if "ece" in self.metrics and "nll" in self.metrics:
@@ -269,7 +298,8 @@ class Cell:
         loss: The loss.
         weighting: The weighting.
         runs: The runs described (one per split and seed).
-        figures: Per metric, its `Spread` over the runs (fractions).
+        figures: Per metric, its `Spread` over the runs (fractions): `METRICS`, and a binary cell's `BINARY_COLUMNS`
+            (each only where every run has it: its images hold both classes).
         recall: Mean per-class recall [C] (fractions, in the runs' class order).
         recall_sd: Its standard deviation over the runs [C].
         sampler: The training sampler.
@@ -356,6 +386,7 @@ class ResultTable:
         classes: Class names of the runs.
         setup: The options the runs share (``{"epochs": "150", ...}``; differing values joined by ``/``).
         comparisons: Paired differences to the baseline (`compare_with_baseline`), or none.
+        task: The runs' task (`RunResult.task`): ``multiclass``, or ``binary:MEL``; a table holds one.
     """
 
     model: str
@@ -364,23 +395,44 @@ class ResultTable:
     classes: tuple[str, ...]
     setup: dict[str, str] = field(default_factory=dict)
     comparisons: tuple[CellComparison, ...] = ()
+    task: str = MULTICLASS
+
+    @property
+    def binary(self) -> bool:
+        """Whether its runs are binary (one sigmoid logit: the positive classes against the rest)."""
+        return self.task.partition(":")[0] == "binary"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Its columns: `METRICS`, then for a binary table `BINARY_COLUMNS`."""
+        return (*METRICS, *BINARY_COLUMNS) if self.binary else METRICS
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """What its paired comparisons measure: `COMPARED_METRICS`, then for a binary table `BINARY_COMPARED`."""
+        return (*COMPARED_METRICS, *BINARY_COMPARED) if self.binary else COMPARED_METRICS
 
     @property
     def published_source(self) -> str | None:
         """Where the model's registration says its published figures for this optimizer come from (``the paper's
-        Table 2``), or None."""
+        Table 2``), or None (and for another task than multiclass: the published figures are multiclass)."""
+        if self.task != MULTICLASS:
+            return None
         return published(self.model, self.optimizer).get("source")
 
     @property
     def title(self) -> str:
-        """``MODEL, OPTIMIZER``, then the source of its published figures (``(the paper's Table 2)``) if any."""
+        """``MODEL, OPTIMIZER``, then the source of its published figures (``(the paper's Table 2)``) if any; another
+        task follows: ``MODEL, OPTIMIZER, binary: MEL vs rest``."""
         source = self.published_source
-        return f"{self.model}, {self.optimizer}" + (f" ({source})" if source else "")
+        task = "" if self.task == MULTICLASS else f", {self.task.partition(':')[0]}: {self.classes[-1]} vs rest"
+        return f"{self.model}, {self.optimizer}{task}" + (f" ({source})" if source else "")
 
     @property
     def key(self) -> str:
-        """``MODEL-OPTIMIZER``: the stem of its files."""
-        return f"{self.model}-{self.optimizer}"
+        """``MODEL-OPTIMIZER`` (``MODEL-OPTIMIZER-binary-MEL`` for another task): the stem of its files."""
+        task = "" if self.task == MULTICLASS else "-" + self.task.replace(":", "-")
+        return f"{self.model}-{self.optimizer}{task}"
 
 
 @dataclass(frozen=True)
@@ -507,7 +559,10 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
 
 
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
-    """Group runs into the paper's tables: one per model x optimizer, a row per setup.
+    """Group runs into the paper's tables: one per model x optimizer (and task), a row per setup.
+
+    Runs of another task than multiclass (``binary:MEL``) make tables of their own, after the multiclass one, with
+    the columns `BINARY_COLUMNS` besides `METRICS`.
 
     Args:
         runs: Finished runs (`collect_runs`).
@@ -522,16 +577,18 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
         ConfigError: Runs of one table have different classes; runs of one cell differ in something
             other than split, seed and execution options, or two of them share a split and seed.
     """
-    groups: dict[tuple[str, str], dict[tuple[Any, ...], list[RunResult]]] = {}
+    groups: dict[tuple[str, str, str], dict[tuple[Any, ...], list[RunResult]]] = {}
     for run in runs:
         cell_key = (run.loss, run.weighting, run.sampler, tuple(run.options.items()))
-        groups.setdefault((run.model, run.optimizer), {}).setdefault(cell_key, []).append(run)
+        groups.setdefault((run.model, run.optimizer, run.task), {}).setdefault(cell_key, []).append(run)
     tables = []
     model_order, loss_order, weighting_order = default_axis("models"), default_axis("losses"), default_axis("weighters")
     default_sampler = default_name("samplers")
     optimizer_order = default_axis("optimizers")
-    for model, optimizer in sorted(groups, key=lambda k: (_rank(k[0], model_order), _rank(k[1], optimizer_order))):
-        rows = groups[(model, optimizer)]
+    for model, optimizer, task in sorted(
+        groups, key=lambda k: (_rank(k[0], model_order), _rank(k[1], optimizer_order), _rank(k[2], (MULTICLASS,)))
+    ):
+        rows = groups[(model, optimizer, task)]
         members = [run for group in rows.values() for run in group]
         classes = members[0].classes
         for run in members:
@@ -543,11 +600,13 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
         ordered = sorted(rows, key=lambda k: (_rank(k[0], loss_order), _rank(k[1], weighting_order),
                                               _rank(k[2], (default_sampler,)), k[3]))  # fmt: skip
         distinguishing = _distinguishing(list(rows))
+        binary = ResultTable(model, optimizer, (), tuple(classes), task=task).binary
         cells = tuple(
-            _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (default_sampler, ()))
+            _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (default_sampler, ()),
+                  binary=binary)
             for key in ordered
-        )
-        tables.append(ResultTable(model, optimizer, cells, tuple(classes), _setup(members)))
+        )  # fmt: skip
+        tables.append(ResultTable(model, optimizer, cells, tuple(classes), _setup(members), task=task))
     return tables
 
 
@@ -562,7 +621,8 @@ def compare_with_baseline(
 ) -> list[ResultTable]:
     """The tables with every cell's paired difference to the baseline cell of its table.
 
-    A cell is compared with the baseline cell of the same loss and sampler when the table has one (else of
+    A cell is compared with the baseline cell of its table (so of its task: a binary cell with a binary baseline of
+    the same positive classes, never with a multiclass one) of the same loss and sampler when the table has one (else of
     the same loss; a baseline named in full is also the baseline of the other losses), on the runs both have
     for a split and seed,
     matched by image id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled
@@ -591,18 +651,39 @@ def compare_with_baseline(
         raise ConfigError(
             f"--baseline {baseline!r} names no setup in the report; choose one of: {', '.join(sorted(names))}"
         )
-    bootstrap = PairedBootstrap(COMPARED_METRICS, resamples=resamples, seed=seed, level=level, method=method)
+    bootstraps: dict[tuple[str, ...], PairedBootstrap] = {}
     compared = []
     for table in tables:
+        metrics = _scored_metrics(table)
+        if metrics not in bootstraps:
+            bootstraps[metrics] = PairedBootstrap(metrics, resamples=resamples, seed=seed, level=level, method=method)
+        bootstrap = bootstraps[metrics]
         candidates = _baseline_cells(table, baseline)
         named = any(cell.name == baseline for cell in candidates)
         found = []
         for cell in table.cells:
             reference = _baseline_for(cell, candidates, across_losses=named)
             if reference is not None and set(cell.by_key) & set(reference.by_key):
-                found.append((cell, reference, bootstrap.compare(cell.by_key, reference.by_key)))
+                comparison = _named_as_columns(bootstrap.compare(cell.by_key, reference.by_key), table.compared)
+                found.append((cell, reference, comparison))
         compared.append(replace(table, comparisons=_holm_per_table(found)))
     return compared
+
+
+def _scored_metrics(table: ResultTable) -> tuple[str, ...]:
+    """`ResultTable.compared` as `PairedBootstrap` takes them: a binary table's ``auc`` is ``auc:POSITIVE``."""
+    positive = table.classes[-1]
+    return tuple(f"{m}:{positive}" if m in BINARY_COMPARED and table.binary else m for m in table.compared)
+
+
+def _named_as_columns(comparison: Comparison, metrics: Sequence[str]) -> Comparison:
+    """The comparison with each difference named by its report column (``auc``, not ``auc:MEL``)."""
+
+    def named(differences: Sequence[Difference]) -> tuple[Difference, ...]:
+        return tuple(replace(d, metric=m) for d, m in zip(differences, metrics, strict=True))
+
+    per_pair = {key: named(differences) for key, differences in comparison.per_pair.items()}
+    return Comparison(named(comparison.pooled), per_pair, comparison.unpaired)
 
 
 def format_cell(spread: Spread) -> str:
@@ -618,19 +699,20 @@ def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
     The best mean of each of our columns is bold (where the column varies).
     """
     header = ["loss", "weighting", "n"]
-    for metric in METRICS:
+    for metric in table.metrics:
         header.append(METRIC_LABELS[metric])
-        if paper:
+        if paper and metric in METRICS:
             header.append(f"{METRIC_LABELS[metric]} paper")
-    best = {m: max(cell.mean[m] for cell in table.cells) for m in METRICS}
-    varies = {m: min(cell.mean[m] for cell in table.cells) < best[m] for m in METRICS}
+    means = {m: [cell.mean[m] for cell in table.cells if m in cell.figures] for m in table.metrics}
+    best = {m: max(values, default=np.nan) for m, values in means.items()}
+    varies = {m: bool(values) and min(values) < best[m] for m, values in means.items()}
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for cell in table.cells:
         row = [cell.loss, cell.label, str(cell.n)]
-        for metric in METRICS:
-            text = format_cell(cell.figures[metric])
-            row.append(f"**{text}**" if varies[metric] and cell.mean[metric] == best[metric] else text)
-            if paper:
+        for metric in table.metrics:
+            text = _figure_text(cell, metric)
+            row.append(f"**{text}**" if varies[metric] and cell.mean.get(metric) == best[metric] else text)
+            if paper and metric in METRICS:
                 row.append(_paper_text(cell, metric))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -641,15 +723,15 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
     view = Table(title=escape(table.title), title_justify="left")
     for name in ("loss", "weighting", "n"):
         view.add_column(name)
-    for metric in METRICS:
+    for metric in table.metrics:
         view.add_column(METRIC_LABELS[metric], justify="right")
-        if paper:
+        if paper and metric in METRICS:
             view.add_column("paper", justify="right", style="dim")
     for cell in table.cells:
         row = [escape(cell.loss), escape(cell.label), str(cell.n)]  # names as typed, not markup
-        for metric in METRICS:
-            row.append(format_cell(cell.figures[metric]))
-            if paper:
+        for metric in table.metrics:
+            row.append(_figure_text(cell, metric))
+            if paper and metric in METRICS:
                 row.append(_paper_text(cell, metric))
         view.add_row(*row)
     return view
@@ -657,8 +739,8 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
 
 def markdown_comparisons(table: ResultTable) -> str:
     """The table's paired differences to its baseline as Markdown (pooled over the pairs); bold: significant."""
-    header = ["loss", "weighting", "vs", "pairs", *(f"Δ{METRIC_LABELS[m]}" for m in COMPARED_METRICS)]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---:|" + "---:|" * len(COMPARED_METRICS)]
+    header = ["loss", "weighting", "vs", "pairs", *(f"Δ{METRIC_LABELS[m]}" for m in table.compared)]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---:|" + "---:|" * len(table.compared)]
     for item in table.comparisons:
         differences = item.comparison.pooled
         row = [item.cell.loss, item.cell.label, item.baseline.name, str(differences[0].pairs)]
@@ -671,7 +753,7 @@ def rich_comparisons(table: ResultTable) -> Table:
     view = Table(title=f"{escape(table.title)}: paired differences (percentage points)", title_justify="left")
     for name in ("loss", "weighting", "vs", "pairs"):
         view.add_column(name)
-    for metric in COMPARED_METRICS:
+    for metric in table.compared:
         view.add_column(f"Δ{METRIC_LABELS[metric]}", justify="right")
     for item in table.comparisons:
         differences = item.comparison.pooled
@@ -697,7 +779,8 @@ def write_report(
 
     Files (in ``out``, default ``folder``): ``report.md``; ``table-MODEL-OPTIMIZER.csv`` per table
     (percent: ``acc``, ``acc_sd``, ``acc_min``, ``acc_max``, ..., ``ece``, ``nll``, and with ``paper``
-    the paper's ``paper_acc``, ...); with ``baseline``, ``comparisons-MODEL-OPTIMIZER.csv`` per table;
+    the paper's ``paper_acc``, ...; a binary table's ``table-MODEL-OPTIMIZER-binary-MEL.csv`` adds ``auc``, ``pauc``,
+    ``ap``); with ``baseline``, ``comparisons-MODEL-OPTIMIZER.csv`` per table;
     ``figures/recall-MODEL-OPTIMIZER-LOSS.png`` (per-class recall per setup, the paper's Figures 1-2),
     ``figures/reliability-MODEL-OPTIMIZER.png`` per table and ``figures/confusion/RUN.png`` per run.
 
@@ -751,18 +834,30 @@ def write_report(
 
 
 def _cell(
-    model: str, optimizer: str, key: tuple[Any, ...], runs: Sequence[RunResult], shown: tuple[str, ...], paper: bool
+    model: str,
+    optimizer: str,
+    key: tuple[Any, ...],
+    runs: Sequence[RunResult],
+    shown: tuple[str, ...],
+    paper: bool,
+    *,
+    binary: bool = False,
 ) -> Cell:
     loss, weighting, sampler, options = key
     runs = sorted(runs, key=lambda r: (r.key, str(r.path)))
     _check_comparable(runs, f"{model} {optimizer} {'-'.join([loss, weighting, *shown])}")
     recall = np.array([[run.metrics["per_class"][c]["recall"] for c in run.classes] for run in runs], dtype=float)
     calibration = [c for c in (run.calibration() for run in runs) if c is not None]
+    figures = {m: describe([run.metrics[m] for run in runs]) for m in METRICS}
+    if binary:  # a figure only where every run has it (a run's images with one class have no AUC)
+        ranked = [run.ranking() for run in runs]
+        values = {m: [found[m] for found in ranked] for m in BINARY_COLUMNS}
+        figures.update({m: describe(v) for m, v in values.items() if all(x is not None for x in v)})
     return Cell(
         loss=loss,
         weighting=weighting,
         runs=tuple(runs),
-        figures={m: describe([run.metrics[m] for run in runs]) for m in METRICS},
+        figures=figures,
         recall=recall.mean(axis=0),
         recall_sd=recall.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(recall.shape[1]),
         sampler=sampler,
@@ -906,6 +1001,11 @@ def _difference_text(difference: Difference, *, markdown: bool = False) -> str:
     return f"{value} [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}] p {_p_text(p)}"
 
 
+def _figure_text(cell: Cell, metric: str) -> str:
+    """`format_cell` of the cell's figure, or ``–`` where it has none (a binary run's images of one class)."""
+    return format_cell(cell.figures[metric]) if metric in cell.figures else "–"
+
+
 def _p_text(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -941,7 +1041,7 @@ def _setup_value(key: str, value: Any) -> str:
 
 def _write_csv(table: ResultTable, path: Path, *, paper: bool) -> Path:
     columns = ["loss", "weighting", "setup", "n", "splits", "seeds"]
-    for metric in (*METRICS, "ece", "nll"):
+    for metric in (*METRICS, "ece", "nll", *table.metrics[len(METRICS) :]):
         columns += [metric, f"{metric}_sd", f"{metric}_min", f"{metric}_max"]
     if paper:
         columns += [f"paper_{metric}" for metric in METRICS]
@@ -954,6 +1054,8 @@ def _write_csv(table: ResultTable, path: Path, *, paper: bool) -> Path:
         for metric in METRICS:
             row += _spread_columns(cell.figures[metric], 100)
         row += _spread_columns(cell.ece, 100) + _spread_columns(cell.nll, 1)
+        for metric in table.metrics[len(METRICS) :]:
+            row += _spread_columns(cell.figures.get(metric), 100)
         if paper:
             row += ["" if cell.paper is None else f"{cell.paper[metric]:.1f}" for metric in METRICS]
         writer.writerow(row)
@@ -1078,6 +1180,8 @@ def _markdown(
     for table in tables:
         setup = ", ".join(f"{key} {value}" for key, value in table.setup.items())
         lines += ["", f"## {table.title}", "", f"Setup: {setup}.", "", markdown_table(table, paper=paper)]
+        if table.binary:
+            lines += ["", _BINARY_NOTE.format(positive=table.classes[-1])]
         calibrated = [cell for cell in table.cells if cell.ece is not None]
         if calibrated:
             lines += ["", "Calibration (ECE: top-label, 15 bins, %; NLL: mean -log p(true class)): " + "; ".join(
@@ -1095,10 +1199,17 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
+_BINARY_NOTE = (
+    "Binary runs ({positive} against the rest): Acc / BAcc / mPR / mF1 of the decided class, then the scores' ranking "
+    "of the positive class: AUC the ROC AUC, pAUC the partial AUC above 80 % TPR (ISIC 2024's, from 0 to 20), AP the "
+    "average precision (`sampleweight.binary_metrics`); `–`: a run's images hold one class only."
+)
+
+
 def _comparison_section(table: ResultTable, baseline: str, *, test: str | None = None) -> list[str]:
     if not table.comparisons:
         return [f"No paired comparison here: no `{baseline}` setup with runs on the same splits and seeds."]
-    family = len(table.comparisons) * len(COMPARED_METRICS)
+    family = len(table.comparisons) * len(table.compared)
     significant = sum(d.significant for item in table.comparisons for d in item.comparison.pooled)
     images = (
         f"on the test images of `{test}` (runs of the same split and seed paired, every pair scored on those "
