@@ -659,8 +659,13 @@ def _sampler_facts(options: Mapping[str, Any]) -> dict[str, Any]:
     if options.get("targets") is None:
         return facts
     targets = torch.as_tensor(options["targets"])
+    if targets.ndim == 2:  # multi-hot labels [N, L] of a multilabel task: class_counts is the [2, L] table
+        return _multi_hot_facts(facts, targets)
     if targets.ndim != 1 or targets.numel() == 0 or targets.is_floating_point() or bool((targets < 0).any()):
-        raise ConfigError("targets must be a non-empty 1-D sequence of class indices >= 0")
+        raise ConfigError(
+            "targets must be a non-empty 1-D sequence of class indices >= 0 (or a multi-hot matrix [N, L] of 0/1 "
+            "for a multilabel task)"
+        )
     targets = targets.long()
     classes = facts.get("num_classes", int(targets.max()) + 1)
     if int(targets.max()) >= classes:
@@ -672,6 +677,28 @@ def _sampler_facts(options: Mapping[str, Any]) -> dict[str, Any]:
             "pass the training side's counts, or only targets"
         )
     facts.update(targets=targets, class_counts=counts, num_classes=classes)
+    return facts
+
+
+def _multi_hot_facts(facts: dict[str, Any], targets: torch.Tensor) -> dict[str, Any]:
+    """`_sampler_facts` for multi-hot targets [N, L]: 0/1 checked, ``class_counts`` the [2, L] negatives/positives."""
+    if targets.numel() == 0 or targets.is_complex() or not bool(((targets == 0) | (targets == 1)).all()):
+        raise ConfigError(
+            "targets must be class indices [N] or, for a multilabel task, a non-empty multi-hot matrix [N, L] of "
+            "0/1 values"
+        )
+    positives = (targets != 0).sum(0)
+    counts = torch.stack([len(targets) - positives, positives])
+    if "class_counts" in facts and not torch.equal(facts["class_counts"], counts):
+        raise ConfigError(
+            f"class_counts {facts['class_counts'].tolist()} disagree with the multi-hot targets' [negatives, "
+            f"positives] per label {counts.tolist()}; pass the training side's counts, or only targets"
+        )
+    if facts.get("num_classes", targets.shape[1]) != targets.shape[1]:
+        raise ConfigError(
+            f"the multi-hot targets have {targets.shape[1]} labels, but num_classes is {facts['num_classes']}"
+        )
+    facts.update(targets=targets, class_counts=counts, num_classes=targets.shape[1])
     return facts
 
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import sampleweight as sw
 from sampleweight import plugins
-from sampleweight.builtins.samplers import repeat_factor
+from sampleweight.builtins.samplers import RepeatFactorSampler, repeat_factor
 from sampleweight.cli import app
 from sampleweight.engine.loader import smallest_part
 from sampleweight.engine.rundir import RunDirectory
@@ -278,6 +278,127 @@ def test_a_repeat_factor_state_saved_before_lvis_continues_with_fixed_length_epo
         asked.load_state_dict(old)
     with pytest.raises(ValueError, match="fixed_length=False, but this one has fixed_length=True"):
         fixed.load_state_dict({"epoch": 1, "sampler": {"epoch": 1, "fixed_length": False}})
+
+
+def lvis_image_factors(multi_hot: np.ndarray, threshold: float) -> np.ndarray:
+    """LVIS's rule, written out per image: f_l = images with l / N, r_l = max(1, sqrt(t / f_l)), r_i = max r_l."""
+    n = len(multi_hot)
+    label_factor = {
+        label: max(1.0, np.sqrt(threshold / (multi_hot[:, label].sum() / n)))
+        for label in range(multi_hot.shape[1])
+        if multi_hot[:, label].any()
+    }
+    return np.array([max([label_factor[label] for label in np.flatnonzero(row)], default=1.0) for row in multi_hot])
+
+
+def random_multi_hot(seed: int, n: int, rates: list[float]) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, len(rates), generator=generator) < torch.tensor(rates)).long()
+
+
+@pytest.mark.parametrize(
+    ("seed", "rates", "threshold"),
+    [
+        (0, [0.6, 0.1, 0.03, 0.0, 0.3], 0.2),  # label 3 absent from every image; many images have no label
+        (1, [0.5, 0.02, 0.2], 0.05),
+        (2, [0.04], 0.3),  # L = 1: most images have no label
+        (3, [1.0, 0.01], 0.1),  # every image holds label 0
+    ],
+)
+def test_multilabel_repeat_factors_are_lvis_rarest_label_rule(seed: int, rates: list[float], threshold: float) -> None:
+    targets = random_multi_hot(seed, 400, rates)
+    expected = lvis_image_factors(targets.numpy(), threshold)
+    for given in (targets, targets.float(), targets.bool(), targets.to(torch.uint8)):  # any numeric 0/1 dtype
+        sampler = sw.create_sampler("repeat_factor", targets=given, threshold=threshold, seed=0).sampler
+        assert sampler.multilabel
+        np.testing.assert_allclose(sampler.image_factors.numpy(), expected, rtol=1e-12)
+        assert sampler.expected_length == pytest.approx(expected.sum())
+    assert (expected == 1).sum() > 0 and (expected > 1).sum() > 0
+
+
+def test_multilabel_repeat_factor_with_one_hot_targets_is_the_class_index_rule() -> None:
+    """One label per image: LVIS's multi-label rule is the class-index rule (the same r_i for every image)."""
+    one_hot = torch.nn.functional.one_hot(TARGETS, 5)
+    multi = sw.create_sampler("repeat_factor", targets=one_hot, threshold=THRESHOLD, seed=3).sampler
+    single = sw.create_sampler("repeat_factor", targets=TARGETS, threshold=THRESHOLD, seed=3).sampler
+    assert torch.equal(multi.image_factors, single.image_factors)
+    assert torch.equal(multi.repeat_factors, single.repeat_factors)
+    for epoch in (0, 4):  # the growing epoch draws from the per-image factors alone: the same indices
+        assert torch.equal(multi.epoch_indices(epoch), single.epoch_indices(epoch))
+
+
+def test_multilabel_repeat_factor_epochs_repeat_each_image_its_factor() -> None:
+    """Each image floor(r_i) or floor(r_i) + 1 times per epoch, r_i on average over many epochs."""
+    targets = random_multi_hot(4, 300, [0.5, 0.08, 0.02, 0.0])
+    factors = lvis_image_factors(targets.numpy(), 0.25)
+    sampler, epochs = sw.create_sampler("repeat_factor", targets=targets, threshold=0.25, seed=5), 400
+    total = np.zeros(len(targets))
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        counts = np.bincount(list(sampler), minlength=len(targets))
+        assert len(sampler) == counts.sum()
+        assert ((counts == np.floor(factors)) | (counts == np.floor(factors) + 1)).all()
+        total += counts
+    fraction = factors - np.floor(factors)
+    spread = np.sqrt(epochs * fraction * (1 - fraction)) + 1e-9
+    assert (np.abs(total - epochs * factors) < 5 * spread + 1e-9).all()  # per image: Binomial(epochs, frac(r_i))
+    grand = np.sqrt((epochs * fraction * (1 - fraction)).sum())
+    assert abs(total.sum() - epochs * factors.sum()) < 5 * grand
+    assert abs(total.sum() - epochs * np.ceil(factors).sum()) > 5 * grand  # the test can tell a wrong rounding
+
+
+def test_multilabel_repeat_factor_fixed_length_draws_images_by_their_factor() -> None:
+    """fixed_length: num_samples draws, image i with probability r_i / sum_j r_j (chi-square over the images)."""
+    targets = random_multi_hot(6, 60, [0.5, 0.1, 0.05])
+    factors = lvis_image_factors(targets.numpy(), 0.3)
+    sampler = sw.create_sampler("repeat_factor", targets=targets, threshold=0.3, num_samples=30_000, seed=2)
+    assert sampler.sampler.fixed_length and len(sampler) == 30_000
+    sampler.set_epoch(0)
+    observed = np.bincount(list(sampler), minlength=60)
+    bound = stats.chi2.ppf(1 - 1e-6, 59)
+    assert stats.chisquare(observed, 30_000 * factors / factors.sum()).statistic < bound
+    uniform = np.full(60, 30_000 / 60)
+    assert stats.chisquare(observed, uniform).statistic > bound  # the test can tell it from no repeat factor
+
+
+def test_multilabel_repeat_factor_is_deterministic_and_resumes() -> None:
+    targets = random_multi_hot(7, 200, [0.4, 0.05, 0.01])
+
+    def sequence(seed: int, epoch: int, **options) -> list[int]:
+        sampler = sw.create_sampler("repeat_factor", targets=targets, threshold=0.2, seed=seed, **options)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    for options in ({}, {"fixed_length": True}):
+        assert sequence(3, 5, **options) == sequence(3, 5, **options)
+        assert sequence(3, 5, **options) != sequence(3, 6, **options) != sequence(4, 5, **options)
+        sampler = sw.create_sampler("repeat_factor", targets=targets, threshold=0.2, seed=3, **options)
+        sampler.set_epoch(5)
+        state = sampler.state_dict()
+        assert json.loads(json.dumps(state)) == state
+        restored = sw.create_sampler("repeat_factor", targets=targets, threshold=0.2, seed=3, **options)
+        restored.load_state_dict(state)
+        assert len(restored) == len(sampler) and list(restored) == sequence(3, 5, **options)
+        assert all(0 <= i < len(targets) for i in list(restored))
+
+
+def test_multilabel_repeat_factor_facts_and_bad_targets() -> None:
+    targets = random_multi_hot(8, 50, [0.5, 0.1])
+    positives = targets.sum(0)
+    table = torch.stack([50 - positives, positives])  # the [2, L] table the multilabel weighters read
+    sw.create_sampler("repeat_factor", targets=targets, class_counts=table, num_classes=2, seed=0)
+    assert "multilabel" in plugins.get_registry().tasks("samplers", "repeat_factor")
+    assert "multilabel" not in plugins.get_registry().tasks("samplers", "class_balanced")
+    with pytest.raises(sw.ConfigError, match="disagree with the multi-hot targets"):
+        sw.create_sampler("repeat_factor", targets=targets, class_counts=table.flip(0), seed=0)
+    with pytest.raises(sw.ConfigError, match="multi-hot matrix \\[N, L\\] of 0/1"):
+        sw.create_sampler("repeat_factor", targets=targets * 2, seed=0)
+    with pytest.raises(sw.ConfigError, match="multi-hot matrix \\[N, L\\] of 0/1"):
+        sw.create_sampler("repeat_factor", targets=targets[None], seed=0)
+    with pytest.raises(ValueError, match="must hold only 0 and 1"):
+        RepeatFactorSampler(targets.float() * 0.5)
+    with pytest.raises(ValueError, match="but the multi-hot targets have 2 labels"):
+        RepeatFactorSampler(targets, num_classes=3)
 
 
 def test_a_growing_epoch_loads_through_a_dataloader_and_shards_equally() -> None:

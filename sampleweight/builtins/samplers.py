@@ -122,8 +122,16 @@ class RepeatFactorSampler(ClassSampler):
     probability ``p_c ∝ N_c r_c``: the shares are LVIS's, but each image is drawn ``r_c num_samples / sum_i r_i``
     times in expectation (what this sampler did before it followed LVIS).
 
+    Multi-label targets (multi-hot, [N, L]) follow LVIS's own definition, which is multi-label by nature
+    (detectron2's ``RepeatFactorTrainingSampler.repeat_factors_from_category_frequency``): ``f_l`` is the fraction
+    of images that contain label l, ``r_l = max(1, sqrt(t / f_l))``, and an image's factor is
+    ``r_i = max_{l in image i} r_l`` (1 for an image with no positive label). A label that no image holds changes
+    nothing (it is never refused, so ``skip_empty`` has no effect). The epoch grows as above; with
+    ``fixed_length`` each of the ``num_samples`` draws picks image i with probability ``r_i / sum_j r_j`` (the
+    distribution the class-index draw above gives, drawn per image).
+
     Args:
-        targets: Class index of every sample [N].
+        targets: Class index of every sample [N], or multi-hot labels [N, L] (0/1, any numeric dtype).
         threshold: t, in (0, 1].
         fixed_length: Keep the epoch at ``num_samples`` draws with replacement instead of growing it. Default:
             fixed exactly when ``num_samples`` is given.
@@ -131,11 +139,14 @@ class RepeatFactorSampler(ClassSampler):
         **kwargs: The other `ClassSampler` arguments (``num_classes``, ``seed``, ``class_names``, ``skip_empty``).
 
     Attributes:
-        repeat_factors: ``r_c`` per class, float64 [C] (1 for an empty class).
+        repeat_factors: ``r_c`` per class (or ``r_l`` per label), float64 [C] (1 for an empty class or label).
+        image_factors: ``r_i`` per image, float64 [N].
+        multilabel: Whether the targets are multi-hot [N, L].
         expected_length: ``sum_i r_i``, the mean length of an epoch that grows.
 
     Raises:
-        ValueError: A threshold outside (0, 1], or ``num_samples`` with ``fixed_length=False``.
+        ValueError: A threshold outside (0, 1], ``num_samples`` with ``fixed_length=False``, or targets that are
+            neither class indices [N] nor 0/1 multi-hot labels [N, L].
     """
 
     ROUNDING_STREAM = 3
@@ -157,16 +168,47 @@ class RepeatFactorSampler(ClassSampler):
                 "num_samples fixes the epoch length, and fixed_length=false grows it to the sum of the repeat "
                 "factors; drop one of them"
             )
-        super().__init__(targets, num_samples=num_samples, **kwargs)
+        targets = torch.as_tensor(targets)
+        self.multilabel = targets.ndim == 2
         self.threshold = float(threshold)
-        self.repeat_factors = repeat_factors(self.class_counts, self.threshold)
+        if self.multilabel:
+            self._init_multilabel(targets, num_samples, **kwargs)
+            factors = image_repeat_factors(targets, self.threshold)  # r_i = max_l r_l, float64 [N]
+            self.repeat_factors = repeat_factors(self.class_counts, self.threshold, num_images=len(targets))
+        else:
+            super().__init__(targets, num_samples=num_samples, **kwargs)
+            self.repeat_factors = repeat_factors(self.class_counts, self.threshold)
+            factors = self.repeat_factors[self.targets]  # r_i, float64 [N]
         self.fixed_length = bool(fixed_length) if fixed_length is not None else num_samples is not None
         self._mode_given = fixed_length is not None or num_samples is not None  # else an old state may set it
-        factors = self.repeat_factors[self.targets]  # r_i, float64 [N]
+        self.image_factors = factors
         self._whole = factors.floor()
         self._fraction = factors - self._whole
         self.expected_length = float(factors.sum())
         self._drawn: tuple[int, Tensor] | None = None  # (epoch, its indices): len() needs the epoch's draw
+
+    def _init_multilabel(
+        self,
+        targets: Tensor,
+        num_samples: int | None,
+        *,
+        num_classes: int | None = None,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        skip_empty: bool = False,
+    ) -> None:
+        """Check multi-hot targets [N, L] and set what `ClassSampler` would (``class_counts``: images per label)."""
+        check_multi_hot(targets)
+        labels = targets.shape[1]
+        if num_classes is not None and int(num_classes) != labels:
+            raise ValueError(f"num_classes={num_classes}, but the multi-hot targets have {labels} labels")
+        if class_names is not None and len(class_names) != labels:
+            raise ValueError(f"{len(class_names)} class_names for {labels} labels")
+        BaseSampler.__init__(self, len(targets) if num_samples is None else num_samples, seed)
+        self.targets = targets
+        self.class_counts = (targets != 0).sum(0)  # images that contain label l, LongTensor [L]
+        self.class_names = list(class_names) if class_names is not None else [f"class {c}" for c in range(labels)]
+        self.skip_empty = bool(skip_empty)
 
     def class_probabilities(self, epoch: int) -> Tensor:
         return self.class_counts.double() * self.repeat_factors
@@ -174,7 +216,8 @@ class RepeatFactorSampler(ClassSampler):
     def expected_repeats(self) -> Tensor:
         """How often each image of class c is drawn per epoch in expectation, float64 [C].
 
-        ``r_c`` when the epoch grows; ``r_c num_samples / sum_i r_i`` with ``fixed_length``.
+        ``r_c`` when the epoch grows; ``r_c num_samples / sum_i r_i`` with ``fixed_length``. For multi-hot
+        targets the same per label l: how often an image whose rarest label is l is drawn (see `image_factors`).
         """
         if self.fixed_length:
             return self.repeat_factors * (self.num_samples / self.expected_length)
@@ -182,6 +225,10 @@ class RepeatFactorSampler(ClassSampler):
 
     def epoch_indices(self, epoch: int) -> Tensor:
         """The epoch's indices: each image ``floor(r_i)`` times or once more, shuffled (or fixed-length draws)."""
+        if self.fixed_length and self.multilabel:  # image i with probability r_i / sum_j r_j
+            return torch.multinomial(
+                self.image_factors, self.num_samples, replacement=True, generator=self.generator(epoch)
+            )
         if self.fixed_length:
             return super().epoch_indices(epoch)
         if self._drawn is None or self._drawn[0] != epoch:
@@ -269,17 +316,57 @@ def power_probabilities(class_counts: Tensor, q: float) -> Tensor:
     return weights / weights.sum()
 
 
-def repeat_factors(class_counts: Tensor, threshold: float) -> Tensor:
+def repeat_factors(class_counts: Tensor, threshold: float, num_images: int | None = None) -> Tensor:
     """``r_c = max(1, sqrt(t / f_c))`` with ``f_c = N_c / N`` (1 for an empty class, which is never drawn).
+
+    Args:
+        class_counts: ``N_c``, images per class (or per label: the images that contain it), [C].
+        threshold: t.
+        num_images: N (default ``sum_c N_c``, the number of images when each has one class).
 
     Example:
         >>> repeat_factors(torch.tensor([96, 4]), threshold=0.16).tolist()
         [1.0, 2.0]
     """
     counts = class_counts.double()
-    fractions = counts / counts.sum()
+    fractions = counts / (counts.sum() if num_images is None else num_images)
     factors = torch.sqrt(threshold / fractions.clamp_min(torch.finfo(torch.float64).tiny))
     return torch.where(counts > 0, factors.clamp_min(1.0), torch.ones_like(counts))
+
+
+def check_multi_hot(targets: Tensor) -> None:
+    """Refuse multi-label targets that are not a non-empty multi-hot matrix [N, L] of 0/1 values.
+
+    Raises:
+        ValueError: The wrong number of dimensions, no sample or label, or a value other than 0 and 1.
+    """
+    if targets.ndim != 2 or targets.numel() == 0:
+        raise ValueError(
+            f"multi-label targets must be a non-empty multi-hot matrix [N, L] of 0/1, got shape {tuple(targets.shape)}"
+        )
+    if targets.is_complex() or not bool(((targets == 0) | (targets == 1)).all()):
+        bad = targets[(targets != 0) & (targets != 1)].flatten()[:3].tolist()
+        raise ValueError(
+            f"multi-label targets must hold only 0 and 1 (multi-hot [N, L]), got {bad}; pass 0/1 labels, "
+            "not scores or label indices"
+        )
+
+
+def image_repeat_factors(multi_hot: Tensor, threshold: float) -> Tensor:
+    """LVIS's image repeat factors: ``r_i = max(1, max_{l in image i} sqrt(t / f_l))``, float64 [N].
+
+    ``f_l`` is the fraction of the N images that contain label l (Gupta et al. 2019; detectron2's
+    ``RepeatFactorTrainingSampler.repeat_factors_from_category_frequency``); an image with no label has 1.
+
+    Example:
+        >>> factors = image_repeat_factors(torch.tensor([[1, 0], [1, 1], [1, 0], [0, 0]]), threshold=1.0)
+        >>> [round(r, 3) for r in factors.tolist()]  # r_0 = sqrt(1 / 0.75), r_1 = sqrt(1 / 0.25); no label: 1
+        [1.155, 2.0, 1.155, 1.0]
+    """
+    check_multi_hot(multi_hot)
+    present = multi_hot != 0
+    per_label = repeat_factors(present.sum(0), threshold, num_images=len(multi_hot))  # r_l, [L]
+    return torch.where(present, per_label, torch.ones_like(per_label)).amax(1)
 
 
 # -- factories: what `sampleweight.create_sampler` calls, with the facts they name ---------------------------
@@ -367,10 +454,12 @@ def repeat_factor(
 
     The epoch grows to ``sum_i r_i`` indices (fractional factors rounded stochastically per image and epoch, as
     detectron2's ``RepeatFactorTrainingSampler``); with ``fixed_length`` it keeps ``num_samples`` draws, class c
-    with probability ``∝ N_c r_c``.
+    with probability ``∝ N_c r_c``. Multi-hot targets [N, L] (a multilabel task) follow LVIS's multi-label rule:
+    ``r_i`` is the largest ``r_l`` of the labels image i holds, ``f_l`` the fraction of images holding label l
+    (`RepeatFactorSampler`).
 
     Args:
-        targets: The training side's class indices [N] (a fact).
+        targets: The training side's class indices [N], or multi-hot labels [N, L] (a fact).
         threshold: t (default 0.001, LVIS's). On HAM10000 (rarest class 1.1 %) the default changes
             nothing; t = 0.1 repeats the four rarest classes.
         fixed_length: Keep the epoch at ``num_samples`` draws with replacement (default: only when
@@ -421,7 +510,7 @@ def register_samplers(register) -> None:
     register("class_balanced", class_balanced, balanced=True)
     register("sqrt", sqrt)
     register("progressive", progressive)
-    register("repeat_factor", repeat_factor)
+    register("repeat_factor", repeat_factor, tasks=("multiclass", "binary", "multilabel"))
     register("drs", drs)
 
 
