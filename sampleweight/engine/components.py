@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from sampleweight.engine.config import TrainConfig, default_name
+from sampleweight.engine.config import TrainConfig, default_name, refuse_facts
 from sampleweight.engine.loader import check_sampler
 from sampleweight.errors import ConfigError
 from sampleweight.factory import (
@@ -98,12 +98,7 @@ def check_mixer(config: TrainConfig) -> None:
     Raises:
         ConfigError: An unknown mixer, an option it does not take, or a fact given as an option.
     """
-    taken = sorted(set(config.mixer_options) & set(MIXER_FACTS))
-    if taken:
-        raise ConfigError(
-            f"--mixer-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
-            "--seed), not from mixer options; drop it"
-        )
+    refuse_facts("mixer", config.mixer_options, MIXER_FACTS)
     check_mixer_options(config.mixer, config.mixer_options)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "default_name",
     "load_config",
     "parse_options",
+    "refuse_facts",
     "task_loss",
     "upgrade_options",
     "validation_message",
@@ -514,6 +515,27 @@ def complete_config(saved: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError:
         filled = {**TrainConfig.model_construct().model_dump(mode="json"), **known}
     return {**filled, **{key: value for key, value in saved.items() if key not in known}}
+
+
+def refuse_facts(kind: str, options: Mapping[str, Any], facts: Sequence[str]) -> None:
+    """Refuse a plugin option that names one of the facts a run hands its factory (``kind``: ``"sampler"``, ...).
+
+    Raises:
+        ConfigError: ``--KIND-option`` gave a fact, which comes from the run (its data, --epochs, ...).
+
+    Example:
+        >>> try:
+        ...     refuse_facts("mixer", {"seed": 3, "alpha": 0.4}, ("seed", "num_classes"))
+        ... except ConfigError as error:
+        ...     print(str(error).split(":")[0])
+        --mixer-option seed
+    """
+    taken = sorted(set(options) & set(facts))
+    if taken:
+        raise ConfigError(
+            f"--{kind}-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
+            f"--seed), not from {kind} options; drop it"
+        )
 
 
 def parse_options(pairs: Sequence[str] | None, flag: str) -> dict[str, Any] | None:

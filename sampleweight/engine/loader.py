@@ -25,7 +25,7 @@ from sampleweight import distributed
 from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_dataset
 from sampleweight.data.binary import binary_records, binary_split
 from sampleweight.engine import ddp
-from sampleweight.engine.config import TrainConfig
+from sampleweight.engine.config import TrainConfig, refuse_facts
 from sampleweight.errors import ConfigError
 from sampleweight.factory import SAMPLER_FACTS, check_sampler_options, create_sampler
 from sampleweight.sampling import ShardedSampler, epoch_seed
@@ -186,12 +186,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
 
 def check_sampler(config: TrainConfig) -> None:
     """The sampler's name and options, checked before any image is read; the facts come from the run."""
-    taken = sorted(set(config.sampler_options) & set(SAMPLER_FACTS))
-    if taken:
-        raise ConfigError(
-            f"--sampler-option {taken[0]}: {', '.join(taken)} comes from the run (its data, --epochs, --batch-size, "
-            "--seed), not from sampler options; drop it"
-        )
+    refuse_facts("sampler", config.sampler_options, SAMPLER_FACTS)
     check_sampler_options(config.sampler, config.sampler_options)
 
 
