@@ -37,7 +37,11 @@ from sampleweight.data.records import (
     UNLABELLED as UNLABELLED,
     DatasetRecords as DatasetRecords,
 )
-from sampleweight.data.splits import split_class_counts as split_class_counts, split_indices as split_indices
+from sampleweight.data.splits import (
+    split_class_counts as split_class_counts,
+    split_indices as split_indices,
+    split_strata as split_strata,
+)
 from sampleweight.data.synthetic import (
     DEFAULT_SYNTHETIC_SIZE as DEFAULT_SYNTHETIC_SIZE,
     synthetic_records as synthetic_records,

@@ -51,7 +51,8 @@ class CachedImageDataset(Dataset):
     Args:
         images: uint8 ``[N, 3, S, S]``, e.g. ``prepare_cache(...).images`` (a memory map is reopened by
             path in worker processes instead of being pickled).
-        labels: Class index per row of ``images`` ``[N]``.
+        labels: Class index per row of ``images`` ``[N]``, or 0/1 per label ``[N, L]`` (a multilabel data set: an
+            item's label is then an ``int64`` tensor [L], and a loader's batch of them ``[B, L]``).
         indices: Which rows this data set covers (default all), in order.
         transform: Applied to the uint8 ``[3, S, S]`` tensor (e.g. `train_transform`); None returns it as is.
 
@@ -74,6 +75,8 @@ class CachedImageDataset(Dataset):
         if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected uint8 images [N, 3, S, S], got {images.dtype} {images.shape}")
         labels = np.asarray(labels, dtype=np.int64)
+        if labels.ndim != 2:
+            labels = labels.reshape(-1)
         if len(labels) != len(images):
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
         self.images = images
@@ -81,20 +84,26 @@ class CachedImageDataset(Dataset):
         self.record_indices: np.ndarray = rows
         """Row of ``images`` (= record index) of each item."""
         self.labels: np.ndarray = labels[rows]
-        """Class index of each item, ``np.int64`` [len(self)]."""
+        """Class index of each item, ``np.int64`` [len(self)] (0/1 per label, [len(self), L], when multilabel)."""
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.record_indices)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+    def label(self, index: int) -> int | Tensor:
+        """Item ``index``'s class index, or its 0/1 labels as an ``int64`` tensor [L] (multilabel)."""
+        if self.labels.ndim == 2:
+            return torch.from_numpy(self.labels[index].copy())
+        return int(self.labels[index])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int | Tensor, int]:
         row = int(self.record_indices[index])
         image = torch.from_numpy(np.array(self.images[row]))
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(self.labels[index]), int(index)
+        return image, self.label(index), int(index)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Tensor, int, int]]:
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Tensor, int | Tensor, int]]:
         """A batch at once: one sorted fancy-index read of the image array (fast on a memory map)."""
         positions = np.asarray(indices, dtype=np.int64)
         rows = self.record_indices[positions]
@@ -107,7 +116,7 @@ class CachedImageDataset(Dataset):
             image = block[slot[k]]
             if self.transform is not None:
                 image = self.transform(image)
-            items.append((image, int(self.labels[position]), position))
+            items.append((image, self.label(position), position))
         return items
 
     def __getstate__(self) -> dict[str, Any]:

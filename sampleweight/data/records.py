@@ -1,5 +1,9 @@
 """What a data set is: one record per image (id, file, class, lesion group), whatever layout it came from.
 
+A multilabel data set (several labels per image) holds 0/1 per label, ``labels`` [N, L], instead of one class index:
+its ``classes`` are the label names and `DatasetRecords.class_counts` is the ``[2, L]`` table (images without and with
+each label) that the class weighters and samplers take for a multilabel task.
+
 `DatasetRecords` is what every reader returns (`sampleweight.data.layouts.read_dataset` for the files a
 user downloaded, `sampleweight.data.synthetic` for the embedded set) and what splits, caches and datasets
 take. Class order is fixed per data set; ISIC 2018 / HAM10000 use `ISIC_CLASSES`.
@@ -29,7 +33,8 @@ class DatasetRecords:
 
     Attributes:
         image_ids: Image identifiers as the data set names them (``ISIC_0024306``).
-        labels: Class indices into `classes`, ``np.int64`` [N] (read-only).
+        labels: Class indices into `classes`, ``np.int64`` [N] (read-only); for a multilabel data set, 0/1 per label,
+            ``np.int64`` [N, L] with L = ``len(classes)`` (see `multilabel`).
         groups: Lesion id of each image, or the image id where the data set has none; images of one group
             always land on the same side of a split.
         classes: Class names; ``labels`` index into this tuple.
@@ -67,7 +72,8 @@ class DatasetRecords:
     labelled: bool = True
 
     def __post_init__(self) -> None:
-        labels = np.array(self.labels, dtype=np.int64, copy=True).reshape(-1)
+        labels = np.array(self.labels, dtype=np.int64, copy=True)
+        labels = labels if labels.ndim == 2 else labels.reshape(-1)
         labels.flags.writeable = False
         object.__setattr__(self, "labels", labels)
         n = len(self.image_ids)
@@ -75,7 +81,12 @@ class DatasetRecords:
             raise ValueError("image_ids, labels, groups and paths must have one entry per image")
         if (self.paths is None) == (self.render is None):
             raise ValueError("exactly one of paths (images on disk) and render (images in memory) is needed")
-        if not self.labelled:
+        if labels.ndim == 2:  # multilabel: 0/1 per label
+            if labels.shape[1] != len(self.classes) or not self.labelled:
+                raise ValueError("multilabel labels [N, L] need labelled records and one class name per label column")
+            if labels.size and not np.isin(labels, (0, 1)).all():
+                raise ValueError("multilabel labels must be 0 or 1")
+        elif not self.labelled:
             if n and (labels != UNLABELLED).any():
                 raise ValueError(f"unlabelled records must have every label {UNLABELLED}")
         elif n and (labels.min() < 0 or labels.max() >= len(self.classes)):
@@ -83,6 +94,11 @@ class DatasetRecords:
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image holds 0/1 per label (``labels`` [N, L]) rather than one class index."""
+        return self.labels.ndim == 2
 
     @property
     def num_classes(self) -> int:
@@ -96,9 +112,13 @@ class DatasetRecords:
             indices: Count only these records (e.g. the training side of a split); default all.
 
         Returns:
-            LongTensor [C]: what the class-balance weighters take as ``class_counts`` (zeros when unlabelled).
+            LongTensor [C]: what the class-balance weighters take as ``class_counts`` (zeros when unlabelled); for a
+            `multilabel` data set the ``[2, L]`` table: row 0 the images without each label, row 1 those with it.
         """
         labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
+        if self.multilabel:
+            positives = labels.sum(0).astype(np.int64)
+            return torch.from_numpy(np.stack([len(labels) - positives, positives]))
         labels = labels[labels != UNLABELLED]
         return torch.from_numpy(np.bincount(labels, minlength=self.num_classes).astype(np.int64))
 
@@ -134,10 +154,15 @@ class DatasetRecords:
             where = f" at {self.root}" if self.root is not None else ""
             skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
             return f"{self.layout}{where}: {len(self)} images without labels{skipped}"
-        counts = self.class_counts().tolist()
+        counts = self.class_counts()[1 if self.multilabel else slice(None)].tolist()
         per_class = ", ".join(f"{name} {count}" for name, count in zip(self.classes, counts, strict=True))
         where = f" at {self.root}" if self.root is not None else ""
         skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
+        if self.multilabel:
+            return (
+                f"{self.layout}{where}: {len(self)} images, {len(set(self.groups))} lesions, "
+                f"{self.num_classes} labels (images with each: {per_class}){skipped}"
+            )
         return (
             f"{self.layout}{where}: {len(self)} images, {len(set(self.groups))} lesions, "
             f"{self.num_classes} classes ({per_class}){skipped}"

@@ -6,6 +6,12 @@ fold 0 is the validation side, the other folds the training side. So no lesion i
 class is split 80/20 as closely as its lesion sizes allow, and the same ``(split, seed)`` always gives
 the same split, while different split indices give different random splits (not disjoint folds of
 one partition: the paper's two splits are two independent random 80/20 draws).
+
+A multilabel data set (``labels`` [N, L]) is stratified by each image's rarest label (`split_strata`), the one fewest
+images of the data set hold, images without any label forming a stratum of their own: so the rare labels, which a
+random split is most likely to leave off one side, are split close to 80/20 where their lesions allow it. This is
+the first step of iterative stratification (Sechidis, Tsoumakas & Vlahavas, ECML PKDD 2011: place the images of the
+rarest label first), done once, so scikit-learn's grouped splitter can keep lesions whole.
 """
 
 from __future__ import annotations
@@ -20,7 +26,37 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sampleweight.data.records import DatasetRecords
 from sampleweight.errors import ConfigError, DataError
 
-__all__ = ["split_class_counts", "split_indices"]
+__all__ = ["split_class_counts", "split_indices", "split_strata"]
+
+
+def split_strata(records: DatasetRecords) -> np.ndarray:
+    """The stratum of each image that a split keeps at its proportions: its class, or (multilabel) its rarest label.
+
+    Args:
+        records: The data set.
+
+    Returns:
+        ``np.int64`` [N]: ``records.labels`` for a single-label data set; for a multilabel one, the index of the label
+        of the image that the fewest images of the data set hold (ties: the first label), and ``L`` for an image
+        without labels.
+
+    Example:
+        >>> import numpy as np
+        >>> from sampleweight.data.records import DatasetRecords
+        >>> labels = np.array([[1, 1], [1, 0], [0, 0], [1, 0]])
+        >>> records = DatasetRecords(("a", "b", "c", "d"), labels, ("a", "b", "c", "d"), ("common", "rare"), "x",
+        ...                          render=lambda size: np.zeros((4, size, size, 3), np.uint8))
+        >>> split_strata(records).tolist()
+        [1, 0, 2, 0]
+    """
+    if not records.multilabel:
+        return records.labels
+    labels = records.labels.astype(bool)
+    frequency = labels.sum(0)
+    order = np.argsort(frequency, kind="stable")  # rarest label first
+    ranked = labels[:, order]
+    rarest = order[ranked.argmax(1)]
+    return np.where(labels.any(1), rarest, labels.shape[1]).astype(np.int64)
 
 
 def split_indices(
@@ -67,7 +103,8 @@ def split_indices(
             f"cannot split {records.layout} data with {num_groups} lesion group(s) into {folds} folds "
             f"(val_fraction {val_fraction}): need at least {folds} lesions"
         )
-    if records.class_counts().max() < folds:
+    strata = split_strata(records)
+    if np.bincount(strata[strata >= 0]).max(initial=0) < folds:
         raise DataError(
             f"cannot stratify {records.layout} data into {folds} folds: every class has fewer than {folds} images"
         )
@@ -77,7 +114,7 @@ def split_indices(
         warnings.catch_warnings()
     ):  # "least populated class has fewer members than n_splits": expected for tiny classes
         warnings.simplefilter("ignore", UserWarning)
-        train_idx, val_idx = next(splitter.split(np.zeros(len(records)), records.labels, groups))
+        train_idx, val_idx = next(splitter.split(np.zeros(len(records)), strata, groups))
     return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
 
 
