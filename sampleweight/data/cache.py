@@ -466,13 +466,14 @@ class PrepareSummary:
         source: The ``data`` argument.
         num_images: Images in the data set (after ``skip_bad`` row skips).
         classes: Class names, in index order.
-        class_counts: Images per class.
+        class_counts: Images per class (multilabel: images with each label).
         image_size: Side of the cached images.
         path: The cache file (None for in-memory data such as synthetic).
         size_mb: Its size in MB (0 for in-memory data).
         seconds: Wall time of reading and caching.
         reused: Whether an existing cache was reused.
         skipped: What was left out (rows and undecodable images), one line each.
+        multilabel: Whether each image holds several labels (``classes`` are the labels).
     """
 
     layout: str
@@ -486,6 +487,7 @@ class PrepareSummary:
     seconds: float
     reused: bool
     skipped: tuple[str, ...] = ()
+    multilabel: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
@@ -550,11 +552,12 @@ def prepare(
         source=str(data),
         num_images=len(records),
         classes=records.classes,
-        class_counts=tuple(int(n) for n in records.class_counts().tolist()),
+        class_counts=tuple(int(n) for n in records.class_counts()[1 if records.multilabel else slice(None)].tolist()),
         image_size=cached.image_size,
         path=cached.path,
         size_mb=round(cached.path.stat().st_size / 1e6, 1) if cached.path is not None else 0.0,
         seconds=round(time.perf_counter() - start, 3),
         reused=cached.reused,
         skipped=records.skipped + cached.bad_reasons,
+        multilabel=records.multilabel,
     )

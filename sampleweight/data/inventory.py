@@ -6,6 +6,10 @@ recorded: the rows and images ``skip_bad`` left out, the image files no row name
 as another. `DataInventory.notes` says each of these in one line, with the classes a side has no images
 of (its BAcc, mPR and mF1 are over the others); `DataInventory.to_dict` is the ``data.json`` of the run
 directory, whose training counts are the run's class prior.
+
+For multilabel records (`DatasetRecords.multilabel`) the counts are the images *with* each label (positives) per
+side, ``data.json`` says ``"multilabel": true`` and names, per side, the labels without positive and those without
+negative images (a label needs both to be scored by AUC, pAUC and AP).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ class DataInventory:
         layout: The layout read (`LAYOUTS`).
         classes: Class names in index order.
         counts: Images per class (in ``classes`` order) for each side: ``train`` and ``validation``, or
-            ``evaluated``.
+            ``evaluated``; for multilabel records, the images with each label.
         skipped: Rows and images left out (``skip_bad``), one line each.
         unlabelled: Image files that no row names (not used), relative to the data folder.
         merged_labels: Label spellings read as another, one line each.
         labelled: False for images without ground truth: ``counts`` are zeros and ``class_counts`` null.
-        sizes: Images per side (the sum of ``counts`` unless unlabelled).
+        sizes: Images per side (the sum of ``counts`` for single-label records).
+        multilabel: Whether each image holds several labels (``classes`` are then the labels).
 
     Example:
         >>> from sampleweight.data import read_dataset
@@ -59,6 +64,7 @@ class DataInventory:
     merged_labels: tuple[str, ...] = ()
     labelled: bool = True
     sizes: dict[str, int] = field(default_factory=dict)
+    multilabel: bool = False
 
     @classmethod
     def of_sides(
@@ -75,8 +81,9 @@ class DataInventory:
         Returns:
             The inventory.
         """
+        row = 1 if records.multilabel else slice(None)  # multilabel: the [2, L] table's positives
         counts = {
-            side: tuple(records.class_counts(np.asarray(indices, dtype=np.int64)).tolist())
+            side: tuple(records.class_counts(np.asarray(indices, dtype=np.int64))[row].tolist())
             for side, indices in sides.items()
         }
         return cls(
@@ -89,6 +96,7 @@ class DataInventory:
             merged_labels=records.merged_labels,
             labelled=records.labelled,
             sizes={side: len(indices) for side, indices in sides.items()},
+            multilabel=records.multilabel,
         )
 
     def images(self, side: str) -> int:
@@ -96,10 +104,17 @@ class DataInventory:
         return self.sizes.get(side, sum(self.counts[side]))
 
     def without_images(self, side: str) -> list[str] | None:
-        """The classes ``side`` has no images of (None when unlabelled: not known)."""
+        """The classes ``side`` has no images of (multilabel: no image with); None when unlabelled (not known)."""
         if not self.labelled:
             return None
         return [name for name, n in zip(self.classes, self.counts[side], strict=True) if n == 0]
+
+    def without_negatives(self, side: str) -> list[str]:
+        """The labels every image of ``side`` has (multilabel records; empty otherwise)."""
+        if not self.multilabel:
+            return []
+        size = self.images(side)
+        return [name for name, n in zip(self.classes, self.counts[side], strict=True) if n == size]
 
     def notes(self) -> list[str]:
         """One line for each thing left out, merged or not scored (empty when the data was used as it is)."""
@@ -115,6 +130,8 @@ class DataInventory:
             sides = ", ".join(f"{self.images(side)} {side}" for side in self.counts)
             lines.append(f"no ground truth for the images ({sides}): no metrics computed, only their scores")
             return lines
+        if self.multilabel:
+            return lines + self._multilabel_notes()
         for side in self.counts:
             empty = self.without_images(side)
             if not empty:
@@ -127,9 +144,29 @@ class DataInventory:
                              f"BAcc, mPR and mF1 are over the remaining {scored} class(es)")  # fmt: skip
         return lines
 
+    def _multilabel_notes(self) -> list[str]:
+        lines = []
+        for side in self.counts:
+            empty, full = self.without_images(side) or [], self.without_negatives(side)
+            if side == "train":
+                if empty:
+                    lines.append(f"no training images with {', '.join(empty)}: the model never sees these labels")
+                if full:
+                    lines.append(f"every training image has {', '.join(full)}: the model never sees them absent")
+            elif empty or full:
+                said = [f"no {side} images with {', '.join(empty)}"] if empty else []
+                said += [f"every {side} image has {', '.join(full)}"] if full else []
+                scored = len(self.classes) - len(set(empty) | set(full))
+                lines.append(f"{'; '.join(said)}: AUC, pAUC and AP are means over the remaining {scored} label(s)")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
-        """The contents of ``data.json``: counts by class name per side, what was left out, and the notes."""
-        return {
+        """The contents of ``data.json``: counts by class name per side, what was left out, and the notes.
+
+        Multilabel records add ``"multilabel": true`` and ``labels_without_negatives`` per side; their
+        ``class_counts`` are the images with each label.
+        """
+        out = {
             "source": self.source,
             "layout": self.layout,
             "classes": list(self.classes),
@@ -145,6 +182,10 @@ class DataInventory:
             "merged_labels": list(self.merged_labels),
             "notes": self.notes(),
         }
+        if self.multilabel:  # single-label data.json stays as it was
+            out = {"multilabel": True, **out}
+            out["labels_without_negatives"] = {side: self.without_negatives(side) for side in self.counts}
+        return out
 
 
 def _some(items: Sequence[str]) -> str:

@@ -9,6 +9,9 @@
   or inside the ``..._GroundTruth/`` folder the official zip unpacks to) and the optional
   ``ISIC2018_Task3_Training_LesionGroupings.csv`` (``image,lesion_id,diagnosis_confirm_type``);
 - ``csv``: any other data set, a ``labels.csv`` (``image,label[,group]``) beside its images;
+- ``multilabel``: several labels per image, a ``labels.csv`` with a column ``image`` and one 0/1 column per label
+  (no ``label`` column; an optional ``patient_id``, ``lesion_id`` or ``group`` column is the group) beside its
+  images or with them in ``images/``: the records are multilabel (``labels`` [N, L], `DatasetRecords.multilabel`);
 - ``images``: a folder of images without labels (say ``ISIC2018_Task3_Test_Input/`` without its ground
   truth), read only when nothing labelled is there and the caller allows it (``allow_unlabelled=True``,
   what ``sampleweight evaluate`` passes): each image file in the folder or its subfolders is a record
@@ -18,7 +21,11 @@
 
 Class order is fixed: ISIC's column order ``MEL, NV, BCC, AKIEC, BKL, DF, VASC`` (`ISIC_CLASSES`); HAM10000's
 ``dx`` codes map onto it (`HAM10000_DX`). For a generic CSV the classes are the sorted labels present
-(numerically sorted when all are integers) unless ``classes=`` fixes them.
+(numerically sorted when all are integers) unless ``classes=`` fixes them. A multilabel CSV's labels are its label
+columns, in the file's order (``classes=`` may reorder them).
+
+A layout is forced with ``layout=`` or by prefixing the path with its name, ``multilabel:PATH`` (a path that exists
+as written is always read as a path).
 
 Nothing is dropped silently: a missing image, an unknown label, a malformed one-hot row or a duplicate id is
 a `DataError` naming the rows, unless ``skip_bad=True``, which leaves them out and records what it skipped in
@@ -55,7 +62,7 @@ HAM10000_DX: dict[str, int] = {"mel": 0, "nv": 1, "bcc": 2, "akiec": 3, "bkl": 4
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) taken for images when indexing an image folder."""
 
-LAYOUTS = ("isic2018", "ham10000", "isic2020", "csv", "images", "synthetic")
+LAYOUTS = ("isic2018", "ham10000", "isic2020", "csv", "multilabel", "images", "synthetic")
 """Layout names `read_dataset` recognises, in the order auto-detection tries them."""
 
 _ISIC_SUBSETS = ("Training", "Validation", "Test")
@@ -79,16 +86,19 @@ def read_dataset(
     """Read a data set, detecting its layout.
 
     Args:
-        source: A folder (or the CSV file) of a supported layout, or ``synthetic[:N[:SEED]]``.
+        source: A folder (or the CSV file) of a supported layout, or ``synthetic[:N[:SEED]]``; ``LAYOUT:PATH``
+            (``multilabel:data/labels.csv``) forces the layout as ``layout=`` does.
         layout: Force a layout (one of `LAYOUTS`) instead of detecting it.
         subset: For the ISIC 2018 layout: ``training``, ``validation`` or ``test``. Default: the one
             ``source`` names (an ``..._Input`` folder or a ground-truth CSV), else Training when present, else
             the only one present.
         classes: For a generic CSV: the class names in index order (default: the sorted labels present).
-            Every listed class must have images. For unlabelled images: the classes they will be scored
+            For a multilabel CSV: its label columns in the order wanted (default: the file's). Every listed class
+            must have images. For unlabelled images: the classes they will be scored
             against (default `ISIC_CLASSES`).
-        skip_bad: Leave out rows with a missing image, an unknown label, a malformed one-hot row or a
-            duplicate id (reported in `DatasetRecords.skipped` and logged) instead of raising.
+        skip_bad: Leave out rows with a missing image, an unknown label, a malformed one-hot row, a multilabel
+            value other than 0/1 or a duplicate id (reported in `DatasetRecords.skipped` and logged) instead of
+            raising.
         allow_empty_classes: Accept classes without images (a test set scored over the classes it has);
             by default every class needs images, as training does.
         allow_unlabelled: Read a folder of images without labels (layout ``images``) when nothing labelled
@@ -108,6 +118,7 @@ def read_dataset(
         ('synthetic', 500, ('MEL', 'NV'))
     """
     text = str(source).strip()
+    text, layout = _layout_prefix(text, layout)
     if layout is not None and layout not in LAYOUTS:
         raise ConfigError(f"unknown data layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     if layout == "synthetic" or re.fullmatch(r"(?i)synthetic(:.*)?", text):
@@ -125,6 +136,23 @@ def read_dataset(
             _examples(records.skipped),
         )
     return records
+
+
+def _layout_prefix(text: str, layout: str | None) -> tuple[str, str | None]:
+    """``("PATH", "multilabel")`` for ``"multilabel:PATH"`` (a layout name of `LAYOUTS` before a colon).
+
+    A path that exists as written is never split; ``synthetic:...`` is left to the synthetic reader. A prefix and a
+    different ``layout=`` is a `ConfigError`.
+    """
+    match = re.fullmatch(r"([A-Za-z0-9]+):(.+)", text)
+    if match is None or match.group(1).lower() not in LAYOUTS or match.group(1).lower() == "synthetic":
+        return text, layout
+    if Path(text).expanduser().exists():
+        return text, layout
+    named = match.group(1).lower()
+    if layout is not None and layout != named:
+        raise ConfigError(f"{text!r} names the layout {named!r}, but layout={layout!r} was given; give one of them")
+    return match.group(2).strip(), named
 
 
 def _read_synthetic(text: str) -> DatasetRecords:
@@ -157,6 +185,8 @@ def _read_path(
             "(HAM10000 or ISIC 2018 Task 3), a folder with a labels.csv, or use 'synthetic'."
         )
     found = [] if layout == "images" else _detect(path)
+    if layout in _LABELS_CSV_LAYOUTS:  # a labels.csv is read as the layout asked for, whatever its header
+        found = [(layout if kind in _LABELS_CSV_LAYOUTS else kind, detail) for kind, detail in found]
     if layout is not None and layout != "images":
         found = [f for f in found if f[0] == layout]
         if not found:
@@ -185,10 +215,22 @@ def _read_path(
         return _read_ham(detail[0], skip_bad)
     if kind == "isic2020":
         return _read_isic2020(detail[0], skip_bad)
+    if kind == "multilabel":
+        return _read_multilabel(detail[0], classes, skip_bad)
     return _read_generic(detail[0], classes, skip_bad)
 
 
 def _require_every_class(records: DatasetRecords, where: str) -> None:
+    if records.multilabel:
+        positives = records.class_counts()[1].tolist()
+        empty = [name for name, n in zip(records.classes, positives, strict=True) if n == 0]
+        if empty:
+            raise DataError(
+                f"label(s) with no positive image in {where}: {', '.join(empty)} (images with each label: "
+                + ", ".join(f"{name} {int(n)}" for name, n in zip(records.classes, positives, strict=True))
+                + "). Every label needs images that have it to train on; drop its column or check the file."
+            )
+        return
     counts = records.class_counts().tolist()
     empty = [name for name, n in zip(records.classes, counts, strict=True) if n == 0]
     if empty:
@@ -203,7 +245,7 @@ def _require_every_class(records: DatasetRecords, where: str) -> None:
 
 _ACCEPTED = (
     "--data takes a data folder (HAM10000, ISIC 2018 Task 3, or a labels.csv beside the images), a labels CSV "
-    "file (image,label[,group]) or synthetic[:N[:SEED]]"
+    "file (image,label[,group], or image and one 0/1 column per label) or synthetic[:N[:SEED]]"
 )
 """What ``--data`` accepts, in one line: the end of the message for a path that is none of them."""
 
@@ -219,6 +261,8 @@ def _looked_for() -> str:
         "  - ISIC 2020: train.csv with columns image_name,patient_id,target beside train/ (or jpeg/train/);\n"
         "  - generic: labels.csv with columns image,label[,group] beside the images (or any CSV file "
         "passed directly);\n"
+        "  - multilabel: labels.csv with a column image and one 0/1 column per label, beside the images or with "
+        "them in images/;\n"
         "  - or 'synthetic' / 'synthetic:N' for the built-in synthetic data set."
     )
 
@@ -245,7 +289,7 @@ def _detect(path: Path) -> list[tuple[str, tuple]]:
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             raise DataError(f"{path} is an image, not a data folder or a labels CSV; {_ACCEPTED}")
         else:
-            found.append(("csv", (path,)))
+            found.append((_labels_layout(path), (path,)))
         return found
     # An ISIC ..._Input folder itself: its ground truth lies beside it.
     match = re.fullmatch(r"(?i)ISIC2018_Task3_(Training|Validation|Test)_Input", path.name)
@@ -270,8 +314,18 @@ def _detect(path: Path) -> list[tuple[str, tuple]]:
     if isic2020 is not None and isic2020.is_file() and set(ISIC2020_COLUMNS) <= set(_header(isic2020)):
         found.append(("isic2020", (isic2020,)))
     if "labels.csv" in children and children["labels.csv"].is_file():
-        found.append(("csv", (children["labels.csv"],)))
+        found.append((_labels_layout(children["labels.csv"]), (children["labels.csv"],)))
     return found
+
+
+_LABELS_CSV_LAYOUTS = ("csv", "multilabel")
+"""The layouts of a ``labels.csv``: one ``label`` column, or one 0/1 column per label."""
+
+
+def _labels_layout(labels_csv: Path) -> str:
+    """``multilabel`` for a labels CSV with an ``image`` column and no ``label`` column, else ``csv``."""
+    header = [cell.strip('"').lower() for cell in _header(labels_csv)]
+    return "multilabel" if "image" in header and "label" not in header else "csv"
 
 
 ISIC2020_COLUMNS = ("image_name", "patient_id", "target")
@@ -283,12 +337,18 @@ ISIC2020_IMAGE_FOLDERS = ("train", "jpeg/train", "train_jpeg", "images")
 
 
 def _header(path: Path) -> list[str]:
-    """The first line of a CSV file, its cells stripped (empty when unreadable)."""
+    """The first line of a CSV (or tab-separated) file, its cells stripped (empty when unreadable)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return [cell.strip() for cell in next(csv.reader(handle), [])]
+            first = next((line for line in handle if line.strip()), "")
     except (OSError, UnicodeDecodeError):
         return []
+    return [cell.strip() for cell in next(csv.reader([first], delimiter=_delimiter(first)), [])]
+
+
+def _delimiter(first_line: str) -> str:
+    """A tab for a tab-separated file (a tab and no comma in its first line), else a comma."""
+    return "\t" if "\t" in first_line and "," not in first_line else ","
 
 
 def _read_isic2020(train_csv: Path, skip_bad: bool) -> DatasetRecords:
@@ -363,10 +423,11 @@ def _examples(items: Sequence[str], limit: int = _SHOW) -> str:
     return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _read_csv(path: Path, strip: bool = True) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _read_csv(path: Path, strip: bool = True, lower: bool = True) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line number, cells)]) of a CSV (or tab-separated) file; DataError when it has no rows.
 
-    Cells lose their surrounding spaces unless ``strip`` is False (the header always does).
+    Cells lose their surrounding spaces unless ``strip`` is False (the header always does); the header is lower
+    case unless ``lower`` is False.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -376,8 +437,7 @@ def _read_csv(path: Path, strip: bool = True) -> tuple[list[str], list[tuple[int
         raise DataError(f"cannot read {path}: {err}") from None
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
-    delimiter = "\t" if "\t" in first and "," not in first else ","
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=_delimiter(first))
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     for cells in reader:
@@ -385,7 +445,7 @@ def _read_csv(path: Path, strip: bool = True) -> tuple[list[str], list[tuple[int
             continue
         stripped = [c.strip() for c in cells]
         if header is None:
-            header = [c.strip('"').lower() for c in stripped]
+            header = [c.strip('"').lower() if lower else c.strip('"') for c in stripped]
         else:
             rows.append((reader.line_num, stripped if strip else cells))
     if header is None or not rows:
@@ -605,6 +665,114 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
     return replace(
         found, unlabelled=_unlabelled(index, named, root), merged_labels=_padded_labels(raw_rows, col["label"])
     )
+
+
+MULTILABEL_GROUP_COLUMNS = ("patient_id", "lesion_id", "group")
+"""The columns of a multilabel ``labels.csv`` that may hold the group, the first present used (a patient's lesions
+stay together); the others are ignored. Every column but ``image`` and these is a label."""
+
+
+def _read_multilabel(labels_csv: Path, classes: Sequence[str] | None, skip_bad: bool) -> DatasetRecords:
+    """A multilabel ``labels.csv``: ``image``, one 0/1 column per label, optionally the group column.
+
+    The group column is the first of `MULTILABEL_GROUP_COLUMNS` present (else each image is its own group).
+
+    Images lie beside the file or in its ``images/`` folder; ``image`` is a file name (with or without its suffix),
+    a path relative to the file's folder, or an id.
+    """
+    root = labels_csv.parent
+    header, rows = _read_csv(labels_csv, lower=False)
+    lowered = [name.lower() for name in header]
+    if "image" not in lowered:
+        raise DataError(
+            f"{labels_csv} lacks the column image; its header is {','.join(header)}. A multilabel labels.csv has "
+            "a column image and one 0/1 column per label."
+        )
+    image_col = lowered.index("image")
+    group_name = next((name for name in MULTILABEL_GROUP_COLUMNS if name in lowered), None)
+    group_col = lowered.index(group_name) if group_name is not None else None
+    reserved = {"image", *MULTILABEL_GROUP_COLUMNS}
+    label_cols = [i for i, name in enumerate(lowered) if name not in reserved]
+    names = [header[i] for i in label_cols]
+    _check_label_columns(labels_csv, header, names)
+    if classes is not None:
+        wanted = tuple(str(c) for c in classes)
+        if sorted(wanted) != sorted(names):
+            raise DataError(
+                f"{labels_csv} has the label columns {', '.join(names)}, but the labels asked for are "
+                f"{', '.join(wanted)}; give the file's labels (in any order) or read it without classes="
+            )
+        label_cols = [label_cols[names.index(name)] for name in wanted]
+        names = list(wanted)
+    images_dir = root / "images"
+    index = _index_images([root, images_dir])
+    where = f"{labels_csv}"
+    problems = _Problems(where)
+    records = []
+    named: set[Path] = set()
+    for line, cells in rows:
+        cells = cells + [""] * (len(header) - len(cells))
+        image = cells[image_col]
+        group = cells[group_col] if group_col is not None else ""
+        bad = False
+        values = []
+        for column, name in zip(label_cols, names, strict=True):
+            value = _zero_one(cells[column])
+            if value is None:
+                problems.add("value(s) other than 0/1 in a label column", line, f"line {line} {name}={cells[column]!r}")
+                bad = True
+            values.append(value)
+        path = None
+        if image:
+            direct = root / image
+            path = direct if direct.is_file() else index.get(image)
+            named.add(path)
+        if path is None:
+            problems.add(f"missing image(s) (looked in {root} and {images_dir.name}/)", line, image or f"line {line}")
+            bad = True
+        if not bad:
+            records.append((line, image, values, group or image, path))
+    found = _finish(where, problems, records, tuple(names), "multilabel", root, skip_bad)
+    return replace(found, unlabelled=_unlabelled(index, named, root))
+
+
+def _check_label_columns(labels_csv: Path, header: Sequence[str], names: Sequence[str]) -> None:
+    """Refuse a multilabel header without label columns, with a nameless, duplicate or ``;``-holding one."""
+    fix = (
+        "A multilabel labels.csv has a column image, one 0/1 column per label and optionally the group "
+        f"({', '.join(MULTILABEL_GROUP_COLUMNS)})"
+    )
+    if not names:
+        raise DataError(
+            f"{labels_csv} has no label column: its header is {','.join(header)}. {fix}; a single-label file has a "
+            "column label instead."
+        )
+    if any(not name for name in names):
+        raise DataError(f"{labels_csv} has a label column without a name (header {','.join(header)}). {fix}.")
+    with_semicolon = [name for name in names if ";" in name]
+    if with_semicolon:
+        raise DataError(
+            f"label name(s) in {labels_csv} hold ';': {', '.join(with_semicolon)}. predictions.csv joins an image's "
+            "labels with ';': rename the column(s)."
+        )
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(name.casefold(), []).append(name)
+    duplicates = [" and ".join(group) for group in spellings.values() if len(group) > 1]
+    if duplicates:
+        raise DataError(
+            f"duplicate label column(s) in {labels_csv}: {'; '.join(duplicates)} (names compared ignoring case). "
+            "Give each label one column: merge or rename them."
+        )
+
+
+def _zero_one(cell: str) -> int | None:
+    """0 or 1 for a cell holding 0 or 1 (``1``, ``1.0``), else None."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return int(value) if value in (0.0, 1.0) else None
 
 
 def _subfolders(root: Path) -> list[Path]:
