@@ -17,6 +17,10 @@ dataset facts its signature names (``class_counts``, ``num_classes``, ``num_epoc
 defaults: class counts halving from 30 (``[30, 15, 8, 4]`` for the default 4 classes), 5 epochs, batches of 8, seed 0,
 and training targets with those counts. The weighter, loss, sampler and mixer checks take a built object too.
 
+The loss and sampler checks take the ``task`` a plugin serves (its ``tasks`` registration; check each): for
+``"multilabel"`` the targets are multi-hot ``[N, L]`` (0/1) and ``class_counts`` the ``[2, L]`` table whose column
+``l`` holds the images without label ``l`` and those with it, what a multilabel run passes.
+
 The checks run on the CPU (and also on CUDA where there is one, for weighters and losses), in about a
 second each; a model check builds the model twice, on a ``(2, 3, 64, 64)`` input by default. They leave
 the global random state as they found it.
@@ -137,7 +141,10 @@ SAMPLER_RULES: dict[str, str] = {
     "factory": "the factory builds a sampler from the facts its signature names and the options given",
     "protocol": "a sampleweight.Sampler: __iter__, __len__, set_epoch(), state_dict() and load_state_dict()",
     "call": "set_epoch(), iteration, len() and loading through a torch DataLoader(sampler=...) run without raising",
-    "indices": "it yields integer dataset indices in range(N), N the number of training targets",
+    "indices": (
+        "it yields integer dataset indices in range(N), N the number of training images (targets [N], or the rows of "
+        "multi-hot targets [N, L])"
+    ),
     "length": (
         "len() is the number of indices an epoch yields, and > 0, from set_epoch() on (a DataLoader reads it before "
         "iterating)"
@@ -388,7 +395,9 @@ def check_loss(
                 _check_soft_targets(check, loss, batch, classes, generator)
 
 
-def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_options: Any) -> None:
+def check_sampler(
+    factory_or_sampler: Callable[..., Any] | Sampler, *, task: str = "multiclass", **facts_and_options: Any
+) -> None:
     """Check that a sampler keeps the contract sampleweight relies on (`SAMPLER_RULES`).
 
     Every epoch ``0 .. num_epochs - 1`` is drawn, checked, drawn again and loaded through a
@@ -398,12 +407,20 @@ def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_
     Args:
         factory_or_sampler: The factory you register (called with the facts its signature names, ``targets``
             and ``seed`` among them, and the options), or a built sampler (copied, never modified).
+        task: The task the sampler serves (what you register as ``tasks``; check each). ``"multiclass"``: class
+            indices [N]. ``"binary"``: 0/1 class indices [N] (default counts ``[30, 15]``, negatives and positives).
+            ``"multilabel"``: multi-hot targets [N, L] of 0/1, and ``class_counts`` the [2, L] table (column ``l``:
+            the images without label ``l``, the images with it; each column sums to N); ``num_classes`` is L. By
+            default 60 images and L = 4 labels held by 15, 8, 4 and 2 of them (drawn from the seed), so that some
+            images hold no label and some several. Given ``class_counts`` [2, L], images with those counts are drawn.
         **facts_and_options: Facts (``targets``, ``class_counts``, ``num_classes``, ``num_epochs``,
             ``batch_size``, ``class_names``, ``seed``; defaults in `default_facts`) and the factory's options.
 
     Raises:
         AssertionError: A broken rule, named in the message (``sampler rule 'indices' ...``).
         TypeError: Options given with a built sampler, or options the factory does not take.
+        ValueError: An unknown task, or facts that do not fit it (multi-hot targets for a task other than
+            multilabel, class indices for multilabel, targets and class counts that disagree).
 
     Example:
         >>> import torch, sampleweight as sw
@@ -413,8 +430,9 @@ def check_sampler(factory_or_sampler: Callable[..., Any] | Sampler, **facts_and_
         ...     def epoch_indices(self, epoch):
         ...         return torch.randperm(self.num_samples, generator=self.generator(epoch))
         >>> check_sampler(Shuffled, targets=torch.tensor([0, 0, 0, 1, 1, 2]))
+        >>> check_sampler(Shuffled, task="multilabel", targets=torch.tensor([[1, 0], [1, 1], [0, 0]]))
     """
-    facts, options = _facts(facts_and_options)
+    facts, options = _facts(facts_and_options, task=task)
     check = _Checker("sampler", SAMPLER_RULES, _name(factory_or_sampler))
     make = _maker(check, factory_or_sampler, facts, options, SAMPLER_FACTS, _is_built_sampler)
     size, batch_size = len(facts["targets"]), facts["batch_size"]
@@ -858,10 +876,12 @@ def check_optimizer(
     )
 
 
-def default_facts(**given: Any) -> dict[str, Any]:
+def default_facts(*, task: str = "multiclass", **given: Any) -> dict[str, Any]:
     """The dataset facts a check builds a plugin with: those given, completed with small defaults.
 
     Args:
+        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"`` (multi-hot targets [N, L] and ``class_counts``
+            the [2, L] table; see `check_sampler`).
         **given: Any of ``targets``, ``class_counts``, ``num_classes``, ``num_epochs``, ``batch_size``,
             ``class_names`` and ``seed``.
 
@@ -874,8 +894,11 @@ def default_facts(**given: Any) -> dict[str, Any]:
         >>> facts = default_facts()
         >>> facts["class_counts"].tolist(), len(facts["targets"]), facts["num_epochs"], facts["batch_size"]
         ([30, 15, 8, 4], 57, 5, 8)
+        >>> facts = default_facts(task="multilabel")
+        >>> facts["class_counts"].tolist(), tuple(facts["targets"].shape)
+        ([[45, 52, 56, 58], [15, 8, 4, 2]], (60, 4))
     """
-    facts, _ = _facts(given)
+    facts, _ = _facts(given, task=task)
     return facts
 
 
@@ -898,13 +921,32 @@ class _Checker:
             raise self.broken(rule, detail)
 
 
-def _facts(given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+MULTILABEL_IMAGES = 60
+"""How many images the default multilabel facts have (labels held by 15, 8, 4, 2, ... of them)."""
+
+
+def _facts(given: Mapping[str, Any], task: str = "multiclass") -> tuple[dict[str, Any], dict[str, Any]]:
     """``(facts, options)``: the facts given, completed with defaults, and the rest (the plugin's options)."""
+    if task not in ("multiclass", "binary", "multilabel"):
+        raise ValueError(f"task must be multiclass, binary or multilabel, got {task!r}")
     options = {key: value for key, value in given.items() if key not in SAMPLER_FACTS}
     facts = {key: value for key, value in given.items() if key in SAMPLER_FACTS and value is not None}
+    if task == "multilabel":
+        return _multilabel_facts(facts), options
+    if "targets" in facts and torch.as_tensor(facts["targets"]).ndim == 2:
+        raise ValueError(
+            f"multi-hot targets [N, L] are a multilabel task's, not a {task} task's: check a plugin registered for "
+            "the multilabel task with task='multilabel'"
+        )
+    if task == "binary" and "targets" not in facts and "class_counts" not in facts:
+        facts["class_counts"] = torch.tensor([30, 15])
     targets = None
     if "targets" in facts:
         targets = torch.as_tensor(facts.pop("targets")).long().flatten()
+        if task == "binary" and bool((targets > 1).any() | (targets < 0).any()):
+            raise ValueError(
+                f"a binary task's targets are 0 (negative) or 1 (positive), got {targets.unique().tolist()}"
+            )
         if "class_counts" not in facts:
             named = facts.get("num_classes") or len(facts.get("class_names") or ())
             facts["class_counts"] = torch.bincount(targets, minlength=max(named, int(targets.max()) + 1))
@@ -923,7 +965,60 @@ def _facts(given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     resolved.setdefault("num_epochs", DEFAULT_NUM_EPOCHS)
     resolved.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     resolved.update(targets=targets, seed=seed)
+    if task == "binary" and len(counts) != 2:
+        raise ValueError(f"a binary task has 2 classes (negative, positive), got class_counts {counts.tolist()}")
     return resolved, options
+
+
+def _multilabel_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """`_facts` of a multilabel task: multi-hot targets [N, L] and ``class_counts`` the [2, L] table."""
+    seed = int(facts.pop("seed", 0))
+    targets = None
+    if "targets" in facts:
+        targets = torch.as_tensor(facts.pop("targets"))
+        if targets.ndim != 2 or targets.numel() == 0 or not bool(((targets == 0) | (targets == 1)).all()):
+            raise ValueError(
+                f"a multilabel task's targets are multi-hot [N, L] of 0/1, got shape {tuple(targets.shape)}"
+                + ("" if targets.ndim != 2 else " with values other than 0 and 1")
+            )
+        targets = targets.long()
+        positives = targets.sum(0)
+        counts = torch.stack([len(targets) - positives, positives])
+        if "class_counts" in facts and not torch.equal(torch.as_tensor(facts["class_counts"]).long(), counts):
+            raise ValueError(
+                f"class_counts {torch.as_tensor(facts['class_counts']).tolist()} disagree with the multi-hot targets' "
+                f"[without, with] each label {counts.tolist()}; give one of them"
+            )
+        facts["class_counts"] = counts
+    elif "class_counts" in facts:
+        counts = torch.as_tensor(facts["class_counts"])
+        if counts.ndim != 2 or counts.shape[0] != 2 or counts.is_floating_point() or bool((counts < 0).any()):
+            raise ValueError(
+                "a multilabel task's class_counts is the [2, L] table of integers >= 0 (images without and with each "
+                f"label), got {counts.tolist()}"
+            )
+        if len(set(counts.sum(0).tolist())) != 1:
+            raise ValueError(
+                f"each column of class_counts [2, L] counts every image once (without or with the label): "
+                f"{counts.tolist()} sums to {counts.sum(0).tolist()}"
+            )
+    else:
+        labels = facts.get("num_classes") or len(facts.get("class_names") or ()) or DEFAULT_NUM_CLASSES
+        positives = torch.tensor([max(1, round(30 * 0.5 ** (c + 1))) for c in range(labels)])
+        facts["class_counts"] = torch.stack([MULTILABEL_IMAGES - positives, positives])
+    resolved = resolve_facts(facts)  # checked: one number of labels, counts >= 0
+    counts = resolved["class_counts"]
+    if targets is None:  # each label on a random set of images of its size, drawn from the seed
+        generator = torch.Generator().manual_seed(seed)
+        images = int(counts[:, 0].sum())
+        targets = torch.zeros(images, counts.shape[1], dtype=torch.long)
+        for label, held in enumerate(counts[1].tolist()):
+            targets[torch.randperm(images, generator=generator)[:held], label] = 1
+    resolved.setdefault("class_names", tuple(f"label_{c}" for c in range(counts.shape[1])))
+    resolved.setdefault("num_epochs", DEFAULT_NUM_EPOCHS)
+    resolved.setdefault("batch_size", DEFAULT_BATCH_SIZE)
+    resolved.update(targets=targets, seed=seed)
+    return resolved
 
 
 def _maker(

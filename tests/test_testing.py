@@ -39,9 +39,66 @@ def test_every_builtin_loss_keeps_the_contract(name: str, task: str) -> None:
     check_loss(BUILTINS.losses[name].factory, task=task, **facts)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTINS.samplers))
-def test_every_builtin_sampler_keeps_the_contract(name: str) -> None:
-    check_sampler(BUILTINS.samplers[name].factory)
+SAMPLER_TASKS = [(n, t) for n in sorted(BUILTINS.samplers) for t in BUILTINS.tasks("samplers", n)]
+
+
+@pytest.mark.parametrize(("name", "task"), SAMPLER_TASKS)
+def test_every_builtin_sampler_keeps_the_contract(name: str, task: str) -> None:
+    check_sampler(BUILTINS.samplers[name].factory, task=task)
+
+
+def test_multi_hot_targets_go_only_to_samplers_registered_for_the_multilabel_task() -> None:
+    assert ("repeat_factor", "multilabel") in SAMPLER_TASKS
+    assert ("class_balanced", "multilabel") not in SAMPLER_TASKS
+    with pytest.raises(AssertionError, match=r"^sampler rule 'factory' "):  # why it must not be given them
+        check_sampler(BUILTINS.samplers["class_balanced"].factory, task="multilabel")
+    with pytest.raises(ValueError, match="multi-hot targets \\[N, L\\] are a multilabel task's, not a multiclass"):
+        check_sampler(BUILTINS.samplers["instance"].factory, targets=torch.tensor([[0, 1], [1, 0]]))
+    check_sampler(LabelWeighted, task="multilabel")  # the broken ones below are its variants
+    check_sampler(BUILTINS.samplers["repeat_factor"].factory, task="multilabel", threshold=0.3)  # images repeated
+    check_sampler(BUILTINS.samplers["repeat_factor"].factory, task="multilabel", threshold=0.3, num_samples=40)
+
+
+def test_the_multilabel_facts_are_multi_hot_targets_and_the_two_row_table() -> None:
+    facts = testing.default_facts(task="multilabel")
+    targets, counts = facts["targets"], facts["class_counts"]
+    assert targets.shape == (60, 4) and set(targets.unique().tolist()) == {0, 1}
+    assert counts.tolist() == [[45, 52, 56, 58], [15, 8, 4, 2]]  # column l: without label l, with it
+    assert torch.equal(counts[1], targets.sum(0)) and torch.equal(counts.sum(0), torch.full((4,), 60))
+    held = targets.sum(1)
+    assert (held == 0).any() and (held >= 2).any()  # images with no label and with several
+    assert facts["num_classes"] == 4 and len(facts["class_names"]) == 4
+    given = testing.default_facts(task="multilabel", class_counts=torch.tensor([[9, 4, 10], [1, 6, 0]]), seed=3)
+    assert given["targets"].shape == (10, 3) and given["targets"].sum(0).tolist() == [1, 6, 0]
+    assert torch.equal(given["targets"], testing.default_facts(task="multilabel", **given)["targets"])
+    mine = torch.tensor([[1, 0], [1, 1], [0, 0]])
+    assert testing.default_facts(task="multilabel", targets=mine)["class_counts"].tolist() == [[1, 2], [2, 1]]
+    assert testing.default_facts(task="multilabel", num_classes=2)["class_counts"].tolist() == [[45, 52], [15, 8]]
+    assert testing.default_facts(task="binary")["class_counts"].tolist() == [30, 15]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"targets": torch.tensor([0, 1, 1])}, "multi-hot \\[N, L\\] of 0/1, got shape \\(3,\\)"),
+        ({"targets": torch.tensor([[0, 2]])}, "values other than 0 and 1"),
+        ({"targets": torch.tensor([[1, 0], [1, 1]]), "class_counts": [[1, 1], [1, 1]]}, "disagree"),
+        ({"class_counts": [3, 1]}, "the \\[2, L\\] table"),
+        ({"class_counts": [[3, 1], [1, 1]]}, "sums to \\[4, 2\\]"),
+    ],
+)
+def test_multilabel_facts_that_do_not_fit_are_refused(given: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_sampler(Shuffled, task="multilabel", **given)
+
+
+def test_binary_facts_are_two_classes_and_an_unknown_task_is_refused() -> None:
+    with pytest.raises(ValueError, match="a binary task's targets are 0 \\(negative\\) or 1"):
+        check_sampler(Shuffled, task="binary", targets=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="a binary task has 2 classes"):
+        check_sampler(Shuffled, task="binary", class_counts=[3, 2, 1])
+    with pytest.raises(ValueError, match="task must be multiclass, binary or multilabel"):
+        check_sampler(Shuffled, task="regression")
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS.models))
@@ -353,6 +410,70 @@ class EmptyState(Shuffled):
         return {}
 
 
+class LabelWeighted(sw.BaseSampler):
+    """A multilabel sampler keeping the contract: N draws, image i with probability proportional to 1 + its labels."""
+
+    def __init__(self, targets, seed: int = 0) -> None:
+        super().__init__(len(targets), seed)
+        self.weights = 1.0 + torch.as_tensor(targets).double().sum(1)
+
+    def epoch_indices(self, epoch):
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=self.generator(epoch))
+
+
+class ClassIndicesOnly(LabelWeighted):
+    def __init__(self, targets, seed: int = 0) -> None:
+        super().__init__(targets, seed)
+        self.class_counts = torch.bincount(targets)  # a multi-hot matrix is no class-index vector
+
+
+class ImagesPerLabelSet(LabelWeighted):
+    def epoch_indices(self, epoch):
+        groups = {}
+        for image, labels in enumerate(self.targets.tolist()):  # a list is no dict key
+            groups.setdefault(labels, []).append(image)
+        return torch.tensor([i for members in groups.values() for i in members])
+
+    def __init__(self, targets, seed: int = 0) -> None:
+        super().__init__(targets, seed)
+        self.targets = targets
+
+
+class EveryCell(LabelWeighted):
+    """Treats the [N, L] matrix as N * L samples."""
+
+    def __init__(self, targets, seed: int = 0) -> None:
+        super().__init__(targets, seed)
+        self.num_samples = targets.numel()
+
+    def epoch_indices(self, epoch):
+        return torch.randperm(self.num_samples, generator=self.generator(epoch))
+
+
+class LabelledOnly(LabelWeighted):
+    """Draws only images holding a label, but keeps len() at N."""
+
+    def epoch_indices(self, epoch):
+        labelled = (self.weights > 1).nonzero().flatten()
+        return labelled[torch.randperm(len(labelled), generator=self.generator(epoch))]
+
+
+class GlobalDraw(LabelWeighted):
+    def epoch_indices(self, epoch):
+        return torch.multinomial(self.weights, self.num_samples, replacement=True)
+
+
+class SameDrawEveryEpoch(LabelWeighted):
+    def epoch_indices(self, epoch):
+        generator = torch.Generator().manual_seed(self.seed)
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+
+
+class RenamedState(LabelWeighted):
+    def state_dict(self):
+        return {"label_epoch": self.epoch}
+
+
 class Net(nn.Module):
     def __init__(self, num_classes: int = 4, outputs: int | None = None) -> None:
         super().__init__()
@@ -493,6 +614,14 @@ BROKEN = [
     ("sampler", "deterministic", GlobalShuffle, {}),
     ("sampler", "set-epoch", SameEveryEpoch, {}),
     ("sampler", "state-dict", EmptyState, {}),
+    ("sampler", "factory", ClassIndicesOnly, {"task": "multilabel"}),
+    ("sampler", "protocol", torch_sampler, {"task": "multilabel"}),
+    ("sampler", "call", ImagesPerLabelSet, {"task": "multilabel"}),
+    ("sampler", "indices", EveryCell, {"task": "multilabel"}),
+    ("sampler", "length", LabelledOnly, {"task": "multilabel"}),
+    ("sampler", "deterministic", GlobalDraw, {"task": "multilabel"}),
+    ("sampler", "set-epoch", SameDrawEveryEpoch, {"task": "multilabel"}),
+    ("sampler", "state-dict", RenamedState, {"task": "multilabel"}),
     ("model", "factory", fixed_classes, {}),
     ("model", "module", with_config, {}),
     ("model", "forward", model(Only224), {}),
@@ -518,7 +647,10 @@ RULES = {
 @pytest.mark.parametrize(
     ("kind", "rule", "broken", "arguments"),
     BROKEN,
-    ids=[f"{kind}-{rule}-{getattr(broken, '__qualname__', '')}" for kind, rule, broken, _ in BROKEN],
+    ids=[
+        f"{kind}-{rule}-{getattr(broken, '__qualname__', '')}{'-' + a['task'] if 'task' in a else ''}"
+        for kind, rule, broken, a in BROKEN
+    ],
 )
 def test_a_plugin_breaking_a_rule_fails_naming_that_rule(kind: str, rule: str, broken, arguments: dict) -> None:
     with pytest.raises(AssertionError, match=f"^{kind} rule '{rule}' ") as error:
