@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from sampleweight.cli import app
 from sampleweight.data import LAYOUTS, DataInventory, build_datasets, prepare, read_dataset
 from sampleweight.errors import ConfigError, DataError
 
@@ -97,6 +99,8 @@ def test_the_layout_can_be_named_or_the_file_given(tmp_path: Path, how: str) -> 
     else:
         records = read_dataset(root / "labels.csv")
     assert records.layout == "multilabel" and records.labels.shape == (6, 3)
+    if how == "prefix":
+        assert records.source == f"multilabel:{root}"  # the data as given, as data.json records it
 
 
 def test_naming_the_layout_reads_a_label_column_named_label(tmp_path: Path) -> None:
@@ -256,3 +260,15 @@ def test_prepare_summarises_a_multilabel_set(tmp_path: Path, caplog: pytest.LogC
     assert summary.layout == "multilabel" and summary.multilabel and summary.classes == LABELS
     assert summary.class_counts == (3, 3, 2)  # images with each label
     assert json.loads(json.dumps(summary.to_dict()))["class_counts"] == [3, 3, 2]
+
+
+def test_the_command_line_names_the_layout_too(tmp_path: Path) -> None:
+    root = make_multilabel(tmp_path / "data")
+    args = ["prepare", "--data", f"multilabel:{root}", "--image-size", "16", "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["layout"] == "multilabel" and summary["multilabel"] is True and summary["class_counts"] == [3, 3, 2]
+    (root / "labels.csv").write_text("image,MEL,NV\nimg0,1,0\nimg1.png,0,3\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "line 3 NV='3'" in result.output and "Traceback" not in result.output

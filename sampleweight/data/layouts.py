@@ -117,8 +117,8 @@ def read_dataset(
         >>> records.layout, len(records), records.classes[:2]
         ('synthetic', 500, ('MEL', 'NV'))
     """
-    text = str(source).strip()
-    text, layout = _layout_prefix(text, layout)
+    given = str(source).strip()
+    text, layout = _layout_prefix(given, layout)
     if layout is not None and layout not in LAYOUTS:
         raise ConfigError(f"unknown data layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     if layout == "synthetic" or re.fullmatch(r"(?i)synthetic(:.*)?", text):
@@ -127,7 +127,7 @@ def read_dataset(
         records = _read_path(Path(text).expanduser(), layout, subset, classes, skip_bad, allow_unlabelled)
         if not allow_empty_classes and records.labelled:
             _require_every_class(records, text)
-    records = replace(records, source=text)
+    records = replace(records, source=given)
     log.info("data: %s", records.describe())
     if records.skipped:
         log.warning(
