@@ -421,8 +421,8 @@ def binary_folder(tmp_path_factory) -> Path:
     return out
 
 
-def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binary_folder, tmp_path) -> None:
-    from sklearn.metrics import roc_auc_score
+def test_a_binary_table_shows_auc_pauc_ap_and_compares_them_paired(binary_folder, tmp_path) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     from sampleweight.binary_metrics import partial_auc_above_tpr
     from sampleweight.engine.rundir import read_predictions
@@ -451,14 +451,14 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
         compared = list(csv.DictReader(handle))
     assert {r["baseline"] for r in compared} == {"bce-none"} and {r["setup"] for r in compared} == {"bce-es"}
     pooled = {r["metric"]: r for r in compared if r["scope"] == "pooled"}
-    assert list(pooled) == ["acc", "bacc", "mpr", "mf1", "auc", "pauc"]
-    for metric in ("auc", "pauc"):
+    assert list(pooled) == ["acc", "bacc", "mpr", "mf1", "auc", "pauc", "ap"]
+    for metric in ("auc", "pauc", "ap"):
         pairs = zip(finals["es"], finals["none"], strict=True)
         expected = np.mean([e["binary"][metric] - n["binary"][metric] for e, n in pairs])
         assert float(pooled[metric]["difference"]) == pytest.approx(100 * expected, abs=1e-3)
         assert float(pooled[metric]["low"]) <= float(pooled[metric]["difference"]) <= float(pooled[metric]["high"])
         assert pooled[metric]["pairs"] == "2" and float(pooled[metric]["p_holm"]) >= float(pooled[metric]["p"])
-    # each pair's AUC difference, independently: scikit-learn's ROC AUC (and the ISIC pAUC) of each run's MEL column
+    # each pair's differences, independently: scikit-learn's ROC AUC and AP (and the ISIC pAUC) of each run's MEL column
     for split in (0, 1):
         scored = {}
         for weighting in ("none", "es"):
@@ -475,8 +475,11 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
         row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "pauc")
         expected = partial_auc_above_tpr(*scored["es"]) - partial_auc_above_tpr(*scored["none"])
         assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
-    assert "| loss | weighting | vs | pairs | ΔAcc | ΔBAcc | ΔmPR | ΔmF1 | ΔAUC | ΔpAUC |" in markdown
-    assert "Holm's correction over the 6 comparisons of this table" in markdown
+        row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "ap")
+        expected = average_precision_score(*scored["es"]) - average_precision_score(*scored["none"])
+        assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+    assert "| loss | weighting | vs | pairs | ΔAcc | ΔBAcc | ΔmPR | ΔmF1 | ΔAUC | ΔpAUC | ΔAP |" in markdown
+    assert "Holm's correction over the 7 comparisons of this table" in markdown
     from sampleweight.studies.report import logit_adjusted_run
 
     for run in collect_runs(binary_folder):  # read from predictions.csv after a monotone map of p: the same figures
@@ -484,7 +487,7 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
     result = runner.invoke(app, ["report", str(binary_folder), "--out", str(tmp_path / "cli"), "--baseline", "none",
                                  "--no-figures"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "binary: MEL vs rest" in result.output and "pAUC" in result.output and "ΔAUC" in result.output
+    assert "binary: MEL vs rest" in result.output and "pAUC" in result.output and "ΔAP" in result.output
 
 
 def test_binary_runs_beside_multiclass_ones_make_their_own_table_and_leave_it_unchanged(

@@ -11,7 +11,7 @@ Binary runs (``--task binary --positive MEL``) make tables of their own (model x
 ISIC 2024's partial AUC and average precision beside those (`BINARY_COLUMNS`).
 `compare_with_baseline` adds, per table, every other cell's paired difference to a baseline cell on the
 same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons; a binary
-table's comparisons add AUC and pAUC (`BINARY_COMPARED`), against a baseline of that table only.
+table's comparisons add AUC, pAUC and AP (`BINARY_COMPARED`), against a baseline of that table only.
 `write_report` writes ``report.md``, one CSV per table (and per table's comparisons), a per-class recall
 bar chart per model x optimizer x loss, one reliability diagram per table and a confusion matrix per run.
 With ``logit_adjust`` it also shows every run after post-hoc logit adjustment of its validation predictions
@@ -89,7 +89,7 @@ METRICS = ("acc", "bacc", "mpr", "mf1")
 BINARY_COLUMNS = ("auc", "pauc", "ap")
 """A binary table's columns after `METRICS`: ROC AUC, ISIC 2024's partial AUC above 80 % TPR, average precision
 (`sampleweight.binary_metrics`)."""
-BINARY_COMPARED = ("auc", "pauc")
+BINARY_COMPARED = ("auc", "pauc", "ap")
 """What a binary table's paired comparisons add to `COMPARED_METRICS` (of the positive class's probability)."""
 METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1", "auc": "AUC", "pauc": "pAUC", "ap": "AP"}
 MULTICLASS = "multiclass"

@@ -76,10 +76,10 @@ __all__ = [
 ]
 
 COMPARED_METRICS = ("acc", "bacc", "mpr", "mf1")
-"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall, ``"auc:NAME"`` and
-``"pauc:NAME"`` its one-vs-rest ROC AUC and ISIC 2024 partial AUC (`sampleweight.binary_metrics`; a binary run's
-positive class, or a multiclass run's class)."""
-RANKED = ("auc", "pauc")
+"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall, ``"auc:NAME"``,
+``"pauc:NAME"`` and ``"ap:NAME"`` its one-vs-rest ROC AUC, ISIC 2024 partial AUC and average precision
+(`sampleweight.binary_metrics`; a binary run's positive class, or a multiclass run's class)."""
+RANKED = ("auc", "pauc", "ap")
 """The score-based metrics `metric_values` takes as ``"NAME:CLASS"`` (columns of `binary_metrics.RANKING_METRICS`)."""
 ALPHA = 0.05
 """A difference is significant when its Holm-adjusted p-value is below this."""
@@ -184,8 +184,8 @@ def metric_values(
     weights: Any = None,
     scores: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ``auc:NAME``, ``pauc:NAME``) of one run, or
-    of each resample.
+    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ``auc:NAME``, ``pauc:NAME``, ``ap:NAME``) of
+    one run, or of each resample.
 
     Args:
         targets: True class indices [N].
@@ -193,7 +193,8 @@ def metric_values(
         classes: The class names.
         metrics: Which metrics.
         weights: Resample counts [R, N] (`sampleweight.bootstrap.resample_counts`), or None for the data as given.
-        scores: Class probabilities [N, C], needed by ``auc:NAME`` and ``pauc:NAME`` (class NAME against the rest).
+        scores: Class probabilities [N, C], needed by ``auc:NAME``, ``pauc:NAME`` and ``ap:NAME`` (class NAME against
+            the rest).
 
     Returns:
         [M], or [R, M] with ``weights``.
@@ -221,8 +222,8 @@ def metric_values(
             columns.append(scored[metric])
         else:
             raise ConfigError(
-                f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)}, recall:CLASS, auc:CLASS or "
-                "pauc:CLASS"
+                f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)}, recall:CLASS, auc:CLASS, "
+                "pauc:CLASS or ap:CLASS"
             )
     return np.stack(columns, axis=-1)
 
