@@ -736,6 +736,7 @@ def test_a_folder_of_the_three_tasks_gives_their_tables_the_multiclass_ones_unch
         logit_adjusted_run(multilabel_run, 1.0)
     adjusted = write_report(multilabel_folder, tmp_path / "adjusted", figures=False, logit_adjust=[1.0])
     assert [cell.name for cell in adjusted.tables[0].cells] == ["asl-none", "bce-none", "bce-es"]
+    assert "`--logit-adjust` leaves the multilabel runs as trained" in (tmp_path / "adjusted" / "report.md").read_text()
 
 
 def test_runs_of_two_label_sets_make_two_tables_with_files_of_their_own(multilabel_folder, tmp_path) -> None:
@@ -759,3 +760,79 @@ def test_runs_of_two_label_sets_make_two_tables_with_files_of_their_own(multilab
         assert (tmp_path / "out" / f"table-{table.key}.csv").is_file()
         assert (tmp_path / "out" / f"labels-{table.key}.csv").is_file()
         assert table.title.startswith(f"cbam_vgg16, adam, multilabel: {len(table.classes)} labels (")
+
+
+def test_score_multiclass_pairs_a_multiclass_runs_summed_probability_with_the_binary_runs(
+    grid_folder, binary_folder, tmp_path
+) -> None:
+    import shutil
+
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from sampleweight.engine.rundir import read_predictions
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    shutil.copytree(binary_folder, folder / "binary")
+    plain = write_report(folder, tmp_path / "plain", figures=False, baseline="bce-none", resamples=50)
+    result = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "scored"), "--baseline", "bce-none",
+                                 "--no-figures", "--score-multiclass"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (tmp_path / "plain" / "report.md").unlink()
+    for path in (tmp_path / "plain").iterdir():  # the multiclass table as it was; the binary one gains rows
+        if "binary" not in path.name:
+            assert path.read_text() == (tmp_path / "scored" / path.name).read_text(), path.name
+    rows = read_csv(tmp_path / "scored" / "table-cbam_vgg16-adam-binary-MEL.csv")
+    classes = len(collect_runs(grid_folder)[0].classes)
+    assert list(rows) == [("ce", f"none from={classes}-class"), ("ce", f"cb from={classes}-class"),
+                          ("focal", f"none from={classes}-class"), ("bce", "none"), ("bce", "es")]  # fmt: skip
+    assert [t.cells for t in plain.tables][1][0].name == "bce-none"
+    row = rows[("ce", f"cb from={classes}-class")]
+    assert row["n"] == "2" and row["seeds"] == "0"  # the seed-1 runs have no binary run on their images
+
+    def mel_scores(run: Path) -> tuple[np.ndarray, np.ndarray]:
+        images, true, _, scores, names = read_predictions(run / "predictions.csv")
+        order = np.argsort(images)
+        return np.array([t == "MEL" for t in true], dtype=int)[order], scores[order, names.index("MEL")]
+
+    scored = {split: mel_scores(folder / f"cbam_vgg16-ce-cb-adam-s{split}") for split in (0, 1)}
+    binary = {split: mel_scores(binary_folder / f"cbam_vgg16-bce-none-adam-s{split}-binary-MEL") for split in (0, 1)}
+    aucs = [roc_auc_score(*scored[split]) for split in (0, 1)]
+    assert float(row["auc"]) == pytest.approx(100 * np.mean(aucs), abs=1e-3)
+    assert float(row["ap"]) == pytest.approx(100 * np.mean([average_precision_score(*scored[s]) for s in (0, 1)]),
+                                             abs=1e-3)  # fmt: skip
+    with open(tmp_path / "scored" / "comparisons-cbam_vgg16-adam-binary-MEL.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    setup = f"ce-cb-from={classes}-class"
+    for split in (0, 1):  # paired with plain bce on the same images, independently
+        assert np.array_equal(scored[split][0], binary[split][0])
+        line = next(r for r in compared if r["setup"] == setup and r["scope"] == f"split {split} seed 0"
+                    and r["metric"] == "auc")  # fmt: skip
+        assert line["baseline"] == "bce-none"
+        assert float(line["difference"]) == pytest.approx(
+            100 * (roc_auc_score(*scored[split]) - roc_auc_score(*binary[split])), abs=1e-3
+        )
+    markdown = (tmp_path / "scored" / "report.md").read_text()
+    assert f"Rows `from={classes}-class`: multiclass runs of this model and optimizer" in markdown
+
+
+def test_a_multiclass_run_scored_as_several_positive_classes_sums_their_probabilities(grid_folder) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from sampleweight.studies.report import multiclass_scored_run
+
+    run = next(r for r in collect_runs(grid_folder) if r.path.name == "cbam_vgg16-ce-none-adam-s0")
+    positive = list(run.classes[:2])
+    scored = multiclass_scored_run(run, positive)
+    assert scored.task == f"binary:{'+'.join(positive)}" and scored.classes == ["rest", "+".join(positive)]
+    assert scored.options["from"] == f'"{len(run.classes)}-class"'
+    original = run.predictions
+    summed = original.scores[:, 0] + original.scores[:, 1]
+    np.testing.assert_allclose(scored.predictions.scores[:, 1], summed)
+    truth = np.isin(original.targets, [0, 1])
+    assert scored.ranking()["auc"] == pytest.approx(roc_auc_score(truth, summed))
+    assert scored.metrics["acc"] == pytest.approx(np.mean(np.isin(original.predicted, [0, 1]) == truth))
+    with pytest.raises(sw.ConfigError, match="unknown class 'XYZ'"):
+        multiclass_scored_run(run, ["XYZ"])
+    with pytest.raises(sw.ConfigError, match="only a multiclass run is scored as a binary task"):
+        multiclass_scored_run(scored, positive)

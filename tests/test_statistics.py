@@ -308,6 +308,8 @@ def test_multilabel_predictions_read_their_label_sets_and_strata_are_each_images
     assert scored.predicted.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
     column = scored.one_vs_rest("C")
     assert column.targets.tolist() == [1, 0, 0] and column.scores[:, 1].tolist() == [0.4, 0.1, 0.2]
+    with pytest.raises(sw.ConfigError, match="a multilabel run's labels are scored one at a time"):
+        scored.one_vs_rest(["A", "C"])
     path.write_text("image,true,pred,A,B\nx1,A;D,A,0.9,0.1\n")
     with pytest.raises(sw.ConfigError, match="names the label 'D', which has no score column"):
         Predictions.read(path, multilabel=True)

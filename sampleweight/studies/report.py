@@ -87,6 +87,8 @@ __all__ = [
     "markdown_comparisons",
     "markdown_label_table",
     "markdown_table",
+    "multiclass_scored_run",
+    "multiclass_scored_runs",
     "published",
     "rich_comparisons",
     "rich_table",
@@ -153,8 +155,9 @@ class RunResult:
         config: Its ``config.json`` (an evaluation: its run's, from ``run.json``).
         metrics: Its ``metrics.json`` (or, with ``logit_adjust``, the metrics of the adjusted predictions).
         logit_adjust: The tau of a post-hoc logit adjustment of its predictions (`logit_adjusted_run`), or None.
-        adjusted: Those adjusted predictions.
+        adjusted: Those adjusted predictions (or a multiclass run's, scored as a binary task: `multiclass_scored_run`).
         evaluation: For an evaluation of ``evaluate --each``: how it was scored (None for a run's own validation).
+        scored_from: For a multiclass run scored as a binary task (`multiclass_scored_run`): its number of classes.
     """
 
     path: Path
@@ -163,6 +166,7 @@ class RunResult:
     logit_adjust: float | None = None
     adjusted: Predictions | None = field(default=None, repr=False, compare=False)
     evaluation: Evaluation | None = None
+    scored_from: int | None = None
 
     @property
     def model(self) -> str:
@@ -231,7 +235,8 @@ class RunResult:
         the same setup as no gamma), the sampler's options (``sampler.threshold``), the mixer unless it is the default
         (``mixer``) and its options (``mixer.alpha``), the optimizer's (``optimizer.rho``), a weight decay other than
         0, a task other than multiclass (``task=binary:MEL``), a retrained run's stage
-        options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
+        options as given (``crt.epochs``), an evaluation's ``tta`` (but ``none``) and ``logit_adjust``, and for a
+        multiclass run scored as a binary task ``from=7-class`` (`multiclass_scored_run`).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -267,6 +272,8 @@ class RunResult:
             options["logit_adjust"] = self.evaluation.logit_adjust
         if self.logit_adjust is not None:
             options["logit_adjust"] = self.logit_adjust
+        if self.scored_from is not None:
+            options["from"] = f"{self.scored_from}-class"
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property
@@ -285,7 +292,7 @@ class RunResult:
 
     @cached_property
     def predictions(self) -> Predictions:
-        """Its ``predictions.csv`` (read once), or its logit-adjusted predictions."""
+        """Its ``predictions.csv`` (read once), or its logit-adjusted (re-scored) predictions."""
         if self.adjusted is not None:
             return self.adjusted
         return Predictions.read(self.path / RunDirectory.PREDICTIONS, multilabel=self.multilabel)
@@ -633,6 +640,73 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted, evaluation=run.evaluation)
 
 
+def multiclass_scored_run(run: RunResult, positive: Sequence[str]) -> RunResult:
+    """A multiclass run scored as a binary run of ``positive`` against the rest, as a setup of its own.
+
+    Its validation probabilities give ``P(positive) = the sum of the positive classes' probabilities``
+    (`Predictions.one_vs_rest`), decided positive where its decided class is one of them: scored as a binary run is
+    (`sampleweight.metrics.final_metrics` of the two classes, no intervals, and a ``binary`` block of
+    `sampleweight.binary_metrics.binary_metrics`, its threshold chosen on these images by Youden's J). Its config's
+    task becomes ``binary`` with these positive classes, so it joins their binary table, and its options gain
+    ``from=C-class`` (a row ``none from=7-class``, named ``ce-none-from=7-class``), so it is a setup of its own there,
+    paired with the binary runs on the same images.
+
+    Raises:
+        ConfigError: It is not a multiclass run, or ``positive`` names a class it does not have.
+    """
+    if run.task != MULTICLASS:
+        raise ConfigError(f"report: {run.path} is a {run.task} run; only a multiclass run is scored as a binary task")
+    from sampleweight.binary_metrics import binary_metrics
+
+    scored = run.predictions.one_vs_rest(list(positive))
+    metrics = {
+        **final_metrics(scored.targets, scored.scores, scored.predicted, list(scored.classes), resamples=0),
+        "task": "binary",
+        "binary": binary_metrics(scored.targets, scored.scores[:, 1], resamples=0),
+    }
+    config = {**run.config, "task": "binary", "positive": list(positive)}
+    return RunResult(run.path, config, metrics, adjusted=scored, evaluation=run.evaluation,
+                     scored_from=len(run.classes))  # fmt: skip
+
+
+def multiclass_scored_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Each multiclass run scored as each binary task of its model and optimizer that it can serve
+    (`multiclass_scored_run`).
+
+    A multiclass run (as trained) serves a binary task (its ``--positive`` classes) when it has those classes and a
+    binary run of its model and optimizer on its split and seed was scored on the same images with the same labels
+    (the binary split is the multiclass one relabelled: the same data, split, seed and validation fraction), so the
+    two pair image by image; other multiclass runs are left out of that binary table.
+    """
+    binary: dict[tuple[str, str, tuple[str, ...]], dict[tuple[int, int], RunResult]] = {}
+    for run in runs:
+        positive = run.config.get("positive")
+        if run.task.startswith("binary") and positive and run.logit_adjust is None and run.scored_from is None:
+            binary.setdefault((run.model, run.optimizer, tuple(positive)), {}).setdefault(run.key, run)
+    found = []
+    for run in runs:
+        if run.task != MULTICLASS or run.logit_adjust is not None:
+            continue
+        for (model, optimizer, positive), by_key in binary.items():
+            partner = by_key.get(run.key)
+            if (model, optimizer) != (run.model, run.optimizer) or partner is None:
+                continue
+            if not set(positive) <= set(run.classes):
+                continue
+            scored = multiclass_scored_run(run, positive)
+            if _same_images(scored.predictions, partner.predictions):
+                found.append(scored)
+    return found
+
+
+def _same_images(a: Predictions, b: Predictions) -> bool:
+    """Whether two runs were scored on the same images with the same true classes (matched by image id)."""
+    if sorted(a.images) != sorted(b.images):
+        return False
+    order_a, order_b = np.argsort(np.asarray(a.images, dtype=object)), np.argsort(np.asarray(b.images, dtype=object))
+    return bool(np.array_equal(a.targets[order_a], b.targets[order_b]))
+
+
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
     """Group runs into the paper's tables: one per model x optimizer (and task), a row per setup.
 
@@ -905,6 +979,7 @@ def write_report(
     resamples: int = 2000,
     logit_adjust: Sequence[float] = (),
     method: str = DEFAULT_METHOD,
+    score_multiclass: bool = False,
 ) -> Report:
     """Write the report of every finished run under ``folder``.
 
@@ -929,6 +1004,8 @@ def write_report(
         logit_adjust: Also show every run after post-hoc logit adjustment with each of these taus
             (`logit_adjusted_run`), as setups ``LOSS-WEIGHTING-logit_adjust=TAU`` (multilabel runs: as trained only).
         method: The comparisons' intervals and p-values: ``"percentile"`` or ``"bca"`` (`compare_with_baseline`).
+        score_multiclass: Also score every multiclass run as each binary task it serves (`multiclass_scored_runs`:
+            ``P(positive) = the sum of their probabilities``), as rows ``from=C-class`` of that binary table.
 
     Returns:
         A `Report` with the tables and the files written.
@@ -943,6 +1020,8 @@ def write_report(
     adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in adjustable]
     rebalanced = _rebalanced(adjustable) if logit_adjust else (0, Counter())  # runs the adjustment corrects twice
     runs += adjusted
+    if score_multiclass:
+        runs += multiclass_scored_runs(runs)
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples, method=method)
@@ -963,10 +1042,10 @@ def write_report(
                 table_figures[table.key] += [reliability] if reliability is not None else []
             drawn += table_figures[table.key]
         for run in runs:
-            if not run.multilabel:  # no confusion matrix: a decision per label
+            if not run.multilabel and run.scored_from is None:  # multilabel: a decision per label; scored: its run's
                 drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
     markdown = out / REPORT_FILE
-    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced)
+    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced, bool(logit_adjust))
     atomic_write_text(markdown, text)
     return Report(tuple(tables), markdown, tuple(csv_files), tuple(drawn))
 
@@ -1342,6 +1421,7 @@ def _markdown(
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
     rebalanced: tuple[int, Counter[str]],
+    adjusting: bool = False,
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
     test = _test_data(trained)
@@ -1373,6 +1453,11 @@ def _markdown(
                 f"the classes, so {'their' if many else 'its'} adjusted setups correct twice (runs per way, a run "
                 f"may have several: {ways})."
             )
+    if adjusting and any(run.multilabel for run in runs):
+        intro += (
+            " `--logit-adjust` leaves the multilabel runs as trained (a sigmoid per label has no class prior to "
+            "subtract)."
+        )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
     lines = ["# sampleweight report", "", intro]
@@ -1381,6 +1466,9 @@ def _markdown(
         lines += ["", f"## {table.title}", "", f"Setup: {setup}.", "", markdown_table(table, paper=paper)]
         if table.binary:
             lines += ["", _BINARY_NOTE.format(positive=table.classes[-1])]
+            scored = sorted({cell.runs[0].scored_from for cell in table.cells if cell.runs[0].scored_from is not None})
+            if scored:
+                lines[-1] += " " + _SCORED_NOTE.format(classes=", ".join(f"{c}-class" for c in scored))
         if table.multilabel:
             lines += ["", _MULTILABEL_NOTE.format(count=len(table.classes)), "", markdown_label_table(table)]
         calibrated = [cell for cell in table.cells if cell.ece is not None]
@@ -1409,6 +1497,11 @@ _BINARY_NOTE = (
 )
 
 
+_SCORED_NOTE = (
+    "Rows `from={classes}`: multiclass runs of this model and optimizer (`--score-multiclass`) scored as this binary "
+    "task on the same validation images (same split and seed): the positive classes' probabilities summed, decided "
+    "positive where the decided class is one of them."
+)
 _MULTILABEL_NOTE = (
     "Multilabel runs ({count} labels, one sigmoid each): AUC, pAUC (ISIC 2024's, from 0 to 20) and AP are the means "
     "over the labels of each label's ROC AUC, partial AUC above 80 % TPR and average precision (the labels with both "

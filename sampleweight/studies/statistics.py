@@ -158,28 +158,38 @@ class Predictions:
         """Whether these are a multilabel run's predictions (targets [N, L])."""
         return np.ndim(self.targets) == 2
 
-    def one_vs_rest(self, name: str) -> Predictions:
+    def one_vs_rest(self, name: str | Sequence[str]) -> Predictions:
         """The run as a binary one: class ``name`` (1) against the rest (0), scored by its probability.
 
         So a multiclass run's probability of a class is compared, paired, with a binary run of that class on the same
-        images (a binary run's split is the multiclass one relabelled, `sampleweight.data.binary`). A multilabel
+        images (a binary run's split is the multiclass one relabelled, `sampleweight.data.binary`). Several classes
+        (``["MEL", "BCC"]``, a binary run's ``--positive MEL,BCC``) are positive together: scored by the sum of their
+        probabilities, decided positive where the decided class is one of them, named ``MEL+BCC``. A multilabel
         run's label ``name`` is its column: its targets, decisions and sigmoid probability.
 
         Raises:
-            ConfigError: ``name`` is not one of the classes.
+            ConfigError: ``name`` is not one of the classes (or, several, of a multilabel run).
         """
-        if name not in self.classes:
-            raise ConfigError(f"unknown class {name!r}; classes: {', '.join(self.classes)}")
-        index = self.classes.index(name)
-        positive = self.scores[:, index]
-        targets = self.targets[:, index] if self.multilabel else self.targets == index
-        predicted = self.predicted[:, index] if self.multilabel else self.predicted == index
+        names = [name] if isinstance(name, str) else list(name)
+        unknown = [n for n in names if n not in self.classes]
+        if unknown or not names:
+            raise ConfigError(f"unknown class {', '.join(map(repr, unknown))}; classes: {', '.join(self.classes)}")
+        if self.multilabel and len(names) > 1:
+            raise ConfigError(
+                f"a multilabel run's labels are scored one at a time; name one of {', '.join(self.classes)}"
+            )
+        indices = [self.classes.index(n) for n in names]
+        positive = self.scores[:, indices].sum(axis=1)
+        if self.multilabel:
+            targets, predicted = self.targets[:, indices[0]], self.predicted[:, indices[0]]
+        else:
+            targets, predicted = np.isin(self.targets, indices), np.isin(self.predicted, indices)
         return Predictions(
             self.images,
             np.asarray(targets).astype(np.int64),
             np.asarray(predicted).astype(np.int64),
             np.stack([1 - positive, positive], axis=1),
-            ("rest", name),
+            ("rest", "+".join(names)),
         )
 
     @classmethod
