@@ -772,7 +772,7 @@ def report(
     ),
 ) -> None:
     """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""
-    from sampleweight.studies.report import rich_comparisons, rich_table, write_report
+    from sampleweight.studies.report import rich_comparisons, rich_label_table, rich_table, write_report
 
     written = write_report(
         folder,
@@ -785,6 +785,8 @@ def report(
     )
     for table in written.tables:
         console.print(rich_table(table, paper=paper))
+        if table.multilabel:
+            console.print(rich_label_table(table))
         if table.comparisons:
             console.print(rich_comparisons(table))
     console.print(

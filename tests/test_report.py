@@ -652,6 +652,7 @@ def test_multilabel_setups_are_compared_paired_on_the_means_over_their_labels(mu
                                  "--no-figures"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "multilabel: 5 labels" in result.output and "ΔAUC" in result.output
+    assert "eachlabel'sROCAUC" in "".join(result.output.split())  # the per-label table, as the terminal wraps it
     with open(tmp_path / "comparisons-cbam_vgg16-adam-multilabel.csv", newline="") as handle:
         compared = list(csv.DictReader(handle))
     assert {r["setup"] for r in compared} == {"bce-es"} and {r["baseline"] for r in compared} == {"bce-none"}

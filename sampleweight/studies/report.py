@@ -91,6 +91,7 @@ __all__ = [
     "multiclass_scored_runs",
     "published",
     "rich_comparisons",
+    "rich_label_table",
     "rich_table",
     "summarize",
     "write_report",
@@ -935,6 +936,21 @@ def markdown_label_table(table: ResultTable) -> str:
             row.append(f"**{text}**" if spread is not None and varies[name] and spread.mean == best[name] else text)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def rich_label_table(table: ResultTable) -> Table:
+    """A multilabel table's per-label ROC AUC for the terminal (`markdown_label_table`'s content)."""
+    view = Table(title=f"{escape(table.title)}: each label's ROC AUC", title_justify="left")
+    for name in ("loss", "weighting", "n"):
+        view.add_column(name)
+    for name in table.classes:
+        view.add_column(escape(name), justify="right")
+    for cell in table.cells:
+        texts = [
+            "–" if cell.label_auc.get(name) is None else _mean_sd_text(cell.label_auc[name]) for name in table.classes
+        ]
+        view.add_row(escape(cell.loss), escape(cell.label), str(cell.n), *texts)
+    return view
 
 
 def _mean_sd_text(spread: Spread) -> str:
