@@ -291,6 +291,10 @@ def test_mean_ranked_metrics_average_each_labels_figure_over_the_labels_with_bot
     classes, probabilities = case(1)[0], np.random.default_rng(1).dirichlet(np.ones(4), 400)
     macro = metric_values(classes, probabilities.argmax(1), CLASSES, ["mean_auc"], scores=probabilities)[0]
     assert macro == pytest.approx(skm.roc_auc_score(classes, probabilities, multi_class="ovr", average="macro"))
+    one_class = np.zeros_like(targets)  # no label has both classes: no mean (NaN), not a number made up
+    assert np.isnan(metric_values(one_class, predicted, LABELS, MEAN_RANKED, scores=scores)).all()
+    single = metric_values(targets[:1], predicted[:1], LABELS, ["mean_auc"], scores=scores[:1])  # one image
+    assert np.isnan(single).all()
     with pytest.raises(sw.ConfigError, match=r"a multilabel run is compared on the scores of its labels: .* not bacc"):
         metric_values(targets, predicted, LABELS, ["mean_auc", "bacc"], scores=scores)
 
