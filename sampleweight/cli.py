@@ -764,9 +764,15 @@ def report(
         "--logit-adjust",
         help="Also show every run after post-hoc logit adjustment with this TAU (repeatable): its own setups.",
     ),
+    score_multiclass: bool = typer.Option(
+        False,
+        "--score-multiclass",
+        help="Also score each multiclass run as each binary table's task on the same images (P(positive) = the sum "
+        "of those classes' probabilities): rows from=C-class of that table.",
+    ),
 ) -> None:
     """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""
-    from sampleweight.studies.report import rich_comparisons, rich_table, write_report
+    from sampleweight.studies.report import rich_comparisons, rich_label_table, rich_table, write_report
 
     written = write_report(
         folder,
@@ -775,9 +781,12 @@ def report(
         figures=figures,
         baseline=baseline,
         logit_adjust=tuple(logit_adjust or ()),
+        score_multiclass=score_multiclass,
     )
     for table in written.tables:
         console.print(rich_table(table, paper=paper))
+        if table.multilabel:
+            console.print(rich_label_table(table))
         if table.comparisons:
             console.print(rich_comparisons(table))
     console.print(

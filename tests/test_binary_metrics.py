@@ -182,7 +182,7 @@ def predicted_positive_rate(targets: np.ndarray, scores: np.ndarray, threshold: 
     return float((scores[targets == 1] >= threshold).mean())
 
 
-def test_paired_comparisons_take_auc_and_pauc_of_a_class_and_a_multiclass_run_as_one_vs_rest() -> None:
+def test_paired_comparisons_take_auc_pauc_and_ap_of_a_class_and_a_multiclass_run_as_one_vs_rest() -> None:
     from sampleweight.studies.statistics import PairedBootstrap, Predictions, metric_values
 
     rng = np.random.default_rng(3)
@@ -194,10 +194,16 @@ def test_paired_comparisons_take_auc_and_pauc_of_a_class_and_a_multiclass_run_as
     binary = multiclass.one_vs_rest("MEL")
     assert binary.classes == ("rest", "MEL") and binary.targets.tolist() == (targets == 0).astype(int).tolist()
     values = metric_values(
-        binary.targets, binary.predicted, binary.classes, ["auc:MEL", "pauc:MEL"], scores=binary.scores
+        binary.targets, binary.predicted, binary.classes, ["auc:MEL", "pauc:MEL", "ap:MEL"], scores=binary.scores
     )
     assert values[0] == pytest.approx(roc_auc_score(targets == 0, scores[:, 0]))
     assert values[1] == pytest.approx(isic2024_pauc((targets == 0).astype(int), scores[:, 0]))
+    assert values[2] == pytest.approx(average_precision_score(targets == 0, scores[:, 0]))
+    counts = resample_counts(binary.targets, 5, seed=1)  # each resample: scikit-learn on the images drawn
+    drawn = metric_values(binary.targets, binary.predicted, binary.classes, ["ap:MEL"], counts, binary.scores)
+    for row, count in zip(drawn, counts, strict=True):
+        index = np.repeat(np.arange(200), count)
+        assert row[0] == pytest.approx(average_precision_score(targets[index] == 0, scores[index, 0]))
     worse = Predictions(images, binary.targets, binary.predicted, binary.scores[:, ::-1].copy(), binary.classes)
     comparison = PairedBootstrap(["auc:MEL", "pauc:MEL"], resamples=200, method="percentile").compare(
         {(0, 0): binary}, {(0, 0): worse}

@@ -421,8 +421,8 @@ def binary_folder(tmp_path_factory) -> Path:
     return out
 
 
-def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binary_folder, tmp_path) -> None:
-    from sklearn.metrics import roc_auc_score
+def test_a_binary_table_shows_auc_pauc_ap_and_compares_them_paired(binary_folder, tmp_path) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     from sampleweight.binary_metrics import partial_auc_above_tpr
     from sampleweight.engine.rundir import read_predictions
@@ -451,14 +451,14 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
         compared = list(csv.DictReader(handle))
     assert {r["baseline"] for r in compared} == {"bce-none"} and {r["setup"] for r in compared} == {"bce-es"}
     pooled = {r["metric"]: r for r in compared if r["scope"] == "pooled"}
-    assert list(pooled) == ["acc", "bacc", "mpr", "mf1", "auc", "pauc"]
-    for metric in ("auc", "pauc"):
+    assert list(pooled) == ["acc", "bacc", "mpr", "mf1", "auc", "pauc", "ap"]
+    for metric in ("auc", "pauc", "ap"):
         pairs = zip(finals["es"], finals["none"], strict=True)
         expected = np.mean([e["binary"][metric] - n["binary"][metric] for e, n in pairs])
         assert float(pooled[metric]["difference"]) == pytest.approx(100 * expected, abs=1e-3)
         assert float(pooled[metric]["low"]) <= float(pooled[metric]["difference"]) <= float(pooled[metric]["high"])
         assert pooled[metric]["pairs"] == "2" and float(pooled[metric]["p_holm"]) >= float(pooled[metric]["p"])
-    # each pair's AUC difference, independently: scikit-learn's ROC AUC (and the ISIC pAUC) of each run's MEL column
+    # each pair's differences, independently: scikit-learn's ROC AUC and AP (and the ISIC pAUC) of each run's MEL column
     for split in (0, 1):
         scored = {}
         for weighting in ("none", "es"):
@@ -475,8 +475,11 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
         row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "pauc")
         expected = partial_auc_above_tpr(*scored["es"]) - partial_auc_above_tpr(*scored["none"])
         assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
-    assert "| loss | weighting | vs | pairs | ΔAcc | ΔBAcc | ΔmPR | ΔmF1 | ΔAUC | ΔpAUC |" in markdown
-    assert "Holm's correction over the 6 comparisons of this table" in markdown
+        row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == "ap")
+        expected = average_precision_score(*scored["es"]) - average_precision_score(*scored["none"])
+        assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+    assert "| loss | weighting | vs | pairs | ΔAcc | ΔBAcc | ΔmPR | ΔmF1 | ΔAUC | ΔpAUC | ΔAP |" in markdown
+    assert "Holm's correction over the 7 comparisons of this table" in markdown
     from sampleweight.studies.report import logit_adjusted_run
 
     for run in collect_runs(binary_folder):  # read from predictions.csv after a monotone map of p: the same figures
@@ -484,7 +487,7 @@ def test_a_binary_table_shows_auc_pauc_ap_and_compares_auc_and_pauc_paired(binar
     result = runner.invoke(app, ["report", str(binary_folder), "--out", str(tmp_path / "cli"), "--baseline", "none",
                                  "--no-figures"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "binary: MEL vs rest" in result.output and "pAUC" in result.output and "ΔAUC" in result.output
+    assert "binary: MEL vs rest" in result.output and "pAUC" in result.output and "ΔAP" in result.output
 
 
 def test_binary_runs_beside_multiclass_ones_make_their_own_table_and_leave_it_unchanged(
@@ -516,3 +519,321 @@ def test_binary_runs_beside_multiclass_ones_make_their_own_table_and_leave_it_un
     write_report(folder, tmp_path / "named", figures=False, baseline="ce-none", resamples=50)
     binary = section(tmp_path / "named" / "report.md", "cbam_vgg16, adam, binary: MEL vs rest")
     assert "No paired comparison here: no `ce-none` setup" in binary
+
+
+ML_LABELS = ("melanocytic", "non_melanocytic", "NV", "MEL", "DF")
+
+
+def multilabel_case(split: int, n: int = 90) -> tuple[tuple[str, ...], np.ndarray]:
+    """A split's validation images and their 0/1 targets [N, 5] (a taxonomy's form: NV, MEL -> melanocytic; DF and an
+    unlisted BKL -> non_melanocytic); split 1 holds no DF, so its DF (and no other label) has no AUC."""
+    rng = np.random.default_rng(100 + split)
+    leaf = rng.choice(4, size=n, p=[0.5, 0.25, 0.1, 0.15] if split == 0 else [0.55, 0.3, 0.0, 0.15])  # NV MEL DF BKL
+    if split == 0:
+        leaf[:2] = 2  # DF: at least two positives on split 0
+    targets = np.stack([leaf < 2, leaf >= 2, leaf == 0, leaf == 1, leaf == 2], axis=1).astype(np.int64)
+    return tuple(f"ISIC_{split}{i:05d}" for i in range(n)), targets
+
+
+def write_multilabel_run(folder: Path, loss: str, weighting: str, split: int, skill: float) -> Path:
+    """A finished multilabel run folder of `multilabel_case`'s images, its scores the better the higher ``skill``."""
+    _, targets = multilabel_case(split)
+    rng = np.random.default_rng([split, len(loss), len(weighting), int(100 * skill)])
+    scores = np.clip(skill * targets + (1 - skill) * rng.random(targets.shape), 0, 1)
+    path = folder / f"cbam_vgg16-{loss}-{weighting}-adam-s{split}-multilabel"
+    return write_multilabel_files(path, targets, scores, ML_LABELS, split=split, loss=loss, weighting=weighting)
+
+
+def write_multilabel_files(
+    path: Path, targets: np.ndarray, scores: np.ndarray, labels: tuple[str, ...], *, split: int, loss: str,
+    weighting: str
+) -> Path:  # fmt: skip
+    """A finished multilabel run as the engine writes one (config.json, metrics.json, predictions.csv), its figures
+    from `label_metrics` of its scores (rounded to the 6 decimals written), the thresholds its own validation choice
+    (Youden's J)."""
+    from sampleweight.binary_metrics import label_metrics
+
+    images, _ = multilabel_case(split)
+    scores = np.round(scores, 6)
+    path.mkdir(parents=True)
+    options = {**TINY, "model": "cbam_vgg16", "loss": loss, "weighters": [weighting], "optimizer": "adam",
+               "split": split, "seed": 0, "task": "multilabel", "bootstrap": 0}  # fmt: skip
+    (path / "config.json").write_text(json.dumps(options))
+    block = label_metrics(targets, scores, labels, resamples=0)
+    thresholds = np.array([block["per_label"][label]["threshold"] or np.inf for label in labels])
+    predicted = (scores >= thresholds).astype(np.int64)
+    precision = [targets[predicted[:, i] == 1, i].mean() for i in range(len(labels)) if predicted[:, i].any()]
+    mean = block["mean"]
+    metrics = {"task": "multilabel", "labels": list(labels), "multilabel": block, "auc": mean["auc"],
+               "pauc": mean["pauc"], "ap": mean["ap"], "bacc": mean["bacc"], "f1": mean["f1"],
+               "acc": float((predicted == targets).all(1).mean()), "mpr": float(np.mean(precision)), "mf1": mean["f1"],
+               "decoding": "thresholds", "epochs": 1, "run": path.name}  # fmt: skip
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    with open(path / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "true", "pred", *labels])
+        for image, true, pred, row in zip(images, targets, predicted, scores, strict=True):
+            joined = [";".join(label for label, on in zip(labels, flags, strict=True) if on) for flags in (true, pred)]
+            writer.writerow([image, *joined, *(f"{v:.6f}" for v in row)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def multilabel_folder(tmp_path_factory) -> Path:
+    """Six fabricated multilabel runs: bce x (none, es) and asl x none, splits 0 and 1 (es ranks better)."""
+    out = tmp_path_factory.mktemp("multilabel") / "grid"
+    for loss, weighting, skill in (("bce", "none", 0.35), ("bce", "es", 0.5), ("asl", "none", 0.4)):
+        for split in (0, 1):
+            write_multilabel_run(out, loss, weighting, split, skill)
+    return out
+
+
+def mean_over_labels(targets: np.ndarray, scores: np.ndarray, score) -> float:
+    """scikit-learn's figure of each label with both classes, averaged over those labels."""
+    found = [
+        score(targets[:, i], scores[:, i]) for i in range(targets.shape[1]) if 0 < targets[:, i].sum() < len(targets)
+    ]
+    return float(np.mean(found))
+
+
+def test_a_multilabel_table_shows_the_means_over_labels_and_each_labels_auc(multilabel_folder, tmp_path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    report = write_report(multilabel_folder, tmp_path, figures=False)
+    (table,) = report.tables
+    assert table.key == "cbam_vgg16-adam-multilabel" and table.title == "cbam_vgg16, adam, multilabel: 5 labels"
+    assert table.setup["labels"] == ", ".join(ML_LABELS)
+    with open(tmp_path / "table-cbam_vgg16-adam-multilabel.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == ["loss", "weighting", "setup", "n", "splits", "seeds"] + [
+        f"{m}{suffix}" for m in ("auc", "pauc", "ap", "bacc", "mf1") for suffix in ("", "_sd", "_min", "_max")
+    ]
+    rows = read_csv(tmp_path / "table-cbam_vgg16-adam-multilabel.csv")
+    assert list(rows) == [("asl", "none"), ("bce", "none"), ("bce", "es")]  # losses not in the paper: by name
+    per_label = read_csv(tmp_path / "labels-cbam_vgg16-adam-multilabel.csv")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## cbam_vgg16, adam, multilabel: 5 labels" in markdown
+    assert "| loss | weighting | n | AUC | pAUC | AP | BAcc | mF1 |" in markdown
+    assert "| loss | weighting | n | melanocytic | non_melanocytic | NV | MEL | DF |" in markdown
+    for (loss, weighting), row in rows.items():
+        folders = [multilabel_folder / f"cbam_vgg16-{loss}-{weighting}-adam-s{split}-multilabel" for split in (0, 1)]
+        finals = [json.loads((f / "metrics.json").read_text()) for f in folders]
+        assert row["n"] == "2" and row["splits"] == "0 1" and row["setup"] == f"{loss}-{weighting}"
+        for metric, key in (("auc", "auc"), ("pauc", "pauc"), ("ap", "ap"), ("bacc", "bacc"), ("mf1", "f1")):
+            values = np.array([final["multilabel"]["mean"][key] for final in finals])
+            assert float(row[metric]) == pytest.approx(100 * values.mean(), abs=1e-3)
+            assert float(row[f"{metric}_sd"]) == pytest.approx(100 * values.std(ddof=1), abs=1e-3)
+            assert (float(row[f"{metric}_min"]), float(row[f"{metric}_max"])) == pytest.approx(
+                (100 * values.min(), 100 * values.max()), abs=1e-3
+            )
+            assert format_cell(describe(values)) in markdown
+        for split, final in enumerate(finals):  # the fabricated means: scikit-learn's, over labels with both classes
+            _, targets = multilabel_case(split)
+            scores = np.loadtxt(folders[split] / "predictions.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
+            assert final["auc"] == pytest.approx(mean_over_labels(targets, scores, roc_auc_score))
+        labelled = per_label[(loss, weighting)]
+        for label in ML_LABELS:
+            values = [final["multilabel"]["per_label"][label]["auc"] for final in finals]
+            if label == "DF":  # split 1 has no DF image: no AUC of DF for the setup
+                assert values[1] is None and labelled["DF"] == labelled["DF_sd"] == ""
+                continue
+            assert float(labelled[label]) == pytest.approx(100 * np.mean(values), abs=1e-3)
+            assert float(labelled[f"{label}_sd"]) == pytest.approx(100 * np.std(values, ddof=1), abs=1e-3)
+            assert f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}" in markdown
+    assert "Calibration" not in markdown and "paper" not in markdown.lower().replace("paper-style", "")
+
+
+def test_multilabel_setups_are_compared_paired_on_the_means_over_their_labels(multilabel_folder, tmp_path) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from sampleweight.binary_metrics import partial_auc_above_tpr
+
+    result = runner.invoke(app, ["report", str(multilabel_folder), "--out", str(tmp_path), "--baseline", "none",
+                                 "--no-figures"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "multilabel: 5 labels" in result.output and "ΔAUC" in result.output
+    assert "eachlabel'sROCAUC" in "".join(result.output.split())  # the per-label table, as the terminal wraps it
+    with open(tmp_path / "comparisons-cbam_vgg16-adam-multilabel.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    assert {r["setup"] for r in compared} == {"bce-es"} and {r["baseline"] for r in compared} == {"bce-none"}
+    pooled = {r["metric"]: r for r in compared if r["scope"] == "pooled"}
+    assert list(pooled) == ["auc", "pauc", "ap"]
+    scores_by_run = {}
+    for weighting in ("none", "es"):
+        for split in (0, 1):
+            folder = multilabel_folder / f"cbam_vgg16-bce-{weighting}-adam-s{split}-multilabel"
+            scores_by_run[(weighting, split)] = np.loadtxt(folder / "predictions.csv", delimiter=",", skiprows=1,
+                                                           usecols=range(3, 8))  # fmt: skip
+    for metric, score in (("auc", roc_auc_score), ("pauc", partial_auc_above_tpr), ("ap", average_precision_score)):
+        differences = []
+        for split in (0, 1):  # each pair, independently: scikit-learn per label, averaged over the labels
+            _, targets = multilabel_case(split)
+            expected = mean_over_labels(targets, scores_by_run[("es", split)], score) - mean_over_labels(
+                targets, scores_by_run[("none", split)], score
+            )
+            row = next(r for r in compared if r["scope"] == f"split {split} seed 0" and r["metric"] == metric)
+            assert float(row["difference"]) == pytest.approx(100 * expected, abs=1e-3) and row["pairs"] == "1"
+            differences.append(expected)
+        assert float(pooled[metric]["difference"]) == pytest.approx(100 * np.mean(differences), abs=1e-3)
+        assert float(pooled[metric]["low"]) <= float(pooled[metric]["difference"]) <= float(pooled[metric]["high"])
+        assert pooled[metric]["pairs"] == "2" and float(pooled[metric]["p_holm"]) >= float(pooled[metric]["p"])
+    assert float(pooled["auc"]["difference"]) > 5  # es's scores rank better, by construction
+    markdown = (tmp_path / "report.md").read_text()
+    assert (
+        "| loss | weighting | vs | pairs | ΔAUC | ΔpAUC | ΔAP |" in markdown
+        and "| bce | es | bce-none | 2 |" in markdown
+    )
+    assert "Holm's correction over the 3 comparisons of this table" in markdown
+    assert "stratified by each image's rarest label" in markdown
+    named = write_report(multilabel_folder, tmp_path / "named", figures=False, baseline="bce-none", resamples=50)
+    assert sorted(c.cell.name for c in named.tables[0].comparisons) == ["asl-none", "bce-es"]
+
+
+def test_multilabel_figures_are_per_label_recall_and_auc_bars_and_no_confusion(multilabel_folder, tmp_path) -> None:
+    report = write_report(multilabel_folder, tmp_path)
+    figures = tmp_path / "figures"
+    names = sorted(p.relative_to(figures).as_posix() for p in report.figures)
+    assert names == [f"{kind}-cbam_vgg16-adam-multilabel-{loss}.png" for kind in ("auc", "recall")
+                     for loss in ("asl", "bce")]  # fmt: skip
+    for path in report.figures:
+        assert_png(path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "![per-label AUC](figures/auc-cbam_vgg16-adam-multilabel-bce.png)" in markdown
+    assert "![per-label recall](figures/recall-cbam_vgg16-adam-multilabel-bce.png)" in markdown
+    (table,) = report.tables
+    cell = next(c for c in table.cells if c.name == "bce-es")
+    sensitivity = [[json.loads((run.path / "metrics.json").read_text())["multilabel"]["per_label"][label]["sensitivity"]
+                    for label in ML_LABELS] for run in cell.runs]  # fmt: skip
+    assert sensitivity[1][4] is None  # split 1: no DF image, no sensitivity of DF
+    np.testing.assert_allclose(cell.recall[:4], np.mean(np.array(sensitivity, dtype=float)[:, :4], axis=0))
+    assert np.isnan(cell.recall[4])
+
+
+def test_a_folder_of_the_three_tasks_gives_their_tables_the_multiclass_ones_unchanged(
+    grid_folder, binary_folder, multilabel_folder, tmp_path
+) -> None:
+    import shutil
+
+    from sampleweight.studies.report import logit_adjusted_run
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    shutil.copytree(binary_folder, folder / "binary")
+    shutil.copytree(multilabel_folder, folder / "multilabel")
+    write_report(grid_folder, tmp_path / "alone", figures=False, baseline="none", resamples=50)
+    both = write_report(folder, tmp_path / "all", figures=False, baseline="none", resamples=50)
+    assert [t.key for t in both.tables] == ["cbam_vgg16-adam", "cbam_vgg16-adam-binary-MEL",
+                                            "cbam_vgg16-adam-multilabel"]  # fmt: skip
+    for name in ("table-cbam_vgg16-adam.csv", "comparisons-cbam_vgg16-adam.csv"):
+        assert (tmp_path / "all" / name).read_text() == (tmp_path / "alone" / name).read_text()
+    text = (tmp_path / "all" / "report.md").read_text()
+    multilabel = text[text.index("\n## cbam_vgg16, adam, multilabel: 5 labels\n") :]
+    assert "| bce | es | bce-none | 2 |" in multilabel and "ce-none" not in multilabel.replace("bce-none", "")
+    assert "| ce | cb | ce-none |" in text and "| bce | es | bce-none | 2 | " in text
+    # logit adjustment is a softmax's: multilabel runs are shown as trained, and refused alone
+    run_name = "cbam_vgg16-bce-none-adam-s0-multilabel"
+    (multilabel_run,) = [run for run in collect_runs(multilabel_folder) if run.path.name == run_name]
+    with pytest.raises(sw.ConfigError, match="is a multilabel run: its labels' sigmoids have no class prior"):
+        logit_adjusted_run(multilabel_run, 1.0)
+    adjusted = write_report(multilabel_folder, tmp_path / "adjusted", figures=False, logit_adjust=[1.0])
+    assert [cell.name for cell in adjusted.tables[0].cells] == ["asl-none", "bce-none", "bce-es"]
+    assert "`--logit-adjust` leaves the multilabel runs as trained" in (tmp_path / "adjusted" / "report.md").read_text()
+
+
+def test_runs_of_two_label_sets_make_two_tables_with_files_of_their_own(multilabel_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(multilabel_folder, folder / "five")
+    labels = ("NV", "MEL", "melanocytic")
+    columns = [ML_LABELS.index(label) for label in labels]
+    for split in (0, 1):  # the same setup on three of the labels: a table of its own, never pooled with the five
+        _, targets = multilabel_case(split)
+        scores = np.random.default_rng(split).random(targets.shape)
+        path = folder / "three" / f"cbam_vgg16-bce-none-adam-s{split}-multilabel"
+        write_multilabel_files(path, targets[:, columns], scores[:, columns], labels, split=split, loss="bce",
+                               weighting="none")  # fmt: skip
+    report = write_report(folder, tmp_path / "out", figures=False, baseline="none", resamples=30)
+    keys = [table.key for table in report.tables]
+    assert len(keys) == 2 and all(k.startswith("cbam_vgg16-adam-multilabel-") and len(k) == 35 for k in keys)
+    assert sorted(len(table.classes) for table in report.tables) == [3, 5]
+    for table in report.tables:
+        assert (tmp_path / "out" / f"table-{table.key}.csv").is_file()
+        assert (tmp_path / "out" / f"labels-{table.key}.csv").is_file()
+        assert table.title.startswith(f"cbam_vgg16, adam, multilabel: {len(table.classes)} labels (")
+
+
+def test_score_multiclass_pairs_a_multiclass_runs_summed_probability_with_the_binary_runs(
+    grid_folder, binary_folder, tmp_path
+) -> None:
+    import shutil
+
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from sampleweight.engine.rundir import read_predictions
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    shutil.copytree(binary_folder, folder / "binary")
+    plain = write_report(folder, tmp_path / "plain", figures=False, baseline="bce-none", resamples=50)
+    result = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "scored"), "--baseline", "bce-none",
+                                 "--no-figures", "--score-multiclass"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (tmp_path / "plain" / "report.md").unlink()
+    for path in (tmp_path / "plain").iterdir():  # the multiclass table as it was; the binary one gains rows
+        if "binary" not in path.name:
+            assert path.read_text() == (tmp_path / "scored" / path.name).read_text(), path.name
+    rows = read_csv(tmp_path / "scored" / "table-cbam_vgg16-adam-binary-MEL.csv")
+    classes = len(collect_runs(grid_folder)[0].classes)
+    assert list(rows) == [("ce", f"none from={classes}-class"), ("ce", f"cb from={classes}-class"),
+                          ("focal", f"none from={classes}-class"), ("bce", "none"), ("bce", "es")]  # fmt: skip
+    assert [t.cells for t in plain.tables][1][0].name == "bce-none"
+    row = rows[("ce", f"cb from={classes}-class")]
+    assert row["n"] == "2" and row["seeds"] == "0"  # the seed-1 runs have no binary run on their images
+
+    def mel_scores(run: Path) -> tuple[np.ndarray, np.ndarray]:
+        images, true, _, scores, names = read_predictions(run / "predictions.csv")
+        order = np.argsort(images)
+        return np.array([t == "MEL" for t in true], dtype=int)[order], scores[order, names.index("MEL")]
+
+    scored = {split: mel_scores(folder / f"cbam_vgg16-ce-cb-adam-s{split}") for split in (0, 1)}
+    binary = {split: mel_scores(binary_folder / f"cbam_vgg16-bce-none-adam-s{split}-binary-MEL") for split in (0, 1)}
+    aucs = [roc_auc_score(*scored[split]) for split in (0, 1)]
+    assert float(row["auc"]) == pytest.approx(100 * np.mean(aucs), abs=1e-3)
+    assert float(row["ap"]) == pytest.approx(100 * np.mean([average_precision_score(*scored[s]) for s in (0, 1)]),
+                                             abs=1e-3)  # fmt: skip
+    with open(tmp_path / "scored" / "comparisons-cbam_vgg16-adam-binary-MEL.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    setup = f"ce-cb-from={classes}-class"
+    for split in (0, 1):  # paired with plain bce on the same images, independently
+        assert np.array_equal(scored[split][0], binary[split][0])
+        line = next(r for r in compared if r["setup"] == setup and r["scope"] == f"split {split} seed 0"
+                    and r["metric"] == "auc")  # fmt: skip
+        assert line["baseline"] == "bce-none"
+        assert float(line["difference"]) == pytest.approx(
+            100 * (roc_auc_score(*scored[split]) - roc_auc_score(*binary[split])), abs=1e-3
+        )
+    markdown = (tmp_path / "scored" / "report.md").read_text()
+    assert f"Rows `from={classes}-class`: multiclass runs of this model and optimizer" in markdown
+
+
+def test_a_multiclass_run_scored_as_several_positive_classes_sums_their_probabilities(grid_folder) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from sampleweight.studies.report import multiclass_scored_run
+
+    run = next(r for r in collect_runs(grid_folder) if r.path.name == "cbam_vgg16-ce-none-adam-s0")
+    positive = list(run.classes[:2])
+    scored = multiclass_scored_run(run, positive)
+    assert scored.task == f"binary:{'+'.join(positive)}" and scored.classes == ["rest", "+".join(positive)]
+    assert scored.options["from"] == f'"{len(run.classes)}-class"'
+    original = run.predictions
+    summed = original.scores[:, 0] + original.scores[:, 1]
+    np.testing.assert_allclose(scored.predictions.scores[:, 1], summed)
+    truth = np.isin(original.targets, [0, 1])
+    assert scored.ranking()["auc"] == pytest.approx(roc_auc_score(truth, summed))
+    assert scored.metrics["acc"] == pytest.approx(np.mean(np.isin(original.predicted, [0, 1]) == truth))
+    with pytest.raises(sw.ConfigError, match="unknown class 'XYZ'"):
+        multiclass_scored_run(run, ["XYZ"])
+    with pytest.raises(sw.ConfigError, match="only a multiclass run is scored as a binary task"):
+        multiclass_scored_run(scored, positive)

@@ -242,3 +242,116 @@ def test_describe_is_mean_sample_sd_n_and_range() -> None:
     assert spread.mean == pytest.approx(np.mean(values)) and spread.sd == pytest.approx(stdlib_statistics.stdev(values))
     assert (spread.n, spread.low, spread.high) == (4, 0.61, 0.72)
     assert describe([0.5]).sd == 0.0
+
+
+LABELS = ("melanocytic", "NV", "MEL", "DF", "none_here")
+
+
+def multilabel_case(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """0/1 targets [N, 5] (the last label never positive), and two runs' sigmoid scores, B noisier than A."""
+    rng = np.random.default_rng(seed)
+    nv, mel, df = rng.random(n) < 0.5, rng.random(n) < 0.2, np.arange(n) < 2  # DF: a rare label, two positives
+    targets = np.stack([nv | mel, nv, mel, df, np.zeros(n, bool)], axis=1).astype(np.int64)
+    a = np.clip(0.6 * targets + 0.5 * rng.random(targets.shape), 0, 1)
+    b = np.clip(0.3 * targets + 0.8 * rng.random(targets.shape), 0, 1)
+    return targets, a, b
+
+
+def mean_over_labels(targets: np.ndarray, scores: np.ndarray, score) -> float:
+    """scikit-learn's figure of each label that has both classes, averaged over those labels."""
+    found = [
+        score(targets[:, i], scores[:, i]) for i in range(targets.shape[1]) if 0 < targets[:, i].sum() < len(targets)
+    ]
+    return float(np.mean(found)) if found else float("nan")
+
+
+def test_mean_ranked_metrics_average_each_labels_figure_over_the_labels_with_both_classes() -> None:
+    from sampleweight.binary_metrics import partial_auc_above_tpr
+    from sampleweight.studies.statistics import MEAN_RANKED, metric_values
+
+    targets, scores, _ = multilabel_case(0)
+    predicted = (scores >= 0.5).astype(np.int64)
+    values = metric_values(targets, predicted, LABELS, [*MEAN_RANKED, "auc:MEL", "ap:DF"], scores=scores)
+    expected = [mean_over_labels(targets, scores, f) for f in (skm.roc_auc_score, partial_auc_above_tpr,
+                                                              skm.average_precision_score)]  # fmt: skip
+    assert values[:3] == pytest.approx(expected) and 0 < values[1] < 0.2
+    assert values[3] == pytest.approx(skm.roc_auc_score(targets[:, 2], scores[:, 2]))
+    assert values[4] == pytest.approx(skm.average_precision_score(targets[:, 3], scores[:, 3]))
+    # unstratified resamples: DF (2 positives) leaves some of them, whose means are over the other three labels
+    counts = resample_counts(targets[:, 0], 40, seed=3, stratify=False)
+    drawn = metric_values(targets, predicted, LABELS, MEAN_RANKED, counts, scores)
+    left_out = 0
+    for row, count in zip(drawn, counts, strict=True):
+        index = np.repeat(np.arange(len(targets)), count)
+        left_out += targets[index, 3].sum() == 0
+        assert row[0] == pytest.approx(mean_over_labels(targets[index], scores[index], skm.roc_auc_score))
+        assert row[2] == pytest.approx(mean_over_labels(targets[index], scores[index], skm.average_precision_score))
+    assert left_out > 0
+    # a multiclass run's mean_auc is the macro one-vs-rest AUC
+    classes, probabilities = case(1)[0], np.random.default_rng(1).dirichlet(np.ones(4), 400)
+    macro = metric_values(classes, probabilities.argmax(1), CLASSES, ["mean_auc"], scores=probabilities)[0]
+    assert macro == pytest.approx(skm.roc_auc_score(classes, probabilities, multi_class="ovr", average="macro"))
+    one_class = np.zeros_like(targets)  # no label has both classes: no mean (NaN), not a number made up
+    assert np.isnan(metric_values(one_class, predicted, LABELS, MEAN_RANKED, scores=scores)).all()
+    single = metric_values(targets[:1], predicted[:1], LABELS, ["mean_auc"], scores=scores[:1])  # one image
+    assert np.isnan(single).all()
+    with pytest.raises(sw.ConfigError, match=r"a multilabel run is compared on the scores of its labels: .* not bacc"):
+        metric_values(targets, predicted, LABELS, ["mean_auc", "bacc"], scores=scores)
+
+
+def test_multilabel_predictions_read_their_label_sets_and_strata_are_each_images_rarest_label(tmp_path) -> None:
+    from sampleweight.data.records import DatasetRecords
+    from sampleweight.data.splits import split_strata
+    from sampleweight.studies.statistics import label_strata
+
+    path = tmp_path / "predictions.csv"
+    path.write_text("image,true,pred,A,B,C\nx1,A;C,A,0.9,0.1,0.4\nx2,,B,0.2,0.7,0.1\nx3,B,,0.3,0.4,0.2\n")
+    scored = Predictions.read(path, multilabel=True)
+    assert scored.multilabel and scored.classes == ("A", "B", "C") and scored.images == ("x1", "x2", "x3")
+    assert scored.targets.tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 0]]
+    assert scored.predicted.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    column = scored.one_vs_rest("C")
+    assert column.targets.tolist() == [1, 0, 0] and column.scores[:, 1].tolist() == [0.4, 0.1, 0.2]
+    with pytest.raises(sw.ConfigError, match="a multilabel run's labels are scored one at a time"):
+        scored.one_vs_rest(["A", "C"])
+    path.write_text("image,true,pred,A,B\nx1,A;D,A,0.9,0.1\n")
+    with pytest.raises(sw.ConfigError, match="names the label 'D', which has no score column"):
+        Predictions.read(path, multilabel=True)
+    targets = multilabel_case(2)[0]
+    records = DatasetRecords(tuple(map(str, range(len(targets)))), targets, tuple(map(str, range(len(targets)))),
+                             LABELS, "x", render=lambda size: np.zeros((1, size, size, 3), np.uint8))  # fmt: skip
+    assert label_strata(targets).tolist() == split_strata(records).tolist()
+    assert label_strata(np.array([2, 0, 1])).tolist() == [2, 0, 1]
+
+
+def test_multilabel_runs_are_compared_paired_on_the_mean_of_their_labels_figures() -> None:
+    from sampleweight.studies.statistics import MEAN_RANKED, label_strata
+
+    targets, scores_a, scores_b = multilabel_case(4)
+    images = tuple(f"img{i:04d}" for i in range(len(targets)))
+    a = Predictions(images, targets, (scores_a >= 0.5).astype(np.int64), scores_a, LABELS)
+    b = Predictions(images, targets, (scores_b >= 0.5).astype(np.int64), scores_b, LABELS)
+    stats = PairedBootstrap(MEAN_RANKED, resamples=60, seed=2, method="percentile")
+    comparison = stats.compare({(0, 0): a}, {(0, 0): b})
+    assert [d.metric for d in comparison.pooled] == list(MEAN_RANKED)
+    # the same resamples by hand: stratified by each image's rarest label, scikit-learn on the images drawn
+    strata = label_strata(targets)
+    counts = resample_counts(strata, 60, np.random.SeedSequence([2, 0, *image_set_entropy(images, targets)]))
+    slow = []
+    for row in counts:
+        index = np.repeat(np.arange(len(targets)), row)
+        slow.append([mean_over_labels(targets[index], s[index], score) for score in (skm.roc_auc_score,
+                     skm.average_precision_score) for s in (scores_a, scores_b)])  # fmt: skip
+    slow = np.array(slow)
+    auc, ap = slow[:, 0] - slow[:, 1], slow[:, 2] - slow[:, 3]
+    for difference, resampled, score in ((comparison.pooled[0], auc, skm.roc_auc_score),
+                                         (comparison.pooled[2], ap, skm.average_precision_score)):  # fmt: skip
+        expected = mean_over_labels(targets, scores_a, score) - mean_over_labels(targets, scores_b, score)
+        assert difference.estimate == pytest.approx(expected) and difference.estimate > 0.1
+        assert (difference.low, difference.high) == pytest.approx(
+            (np.quantile(resampled, 0.025), np.quantile(resampled, 0.975)), abs=1e-12
+        )
+    for stratum in np.unique(strata):  # every resample keeps each stratum's count
+        assert (counts[:, strata == stratum].sum(1) == (strata == stratum).sum()).all()
+    same = PairedBootstrap(MEAN_RANKED, resamples=60).compare({(0, 0): a}, {(0, 0): a})  # BCa, itself: nothing
+    assert all((d.estimate, d.low, d.high, d.p) == (0.0, 0.0, 0.0, 1.0) for d in same.pooled)

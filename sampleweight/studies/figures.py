@@ -53,8 +53,12 @@ def plot_recall_bars(
     *,
     spread: Mapping[str, Sequence[float]] | None = None,
     title: str = "",
+    ylabel: str = "recall (%)",
 ) -> Path:
     """Per-class recall, one group of bars per class and one bar per weighting (Figures 1-2 of the paper).
+
+    Any per-class figure in [0, 1] draws the same way (a multilabel table's per-label ROC AUC, with ``ylabel``); a
+    NaN value draws no bar.
 
     Args:
         recall: Per weighting (in legend order), the recall of each class in [0, 1].
@@ -62,6 +66,7 @@ def plot_recall_bars(
         path: The PNG to write.
         spread: Per weighting, an error bar per class (e.g. the spread over splits); optional.
         title: Figure title.
+        ylabel: The y axis's label.
 
     Returns:
         ``path``.
@@ -77,7 +82,7 @@ def plot_recall_bars(
         axes.bar(positions + (k - (len(names) - 1) / 2) * width, values, width, yerr=errors, capsize=2, label=name)
     axes.set_xticks(positions, list(classes))
     axes.set_ylim(0, 105)
-    axes.set_ylabel("recall (%)")
+    axes.set_ylabel(ylabel)
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
     axes.legend(title="weighting", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))

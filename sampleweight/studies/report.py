@@ -8,10 +8,14 @@ setup: loss x weighting, and the sampler and the weighter/loss options where run
 that runs of different setups are never averaged together. A cell's columns are Acc / BAcc / mPR / mF1
 over its runs (splits x seeds): mean, standard deviation, n and min-max (`studies.statistics.describe`).
 Binary runs (``--task binary --positive MEL``) make tables of their own (model x optimizer x task), with ROC AUC,
-ISIC 2024's partial AUC and average precision beside those (`BINARY_COLUMNS`).
+ISIC 2024's partial AUC and average precision beside those (`BINARY_COLUMNS`). Multilabel runs (``--task multilabel``)
+make tables of their own per model x optimizer x label set, after those: the means over the labels of each label's
+ROC AUC, pAUC, AP, and BAcc and F1 at its threshold (`MULTILABEL_COLUMNS`), and each label's ROC AUC
+(`Cell.label_auc`).
 `compare_with_baseline` adds, per table, every other cell's paired difference to a baseline cell on the
 same images (`studies.statistics.PairedBootstrap`), with Holm's correction over the table's comparisons; a binary
-table's comparisons add AUC and pAUC (`BINARY_COMPARED`), against a baseline of that table only.
+table's comparisons add AUC, pAUC and AP (`BINARY_COMPARED`), a multilabel table's compare the means over its
+labels of AUC, pAUC and AP (`MULTILABEL_COMPARED`), each against a baseline of that table only.
 `write_report` writes ``report.md``, one CSV per table (and per table's comparisons), a per-class recall
 bar chart per model x optimizer x loss, one reliability diagram per table and a confusion matrix per run.
 With ``logit_adjust`` it also shows every run after post-hoc logit adjustment of its validation predictions
@@ -21,6 +25,7 @@ With ``logit_adjust`` it also shows every run after post-hoc logit adjustment of
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections import Counter
@@ -51,6 +56,7 @@ from sampleweight.studies.grid import default_axis
 from sampleweight.studies.statistics import (
     ALPHA,
     COMPARED_METRICS,
+    MEAN_RANKED,
     Comparison,
     Difference,
     PairedBootstrap,
@@ -66,6 +72,8 @@ __all__ = [
     "BINARY_COMPARED",
     "METRICS",
     "METRIC_LABELS",
+    "MULTILABEL_COLUMNS",
+    "MULTILABEL_COMPARED",
     "Cell",
     "CellComparison",
     "Evaluation",
@@ -77,9 +85,13 @@ __all__ = [
     "format_cell",
     "logit_adjusted_run",
     "markdown_comparisons",
+    "markdown_label_table",
     "markdown_table",
+    "multiclass_scored_run",
+    "multiclass_scored_runs",
     "published",
     "rich_comparisons",
+    "rich_label_table",
     "rich_table",
     "summarize",
     "write_report",
@@ -89,10 +101,19 @@ METRICS = ("acc", "bacc", "mpr", "mf1")
 BINARY_COLUMNS = ("auc", "pauc", "ap")
 """A binary table's columns after `METRICS`: ROC AUC, ISIC 2024's partial AUC above 80 % TPR, average precision
 (`sampleweight.binary_metrics`)."""
-BINARY_COMPARED = ("auc", "pauc")
+BINARY_COMPARED = ("auc", "pauc", "ap")
 """What a binary table's paired comparisons add to `COMPARED_METRICS` (of the positive class's probability)."""
+MULTILABEL_COLUMNS = ("auc", "pauc", "ap", "bacc", "mf1")
+"""A multilabel table's columns: the means over its labels (`sampleweight.binary_metrics.label_metrics`'s ``mean``, the
+top-level figures of a multilabel run's ``metrics.json``) of each label's ROC AUC, ISIC 2024 partial AUC and average
+precision (over the labels with both classes on the validation side), and of its BAcc and F1 at the label's threshold
+(macro BAcc, macro F1)."""
+MULTILABEL_COMPARED = ("auc", "pauc", "ap")
+"""What a multilabel table's paired comparisons measure: the means over the labels of AUC, pAUC and AP
+(`sampleweight.studies.statistics.MEAN_RANKED`)."""
 METRIC_LABELS = {"acc": "Acc", "bacc": "BAcc", "mpr": "mPR", "mf1": "mF1", "auc": "AUC", "pauc": "pAUC", "ap": "AP"}
 MULTICLASS = "multiclass"
+MULTILABEL = "multilabel"
 REPORT_FILE = "report.md"
 FIGURES_FOLDER = "figures"
 
@@ -135,8 +156,9 @@ class RunResult:
         config: Its ``config.json`` (an evaluation: its run's, from ``run.json``).
         metrics: Its ``metrics.json`` (or, with ``logit_adjust``, the metrics of the adjusted predictions).
         logit_adjust: The tau of a post-hoc logit adjustment of its predictions (`logit_adjusted_run`), or None.
-        adjusted: Those adjusted predictions.
+        adjusted: Those adjusted predictions (or a multiclass run's, scored as a binary task: `multiclass_scored_run`).
         evaluation: For an evaluation of ``evaluate --each``: how it was scored (None for a run's own validation).
+        scored_from: For a multiclass run scored as a binary task (`multiclass_scored_run`): its number of classes.
     """
 
     path: Path
@@ -145,6 +167,7 @@ class RunResult:
     logit_adjust: float | None = None
     adjusted: Predictions | None = field(default=None, repr=False, compare=False)
     evaluation: Evaluation | None = None
+    scored_from: int | None = None
 
     @property
     def model(self) -> str:
@@ -189,14 +212,20 @@ class RunResult:
         return task + "".join(f":{'+'.join(p)}" for p in [self.config.get("positive")] if p)
 
     @property
+    def multilabel(self) -> bool:
+        """Whether it is a multilabel run (``config.json``'s ``task``): one sigmoid per label."""
+        return str(self.config.get("task") or MULTICLASS) == MULTILABEL
+
+    @property
     def key(self) -> tuple[int, int]:
         """``(split, seed)``: runs with the same key were scored on the same validation images."""
         return (self.split, self.seed)
 
     @property
     def classes(self) -> list[str]:
-        """Class names, in the order of ``metrics.json``'s confusion matrix."""
-        return list(self.metrics["classes"])
+        """Class names, in the order of ``metrics.json``'s confusion matrix; a multilabel run's label names (its
+        ``metrics.json``'s ``labels``)."""
+        return list(self.metrics["labels"] if self.multilabel else self.metrics["classes"])
 
     @property
     def options(self) -> dict[str, str]:
@@ -207,7 +236,8 @@ class RunResult:
         the same setup as no gamma), the sampler's options (``sampler.threshold``), the mixer unless it is the default
         (``mixer``) and its options (``mixer.alpha``), the optimizer's (``optimizer.rho``), a weight decay other than
         0, a task other than multiclass (``task=binary:MEL``), a retrained run's stage
-        options as given (``crt.epochs``), and an evaluation's ``tta`` (but ``none``) and ``logit_adjust``.
+        options as given (``crt.epochs``), an evaluation's ``tta`` (but ``none``) and ``logit_adjust``, and for a
+        multiclass run scored as a binary task ``from=7-class`` (`multiclass_scored_run`).
         """
         weighters = set(self.config["weighters"])
         options = {
@@ -243,6 +273,8 @@ class RunResult:
             options["logit_adjust"] = self.evaluation.logit_adjust
         if self.logit_adjust is not None:
             options["logit_adjust"] = self.logit_adjust
+        if self.scored_from is not None:
+            options["from"] = f"{self.scored_from}-class"
         return {key: json.dumps(value, sort_keys=True) for key, value in sorted(options.items())}
 
     @cached_property
@@ -261,8 +293,27 @@ class RunResult:
 
     @cached_property
     def predictions(self) -> Predictions:
-        """Its ``predictions.csv`` (read once), or its logit-adjusted predictions."""
-        return self.adjusted if self.adjusted is not None else Predictions.read(self.path / RunDirectory.PREDICTIONS)
+        """Its ``predictions.csv`` (read once), or its logit-adjusted (re-scored) predictions."""
+        if self.adjusted is not None:
+            return self.adjusted
+        return Predictions.read(self.path / RunDirectory.PREDICTIONS, multilabel=self.multilabel)
+
+    def label_figures(self) -> dict[str, float | None]:
+        """A multilabel run's `MULTILABEL_COLUMNS` (fractions; None where no label has the figure): its
+        ``metrics.json``'s top-level figures, else its ``multilabel`` block's ``mean`` (``f1`` there for ``mf1``)."""
+        means = (self.metrics.get("multilabel") or {}).get("mean") or {}
+        found = {}
+        for name in MULTILABEL_COLUMNS:
+            value = self.metrics[name] if name in self.metrics else means.get("f1" if name == "mf1" else name)
+            found[name] = None if value is None else float(value)
+        return found
+
+    def label_values(self, figure: str) -> list[float | None]:
+        """One figure of each label of a multilabel run (``auc``, ``sensitivity``, ...), in `classes` order, from its
+        ``metrics.json``'s ``multilabel.per_label`` (None where a label has none)."""
+        per_label = self.metrics["multilabel"]["per_label"]
+        values = [per_label.get(name, {}).get(figure) for name in self.classes]
+        return [None if value is None else float(value) for value in values]
 
     def ranking(self) -> dict[str, float | None]:
         """A binary run's `BINARY_COLUMNS` (fractions; None where its images have one class only): from its
@@ -278,7 +329,10 @@ class RunResult:
         return {name: value if np.isfinite(value) else None for name, value in found.items()}
 
     def calibration(self) -> tuple[float, float] | None:
-        """``(ece, nll)``: from ``metrics.json``, else from ``predictions.csv``; None when neither has them."""
+        """``(ece, nll)``: from ``metrics.json``, else from ``predictions.csv``; None when neither has them (and for a
+        multilabel run: its sigmoids have no top-label calibration)."""
+        if self.multilabel:
+            return None
         if "ece" in self.metrics and "nll" in self.metrics:
             return float(self.metrics["ece"]), float(self.metrics["nll"])
         if not (self.path / RunDirectory.PREDICTIONS).is_file():
@@ -299,8 +353,10 @@ class Cell:
         weighting: The weighting.
         runs: The runs described (one per split and seed).
         figures: Per metric, its `Spread` over the runs (fractions): `METRICS`, and a binary cell's `BINARY_COLUMNS`
-            (each only where every run has it: its images hold both classes).
-        recall: Mean per-class recall [C] (fractions, in the runs' class order).
+            (each only where every run has it: its images hold both classes); a multilabel cell's
+            `MULTILABEL_COLUMNS` (the same rule).
+        recall: Mean per-class recall [C] (fractions, in the runs' class order); a multilabel cell's: each label's
+            sensitivity at its threshold [L] (NaN where a run has none).
         recall_sd: Its standard deviation over the runs [C].
         sampler: The training sampler.
         options: The weighter/loss options of the setup (`RunResult.options`).
@@ -309,6 +365,8 @@ class Cell:
         ece: The runs' expected calibration error (None when no run has it).
         nll: The runs' mean negative log-likelihood.
         paper: The published figures for this cell in percent (the model's registered ``published``), or None.
+        label_auc: A multilabel cell's per-label ROC AUC: per label, its `Spread` over the runs (only labels every
+            run has an AUC of); empty for other tasks.
     """
 
     loss: str
@@ -323,6 +381,7 @@ class Cell:
     ece: Spread | None = None
     nll: Spread | None = None
     paper: dict[str, float] | None = None
+    label_auc: dict[str, Spread] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -386,7 +445,9 @@ class ResultTable:
         classes: Class names of the runs.
         setup: The options the runs share (``{"epochs": "150", ...}``; differing values joined by ``/``).
         comparisons: Paired differences to the baseline (`compare_with_baseline`), or none.
-        task: The runs' task (`RunResult.task`): ``multiclass``, or ``binary:MEL``; a table holds one.
+        task: The runs' task (`RunResult.task`): ``multiclass``, or ``binary:MEL``; a table holds one. A multilabel
+            table's is ``multilabel``, or ``multilabel:TAG`` where one report holds runs of several label sets for
+            its model and optimizer (``TAG``: 8 hex digits of a hash of the labels, so each set's files differ).
     """
 
     model: str
@@ -403,13 +464,24 @@ class ResultTable:
         return self.task.partition(":")[0] == "binary"
 
     @property
+    def multilabel(self) -> bool:
+        """Whether its runs are multilabel (one sigmoid per label; `classes` are the labels)."""
+        return self.task.partition(":")[0] == MULTILABEL
+
+    @property
     def metrics(self) -> tuple[str, ...]:
-        """Its columns: `METRICS`, then for a binary table `BINARY_COLUMNS`."""
+        """Its columns: `METRICS`, then for a binary table `BINARY_COLUMNS`; a multilabel table's are
+        `MULTILABEL_COLUMNS`."""
+        if self.multilabel:
+            return MULTILABEL_COLUMNS
         return (*METRICS, *BINARY_COLUMNS) if self.binary else METRICS
 
     @property
     def compared(self) -> tuple[str, ...]:
-        """What its paired comparisons measure: `COMPARED_METRICS`, then for a binary table `BINARY_COMPARED`."""
+        """What its paired comparisons measure: `COMPARED_METRICS`, then for a binary table `BINARY_COMPARED`; a
+        multilabel table's `MULTILABEL_COMPARED`."""
+        if self.multilabel:
+            return MULTILABEL_COMPARED
         return (*COMPARED_METRICS, *BINARY_COMPARED) if self.binary else COMPARED_METRICS
 
     @property
@@ -423,14 +495,18 @@ class ResultTable:
     @property
     def title(self) -> str:
         """``MODEL, OPTIMIZER``, then the source of its published figures (``(the paper's Table 2)``) if any; another
-        task follows: ``MODEL, OPTIMIZER, binary: MEL vs rest``."""
+        task follows: ``MODEL, OPTIMIZER, binary: MEL vs rest``, ``MODEL, OPTIMIZER, multilabel: 11 labels``."""
         source = self.published_source
         task = "" if self.task == MULTICLASS else f", {self.task.partition(':')[0]}: {self.classes[-1]} vs rest"
+        if self.multilabel:
+            tag = self.task.partition(":")[2]
+            task = f", multilabel: {len(self.classes)} labels" + (f" ({tag})" if tag else "")
         return f"{self.model}, {self.optimizer}{task}" + (f" ({source})" if source else "")
 
     @property
     def key(self) -> str:
-        """``MODEL-OPTIMIZER`` (``MODEL-OPTIMIZER-binary-MEL`` for another task): the stem of its files."""
+        """``MODEL-OPTIMIZER`` (``MODEL-OPTIMIZER-binary-MEL``, ``MODEL-OPTIMIZER-multilabel`` for another task): the
+        stem of its files."""
         task = "" if self.task == MULTICLASS else "-" + self.task.replace(":", "-")
         return f"{self.model}-{self.optimizer}{task}"
 
@@ -442,7 +518,7 @@ class Report:
     Attributes:
         tables: The tables.
         markdown: ``report.md``.
-        csv_files: One CSV per table, then one per table's comparisons.
+        csv_files: One CSV per table, then one per table's comparisons, then each multilabel table's per-label AUCs.
         figures: Recall bar charts, reliability diagrams and confusion matrices (PNG).
     """
 
@@ -478,7 +554,8 @@ def collect_runs(folder: str | Path) -> list[RunResult]:
         config_path = metrics_path.with_name(RunDirectory.CONFIG)
         if config_path.is_file():
             config = complete_config(_read_run_file(config_path, _CONFIG_KEYS, folder))  # older runs: defaults
-            results.append(RunResult(metrics_path.parent, config, _read_run_file(metrics_path, _METRICS_KEYS, folder)))
+            metrics = _read_run_file(metrics_path, _metrics_keys(config), folder)
+            results.append(RunResult(metrics_path.parent, config, metrics))
         elif metrics_path.with_name(SOURCE_FILE).is_file():  # run.json is written last: a complete evaluation
             evaluations.append(metrics_path.parent)
     if not results and evaluations:
@@ -501,7 +578,7 @@ def _evaluation_result(path: Path, folder: Path) -> RunResult:
             f"report: {path} scored images without labels ({metrics['data']}): there is nothing to compare; "
             "evaluate the runs on a labelled test set"
         )
-    _read_run_file(path / RunDirectory.FINAL, _METRICS_KEYS, folder)
+    _read_run_file(path / RunDirectory.FINAL, _metrics_keys(source.config), folder)
     missing = [key for key in _CONFIG_KEYS if key not in source.config]
     if missing:
         raise ConfigError(
@@ -538,10 +615,16 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     Its options gain ``logit_adjust=tau``, so it is a setup of its own, compared on the same images.
 
     Raises:
-        ConfigError: ``tau`` is negative, or the run's training prior is unknown (no ``data.json``).
+        ConfigError: ``tau`` is negative, or the run's training prior is unknown (no ``data.json``), or it is a
+            multilabel run.
     """
     if not (np.isfinite(tau) and tau >= 0):
         raise ConfigError(f"--logit-adjust takes a tau >= 0 (1 is Menon et al.'s), got {tau}")
+    if run.multilabel:
+        raise ConfigError(
+            f"report: {run.path} is a multilabel run: its labels' sigmoids have no class prior to subtract (logit "
+            "adjustment is a softmax's); leave out --logit-adjust for it"
+        )
     if run.evaluation is not None and run.evaluation.logit_adjust is not None:
         raise ConfigError(
             f"report: {run.path} was logit-adjusted when it was evaluated (--logit-adjust "
@@ -558,11 +641,79 @@ def logit_adjusted_run(run: RunResult, tau: float) -> RunResult:
     return RunResult(run.path, run.config, metrics, logit_adjust=tau, adjusted=adjusted, evaluation=run.evaluation)
 
 
+def multiclass_scored_run(run: RunResult, positive: Sequence[str]) -> RunResult:
+    """A multiclass run scored as a binary run of ``positive`` against the rest, as a setup of its own.
+
+    Its validation probabilities give ``P(positive) = the sum of the positive classes' probabilities``
+    (`Predictions.one_vs_rest`), decided positive where its decided class is one of them: scored as a binary run is
+    (`sampleweight.metrics.final_metrics` of the two classes, no intervals, and a ``binary`` block of
+    `sampleweight.binary_metrics.binary_metrics`, its threshold chosen on these images by Youden's J). Its config's
+    task becomes ``binary`` with these positive classes, so it joins their binary table, and its options gain
+    ``from=C-class`` (a row ``none from=7-class``, named ``ce-none-from=7-class``), so it is a setup of its own there,
+    paired with the binary runs on the same images.
+
+    Raises:
+        ConfigError: It is not a multiclass run, or ``positive`` names a class it does not have.
+    """
+    if run.task != MULTICLASS:
+        raise ConfigError(f"report: {run.path} is a {run.task} run; only a multiclass run is scored as a binary task")
+    from sampleweight.binary_metrics import binary_metrics
+
+    scored = run.predictions.one_vs_rest(list(positive))
+    metrics = {
+        **final_metrics(scored.targets, scored.scores, scored.predicted, list(scored.classes), resamples=0),
+        "task": "binary",
+        "binary": binary_metrics(scored.targets, scored.scores[:, 1], resamples=0),
+    }
+    config = {**run.config, "task": "binary", "positive": list(positive)}
+    return RunResult(run.path, config, metrics, adjusted=scored, evaluation=run.evaluation,
+                     scored_from=len(run.classes))  # fmt: skip
+
+
+def multiclass_scored_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Each multiclass run scored as each binary task of its model and optimizer that it can serve
+    (`multiclass_scored_run`).
+
+    A multiclass run (as trained) serves a binary task (its ``--positive`` classes) when it has those classes and a
+    binary run of its model and optimizer on its split and seed was scored on the same images with the same labels
+    (the binary split is the multiclass one relabelled: the same data, split, seed and validation fraction), so the
+    two pair image by image; other multiclass runs are left out of that binary table.
+    """
+    binary: dict[tuple[str, str, tuple[str, ...]], dict[tuple[int, int], RunResult]] = {}
+    for run in runs:
+        positive = run.config.get("positive")
+        if run.task.startswith("binary") and positive and run.logit_adjust is None and run.scored_from is None:
+            binary.setdefault((run.model, run.optimizer, tuple(positive)), {}).setdefault(run.key, run)
+    found = []
+    for run in runs:
+        if run.task != MULTICLASS or run.logit_adjust is not None:
+            continue
+        for (model, optimizer, positive), by_key in binary.items():
+            partner = by_key.get(run.key)
+            if (model, optimizer) != (run.model, run.optimizer) or partner is None:
+                continue
+            if not set(positive) <= set(run.classes):
+                continue
+            scored = multiclass_scored_run(run, positive)
+            if _same_images(scored.predictions, partner.predictions):
+                found.append(scored)
+    return found
+
+
+def _same_images(a: Predictions, b: Predictions) -> bool:
+    """Whether two runs were scored on the same images with the same true classes (matched by image id)."""
+    if sorted(a.images) != sorted(b.images):
+        return False
+    order_a, order_b = np.argsort(np.asarray(a.images, dtype=object)), np.argsort(np.asarray(b.images, dtype=object))
+    return bool(np.array_equal(a.targets[order_a], b.targets[order_b]))
+
+
 def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultTable]:
     """Group runs into the paper's tables: one per model x optimizer (and task), a row per setup.
 
     Runs of another task than multiclass (``binary:MEL``) make tables of their own, after the multiclass one, with
-    the columns `BINARY_COLUMNS` besides `METRICS`.
+    the columns `BINARY_COLUMNS` besides `METRICS`; multilabel runs one per label set, after those, with the columns
+    `MULTILABEL_COLUMNS` and each label's AUC.
 
     Args:
         runs: Finished runs (`collect_runs`).
@@ -580,7 +731,8 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
     groups: dict[tuple[str, str, str], dict[tuple[Any, ...], list[RunResult]]] = {}
     for run in runs:
         cell_key = (run.loss, run.weighting, run.sampler, tuple(run.options.items()))
-        groups.setdefault((run.model, run.optimizer, run.task), {}).setdefault(cell_key, []).append(run)
+        groups.setdefault((run.model, run.optimizer, _table_task(run)), {}).setdefault(cell_key, []).append(run)
+    groups = _tagged_label_sets(groups)
     tables = []
     model_order, loss_order, weighting_order = default_axis("models"), default_axis("losses"), default_axis("weighters")
     default_sampler = default_name("samplers")
@@ -600,14 +752,36 @@ def summarize(runs: Iterable[RunResult], *, paper: bool = False) -> list[ResultT
         ordered = sorted(rows, key=lambda k: (_rank(k[0], loss_order), _rank(k[1], weighting_order),
                                               _rank(k[2], (default_sampler,)), k[3]))  # fmt: skip
         distinguishing = _distinguishing(list(rows))
-        binary = ResultTable(model, optimizer, (), tuple(classes), task=task).binary
+        kind = ResultTable(model, optimizer, (), tuple(classes), task=task)
         cells = tuple(
             _cell(model, optimizer, key, rows[key], distinguishing[key], paper and key[2:] == (default_sampler, ()),
-                  binary=binary)
+                  binary=kind.binary, multilabel=kind.multilabel)
             for key in ordered
         )  # fmt: skip
-        tables.append(ResultTable(model, optimizer, cells, tuple(classes), _setup(members), task=task))
+        setup = _setup(members)
+        if kind.multilabel:
+            setup["labels"] = ", ".join(classes)
+        tables.append(ResultTable(model, optimizer, cells, tuple(classes), setup, task=task))
     return tables
+
+
+def _table_task(run: RunResult) -> str:
+    """The task of the run's table: `RunResult.task`, a multilabel run's with its labels (``multilabel:A;B;C``)."""
+    return f"{MULTILABEL}:{';'.join(run.classes)}" if run.multilabel else run.task
+
+
+def _tagged_label_sets(groups: dict[tuple[str, str, str], Any]) -> dict[tuple[str, str, str], Any]:
+    """The groups with each multilabel table's task as `ResultTable.task` names it: ``multilabel``, or
+    ``multilabel:TAG`` where its model and optimizer have runs of several label sets."""
+    sets = Counter((model, optimizer) for model, optimizer, task in groups if task.startswith(f"{MULTILABEL}:"))
+    renamed = {}
+    for (model, optimizer, task), rows in groups.items():
+        kind, _, labels = task.partition(":")
+        if kind == MULTILABEL:
+            digest = hashlib.blake2b(labels.encode(), digest_size=4).hexdigest()
+            task = f"{MULTILABEL}:{digest}" if sets[(model, optimizer)] > 1 else MULTILABEL
+        renamed[(model, optimizer, task)] = rows
+    return renamed
 
 
 def compare_with_baseline(
@@ -622,8 +796,9 @@ def compare_with_baseline(
     """The tables with every cell's paired difference to the baseline cell of its table.
 
     A cell is compared with the baseline cell of its table (so of its task: a binary cell with a binary baseline of
-    the same positive classes, never with a multiclass one) of the same loss and sampler when the table has one (else of
-    the same loss; a baseline named in full is also the baseline of the other losses), on the runs both have
+    the same positive classes, never with a multiclass one; a multilabel cell with a multilabel baseline of the same
+    labels, on the means over its labels of AUC, pAUC and AP) of the same loss and sampler when the table has one
+    (else of the same loss; a baseline named in full is also the baseline of the other losses), on the runs both have
     for a split and seed,
     matched by image id; pooled over those pairs (`PairedBootstrap`). Holm's correction runs over the pooled
     comparisons of a table (cells x metrics), and separately over those of each pair.
@@ -671,7 +846,10 @@ def compare_with_baseline(
 
 
 def _scored_metrics(table: ResultTable) -> tuple[str, ...]:
-    """`ResultTable.compared` as `PairedBootstrap` takes them: a binary table's ``auc`` is ``auc:POSITIVE``."""
+    """`ResultTable.compared` as `PairedBootstrap` takes them: a binary table's ``auc`` is ``auc:POSITIVE``, a
+    multilabel table's ``mean_auc`` (`MEAN_RANKED`)."""
+    if table.multilabel:
+        return MEAN_RANKED
     positive = table.classes[-1]
     return tuple(f"{m}:{positive}" if m in BINARY_COMPARED and table.binary else m for m in table.compared)
 
@@ -696,8 +874,9 @@ def format_cell(spread: Spread) -> str:
 def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
     """A table as Markdown: loss, weighting, n, then each metric (and the paper's beside it).
 
-    The best mean of each of our columns is bold (where the column varies).
+    The best mean of each of our columns is bold (where the column varies). A multilabel table has no paper columns.
     """
+    paper = paper and not table.multilabel
     header = ["loss", "weighting", "n"]
     for metric in table.metrics:
         header.append(METRIC_LABELS[metric])
@@ -720,6 +899,7 @@ def markdown_table(table: ResultTable, *, paper: bool = False) -> str:
 
 def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
     """A table for the terminal: the Markdown table's content, the paper's figures dimmed."""
+    paper = paper and not table.multilabel
     view = Table(title=escape(table.title), title_justify="left")
     for name in ("loss", "weighting", "n"):
         view.add_column(name)
@@ -735,6 +915,47 @@ def rich_table(table: ResultTable, *, paper: bool = False) -> Table:
                 row.append(_paper_text(cell, metric))
         view.add_row(*row)
     return view
+
+
+def markdown_label_table(table: ResultTable) -> str:
+    """A multilabel table's per-label ROC AUC as Markdown: a row per setup, a column per label (percent, mean ± sd
+    over the runs; ``–`` where a run's validation images hold one class of the label); the best mean of a label bold
+    (where it varies)."""
+    header = ["loss", "weighting", "n", *table.classes]
+    means = {
+        name: [cell.label_auc[name].mean for cell in table.cells if name in cell.label_auc] for name in table.classes
+    }
+    best = {name: max(values, default=np.nan) for name, values in means.items()}
+    varies = {name: bool(values) and min(values) < best[name] for name, values in means.items()}
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(table.classes)) + "|"]
+    for cell in table.cells:
+        row = [cell.loss, cell.label, str(cell.n)]
+        for name in table.classes:
+            spread = cell.label_auc.get(name)
+            text = "–" if spread is None else _mean_sd_text(spread)
+            row.append(f"**{text}**" if spread is not None and varies[name] and spread.mean == best[name] else text)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def rich_label_table(table: ResultTable) -> Table:
+    """A multilabel table's per-label ROC AUC for the terminal (`markdown_label_table`'s content)."""
+    view = Table(title=f"{escape(table.title)}: each label's ROC AUC", title_justify="left")
+    for name in ("loss", "weighting", "n"):
+        view.add_column(name)
+    for name in table.classes:
+        view.add_column(escape(name), justify="right")
+    for cell in table.cells:
+        texts = [
+            "–" if cell.label_auc.get(name) is None else _mean_sd_text(cell.label_auc[name]) for name in table.classes
+        ]
+        view.add_row(escape(cell.loss), escape(cell.label), str(cell.n), *texts)
+    return view
+
+
+def _mean_sd_text(spread: Spread) -> str:
+    """``83.5 ± 1.2`` in percent (the value alone for one run)."""
+    return f"{100 * spread.mean:.1f}" + (f" ± {100 * spread.sd:.1f}" if spread.n > 1 else "")
 
 
 def markdown_comparisons(table: ResultTable) -> str:
@@ -774,15 +995,20 @@ def write_report(
     resamples: int = 2000,
     logit_adjust: Sequence[float] = (),
     method: str = DEFAULT_METHOD,
+    score_multiclass: bool = False,
 ) -> Report:
     """Write the report of every finished run under ``folder``.
 
     Files (in ``out``, default ``folder``): ``report.md``; ``table-MODEL-OPTIMIZER.csv`` per table
     (percent: ``acc``, ``acc_sd``, ``acc_min``, ``acc_max``, ..., ``ece``, ``nll``, and with ``paper``
     the paper's ``paper_acc``, ...; a binary table's ``table-MODEL-OPTIMIZER-binary-MEL.csv`` adds ``auc``, ``pauc``,
-    ``ap``); with ``baseline``, ``comparisons-MODEL-OPTIMIZER.csv`` per table;
-    ``figures/recall-MODEL-OPTIMIZER-LOSS.png`` (per-class recall per setup, the paper's Figures 1-2),
-    ``figures/reliability-MODEL-OPTIMIZER.png`` per table and ``figures/confusion/RUN.png`` per run.
+    ``ap``; a multilabel table's ``table-MODEL-OPTIMIZER-multilabel.csv`` has ``auc``, ``pauc``, ``ap``, ``bacc``,
+    ``mf1`` only, and ``labels-MODEL-OPTIMIZER-multilabel.csv`` each label's AUC); with ``baseline``,
+    ``comparisons-MODEL-OPTIMIZER.csv`` per table; ``figures/recall-MODEL-OPTIMIZER-LOSS.png`` (per-class recall per
+    setup, the paper's Figures 1-2; a multilabel table's: each label's recall at its threshold, and
+    ``figures/auc-MODEL-OPTIMIZER-multilabel-LOSS.png`` each label's AUC), ``figures/reliability-MODEL-OPTIMIZER.png``
+    per table and ``figures/confusion/RUN.png`` per run (neither for multilabel runs: their sigmoids have no top-label
+    calibration nor one confusion matrix).
 
     Args:
         folder: The grid folder (or any folder holding run directories).
@@ -792,8 +1018,10 @@ def write_report(
         baseline: Compare every setup with this one on the same images (`compare_with_baseline`).
         resamples: Bootstrap resamples per pair of runs for the comparisons.
         logit_adjust: Also show every run after post-hoc logit adjustment with each of these taus
-            (`logit_adjusted_run`), as setups ``LOSS-WEIGHTING-logit_adjust=TAU``.
+            (`logit_adjusted_run`), as setups ``LOSS-WEIGHTING-logit_adjust=TAU`` (multilabel runs: as trained only).
         method: The comparisons' intervals and p-values: ``"percentile"`` or ``"bca"`` (`compare_with_baseline`).
+        score_multiclass: Also score every multiclass run as each binary task it serves (`multiclass_scored_runs`:
+            ``P(positive) = the sum of their probabilities``), as rows ``from=C-class`` of that binary table.
 
     Returns:
         A `Report` with the tables and the files written.
@@ -804,9 +1032,12 @@ def write_report(
     """
     folder = Path(folder)
     runs = collect_runs(folder)
-    adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in runs]
-    rebalanced = _rebalanced(runs) if logit_adjust else (0, Counter())  # runs the adjustment corrects twice
+    adjustable = [run for run in runs if not run.multilabel]  # a softmax's prior: not a multilabel run's sigmoids
+    adjusted = [logit_adjusted_run(run, float(tau)) for tau in logit_adjust for run in adjustable]
+    rebalanced = _rebalanced(adjustable) if logit_adjust else (0, Counter())  # runs the adjustment corrects twice
     runs += adjusted
+    if score_multiclass:
+        runs += multiclass_scored_runs(runs)
     tables = summarize(runs, paper=paper)
     if baseline is not None:
         tables = compare_with_baseline(tables, baseline, resamples=resamples, method=method)
@@ -814,18 +1045,23 @@ def write_report(
     csv_files = [_write_csv(table, out / f"table-{table.key}.csv", paper=paper) for table in tables]
     if baseline is not None:
         csv_files += [_write_comparisons(table, out / f"comparisons-{table.key}.csv") for table in tables]
+    csv_files += [_write_label_auc(table, out / f"labels-{table.key}.csv") for table in tables if table.multilabel]
     drawn: list[Path] = []
     table_figures: dict[str, list[Path]] = {}
     if figures:
         for table in tables:
             table_figures[table.key] = _recall_figures(table, out / FIGURES_FOLDER)
-            reliability = _reliability_figure(table, out / FIGURES_FOLDER / f"reliability-{table.key}.png")
-            table_figures[table.key] += [reliability] if reliability is not None else []
+            if table.multilabel:
+                table_figures[table.key] += _label_auc_figures(table, out / FIGURES_FOLDER)
+            else:
+                reliability = _reliability_figure(table, out / FIGURES_FOLDER / f"reliability-{table.key}.png")
+                table_figures[table.key] += [reliability] if reliability is not None else []
             drawn += table_figures[table.key]
         for run in runs:
-            drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
+            if not run.multilabel and run.scored_from is None:  # multilabel: a decision per label; scored: its run's
+                drawn.append(_confusion_figure(run, folder, out / FIGURES_FOLDER / "confusion"))
     markdown = out / REPORT_FILE
-    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced)
+    text = _markdown(tables, folder, out, runs, paper, baseline, table_figures, drawn, rebalanced, bool(logit_adjust))
     atomic_write_text(markdown, text)
     return Report(tuple(tables), markdown, tuple(csv_files), tuple(drawn))
 
@@ -842,13 +1078,25 @@ def _cell(
     paper: bool,
     *,
     binary: bool = False,
+    multilabel: bool = False,
 ) -> Cell:
     loss, weighting, sampler, options = key
     runs = sorted(runs, key=lambda r: (r.key, str(r.path)))
     _check_comparable(runs, f"{model} {optimizer} {'-'.join([loss, weighting, *shown])}")
-    recall = np.array([[run.metrics["per_class"][c]["recall"] for c in run.classes] for run in runs], dtype=float)
     calibration = [c for c in (run.calibration() for run in runs) if c is not None]
-    figures = {m: describe([run.metrics[m] for run in runs]) for m in METRICS}
+    label_auc: dict[str, Spread] = {}
+    if multilabel:  # as a binary cell's: a figure only where every run has it
+        recall = np.array([run.label_values("sensitivity") for run in runs], dtype=float)  # None: NaN
+        found = [run.label_figures() for run in runs]
+        values = {m: [figures[m] for figures in found] for m in MULTILABEL_COLUMNS}
+        figures = {m: describe(v) for m, v in values.items() if all(x is not None for x in v)}
+        aucs = [run.label_values("auc") for run in runs]
+        for i, name in enumerate(runs[0].classes):
+            if all(auc[i] is not None for auc in aucs):
+                label_auc[name] = describe([auc[i] for auc in aucs])
+    else:
+        recall = np.array([[run.metrics["per_class"][c]["recall"] for c in run.classes] for run in runs], dtype=float)
+        figures = {m: describe([run.metrics[m] for run in runs]) for m in METRICS}
     if binary:  # a figure only where every run has it (a run's images with one class have no AUC)
         ranked = [run.ranking() for run in runs]
         values = {m: [found[m] for found in ranked] for m in BINARY_COLUMNS}
@@ -866,6 +1114,7 @@ def _cell(
         ece=describe([c[0] for c in calibration]) if calibration else None,
         nll=describe([c[1] for c in calibration]) if calibration else None,
         paper=published(model, optimizer).get("results", {}).get(loss, {}).get(weighting) if paper else None,
+        label_auc=label_auc,
     )
 
 
@@ -1041,7 +1290,9 @@ def _setup_value(key: str, value: Any) -> str:
 
 def _write_csv(table: ResultTable, path: Path, *, paper: bool) -> Path:
     columns = ["loss", "weighting", "setup", "n", "splits", "seeds"]
-    for metric in (*METRICS, "ece", "nll", *table.metrics[len(METRICS) :]):
+    paper = paper and not table.multilabel
+    shown = table.metrics if table.multilabel else (*METRICS, "ece", "nll", *table.metrics[len(METRICS) :])
+    for metric in shown:
         columns += [metric, f"{metric}_sd", f"{metric}_min", f"{metric}_max"]
     if paper:
         columns += [f"paper_{metric}" for metric in METRICS]
@@ -1051,13 +1302,32 @@ def _write_csv(table: ResultTable, path: Path, *, paper: bool) -> Path:
     for cell in table.cells:
         row: list[Any] = [cell.loss, cell.label, cell.name, cell.n, " ".join(map(str, cell.splits)),
                           " ".join(map(str, cell.seeds))]  # fmt: skip
-        for metric in METRICS:
-            row += _spread_columns(cell.figures[metric], 100)
-        row += _spread_columns(cell.ece, 100) + _spread_columns(cell.nll, 1)
-        for metric in table.metrics[len(METRICS) :]:
-            row += _spread_columns(cell.figures.get(metric), 100)
+        for metric in shown:
+            if metric in ("ece", "nll"):
+                row += _spread_columns(cell.ece, 100) if metric == "ece" else _spread_columns(cell.nll, 1)
+            else:
+                row += _spread_columns(cell.figures.get(metric), 100)
         if paper:
             row += ["" if cell.paper is None else f"{cell.paper[metric]:.1f}" for metric in METRICS]
+        writer.writerow(row)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def _write_label_auc(table: ResultTable, path: Path) -> Path:
+    """A multilabel table's per-label ROC AUC: a row per setup; per label, its mean and ``_sd`` over the runs (percent;
+    empty where a run has no AUC of the label)."""
+    columns = ["loss", "weighting", "setup", "n"]
+    for name in table.classes:
+        columns += [name, f"{name}_sd"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for cell in table.cells:
+        row: list[Any] = [cell.loss, cell.label, cell.name, cell.n]
+        for name in table.classes:
+            spread = cell.label_auc.get(name)
+            row += ["", ""] if spread is None else [f"{100 * spread.mean:.4f}", f"{100 * spread.sd:.4f}"]
         writer.writerow(row)
     atomic_write_text(path, buffer.getvalue())
     return path
@@ -1092,6 +1362,7 @@ def _write_comparisons(table: ResultTable, path: Path) -> Path:
 
 def _recall_figures(table: ResultTable, folder: Path) -> list[Path]:
     paths = []
+    what = "per-label recall at each run's thresholds" if table.multilabel else "per-class recall"
     for loss in dict.fromkeys(cell.loss for cell in table.cells):
         cells = [cell for cell in table.cells if cell.loss == loss]
         paths.append(
@@ -1100,7 +1371,30 @@ def _recall_figures(table: ResultTable, folder: Path) -> list[Path]:
                 table.classes,
                 folder / f"recall-{table.key}-{loss}.png",
                 spread={cell.label: cell.recall_sd for cell in cells if cell.n > 1},
-                title=f"per-class recall: {table.model}, {table.optimizer}, {loss} (mean ± sd over runs)",
+                title=f"{what}: {table.model}, {table.optimizer}, {loss} (mean ± sd over runs)",
+            )
+        )
+    return paths
+
+
+def _label_auc_figures(table: ResultTable, folder: Path) -> list[Path]:
+    """A multilabel table's per-label ROC AUC, one bar per setup, per loss (no bar where a run has no AUC)."""
+    paths = []
+    for loss in dict.fromkeys(cell.loss for cell in table.cells):
+        cells = [cell for cell in table.cells if cell.loss == loss]
+        means, spread = {}, {}
+        for cell in cells:
+            found = [cell.label_auc.get(name) for name in table.classes]
+            means[cell.label] = [np.nan if s is None else s.mean for s in found]
+            spread[cell.label] = [np.nan if s is None else s.sd for s in found]
+        paths.append(
+            plot_recall_bars(
+                means,
+                table.classes,
+                folder / f"auc-{table.key}-{loss}.png",
+                spread={cell.label: spread[cell.label] for cell in cells if cell.n > 1},
+                title=f"per-label ROC AUC: {table.model}, {table.optimizer}, {loss} (mean ± sd over runs)",
+                ylabel="ROC AUC (%)",
             )
         )
     return paths
@@ -1143,6 +1437,7 @@ def _markdown(
     table_figures: dict[str, list[Path]],
     drawn: Sequence[Path],
     rebalanced: tuple[int, Counter[str]],
+    adjusting: bool = False,
 ) -> str:
     trained = [run for run in runs if run.logit_adjust is None]
     test = _test_data(trained)
@@ -1174,6 +1469,11 @@ def _markdown(
                 f"the classes, so {'their' if many else 'its'} adjusted setups correct twice (runs per way, a run "
                 f"may have several: {ways})."
             )
+    if adjusting and any(run.multilabel for run in runs):
+        intro += (
+            " `--logit-adjust` leaves the multilabel runs as trained (a sigmoid per label has no class prior to "
+            "subtract)."
+        )
     if paper:
         intro += " `paper`: the paper's figure for the same model, optimizer, loss and weighting (its Tables 2-5)."
     lines = ["# sampleweight report", "", intro]
@@ -1182,6 +1482,11 @@ def _markdown(
         lines += ["", f"## {table.title}", "", f"Setup: {setup}.", "", markdown_table(table, paper=paper)]
         if table.binary:
             lines += ["", _BINARY_NOTE.format(positive=table.classes[-1])]
+            scored = sorted({cell.runs[0].scored_from for cell in table.cells if cell.runs[0].scored_from is not None})
+            if scored:
+                lines[-1] += " " + _SCORED_NOTE.format(classes=", ".join(f"{c}-class" for c in scored))
+        if table.multilabel:
+            lines += ["", _MULTILABEL_NOTE.format(count=len(table.classes)), "", markdown_label_table(table)]
         calibrated = [cell for cell in table.cells if cell.ece is not None]
         if calibrated:
             lines += ["", "Calibration (ECE: top-label, 15 bins, %; NLL: mean -log p(true class)): " + "; ".join(
@@ -1191,6 +1496,8 @@ def _markdown(
             lines += ["", *_comparison_section(table, baseline, test=test)]
         for path in table_figures.get(table.key, []):
             kind = "reliability diagram" if path.name.startswith("reliability-") else "per-class recall"
+            if table.multilabel:
+                kind = "per-label AUC" if path.name.startswith("auc-") else "per-label recall"
             lines += ["", f"![{kind}]({path.relative_to(out).as_posix()})"]
     confusion = [p for p in drawn if p.parent.name == "confusion"]
     if confusion:
@@ -1206,6 +1513,21 @@ _BINARY_NOTE = (
 )
 
 
+_SCORED_NOTE = (
+    "Rows `from={classes}`: multiclass runs of this model and optimizer (`--score-multiclass`) scored as this binary "
+    "task on the same validation images (same split and seed): the positive classes' probabilities summed, decided "
+    "positive where the decided class is one of them."
+)
+_MULTILABEL_NOTE = (
+    "Multilabel runs ({count} labels, one sigmoid each): AUC, pAUC (ISIC 2024's, from 0 to 20) and AP are the means "
+    "over the labels of each label's ROC AUC, partial AUC above 80 % TPR and average precision (the labels with both "
+    "classes on the validation side), BAcc and mF1 the means over the labels of each label's balanced accuracy and F1 "
+    "at its threshold (chosen on the validation side); from each run's `metrics.json`; `–`: no label of a run's "
+    "images has both classes. Each label's ROC AUC (%, mean ± sd over the runs; `–` where a run's images hold one "
+    "class of the label):"
+)
+
+
 def _comparison_section(table: ResultTable, baseline: str, *, test: str | None = None) -> list[str]:
     if not table.comparisons:
         return [f"No paired comparison here: no `{baseline}` setup with runs on the same splits and seeds."]
@@ -1217,12 +1539,18 @@ def _comparison_section(table: ResultTable, baseline: str, *, test: str | None =
         if test is not None
         else "on the same validation images (same split and seed, matched by image id)"
     )
+    strata = "class"
+    if table.multilabel:
+        strata = (
+            "each image's rarest label; each resample's AUC, pAUC and AP are means over the labels with both classes "
+            "in it"
+        )
     return [
         f"### Paired differences to `{baseline}`",
         "",
         f"Each setup minus its baseline (`vs`: of the same loss where there is one) {images}, in percentage points: "
         "the mean over the `pairs` of runs, [its 95 % interval] and p, from a two-level paired bootstrap (the "
-        f"pairs, then the images, stratified by class; `docs/cli.md`). p is adjusted by Holm's correction over the "
+        f"pairs, then the images, stratified by {strata}; `docs/cli.md`). p is adjusted by Holm's correction over the "
         f"{family} comparisons of this table; **bold**: significant (p < {ALPHA:g}): {significant} of {family}.",
         "",
         markdown_comparisons(table),
@@ -1241,6 +1569,12 @@ def _rank(value: str, preferred: Sequence[str]) -> tuple[int, str]:
 # What every run's config.json and metrics.json hold, whichever version wrote them.
 _CONFIG_KEYS = ("model", "loss", "weighters", "optimizer", "split")
 _METRICS_KEYS = ("classes", "per_class", "confusion", *METRICS)
+_MULTILABEL_METRICS_KEYS = ("labels", "multilabel")
+
+
+def _metrics_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """What the ``metrics.json`` of a run of this config holds, whichever version wrote it."""
+    return _MULTILABEL_METRICS_KEYS if config.get("task") == MULTILABEL else _METRICS_KEYS
 
 
 def _read_run_file(path: Path, keys: Sequence[str], folder: Path) -> dict[str, Any]:

@@ -24,6 +24,14 @@ splits); where the runs differ by more than their images do, the run-to-run leve
 (the bootstrap's variance of a mean of K values is ``(K - 1) / K`` of the textbook one) and the interval
 is too narrow (16 % false positives with 2 splits, 9 % with 4).
 
+**Multilabel runs.** A multilabel run's predictions hold 0/1 targets and decisions per label [N, L] and one sigmoid
+probability per label (`Predictions.multilabel`). Its images are resampled once for all labels (a resample keeps
+the images together, so the labels' figures stay paired with each other as with the other run), stratified by each
+image's rarest label among those images (`label_strata`, the rule by which a multilabel split is stratified), and
+compared on ``mean_auc``, ``mean_pauc``, ``mean_ap`` (`MEAN_RANKED`): each label's figure on the resampled images,
+averaged over the labels that have both classes in that resample; or on one label's ``auc:NAME``, ``pauc:NAME``,
+``ap:NAME``.
+
 **p-value.** Percentile: ``p = 2 min(P*(d <= 0), P*(d >= 0))`` over the resampled differences ``d`` (each
 share counted as ``(k + 1) / (R + 1)``, so p is never 0; at most 1): the smallest level at which the
 percentile interval excludes 0. BCa: the smallest level at which the BCa interval excludes 0
@@ -62,6 +70,7 @@ from sampleweight.metrics import confusion_matrix, confusion_metrics
 __all__ = [
     "ALPHA",
     "COMPARED_METRICS",
+    "MEAN_RANKED",
     "Comparison",
     "Difference",
     "PairedBootstrap",
@@ -72,15 +81,21 @@ __all__ = [
     "describe",
     "holm",
     "image_set_entropy",
+    "label_strata",
     "metric_values",
 ]
 
 COMPARED_METRICS = ("acc", "bacc", "mpr", "mf1")
-"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall, ``"auc:NAME"`` and
-``"pauc:NAME"`` its one-vs-rest ROC AUC and ISIC 2024 partial AUC (`sampleweight.binary_metrics`; a binary run's
-positive class, or a multiclass run's class)."""
-RANKED = ("auc", "pauc")
+"""What `sampleweight report --baseline` compares; ``"recall:NAME"`` is one class's recall, ``"auc:NAME"``,
+``"pauc:NAME"`` and ``"ap:NAME"`` its one-vs-rest ROC AUC, ISIC 2024 partial AUC and average precision
+(`sampleweight.binary_metrics`; a binary run's positive class, or a multiclass run's class)."""
+RANKED = ("auc", "pauc", "ap")
 """The score-based metrics `metric_values` takes as ``"NAME:CLASS"`` (columns of `binary_metrics.RANKING_METRICS`)."""
+MEAN_RANKED = ("mean_auc", "mean_pauc", "mean_ap")
+"""The means over labels that `metric_values` takes: ``mean_auc`` is the mean of each label's ROC AUC (ISIC 2024's
+partial AUC, average precision) over the labels that have both classes among the images scored (each resample's, with
+``weights``; NaN when none has); a label is a multilabel run's label column, or one class of a multiclass run against
+the rest (``mean_auc`` is then the macro one-vs-rest AUC)."""
 ALPHA = 0.05
 """A difference is significant when its Holm-adjusted p-value is below this."""
 
@@ -125,10 +140,11 @@ class Predictions:
 
     Attributes:
         images: Image ids [N].
-        targets: True class indices [N].
-        predicted: Decided class indices [N] (the ``pred`` column: argmax, or greedy for the hierarchical model).
-        scores: Class probabilities [N, C].
-        classes: Class names, in score-column order.
+        targets: True class indices [N]; a multilabel run's: 0/1 per label [N, L].
+        predicted: Decided class indices [N] (the ``pred`` column: argmax, or greedy for the hierarchical model); a
+            multilabel run's: 0/1 per label [N, L] (each label's score at or above its threshold).
+        scores: Class probabilities [N, C]; a multilabel run's: each label's sigmoid probability [N, L].
+        classes: Class names (a multilabel run's label names), in score-column order.
     """
 
     images: tuple[str, ...]
@@ -137,43 +153,129 @@ class Predictions:
     scores: np.ndarray
     classes: tuple[str, ...]
 
-    def one_vs_rest(self, name: str) -> Predictions:
+    @property
+    def multilabel(self) -> bool:
+        """Whether these are a multilabel run's predictions (targets [N, L])."""
+        return np.ndim(self.targets) == 2
+
+    def one_vs_rest(self, name: str | Sequence[str]) -> Predictions:
         """The run as a binary one: class ``name`` (1) against the rest (0), scored by its probability.
 
         So a multiclass run's probability of a class is compared, paired, with a binary run of that class on the same
-        images (a binary run's split is the multiclass one relabelled, `sampleweight.data.binary`).
+        images (a binary run's split is the multiclass one relabelled, `sampleweight.data.binary`). Several classes
+        (``["MEL", "BCC"]``, a binary run's ``--positive MEL,BCC``) are positive together: scored by the sum of their
+        probabilities, decided positive where the decided class is one of them, named ``MEL+BCC``. A multilabel
+        run's label ``name`` is its column: its targets, decisions and sigmoid probability.
 
         Raises:
-            ConfigError: ``name`` is not one of the classes.
+            ConfigError: ``name`` is not one of the classes (or, several, of a multilabel run).
         """
-        if name not in self.classes:
-            raise ConfigError(f"unknown class {name!r}; classes: {', '.join(self.classes)}")
-        index = self.classes.index(name)
-        positive = self.scores[:, index]
+        names = [name] if isinstance(name, str) else list(name)
+        unknown = [n for n in names if n not in self.classes]
+        if unknown or not names:
+            raise ConfigError(f"unknown class {', '.join(map(repr, unknown))}; classes: {', '.join(self.classes)}")
+        if self.multilabel and len(names) > 1:
+            raise ConfigError(
+                f"a multilabel run's labels are scored one at a time; name one of {', '.join(self.classes)}"
+            )
+        indices = [self.classes.index(n) for n in names]
+        positive = self.scores[:, indices].sum(axis=1)
+        if self.multilabel:
+            targets, predicted = self.targets[:, indices[0]], self.predicted[:, indices[0]]
+        else:
+            targets, predicted = np.isin(self.targets, indices), np.isin(self.predicted, indices)
         return Predictions(
             self.images,
-            (self.targets == index).astype(np.int64),
-            (self.predicted == index).astype(np.int64),
+            np.asarray(targets).astype(np.int64),
+            np.asarray(predicted).astype(np.int64),
             np.stack([1 - positive, positive], axis=1),
-            ("rest", name),
+            ("rest", "+".join(names)),
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> Predictions:
+    def read(cls, path: str | Path, *, multilabel: bool = False) -> Predictions:
         """Read a ``predictions.csv``.
 
+        Args:
+            path: The file.
+            multilabel: A multilabel run's (``image,true,pred,<label scores>``, ``true`` and ``pred`` the names of the
+                labels that are 1 joined by ``;``, empty for none): targets and decisions [N, L].
+
         Raises:
-            ConfigError: It is missing, or a row has no true class (unlabelled data cannot be compared).
+            ConfigError: It is missing, or a row has no true class (unlabelled data cannot be compared), or (multilabel)
+                names a label that has no score column.
         """
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path} is missing: the paired comparisons need each run's predictions.csv")
         images, true, pred, scores, classes = read_predictions(path)
+        if multilabel:
+            targets, predicted = _label_matrix(path, true, classes), _label_matrix(path, pred, classes)
+            return cls(tuple(images), targets, predicted, scores, tuple(classes))
         index = {name: i for i, name in enumerate(classes)}
         if any(t not in index for t in true):
             raise ConfigError(f"{path} has rows without a known true class; paired comparisons need labelled images")
         return cls(tuple(images), np.array([index[t] for t in true], dtype=np.int64),
                    np.array([index[p] for p in pred], dtype=np.int64), scores, tuple(classes))  # fmt: skip
+
+
+def _label_matrix(path: Path, cells: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """A multilabel ``predictions.csv``'s ``true`` or ``pred`` column (``;``-joined label names) as 0/1 [N, L]."""
+    index = {name: i for i, name in enumerate(labels)}
+    matrix = np.zeros((len(cells), len(labels)), dtype=np.int64)
+    for row, cell in enumerate(cells):
+        for name in filter(None, cell.split(";")):
+            if name not in index:
+                raise ConfigError(
+                    f"{path} names the label {name!r}, which has no score column (labels: {', '.join(labels)}); "
+                    "it is not a multilabel run's predictions.csv"
+                )
+            matrix[row, index[name]] = 1
+    return matrix
+
+
+def label_strata(targets: Any) -> np.ndarray:
+    """The stratum of each image a paired bootstrap keeps at its count: its class, or (multilabel) its rarest label.
+
+    The rule `sampleweight.data.splits.split_strata` stratifies a multilabel split by, applied to the images scored:
+    the index of the image's label that the fewest of these images hold (ties: the first label), and ``L`` for an image
+    without labels.
+
+    Args:
+        targets: Class indices [N], or 0/1 per label [N, L].
+
+    Returns:
+        ``np.int64`` [N].
+
+    Example:
+        >>> label_strata(np.array([[1, 1], [1, 0], [0, 0], [1, 0]])).tolist()
+        [1, 0, 2, 0]
+    """
+    labels = np.asarray(targets)
+    if labels.ndim == 1:
+        return labels.astype(np.int64)
+    present = labels.astype(bool)
+    order = np.argsort(present.sum(0), kind="stable")  # rarest label first
+    rarest = order[present[:, order].argmax(1)]
+    return np.where(present.any(1), rarest, labels.shape[1]).astype(np.int64)
+
+
+def _mean_ranked(targets: np.ndarray, scores: np.ndarray, weights: Any) -> np.ndarray:
+    """`MEAN_RANKED` [..., 3]: each label's AUC, pAUC and AP averaged over the labels with both classes (per row)."""
+    from sampleweight.binary_metrics import RANKING_METRICS, ranking_metrics
+
+    columns = [RANKING_METRICS.index(name.removeprefix("mean_")) for name in MEAN_RANKED]
+    tables = np.stack(
+        [
+            ranking_metrics(targets[:, label], scores[:, label], weights)[..., columns]
+            for label in range(scores.shape[1])
+        ],
+        axis=-2,
+    )  # [..., L, 3]: NaN where a label has one class
+    found = np.isfinite(tables)
+    count = found.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(found, tables, 0.0).sum(axis=-2) / count, np.nan)
 
 
 def metric_values(
@@ -184,25 +286,50 @@ def metric_values(
     weights: Any = None,
     scores: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ``auc:NAME``, ``pauc:NAME``) of one run, or
-    of each resample.
+    """``metrics`` (``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ``auc:NAME``, ``pauc:NAME``, ``ap:NAME``,
+    ``mean_auc``, ``mean_pauc``, ``mean_ap``) of one run, or of each resample.
+
+    A multilabel run (``targets`` [N, L]) has the score-based ones only: ``auc:LABEL``, ``pauc:LABEL``, ``ap:LABEL``
+    and `MEAN_RANKED`.
 
     Args:
-        targets: True class indices [N].
-        predicted: Decided class indices [N].
-        classes: The class names.
+        targets: True class indices [N], or 0/1 per label [N, L].
+        predicted: Decided class indices [N] (or 0/1 per label [N, L]).
+        classes: The class (label) names.
         metrics: Which metrics.
         weights: Resample counts [R, N] (`sampleweight.bootstrap.resample_counts`), or None for the data as given.
-        scores: Class probabilities [N, C], needed by ``auc:NAME`` and ``pauc:NAME`` (class NAME against the rest).
+        scores: Class probabilities [N, C] (a multilabel run's per-label probabilities [N, L]), needed by
+            ``auc:NAME``, ``pauc:NAME``, ``ap:NAME`` (class NAME against the rest) and `MEAN_RANKED`.
 
     Returns:
         [M], or [R, M] with ``weights``.
     """
-    scored = confusion_metrics(confusion_matrix(targets, predicted, len(classes), weights))
+    multilabel = np.ndim(targets) == 2
+    if multilabel:
+        refused = [m for m in metrics if m not in MEAN_RANKED and m.partition(":")[0] not in RANKED]
+        if refused:
+            raise ConfigError(
+                f"a multilabel run is compared on the scores of its labels: {', '.join(MEAN_RANKED)}, auc:LABEL, "
+                f"pauc:LABEL or ap:LABEL, not {', '.join(refused)}"
+            )
+        scored = {}
+        label_targets = np.asarray(targets)
+    else:
+        scored = confusion_metrics(confusion_matrix(targets, predicted, len(classes), weights))
+        label_targets = None
+    means = None
     columns = []
     for metric in metrics:
         kind, _, name = metric.partition(":")
-        if kind in RANKED and name:
+        if metric in MEAN_RANKED:
+            if scores is None:
+                raise ConfigError(f"{metric} ranks the images by their scores; pass scores")
+            if means is None:
+                if label_targets is None:  # a multiclass run's classes, each against the rest
+                    label_targets = (np.asarray(targets)[:, None] == np.arange(len(classes))).astype(np.int64)
+                means = _mean_ranked(label_targets, np.asarray(scores, dtype=np.float64), weights)
+            columns.append(means[..., MEAN_RANKED.index(metric)])
+        elif kind in RANKED and name:
             from sampleweight.binary_metrics import RANKING_METRICS, ranking_metrics
 
             if name not in classes:
@@ -210,7 +337,8 @@ def metric_values(
             if scores is None:
                 raise ConfigError(f"{metric} ranks the images by their scores; pass scores")
             index = list(classes).index(name)
-            table = ranking_metrics(targets == index, scores[:, index], weights)
+            positive = np.asarray(targets)[:, index] if multilabel else targets == index
+            table = ranking_metrics(positive, scores[:, index], weights)
             columns.append(table[..., RANKING_METRICS.index(kind)])
         elif metric.startswith("recall:"):
             name = metric.split(":", 1)[1]
@@ -221,8 +349,8 @@ def metric_values(
             columns.append(scored[metric])
         else:
             raise ConfigError(
-                f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)}, recall:CLASS, auc:CLASS or "
-                "pauc:CLASS"
+                f"unknown metric {metric!r}; choose from {', '.join(COMPARED_METRICS)}, recall:CLASS, auc:CLASS, "
+                f"pauc:CLASS, ap:CLASS or {', '.join(MEAN_RANKED)}"
             )
     return np.stack(columns, axis=-1)
 
@@ -293,7 +421,7 @@ class Difference:
     """``A - B`` for one metric (fractions, as the metrics).
 
     Attributes:
-        metric: ``acc``, ``bacc``, ``mpr``, ``mf1`` or ``recall:NAME``.
+        metric: ``acc``, ``bacc``, ``mpr``, ``mf1``, ``recall:NAME``, ... (what `PairedBootstrap` compared).
         estimate: The mean difference over the pairs of runs.
         low: Lower end of the interval.
         high: Upper end.
@@ -348,7 +476,8 @@ class PairedBootstrap:
     (cached), so comparing many setups with one baseline stays cheap.
 
     Args:
-        metrics: What to compare (`COMPARED_METRICS`, or ``recall:NAME``).
+        metrics: What to compare (`COMPARED_METRICS`, ``recall:NAME``, ``auc:NAME``, ..., `MEAN_RANKED`; a multilabel
+            run's: `MEAN_RANKED` or ``auc:LABEL``, ``pauc:LABEL``, ``ap:LABEL``).
         resamples: R per pair.
         seed: Base seed.
         level: Coverage of the intervals.
@@ -470,14 +599,15 @@ class PairedBootstrap:
         samples = metric_values(targets, predicted, run.classes, self.metrics, image_set.counts, scores)
         deleted = np.empty((0, len(self.metrics)))
         if self.method == "bca" and image_set.groups.members:
-            weights = image_set.groups.keep_weights(targets.size)
+            weights = image_set.groups.keep_weights(len(targets))
             deleted = metric_values(targets, predicted, run.classes, self.metrics, weights, scores)
         scored = _Scored(estimate, samples, deleted)
         self._scored[(key, id(run))] = (run, scored)
         return scored
 
     def _image_set(self, key: Hashable, run: Predictions | None = None) -> _ImageSet:
-        """The key's image set: its images (sorted by id), true classes, resample counts [R, N], jackknife groups.
+        """The key's image set: its images (sorted by id), true classes, resample counts [R, N], jackknife groups
+        (both stratified by `label_strata`).
 
         The first run of a key fixes its images; the resamples belong to that image set (seeded by
         `image_set_entropy`), drawn once however many keys share it.
@@ -491,9 +621,10 @@ class PairedBootstrap:
             identity = image_set_entropy(images, targets)
             self._keys[key] = identity
             if identity not in self._images:
-                counts = resample_counts(targets, self.resamples, np.random.SeedSequence([self.seed, 0, *identity]))
+                strata = label_strata(targets)  # a multilabel run's images: by their rarest label
+                counts = resample_counts(strata, self.resamples, np.random.SeedSequence([self.seed, 0, *identity]))
                 groups = jackknife_groups(
-                    targets, groups=self.jackknife, seed=np.random.SeedSequence([self.seed, 2, *identity])
+                    strata, groups=self.jackknife, seed=np.random.SeedSequence([self.seed, 2, *identity])
                 )
                 self._images[identity] = _ImageSet(images, targets, counts, groups)
         return self._images[identity]
@@ -522,7 +653,7 @@ def image_set_entropy(images: Sequence[str], targets: Any) -> tuple[int, ...]:
 
     Args:
         images: Image ids [N] (`PairedBootstrap` passes them sorted).
-        targets: Their true class indices [N].
+        targets: Their true class indices [N] (or 0/1 per label [N, L]).
 
     Returns:
         Four 32-bit integers (a 128-bit BLAKE2b digest).
