@@ -401,8 +401,8 @@ def evaluate(
     combine: str = typer.Option("mean", help="How an ensemble combines its runs' probabilities: mean or geometric."),
     submission: Path | None = typer.Option(
         None,
-        help="Also write the submission CSV to this file: ISIC 2018 Task 3's columns, or ISIC 2020's "
-        "image_name,target for a binary run.",
+        help="Also write the submission CSV to this file: ISIC 2018 Task 3's columns, ISIC 2020's "
+        "image_name,target for a binary run, or image,<label1>,<label2>,... (probabilities) for a multilabel run.",
     ),
     logit_adjust: float | None = typer.Option(
         None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."

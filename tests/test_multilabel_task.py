@@ -229,3 +229,98 @@ def test_a_multilabel_run_resumed_mid_run_equals_an_uninterrupted_one(tmp_path, 
         {k: v for k, v in line.items() if k not in timing} for line in uninterrupted
     ]
     assert (tmp_path / "whole" / "predictions.csv").read_text() == (tmp_path / "parts" / "predictions.csv").read_text()
+
+
+def test_evaluate_scores_a_multilabel_run_at_its_validation_thresholds_and_writes_its_submission(
+    taxonomy_run, tmp_path
+) -> None:
+    from sampleweight.engine.evaluation import evaluate
+
+    run, trained = taxonomy_run
+    submission = tmp_path / "submission.csv"
+    metrics, folder = evaluate(
+        run, "synthetic:160", out=tmp_path / "e", quiet=True, bootstrap=20, submission=submission
+    )
+    assert metrics["task"] == "multilabel" and metrics["labels"] == ISIC_LABELS and metrics["labelled"]
+    images, true, pred, scores, labels = read_predictions(folder / "predictions.csv")
+    assert len(images) == 160 and labels == ISIC_LABELS
+    targets = np.array([[name in row.split(";") for name in labels] for row in true], dtype=int)
+    records = read_dataset("synthetic:160")
+    tree = ISIC2018_TAXONOMY.with_classes(records.classes)
+    assert np.array_equal(targets, taxonomy_multilabel(records.labels, tree))  # the taxonomy form of every image
+    scores = scores.astype(np.float32)
+    decided = []
+    for i, name in enumerate(labels):
+        figures, validation = metrics["multilabel"]["per_label"][name], trained["multilabel"]["per_label"][name]
+        if validation["threshold"] is None:  # DF had no validation image: decided at 0.5
+            assert figures["threshold"] == 0.5 and figures["threshold_rule"].startswith("0.5: a run had no")
+        else:
+            assert figures["threshold"] == validation["threshold"]
+            assert figures["threshold_rule"] == "the run's validation threshold"
+        assert figures["auc"] == pytest.approx(roc_auc_score(targets[:, i], scores[:, i]), abs=1e-12)
+        decided.append(scores[:, i] >= np.float32(figures["threshold"]))
+    decisions = np.stack(decided, axis=1).astype(int)
+    assert pred == [";".join(np.array(labels)[row == 1]) for row in decisions]
+    assert metrics["acc"] == pytest.approx((decisions == targets).all(1).mean(), abs=1e-12)
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "image," + ",".join(ISIC_LABELS) and len(lines) == 161
+    first = lines[1].split(",")
+    assert first[0] == images[0] and np.allclose([float(v) for v in first[1:]], scores[0], atol=1e-7)
+    assert json.loads((folder / "data.json").read_text())["class_counts"]["evaluated"] == dict(
+        zip(ISIC_LABELS, targets.sum(0).tolist(), strict=True)
+    )
+
+
+def test_an_ensemble_with_tta_averages_each_labels_probabilities_and_thresholds(taxonomy_run, tmp_path) -> None:
+    from sampleweight.engine.evaluation import combine_probabilities, evaluate
+
+    first, _ = taxonomy_run
+    second = tmp_path / "second"
+    train(tiny(second, seed=1))
+    singles = [
+        evaluate(run, "synthetic:160", out=tmp_path / f"one{i}", quiet=True, bootstrap=0, tta="flip")[0]
+        for i, run in enumerate((first, second))
+    ]
+    metrics, folder = evaluate(
+        [first, second], "synthetic:160", out=tmp_path / "ens", quiet=True, bootstrap=0, tta="flip"
+    )
+    assert metrics["tta"] == "flip" and metrics["views"] == 4
+    parts = [read_predictions(tmp_path / f"one{i}" / "predictions.csv")[3] for i in range(2)]
+    np.testing.assert_allclose(read_predictions(folder / "predictions.csv")[3], (parts[0] + parts[1]) / 2, atol=1e-8)
+    for name in ISIC_LABELS:
+        figures = metrics["multilabel"]["per_label"][name]
+        own = [single["multilabel"]["per_label"][name] for single in singles]
+        if all(entry["threshold_rule"] == "the run's validation threshold" for entry in own):
+            assert figures["threshold"] == pytest.approx((own[0]["threshold"] + own[1]["threshold"]) / 2)
+            assert figures["threshold_rule"] == "the mean of the runs' validation thresholds"
+        else:
+            assert figures["threshold"] == 0.5
+    p = np.random.default_rng(0).uniform(0.01, 0.99, (3, 5, 4))
+    geometric = np.exp(np.log(p).mean(0)) / (np.exp(np.log(p).mean(0)) + np.exp(np.log(1 - p).mean(0)))
+    np.testing.assert_allclose(combine_probabilities(list(p), "geometric", multilabel=True), geometric, atol=1e-12)
+
+
+def test_evaluate_reads_a_multilabel_data_set_of_the_runs_labels_and_refuses_others(tmp_path, monkeypatch) -> None:
+    from sampleweight.engine import evaluation
+    from sampleweight.errors import ConfigError
+
+    columns = synthetic_columns()
+    own_labels(monkeypatch, columns)
+    train(tiny(tmp_path / "run"))
+    records = loader.read_dataset("synthetic:160")
+    monkeypatch.setattr(evaluation, "read_dataset", lambda *args, **kwargs: records)
+    metrics, _ = evaluation.evaluate(tmp_path / "run", "synthetic:160", out=tmp_path / "e", quiet=True, bootstrap=0)
+    assert metrics["labels"] == ["malignant", "pigmented", "odd"]
+    assert metrics["multilabel"]["per_label"]["odd"]["positives"] == 80
+    renamed = replace(records, classes=("malignant", "pigmented", "even"))
+    monkeypatch.setattr(evaluation, "read_dataset", lambda *args, **kwargs: renamed)
+    with pytest.raises(DataError, match=r"has the labels malignant, pigmented, even but the runs were trained on ma"):
+        evaluation.evaluate(tmp_path / "run", "synthetic:160", out=tmp_path / "e2", quiet=True, bootstrap=0)
+    monkeypatch.undo()  # a single-label data set: its taxonomy form has other labels than this run's
+    with pytest.raises(DataError, match="is a single-label data set, whose label-tree form has the labels melano"):
+        evaluation.evaluate(tmp_path / "run", "synthetic:160", out=tmp_path / "e3", quiet=True, bootstrap=0)
+    with pytest.raises(ConfigError, match="--logit-adjust shifts a softmax by its class prior; a multilabel run"):
+        evaluation.evaluate(tmp_path / "run", "synthetic:160", out=tmp_path / "e4", logit_adjust=1.0)
+    train(tiny(tmp_path / "multiclass", task="multiclass"))
+    with pytest.raises(ConfigError, match="the runs of an ensemble need the same task"):
+        evaluation.evaluate([tmp_path / "run", tmp_path / "multiclass"], "synthetic:160", out=tmp_path / "e5")

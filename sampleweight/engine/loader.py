@@ -45,6 +45,7 @@ __all__ = [
     "label_tree",
     "load_split",
     "make_loader",
+    "side_inventory",
     "smallest_part",
 ]
 
@@ -193,7 +194,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
     val = make_loader(data.val, per_process, device, workers, shard)
     val_ids = [records.image_ids[i] for i in data.val_indices]
-    inventory = _inventory(records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped)
+    inventory = side_inventory(records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped)
     return TrainingData(
         train,
         val,
@@ -217,9 +218,9 @@ def label_tree(model: str, taxonomy: Mapping[str, Any] | None, classes: tuple[st
     return as_taxonomy(None if tree is None else dict(tree)).with_classes(classes)
 
 
-def _inventory(records: DatasetRecords, sides: dict[str, np.ndarray], skipped: Sequence[str]) -> DataInventory:
-    """``data.json``'s inventory: images per class on each side; for multilabel records, the images holding each
-    label (its positives) on each side."""
+def side_inventory(records: DatasetRecords, sides: dict[str, np.ndarray], skipped: Sequence[str]) -> DataInventory:
+    """``data.json``'s inventory of ``records`` split into named ``sides`` (record indices): images per class on
+    each side; for multilabel records, the images holding each label (its positives) on each side."""
     if not records.multilabel:
         return DataInventory.of_sides(records, sides, skipped)
     counts = {
