@@ -324,3 +324,41 @@ def test_evaluate_reads_a_multilabel_data_set_of_the_runs_labels_and_refuses_oth
     train(tiny(tmp_path / "multiclass", task="multiclass"))
     with pytest.raises(ConfigError, match="the runs of an ensemble need the same task"):
         evaluation.evaluate([tmp_path / "run", tmp_path / "multiclass"], "synthetic:160", out=tmp_path / "e5")
+
+
+def test_a_grid_carries_the_multilabel_task_skips_finished_runs_and_summarises_their_figures(tmp_path) -> None:
+    import csv
+
+    from sampleweight.studies.grid import plan_grid, run_grid
+
+    options = {key: value for key, value in tiny(None).items() if key != "out"}
+    grid = plan_grid(tmp_path, weighters="none,ohem", optimizers="adam", splits="0", options=options)
+    assert [run.name for run in grid.runs] == [
+        "cbam_vgg16-bce-none-adam-s0-multilabel",
+        "cbam_vgg16-bce-ohem-adam-s0-multilabel",
+    ]
+    assert {run.config.task for run in grid.runs} == {"multilabel"}
+    first = run_grid(grid, progress=False)
+    assert [outcome.status for outcome in first] == ["trained", "trained"]
+    again = run_grid(plan_grid(tmp_path, weighters="none,ohem", optimizers="adam", splits="0", options=options),
+                     progress=False)  # fmt: skip
+    assert [outcome.status for outcome in again] == ["skipped", "skipped"]
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        rows = {row["run"]: row for row in csv.DictReader(handle)}
+    for run in grid.runs:
+        final = json.loads((run.path / "metrics.json").read_text())
+        assert final["task"] == "multilabel" and rows[run.name]["state"] == "finished"
+        for figure in ("acc", "bacc", "mpr", "mf1"):
+            assert rows[run.name][figure] == ("" if final[figure] is None else f"{final[figure]:.6f}")
+    with pytest.raises(Exception, match="optimizer imbsam: it splits the loss by class"):
+        plan_grid(tmp_path, weighters="none", optimizers="imbsam", splits="0", options=options)
+
+
+def test_retrain_refuses_a_multilabel_run_in_one_line(taxonomy_run, tmp_path) -> None:
+    from sampleweight.engine.retraining import retrain
+    from sampleweight.errors import ConfigError
+
+    run, _ = taxonomy_run
+    with pytest.raises(ConfigError, match=r"is a multilabel run, one sigmoid logit per label") as raised:
+        retrain(run, "crt", tmp_path / "r")
+    assert "\n" not in str(raised.value) and not (tmp_path / "r").exists()
