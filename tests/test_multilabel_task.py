@@ -332,15 +332,15 @@ def test_a_grid_carries_the_multilabel_task_skips_finished_runs_and_summarises_t
     from sampleweight.studies.grid import plan_grid, run_grid
 
     options = {key: value for key, value in tiny(None).items() if key != "out"}
-    grid = plan_grid(tmp_path, weighters="none,ohem", optimizers="adam", splits="0", options=options)
+    grid = plan_grid(tmp_path, weighters="none,spl", optimizers="adam", splits="0", options=options)
     assert [run.name for run in grid.runs] == [
         "cbam_vgg16-bce-none-adam-s0-multilabel",
-        "cbam_vgg16-bce-ohem-adam-s0-multilabel",
+        "cbam_vgg16-bce-spl-adam-s0-multilabel",
     ]
     assert {run.config.task for run in grid.runs} == {"multilabel"}
     first = run_grid(grid, progress=False)
     assert [outcome.status for outcome in first] == ["trained", "trained"]
-    again = run_grid(plan_grid(tmp_path, weighters="none,ohem", optimizers="adam", splits="0", options=options),
+    again = run_grid(plan_grid(tmp_path, weighters="none,spl", optimizers="adam", splits="0", options=options),
                      progress=False)  # fmt: skip
     assert [outcome.status for outcome in again] == ["skipped", "skipped"]
     with open(tmp_path / "summary.csv", newline="") as handle:
