@@ -362,3 +362,28 @@ def test_retrain_refuses_a_multilabel_run_in_one_line(taxonomy_run, tmp_path) ->
     with pytest.raises(ConfigError, match=r"is a multilabel run, one sigmoid logit per label") as raised:
         retrain(run, "crt", tmp_path / "r")
     assert "\n" not in str(raised.value) and not (tmp_path / "r").exists()
+
+
+def test_unlabelled_images_get_their_labels_probabilities_and_decisions_without_metrics(taxonomy_run, tmp_path):
+    from PIL import Image
+
+    from sampleweight.engine.evaluation import evaluate
+
+    run, trained = taxonomy_run
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"IMG_{i}.png")
+    submission = tmp_path / "submission.csv"
+    metrics, out = evaluate(run, folder, out=tmp_path / "e", quiet=True, submission=submission)
+    assert not metrics["labelled"] and metrics["n"] == 3 and metrics["labels"] == ISIC_LABELS
+    images, true, pred, scores, _ = read_predictions(out / "predictions.csv")
+    assert images == ["IMG_0", "IMG_1", "IMG_2"] and true == ["", "", ""]
+    per_label = trained["multilabel"]["per_label"]
+    thresholds = np.array(
+        [0.5 if per_label[n]["threshold"] is None else per_label[n]["threshold"] for n in ISIC_LABELS]
+    )
+    decided = scores.astype(np.float32) >= thresholds.astype(np.float32)
+    assert pred == [";".join(np.array(ISIC_LABELS)[row]) for row in decided]
+    assert submission.read_text().splitlines()[0] == "image," + ",".join(ISIC_LABELS)
