@@ -196,7 +196,10 @@ def test_a_multilabel_data_set_trains_on_its_own_labels_and_draws_positives_per_
     drawn = RunDirectory(tmp_path / "own").epochs()[0]["drawn"]
     training = json.loads((tmp_path / "own" / "data.json").read_text())["class_counts"]["train"]
     assert set(drawn) == set(columns) and drawn["malignant"] > training["malignant"]  # repeated by its rarest label
-    plain = train(tiny(tmp_path / "plain"))
+    plain = train(tiny(tmp_path / "plain", weighters=["cb"]))
+    # cb weighs the term (j, l) N / N_pos,l or N / N_neg,l: over an epoch drawing every image once, the mean term
+    # weight is (1 / N L) sum_l (N_pos,l N / N_pos,l + N_neg,l N / N_neg,l) = 2
+    assert RunDirectory(tmp_path / "plain").epochs()[0]["mean_weight"] == pytest.approx(2.0, rel=1e-6)
     assert (
         RunDirectory(tmp_path / "plain").epochs()[0]["drawn"]
         == json.loads((tmp_path / "plain" / "data.json").read_text())["class_counts"]["train"]
