@@ -325,8 +325,13 @@ def test_evaluate_reads_a_multilabel_data_set_of_the_runs_labels_and_refuses_oth
     with pytest.raises(ConfigError, match="--logit-adjust shifts a softmax by its class prior; a multilabel run"):
         evaluation.evaluate(tmp_path / "run", "synthetic:160", out=tmp_path / "e4", logit_adjust=1.0)
     train(tiny(tmp_path / "multiclass", task="multiclass"))
-    with pytest.raises(ConfigError, match="the runs of an ensemble need the same task"):
+    with pytest.raises(ConfigError, match="the runs of an ensemble need the same classes"):
         evaluation.evaluate([tmp_path / "run", tmp_path / "multiclass"], "synthetic:160", out=tmp_path / "e5")
+    plain = read_dataset("synthetic:160")  # one-hot label columns named as the classes: the same names, another task
+    own_labels(monkeypatch, {name: plain.labels == i for i, name in enumerate(plain.classes)})
+    train(tiny(tmp_path / "one-hot"))
+    with pytest.raises(ConfigError, match=r"the runs of an ensemble need the same task: .* is a multilabel run, "):
+        evaluation.evaluate([tmp_path / "one-hot", tmp_path / "multiclass"], "synthetic:160", out=tmp_path / "e6")
 
 
 def test_a_grid_carries_the_multilabel_task_skips_finished_runs_and_summarises_their_figures(tmp_path) -> None:

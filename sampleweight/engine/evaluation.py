@@ -492,15 +492,15 @@ def evaluate(
     members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
     notes += [note for member in members for note in member.notes]
     for member in members[1:]:
-        if member.config.task != members[0].config.task:
-            raise ConfigError(
-                f"the runs of an ensemble need the same task: {members[0].checkpoint.parent} is a "
-                f"{members[0].config.task} run, {member.checkpoint.parent} a {member.config.task} one"
-            )
         if member.classes != members[0].classes:
             raise ConfigError(
                 f"the runs of an ensemble need the same classes in the same order: {members[0].checkpoint.parent} "
                 f"has {', '.join(members[0].classes)}, {member.checkpoint.parent} has {', '.join(member.classes)}"
+            )
+        if member.config.task != members[0].config.task:
+            raise ConfigError(
+                f"the runs of an ensemble need the same task: {members[0].checkpoint.parent} is a "
+                f"{members[0].config.task} run, {member.checkpoint.parent} a {member.config.task} one"
             )
     if members[0].config.task == "multilabel" and logit_adjust is not None:
         raise ConfigError(
