@@ -21,8 +21,10 @@ def probabilities(output: Tensor, task: str = "multiclass") -> Tensor:
 
     Example:
         >>> logits = torch.tensor([[0.0, 2.0]])
-        >>> probabilities(logits).sum().item(), probabilities(logits, "multilabel")[0, 0].item()
-        (1.0, 0.5)
+        >>> [round(p, 3) for p in probabilities(logits)[0].tolist()]  # softmax: sums to 1
+        [0.119, 0.881]
+        >>> [round(p, 3) for p in probabilities(logits, "multilabel")[0].tolist()]  # each label's sigmoid
+        [0.5, 0.881]
     """
     output = output.float()
     if task == "multilabel":
