@@ -340,7 +340,7 @@ def test_a_grid_carries_the_multilabel_task_skips_finished_runs_and_summarises_t
     from sampleweight.studies.grid import plan_grid, run_grid
 
     options = {key: value for key, value in tiny(None).items() if key != "out"}
-    grid = plan_grid(tmp_path, weighters="none,spl", optimizers="adam", splits="0", options=options)
+    grid = plan_grid(tmp_path / "grid", weighters="none,spl", optimizers="adam", splits="0", options=options)
     assert [run.name for run in grid.runs] == [
         "cbam_vgg16-bce-none-adam-s0-multilabel",
         "cbam_vgg16-bce-spl-adam-s0-multilabel",
@@ -348,18 +348,25 @@ def test_a_grid_carries_the_multilabel_task_skips_finished_runs_and_summarises_t
     assert {run.config.task for run in grid.runs} == {"multilabel"}
     first = run_grid(grid, progress=False)
     assert [outcome.status for outcome in first] == ["trained", "trained"]
-    again = run_grid(plan_grid(tmp_path, weighters="none,spl", optimizers="adam", splits="0", options=options),
+    again = run_grid(plan_grid(tmp_path / "grid", weighters="none,spl", optimizers="adam", splits="0", options=options),
                      progress=False)  # fmt: skip
     assert [outcome.status for outcome in again] == ["skipped", "skipped"]
-    with open(tmp_path / "summary.csv", newline="") as handle:
+    with open(tmp_path / "grid" / "summary.csv", newline="") as handle:
         rows = {row["run"]: row for row in csv.DictReader(handle)}
     for run in grid.runs:
         final = json.loads((run.path / "metrics.json").read_text())
         assert final["task"] == "multilabel" and rows[run.name]["state"] == "finished"
         for figure in ("acc", "bacc", "mpr", "mf1"):
             assert rows[run.name][figure] == ("" if final[figure] is None else f"{final[figure]:.6f}")
+    from sampleweight.studies.testset import evaluate_each
+
+    each = evaluate_each(tmp_path / "grid", "synthetic:160", tmp_path / "test", bootstrap=0, progress=False)
+    assert [outcome.status for outcome in each] == ["evaluated", "evaluated"]
+    assert {outcome.metrics["task"] for outcome in each} == {"multilabel"}
+    recorded = json.loads((each[0].out / "run.json").read_text())
+    assert set(recorded["train_class_counts"]) == set(ISIC_LABELS)  # positives per label on the training side
     with pytest.raises(Exception, match="optimizer imbsam: it splits the loss by class"):
-        plan_grid(tmp_path, weighters="none", optimizers="imbsam", splits="0", options=options)
+        plan_grid(tmp_path / "grid", weighters="none", optimizers="imbsam", splits="0", options=options)
 
 
 def test_retrain_refuses_a_multilabel_run_in_one_line(taxonomy_run, tmp_path) -> None:
