@@ -402,3 +402,15 @@ def test_unlabelled_images_get_their_labels_probabilities_and_decisions_without_
     decided = scores.astype(np.float32) >= thresholds.astype(np.float32)
     assert pred == [";".join(np.array(ISIC_LABELS)[row]) for row in decided]
     assert submission.read_text().splitlines()[0] == "image," + ",".join(ISIC_LABELS)
+
+
+def test_attention_figures_refuse_a_multilabel_run_in_one_line(taxonomy_run, tmp_path) -> None:
+    from sampleweight.errors import ConfigError
+    from sampleweight.studies.attention import attention_figures
+
+    run, _ = taxonomy_run
+    with pytest.raises(
+        ConfigError, match="is a multilabel run: the attention figures show a multiclass run's"
+    ) as raised:
+        attention_figures([run], out=tmp_path / "a", device="cpu")
+    assert "\n" not in str(raised.value)
