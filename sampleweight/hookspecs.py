@@ -108,5 +108,6 @@ def register_optimizers(register: Register) -> None:
             ``momentum``, ``weight_decay`` and ``device``, and ``class_counts``, ``num_classes``,
             ``num_epochs``, ``batch_size``, ``class_names``. ``info``: ``lr`` (the default learning rate),
             ``loss_scaled``, and ``closure=True`` for an optimizer whose ``step(closure)`` evaluates the loss
-            several times per step (sharpness-aware minimisation; ``docs/plugins.md`` gives the contract).
+            several times per step (sharpness-aware minimisation; ``docs/plugins.md`` gives the contract), with
+            ``splits_by_class=True`` when that closure is called with a class mask (a multilabel run refuses it).
     """

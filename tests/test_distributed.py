@@ -324,14 +324,15 @@ def tiny(out: Path, **overrides) -> dict:
     return {**config, **overrides}
 
 
-def resume_worker(rank: int, port: int, root: str) -> None:
+def resume_worker(rank: int, port: int, root: str, options: str = "{}") -> None:
     from sampleweight.engine import progress
     from sampleweight.engine.training import train
 
+    overrides = json.loads(options)
     join_group(rank, port)  # train() keeps a group its caller initialised
     try:
         root_path = Path(root)
-        whole = train(tiny(root_path / "whole"))
+        whole = train(tiny(root_path / "whole", **overrides))
         original = progress.TrainingProgress.end_epoch
 
         def interrupt_after_first_epoch(self, epoch, record):
@@ -341,14 +342,14 @@ def resume_worker(rank: int, port: int, root: str) -> None:
 
         progress.TrainingProgress.end_epoch = interrupt_after_first_epoch
         try:
-            train(tiny(root_path / "parts"))
+            train(tiny(root_path / "parts", **overrides))
             raise AssertionError("the run was not interrupted")
         except KeyboardInterrupt:
             pass
         finally:
             progress.TrainingProgress.end_epoch = original
         dist.barrier()  # rank 0 has written the checkpoint (a real resume is a new launch)
-        resumed = train(tiny(root_path / "parts"), resume=True)
+        resumed = train(tiny(root_path / "parts", **overrides), resume=True)
         assert resumed == whole  # the same final metrics on every process
         dist.barrier()
         if rank == 0:
@@ -359,14 +360,31 @@ def resume_worker(rank: int, port: int, root: str) -> None:
             lines = RunDirectory(root_path / "parts").epochs()
             assert [line["epoch"] for line in lines] == [0, 1]  # one writer: no duplicated lines
             whole_lines = RunDirectory(root_path / "whole").epochs()
-            for key in ("train_loss", "mean_weight", "val_acc", "val_bacc"):
+            figures = ("val_auc", "val_ap") if overrides.get("task") == "multilabel" else ("val_acc", "val_bacc")
+            for key in ("train_loss", "mean_weight", "drawn", *figures):
                 assert [line[key] for line in lines] == [line[key] for line in whole_lines], key
+            if overrides.get("task") == "multilabel":  # every validation image once, in order, its labels gathered
+                from sampleweight.data.multilabel import taxonomy_multilabel
+                from sampleweight.taxonomy import ISIC2018_TAXONOMY
+
+                records = read_dataset("synthetic:160")
+                _, val = split_indices(records, split=0, seed=0)
+                images, true, _, _, labels = read_predictions(root_path / "parts" / "predictions.csv")
+                assert images == [records.image_ids[i] for i in val]
+                tree = ISIC2018_TAXONOMY.with_classes(records.classes)
+                expected = taxonomy_multilabel(records.labels[val], tree)
+                assert true == [";".join(np.array(labels)[row == 1]) for row in expected]
     finally:
         dist.destroy_process_group()
 
 
 def test_a_distributed_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path) -> None:
     spawn(resume_worker, str(tmp_path))
+
+
+def test_a_distributed_multilabel_run_with_ohem_gathers_its_validation_labels_and_resumes_exactly(tmp_path) -> None:
+    options = {"task": "multilabel", "weighters": ["ohem", "es"], "mixer": "none", "bootstrap": 0}
+    spawn(resume_worker, str(tmp_path), json.dumps(options))
 
 
 # -- every sampler: the processes' parts of every global batch are the single-process batch ----------------------

@@ -198,7 +198,8 @@ def retrain(
         raise ConfigError(
             f"retrain: {source} is a {config.task} run, one sigmoid logit per label: tau-norm and LWS rescale that "
             "logit and leave its ranking (AUC) as it is, and cRT/NCM re-balance classes against each other, which one "
-            "logit has not; re-balance a binary head by its threshold instead (--threshold-specificity, docs/tasks.md)"
+            "logit has not; re-balance a sigmoid head by its threshold(s) instead (--threshold-specificity, "
+            "docs/tasks.md)"
         )
     model, _, classes = load_trained_model(source, torch_device)
     _check_classifier(model, method, len(classes), config.image_size, torch_device)

@@ -14,6 +14,7 @@ runs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -231,11 +232,12 @@ def attention_figures(
         for several.
 
     Raises:
-        ConfigError: No runs, an unknown image id, a run without checkpoint or attention.
+        ConfigError: No runs, an unknown image id, a run without checkpoint or attention, a binary or multilabel run.
     """
     paths = [Path(run) for run in runs]
     if not paths:
         raise ConfigError("name at least one run directory")
+    _refuse_sigmoid_runs(paths)
     torch_device = resolve_device(device)
     chosen = [(image, "") for image in images] if images else select_images(paths)
     folder = Path(out) if out is not None else (paths[0] if len(paths) == 1 else _common_parent(paths)) / "attention"
@@ -276,6 +278,21 @@ def attention_figures(
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _refuse_sigmoid_runs(paths: Sequence[Path]) -> None:
+    """A binary or multilabel run (its ``config.json``'s ``task``) has sigmoid logits that decide no one class of its
+    data: the figures show a multiclass run's decision, so such a run is refused before anything is read."""
+    for path in paths:
+        try:
+            task = json.loads((path / RunDirectory.CONFIG).read_text()).get("task", "multiclass")
+        except (OSError, ValueError, AttributeError):
+            continue  # no readable config.json: loading the run says what is wrong
+        if task != "multiclass":
+            raise ConfigError(
+                f"{path} is a {task} run: the attention figures show a multiclass run's decision among its classes; "
+                "draw them for a multiclass run"
+            )
 
 
 def _flat(

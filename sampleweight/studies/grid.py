@@ -342,8 +342,9 @@ def plan_grid(
     Args:
         out: The grid folder.
         models: Model names (comma-separated or a list). Default for this and the next three: the built-ins'
-            ``default`` ones (`default_axis`), the paper's comparison.
-        losses: Loss names.
+            ``default`` ones (`default_axis`), the paper's comparison; for a binary or multilabel task, the flat
+            ones among them (a hierarchical model decides one class along its label tree).
+        losses: Loss names (default for a binary or multilabel task: its default loss, `task_loss`).
         weighters: Weightings; an entry may compose several with ``+`` (``ohem+es``: weights multiply).
         samplers: Sampler names (default: the paper's shuffled pass).
         mixers: Mixer names (default: the built-ins' default, ``none``).
@@ -379,6 +380,8 @@ def plan_grid(
     shared = _shared_options(config_file, options or {})
     if losses is None and shared.get("task", "multiclass") != "multiclass":  # the task's default loss (bce)
         losses = task_loss(shared["task"])
+    if models is None and shared.get("task", "multiclass") != "multiclass":  # a label tree decides one class only
+        models = [name for name in default_axis("models") if not components.is_hierarchical(name)]
     models, losses, weighters, samplers, mixers, optimizers = (
         default_axis(kind) if given is None else given
         for kind, given in (("models", models), ("losses", losses), ("weighters", weighters), ("samplers", samplers),
@@ -569,7 +572,7 @@ def _stage(run: GridRun, method: str, device: str | None) -> StageOutcome:
 def _print_stage(console: Console, outcome: StageOutcome) -> None:
     name = escape(outcome.path.name)
     if outcome.status in ("retrained", "skipped") and outcome.metrics is not None:
-        figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+        figures = _figures(outcome.metrics)
         word = "[green]done[/]" if outcome.status == "retrained" else "skipped (finished)"
         console.print(f"grid: {word} {name}  {figures}  ({outcome.seconds:.0f}s)", highlight=False, soft_wrap=True)
     else:
@@ -584,8 +587,9 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
 
     Columns (`SUMMARY_COLUMNS`): ``index, run, model, loss, weighting, sampler, mixer, optimizer, split, seed, state``
     (``finished``, ``running``, ``partial``, ``new`` or ``failed``), ``epochs_done, epochs, acc, bacc,
-    mpr, mf1`` (final metrics, fractions), ``train_seconds`` (the sum of the epochs' training time) and
-    ``error``.
+    mpr, mf1`` (final metrics, fractions; a multilabel run's exact-match ratio, mean BAcc, mean precision and
+    macro F1 over its labels, empty where it has none), ``train_seconds`` (the sum of the epochs' training time)
+    and ``error``.
 
     Args:
         grid: The grid.
@@ -612,7 +616,7 @@ def write_summary(grid: Grid, errors: Mapping[int, str] | None = None, running: 
         }  # fmt: skip
         if state == "finished":
             final = _read_json(run.path / RunDirectory.FINAL)
-            row.update({m: f"{final[m]:.6f}" for m in _METRICS})
+            row.update({m: "" if final.get(m) is None else f"{final[m]:.6f}" for m in _METRICS})
             row["epochs"] = final.get("epochs", config.epochs)
         writer.writerow(row)
     path = grid.out / SUMMARY_FILE
@@ -822,7 +826,7 @@ class _GridProgress:
         with self._lock:
             self.active.pop(outcome.run.index, None)
             if outcome.metrics is not None:
-                figures = "  ".join(f"{m} {100 * outcome.metrics[m]:.1f}" for m in _METRICS)
+                figures = _figures(outcome.metrics)
                 word = "[green]done[/]" if outcome.status == "trained" else "skipped (finished by another process)"
                 self.console.print(
                     f"grid: {word} {escape(outcome.run.name)}  {figures}  ({outcome.seconds:.0f}s)",
@@ -943,6 +947,12 @@ def _split_numbers(values: list[str], what: str = "splits") -> list[int]:
     if any(n < 0 for n in numbers):
         raise ConfigError(f"--{what} must be 0 or more; got {','.join(values)}")
     return numbers
+
+
+def _figures(metrics: Mapping[str, Any]) -> str:
+    """``acc 81.2  bacc 64.0  mpr 60.1  mf1 61.5``: a run's final figures in percent (``-`` for a figure a
+    multilabel run has not: no label with both classes on its validation side)."""
+    return "  ".join(f"{m} " + ("-" if metrics.get(m) is None else f"{100 * metrics[m]:.1f}") for m in _METRICS)
 
 
 def _summary_state(index: int, state: str, errors: Mapping[int, str], running: set[int]) -> str:

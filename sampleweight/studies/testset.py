@@ -228,7 +228,8 @@ def evaluate_each(
                 metrics, _ = evaluate(run, data, out=target, device=device, batch_size=batch_size,
                                       cache_dir=cache_dir, skip_bad=skip_bad, quiet=True, bootstrap=bootstrap,
                                       tta=tta, logit_adjust=logit_adjust, overwrite=overwrite)  # fmt: skip
-                EvaluationSource.of_run(run, metrics["classes"]).write(target)
+                names = metrics["labels"] if metrics.get("task") == "multilabel" else metrics["classes"]
+                EvaluationSource.of_run(run, names).write(target)
                 outcome = EachOutcome(run, _name(run, grid), "evaluated", target, metrics, why,
                                       time.perf_counter() - started)  # fmt: skip
             except RunDirectoryInUseError as exc:
