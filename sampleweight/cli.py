@@ -401,8 +401,8 @@ def evaluate(
     combine: str = typer.Option("mean", help="How an ensemble combines its runs' probabilities: mean or geometric."),
     submission: Path | None = typer.Option(
         None,
-        help="Also write the submission CSV to this file: ISIC 2018 Task 3's columns, or ISIC 2020's "
-        "image_name,target for a binary run.",
+        help="Also write the submission CSV to this file: ISIC 2018 Task 3's columns, ISIC 2020's "
+        "image_name,target for a binary run, or image,<label1>,<label2>,... (probabilities) for a multilabel run.",
     ),
     logit_adjust: float | None = typer.Option(
         None, "--logit-adjust", help="Post-hoc logit adjustment: log p - TAU log(training prior), renormalised."
@@ -819,6 +819,17 @@ def attention(
 
 
 def _metrics_line(metrics: dict[str, Any], where: Path | None) -> str:
+    if metrics.get("task") == "multilabel":  # exact match, then the means over the labels that have each figure
+        figures = "  ".join(
+            f"{name} " + ("-" if metrics[key] is None else f"{100 * metrics[key]:.1f}")
+            for name, key in (("exact", "acc"), ("mAUC", "auc"), ("mAP", "ap"), ("mBAcc", "bacc"), ("mF1", "f1"))
+        )
+        per_label = metrics["multilabel"]["per_label"]
+        absent = [name for name in metrics["labels"] if per_label[name]["auc"] is None]
+        if absent:
+            figures += f"  (means over {len(per_label) - len(absent)} of {len(per_label)} labels; "
+            figures += f"one class only on the validation side: {', '.join(absent)})"
+        return f"{figures}" + (f"   -> {where}" if where else "")
     shown = ("acc", "bacc", "mpr", "mf1", "auc") if metrics.get("auc") is not None else ("acc", "bacc", "mpr", "mf1")
     figures = "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in shown)
     classes, scored = metrics["classes"], metrics.get("scored_classes", metrics["classes"])

@@ -121,6 +121,8 @@ INFO_KEYS: dict[str, dict[str, str]] = {
         "loss_scaled": "True, or a function of the options returning a bool: its update scales with the loss (SGD; "
         "ADAM's is nearly scale-free), so a class weighter's mean weight far from 1 scales the learning rate "
         "(the trainer warns)",
+        "splits_by_class": "True: its `step(closure)` calls `closure(classes=mask)`, splitting the loss by class "
+        "(ImbSAM's tail classes); a multilabel sample has no one class, so a multilabel run refuses it at start-up",
     },
 }
 """The documented keys of ``register(name, factory, **info)``: ``"*"`` for every kind, then those of one kind.
@@ -500,6 +502,7 @@ _INFO_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "balanced": (bool, "True or False"),
     "soft_targets": (bool, "True or False"),
     "closure": (bool, "True or False"),
+    "splits_by_class": (bool, "True or False"),
     "class_balanced": (bool, "True or False"),
     "taxonomy": (Mapping, "a mapping (Taxonomy.to_config())"),
     "loss": (str, "a loss name"),

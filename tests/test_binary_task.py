@@ -37,8 +37,10 @@ def test_the_task_is_a_config_field_with_its_default_loss_and_run_name() -> None
     assert binary.loss == "bce" and binary.positive == ["MEL", "BCC"]
     assert binary.run_name == "cbam_vgg16-bce-none-adam-s0-binary-MEL+BCC"
     assert TrainConfig(task="binary", loss="asl").loss == "asl"
-    with pytest.raises(ValueError, match="apply to --task binary"):
+    with pytest.raises(ValueError, match="--positive applies to --task binary"):
         TrainConfig(positive=["MEL"])
+    with pytest.raises(ValueError, match="--threshold-specificity applies to --task binary and --task multilabel"):
+        TrainConfig(threshold_specificity=0.9)
 
 
 def test_positive_classes_and_relabelled_splits_keep_the_multiclass_split() -> None:
@@ -64,7 +66,6 @@ def test_positive_classes_and_relabelled_splits_keep_the_multiclass_split() -> N
     ("flags", "message"),
     [
         (["--loss", "ce"], "loss 'ce' serves multiclass tasks, not this run's binary task; losses for binary: asl"),
-        (["--weighter", "class_ohem", "--task", "multilabel"], "--task multilabel: the training engine reads no"),
         (["--model", "hierarchical_vgg16"], "decides along a label tree, a multiclass task only"),
         (["--positive", "XYZ"], "--positive XYZ: not a class of this data set"),
         (["--mixer", "mixup"], "--mixer mixup: a mixer mixes class distributions, which a binary task's sigmoid"),

@@ -295,4 +295,4 @@ def register_optimizers(register) -> None:
     register("adam", adam, default=True, lr=ADAM_LR)
     register("sgd", sgd, default=True, lr=SGD_LR, loss_scaled=True)
     register("sam", sam, lr=_base_lr, loss_scaled=_base_scaled, closure=True)
-    register("imbsam", imbsam, lr=_base_lr, loss_scaled=_base_scaled, closure=True)
+    register("imbsam", imbsam, lr=_base_lr, loss_scaled=_base_scaled, closure=True, splits_by_class=True)

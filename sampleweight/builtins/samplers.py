@@ -376,7 +376,8 @@ def instance(targets: Tensor, num_samples: int | None = None, seed: int = 0) -> 
     """Instance sampling: each sample once per epoch, shuffled (the default; ``p_c ∝ N_c``).
 
     Args:
-        targets: The training side's class indices [N] (a fact; only its length is used).
+        targets: The training side's class indices [N], or a multilabel task's 0/1 labels [N, L] (a fact; only its
+            length is used).
         num_samples: Indices per epoch (default N).
         seed: Base seed (a fact: the run's seed).
     """
@@ -506,7 +507,7 @@ def drs(
 
 @hookimpl
 def register_samplers(register) -> None:
-    register("instance", instance, default=True)
+    register("instance", instance, default=True, tasks=("multiclass", "binary", "multilabel"))
     register("class_balanced", class_balanced, balanced=True)
     register("sqrt", sqrt)
     register("progressive", progressive)

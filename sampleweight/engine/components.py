@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sampleweight.engine.config import TrainConfig, default_name, refuse_facts
-from sampleweight.engine.loader import check_sampler
+from sampleweight.engine.loader import check_sampler, label_tree
 from sampleweight.errors import ConfigError
 from sampleweight.factory import (
     MIXER_FACTS,
@@ -31,13 +31,14 @@ from sampleweight.factory import (
     create_mixer,
     create_optimizer,
     list_models,
+    list_optimizers,
     lookup,
     option_defaults,
 )
 from sampleweight.mixing import Mixer
 from sampleweight.plugins import get_registry
 from sampleweight.pretrained import download_message, weights_available
-from sampleweight.taxonomy import Taxonomy, as_taxonomy
+from sampleweight.taxonomy import Taxonomy
 
 __all__ = [
     "build_mixer",
@@ -166,6 +167,12 @@ def class_balanced_weighter() -> str:
     return names[0]
 
 
+def splits_by_class(name: str) -> bool:
+    """Whether optimizer ``name`` is registered ``splits_by_class=True``: its step keeps the samples of some classes
+    only (``closure(classes=mask)``), which a multilabel task's samples, of several labels each, cannot serve."""
+    return bool(get_registry().info("optimizers", name).get("splits_by_class"))
+
+
 def takes_closure(name: str) -> bool:
     """Whether optimizer ``name`` is registered ``closure=True``: its step evaluates the loss through a closure."""
     return bool(get_registry().info("optimizers", name).get("closure"))
@@ -183,17 +190,13 @@ def loss_scaled(optimizer: str, options: Mapping[str, Any]) -> bool:
 
 
 def check_run_task(config: TrainConfig) -> None:
-    """The run's loss, weighter(s) and sampler serve its task (their registrations' ``tasks``), and its model can
-    give one logit per label.
+    """The run's loss, weighter(s) and sampler serve its task (their registrations' ``tasks``), its model can give
+    one logit per label, its mixer mixes nothing (a sigmoid task) and its optimizer does not split the loss by class
+    (a multilabel task: registration ``splits_by_class``).
 
     Raises:
         ConfigError: One line naming what does not serve the task, and what does.
     """
-    if config.task == "multilabel":
-        raise ConfigError(
-            "--task multilabel: the training engine reads no multilabel data yet; train in your own loop with "
-            "sampleweight.WeightedLoss(..., task='multilabel') (docs/tasks.md), or use --task binary"
-        )
     if config.task != "multiclass" and is_hierarchical(config.model):
         raise ConfigError(
             f"--task {config.task}: model {config.model!r} decides along a label tree, a multiclass task only; "
@@ -206,6 +209,12 @@ def check_run_task(config: TrainConfig) -> None:
         raise ConfigError(
             f"--mixer {config.mixer}: a mixer mixes class distributions, which a {config.task} task's sigmoid losses "
             f"do not take; use --mixer {default_name('mixers')} (or --task multiclass)"
+        )
+    if config.task == "multilabel" and splits_by_class(config.optimizer):
+        others = sorted(name for name in list_optimizers() if not splits_by_class(name))
+        raise ConfigError(
+            f"--optimizer {config.optimizer}: it splits the loss by class, and a multilabel image has several labels, "
+            f"no one class; use one of {', '.join(others)} (or --task binary)"
         )
 
 
@@ -309,13 +318,6 @@ def run_taxonomy(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | No
     if not (is_hierarchical(config.model) or _takes_taxonomy(loss) or config.taxonomy is not None):
         return None
     return label_tree(config.model, config.taxonomy, classes)
-
-
-def label_tree(model: str, taxonomy: Mapping[str, Any] | None, classes: tuple[str, ...]) -> Taxonomy:
-    """A run's label tree in the data's class order: its ``taxonomy`` option (as saved in ``config.json``), else
-    its model's registered one (the registration's ``taxonomy``), else ISIC 2018's."""
-    tree = taxonomy if taxonomy is not None else model_info(model).get("taxonomy")
-    return as_taxonomy(None if tree is None else dict(tree)).with_classes(classes)
 
 
 def taxonomy_of_model(config: TrainConfig, classes: tuple[str, ...]) -> Taxonomy | None:

@@ -139,8 +139,9 @@ class TrainConfig(BaseModel):
     )
     task: Literal["multiclass", "binary", "multilabel"] = Field(
         "multiclass",
-        description="multiclass (softmax over the classes) or binary (--positive against the rest, one sigmoid "
-        "logit); multilabel is WeightedLoss's, not yet the engine's.",
+        description="multiclass (softmax over the classes), binary (--positive against the rest, one sigmoid "
+        "logit) or multilabel (one sigmoid logit per label: a labels.csv's columns, or the label tree's nodes for a "
+        "single-label data set).",
     )
     positive: list[str] | None = Field(
         None,
@@ -152,8 +153,8 @@ class TrainConfig(BaseModel):
         None,
         gt=0,
         le=1,
-        description="A binary task's decision threshold: the most sensitive one with this specificity on the "
-        "validation side (default: Youden's J).",
+        description="A binary task's decision threshold (a multilabel task's, per label): the most sensitive one "
+        "with this specificity on the validation side (default: Youden's J).",
     )
     image_size: int = Field(299, ge=16, le=2048, description="Side of the square input images, in pixels.")
     cache_dir: Path | None = Field(
@@ -375,8 +376,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _task_options(self) -> TrainConfig:
-        if self.task != "binary" and (self.positive or self.threshold_specificity is not None):
-            raise ValueError("--positive and --threshold-specificity apply to --task binary")
+        if self.task != "binary" and self.positive:
+            raise ValueError("--positive applies to --task binary (the classes counted as positive)")
+        if self.task == "multiclass" and self.threshold_specificity is not None:
+            raise ValueError("--threshold-specificity applies to --task binary and --task multilabel")
         if self.task != "multiclass" and "loss" not in self.model_fields_set:
             object.__setattr__(self, "loss", task_loss(self.task))
         return self

@@ -44,19 +44,22 @@ from torch import nn
 from sampleweight.classifier import install_head
 from sampleweight.data import BatchAugment, CachedImageDataset, DataInventory, build_eval_dataset, read_dataset
 from sampleweight.data.binary import binary_records, positive_indices
+from sampleweight.data.multilabel import taxonomy_labels, taxonomy_records
 from sampleweight.data.records import DatasetRecords
 from sampleweight.engine.checkpoint import load_checkpoint
 from sampleweight.engine.components import build_model, check_model, model_outputs, taxonomy_of_model
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.inference import decide, probabilities as output_probabilities
-from sampleweight.engine.loader import make_loader
+from sampleweight.engine.loader import label_tree, make_loader, side_inventory
+from sampleweight.engine.multilabel import FALLBACK_THRESHOLD, decide_labels, multilabel_final
 from sampleweight.engine.rebalancing import rebalancing, sampler_rebalances
-from sampleweight.engine.rundir import RunDirectory, stage_of, write_predictions
+from sampleweight.engine.rundir import RunDirectory, stage_of, write_label_predictions, write_predictions
 from sampleweight.engine.submission import (
     check_submission_path,
     submission_order,
     write_binary_submission,
+    write_label_submission,
     write_submission,
 )
 from sampleweight.errors import ConfigError, DataError
@@ -222,12 +225,15 @@ def logit_adjust(probabilities: np.ndarray, class_counts: Any, tau: float) -> np
     return adjusted.numpy()
 
 
-def combine_probabilities(members: Sequence[np.ndarray], how: str = "mean") -> np.ndarray:
+def combine_probabilities(members: Sequence[np.ndarray], how: str = "mean", *, multilabel: bool = False) -> np.ndarray:
     """An ensemble's class probabilities [N, C] from its members' (each [N, C]).
 
     Args:
         members: Each run's probabilities.
         how: ``mean`` (the average) or ``geometric`` (``softmax(mean log p)``, probabilities floored at 1e-30).
+        multilabel: The columns are independent labels' probabilities (a multilabel task): ``geometric`` then
+            renormalises each label's two sides, ``p = G(p) / (G(p) + G(1 - p))`` with ``G`` the geometric mean
+            over the runs (for one label, what ``softmax(mean log [1 - p, p])`` gives a binary run).
 
     Returns:
         One member's array as it is; else float64 [N, C].
@@ -240,6 +246,9 @@ def combine_probabilities(members: Sequence[np.ndarray], how: str = "mean") -> n
     if how == "mean":
         return stacked.mean(axis=0)
     mean_log = np.log(np.maximum(stacked, _LOG_FLOOR)).mean(axis=0)
+    if multilabel:
+        mean_log_rest = np.log(np.maximum(1 - stacked, _LOG_FLOOR)).mean(axis=0)
+        return torch.from_numpy(mean_log - mean_log_rest).sigmoid().numpy()
     return torch.from_numpy(mean_log).softmax(dim=1).numpy()
 
 
@@ -294,6 +303,7 @@ def predict_views(
     normalize: nn.Module,
     tta: str,
     image_size: int,
+    task: str = "multiclass",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of every image, averaged over its test-time views, in the order of ``batches``.
 
@@ -308,9 +318,10 @@ def predict_views(
         normalize: Turns a uint8 batch into the model's input (`BatchAugment` in eval mode).
         tta: One of `TTA_MODES`.
         image_size: The model's input side.
+        task: The run's task (a multilabel run's labels are each scored by their own sigmoid).
 
     Returns:
-        ``(targets [N], scores [N, C])``, scores float32.
+        ``(targets [N], scores [N, C])``, scores float32 (a multilabel run: ``targets [N, L]``, ``scores [N, L]``).
     """
     was_training = model.training
     model.eval()
@@ -320,7 +331,7 @@ def predict_views(
         x = tta_views(normalize(images.to(device, non_blocking=True)), tta, image_size)
         with torch.inference_mode(), autocast:
             output = model(x)
-        probabilities = output_probabilities(output)
+        probabilities = output_probabilities(output, task)
         if views > 1:
             probabilities = probabilities.view(views, -1, probabilities.shape[1]).mean(0)
         scores.append(probabilities.cpu())
@@ -481,13 +492,23 @@ def evaluate(
     members = tuple(Member.read(c, prior=bool(logit_adjust)) for c in checkpoints)
     notes += [note for member in members for note in member.notes]
     for member in members[1:]:
+        if member.config.task != members[0].config.task:
+            raise ConfigError(
+                f"the runs of an ensemble need the same task: {members[0].checkpoint.parent} is a "
+                f"{members[0].config.task} run, {member.checkpoint.parent} a {member.config.task} one"
+            )
         if member.classes != members[0].classes:
             raise ConfigError(
                 f"the runs of an ensemble need the same classes in the same order: {members[0].checkpoint.parent} "
                 f"has {', '.join(members[0].classes)}, {member.checkpoint.parent} has {', '.join(member.classes)}"
             )
+    if members[0].config.task == "multilabel" and logit_adjust is not None:
+        raise ConfigError(
+            "--logit-adjust shifts a softmax by its class prior; a multilabel run's labels are independent sigmoids "
+            "(each its own threshold), so leave it out"
+        )
     if submission is not None:
-        if members[0].config.task != "binary":
+        if members[0].config.task == "multiclass":
             submission_order(members[0].classes)
         submission = check_submission_path(submission)
     plan = _Plan(members, str(data), torch_device, batch_size, cache_dir, skip_bad, quiet, bootstrap, tta,
@@ -626,6 +647,8 @@ def _default_folder(sources: list[str | Path], checkpoints: list[Path], plan: _P
 
 
 def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[str, Any]:
+    if plan.members[0].config.task == "multilabel":
+        return _evaluate_labels(directory, plan, notes)
     classes = plan.classes
     binary = plan.members[0].config.task == "binary"
     records = read_dataset(
@@ -694,6 +717,116 @@ def _evaluate(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[st
     directory.write_final(metrics)
     directory.write_data(inventory.to_dict())
     return metrics
+
+
+def _evaluate_labels(directory: RunDirectory, plan: _Plan, notes: list[str]) -> dict[str, Any]:
+    """`_evaluate` for multilabel runs: the data relabelled as the runs were trained, each label decided at the runs'
+    validation threshold (`sampleweight.engine.multilabel`)."""
+    labels = plan.classes
+    records = _label_records(
+        read_dataset(plan.data, skip_bad=plan.skip_bad, allow_empty_classes=True, allow_unlabelled=True), plan
+    )
+    datasets = _datasets(records, plan)
+    indices = next(iter(datasets.values())).record_indices
+    sizes = sorted({m.config.image_size for m in plan.members})
+    if len(sizes) > 1:
+        notes.append(f"the runs take images of {', '.join(map(str, sizes))} px: each is fed its own size, as trained")
+    targets, scores = None, []
+    for member in plan.members:
+        targets, probabilities = _member_scores(member, datasets, plan)
+        scores.append(probabilities)
+    combined = combine_probabilities(scores, plan.combine, multilabel=True)
+    thresholds, rules = _label_thresholds(plan)
+    image_ids = [records.image_ids[i] for i in indices]
+    undecodable = sorted(set(range(len(records))) - set(indices.tolist()))
+    skipped = records.skipped + tuple(f"{records.image_ids[i]} (cannot be decoded)" for i in undecodable)
+    inventory = side_inventory(records, {"evaluated": indices}, skipped)
+    about = {
+        "data": plan.data,
+        "runs": [str(m.checkpoint.parent) for m in plan.members],
+        "combine": plan.combine,
+        "tta": plan.tta,
+        "views": _view_count(plan.tta),
+        "logit_adjust": None,
+    }
+    if records.labelled:
+        figures, decided = multilabel_final(targets, combined, labels, thresholds=thresholds, resamples=plan.bootstrap)
+        for name, rule in zip(labels, rules, strict=True):
+            figures["multilabel"]["per_label"][name]["threshold_rule"] = rule
+        metrics = {**figures, "labelled": True, **about}
+    else:
+        decided = decide_labels(combined, np.array(thresholds))
+        metrics = {"task": "multilabel", "labels": list(labels), "n": len(image_ids), "labelled": False,
+                   "decoding": "thresholds", **about}  # fmt: skip
+    if not plan.quiet:
+        for note in [*notes, *inventory.notes()]:
+            Console(stderr=True).print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
+    truth = targets if records.labelled else None
+    write_label_predictions(directory.path / RunDirectory.PREDICTIONS, image_ids, truth, combined, labels, decided)
+    if plan.submission is not None:
+        write_label_submission(plan.submission, image_ids, combined, labels)
+        metrics["submission"] = str(plan.submission)
+    directory.write_final(metrics)
+    directory.write_data(inventory.to_dict())
+    return metrics
+
+
+def _label_records(records: DatasetRecords, plan: _Plan) -> DatasetRecords:
+    """The evaluation data as the multilabel runs were trained on it: a multilabel data set as it is, a single-label
+    one in its label tree's multilabel form (the runs' tree); its label names must be the runs'.
+
+    Raises:
+        DataError: Other label names than the runs', or a multiclass data set's classes outside the runs' tree.
+    """
+    labels, first = plan.classes, plan.members[0].config
+    if not records.labelled:
+        return records
+    if not records.multilabel:
+        try:
+            tree = label_tree(first.model, first.taxonomy, records.classes)
+        except ConfigError as error:
+            raise DataError(f"{plan.data} cannot be relabelled as the runs' label tree: {error}") from None
+        if taxonomy_labels(tree) != labels:
+            raise DataError(
+                f"{plan.data} is a single-label data set, whose label-tree form has the labels "
+                f"{', '.join(taxonomy_labels(tree))}, but the runs were trained on {', '.join(labels)}; evaluate on a "
+                "multilabel data set with those label columns"
+            )
+        return taxonomy_records(records, tree)
+    if tuple(records.classes) != labels:
+        raise DataError(
+            f"{plan.data} has the labels {', '.join(records.classes)} but the runs were trained on "
+            f"{', '.join(labels)}; evaluate on data with the same label columns in the same order"
+        )
+    return records
+
+
+def _label_thresholds(plan: _Plan) -> tuple[list[float], list[str]]:
+    """Each label's decision threshold, chosen on the runs' own validation sides (an ensemble: their mean), and how
+    it was had; a label a run has no threshold of (one class only on its validation side) is decided at 0.5."""
+    per_run = [_validation_label_thresholds(m.checkpoint.parent, plan.classes) for m in plan.members]
+    thresholds, rules = [], []
+    for i in range(len(plan.classes)):
+        known = [run[i] for run in per_run if run is not None and run[i] is not None]
+        if len(known) < len(per_run):
+            thresholds.append(FALLBACK_THRESHOLD)
+            rules.append(f"{FALLBACK_THRESHOLD:g}: a run had no validation threshold for this label")
+        else:
+            thresholds.append(float(np.mean(known)))
+            rules.append(
+                "the mean of the runs' validation thresholds" if len(known) > 1 else "the run's validation threshold"
+            )
+    return thresholds, rules
+
+
+def _validation_label_thresholds(run: Path, labels: Sequence[str]) -> list[float | None] | None:
+    """The per-label decision thresholds a multilabel run chose on its validation side (its ``metrics.json``)."""
+    try:
+        per_label = json.loads((run / RunDirectory.FINAL).read_text())["multilabel"]["per_label"]
+        values = [per_label[name]["threshold"] for name in labels]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [float(v) if isinstance(v, (int, float)) else None for v in values]
 
 
 def _positive_of(positive: Sequence[str] | None, classes: Sequence[str]) -> list[str] | None:
@@ -784,7 +917,7 @@ def _member_scores(
     normalize = BatchAugment(side).to(plan.device).eval()
     precision = config.precision if plan.device.type == "cuda" else "fp32"  # as trained; bf16 needs CUDA
     autocast = autocast_for(plan.device, precision)
-    return predict_views(model, loader, plan.device, autocast, normalize, plan.tta, config.image_size)
+    return predict_views(model, loader, plan.device, autocast, normalize, plan.tta, config.image_size, config.task)
 
 
 def _shared_taxonomy(members: Sequence[Member]) -> Taxonomy | None:

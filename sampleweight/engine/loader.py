@@ -14,9 +14,11 @@ and its own round-robin shard of the validation side (`ShardSampler`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -24,19 +26,26 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sampleweight import distributed
 from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_dataset
 from sampleweight.data.binary import binary_records, binary_split
+from sampleweight.data.multilabel import taxonomy_records, taxonomy_split
+from sampleweight.data.records import DatasetRecords
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig, refuse_facts
-from sampleweight.errors import ConfigError
+from sampleweight.errors import ConfigError, DataError
 from sampleweight.factory import SAMPLER_FACTS, check_sampler_options, create_sampler
+from sampleweight.plugins import get_registry
 from sampleweight.sampling import ShardedSampler, epoch_seed
+from sampleweight.taxonomy import Taxonomy, as_taxonomy
 
 __all__ = [
     "ShardSampler",
     "TrainingData",
+    "check_label_positives",
     "check_sampler",
     "epoch_seed",
+    "label_tree",
     "load_split",
     "make_loader",
+    "side_inventory",
     "smallest_part",
 ]
 
@@ -71,15 +80,17 @@ class TrainingData:
         train: Training batches ``(uint8 images [B, 3, S, S], labels [B], indices [B])``, drawn per epoch by
             ``train.sampler`` (a `ShardedSampler` over the configured sampler plugin).
         val: Validation batches in a fixed order.
-        classes: Class names in index order.
-        class_counts: Training-side images per class (LongTensor [C]).
+        classes: Class names in index order (a multilabel task: the label names).
+        class_counts: Training-side images per class (LongTensor [C]; a multilabel task: the ``[2, L]`` table of
+            images without and with each label).
         val_ids: Image ids of the validation side, in the order of ``val``.
         augment: Training augmentation + normalisation, on the device (uint8 batch -> float batch).
         normalize: The same module in eval mode: resize (if needed) + normalisation only.
         describe: One line on the data (layout, counts).
         rank: This process's rank (its augmentation draws differ from the other processes').
         inventory: Images per class on each side, and what the reader left out (``data.json``).
-        train_targets: Class index of every training sample, LongTensor [N] (what the sampler draws from).
+        train_targets: Class index of every training sample, LongTensor [N] (what the sampler draws from); a
+            multilabel task: 0/1 per label, [N, L].
     """
 
     train: DataLoader
@@ -106,9 +117,15 @@ class TrainingData:
         return generator.manual_seed(epoch_seed(seed, epoch, stream=2, rank=self.rank))
 
     def drawn(self) -> dict[str, int]:
-        """Samples per class in the current epoch's global sequence: what all processes together train on."""
-        counts = torch.bincount(self.train_targets[self.sampler.global_indices()], minlength=len(self.classes))
+        """Samples per class in the current epoch's global sequence: what all processes together train on (a
+        multilabel task: the images drawn that hold each label)."""
+        drawn = self.train_targets[self.sampler.global_indices()]
+        counts = drawn.sum(0) if drawn.ndim == 2 else torch.bincount(drawn, minlength=len(self.classes))
         return dict(zip(self.classes, counts.tolist(), strict=True))
+
+    def images_drawn(self) -> int:
+        """Images in the current epoch's global sequence (all processes together)."""
+        return len(self.sampler.global_indices())
 
 
 def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
@@ -133,6 +150,11 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
             f"choose a multiple of {world}"
         )
     records = read_dataset(config.data, skip_bad=config.skip_bad)  # the caller checked the sampler (check_sampler)
+    if records.multilabel and config.task != "multilabel":
+        raise ConfigError(
+            f"{config.data} is a multilabel data set ({len(records.classes)} label columns), which a {config.task} "
+            "run cannot read; use --task multilabel"
+        )
     with ddp.local_main_first():
         data = build_datasets(
             records,
@@ -148,6 +170,12 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     if config.task == "binary":  # split on the data's own classes, then --positive against the rest
         data = binary_split(data, records, config.positive)
         records = binary_records(records, config.positive)
+    elif config.task == "multilabel" and not records.multilabel:  # the label tree's nodes, split on the classes
+        taxonomy = label_tree(config.model, config.taxonomy, records.classes)
+        data = taxonomy_split(data, taxonomy)
+        records = taxonomy_records(records, taxonomy)
+    if config.task == "multilabel":
+        check_label_positives(data.class_counts, data.classes, config)
     augment = BatchAugment(config.image_size).to(device)
     normalize = BatchAugment(config.image_size).to(device).eval()
     workers = _workers(config.workers, device)
@@ -166,9 +194,7 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
     val = make_loader(data.val, per_process, device, workers, shard)
     val_ids = [records.image_ids[i] for i in data.val_indices]
-    inventory = DataInventory.of_sides(
-        records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped
-    )
+    inventory = side_inventory(records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped)
     return TrainingData(
         train,
         val,
@@ -182,6 +208,51 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
         inventory=inventory,
         train_targets=targets,
     )
+
+
+def label_tree(model: str, taxonomy: Mapping[str, Any] | None, classes: tuple[str, ...]) -> Taxonomy:
+    """A run's label tree in the data's class order: its ``taxonomy`` option (as saved in ``config.json``), else
+    its model's registered one (the registration's ``taxonomy``), else ISIC 2018's. A multilabel run of a
+    single-label data set trains on its nodes (`sampleweight.data.multilabel`)."""
+    tree = taxonomy if taxonomy is not None else get_registry().info("models", model).get("taxonomy")
+    return as_taxonomy(None if tree is None else dict(tree)).with_classes(classes)
+
+
+def side_inventory(records: DatasetRecords, sides: dict[str, np.ndarray], skipped: Sequence[str]) -> DataInventory:
+    """``data.json``'s inventory of ``records`` split into named ``sides`` (record indices): images per class on
+    each side; for multilabel records, the images holding each label (its positives) on each side."""
+    if not records.multilabel:
+        return DataInventory.of_sides(records, sides, skipped)
+    counts = {
+        side: tuple(records.labels[np.asarray(rows, dtype=np.int64)].sum(0).tolist()) for side, rows in sides.items()
+    }
+    return DataInventory(
+        source=records.source,
+        layout=records.layout,
+        classes=tuple(records.classes),
+        counts=counts,
+        skipped=tuple(skipped) or records.skipped,
+        unlabelled=records.unlabelled,
+        merged_labels=records.merged_labels,
+        sizes={side: len(rows) for side, rows in sides.items()},
+    )
+
+
+def check_label_positives(class_counts: Tensor, labels: tuple[str, ...], config: TrainConfig) -> None:
+    """A multilabel run's training side holds every label on some image (``class_counts``, the ``[2, L]`` table).
+
+    A label no training image holds is a class the model never sees, and its class weights divide by zero.
+
+    Raises:
+        DataError: Naming the label(s) and what to do.
+    """
+    empty = [name for name, positives in zip(labels, class_counts[1].tolist(), strict=True) if positives == 0]
+    if empty:
+        raise DataError(
+            f"--task multilabel: no image of the training side (split {config.split}, seed {config.seed}) holds the "
+            f"label(s) {', '.join(empty)}; add images with them, leave those labels out of the data set, or choose "
+            "another --split"
+        )
 
 
 def check_sampler(config: TrainConfig) -> None:

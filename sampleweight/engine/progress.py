@@ -29,7 +29,6 @@ class TrainingProgress:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
         self._epoch_task = self._batch_task = None
-        self._bacc = float("nan")
 
     def __enter__(self) -> TrainingProgress:
         if not self.quiet:
@@ -78,16 +77,20 @@ class TrainingProgress:
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         """An epoch done, with its `metrics.jsonl` record."""
-        self._bacc = record["val_bacc"]
+        if "val_bacc" in record:
+            figures = f"val acc {record['val_acc']:.3f} bacc {record['val_bacc']:.3f}"
+            shown = f"val BAcc {record['val_bacc']:.3f}"
+        else:  # a multilabel run: the mean AUC over its labels (None while no label has both classes)
+            auc = record.get("val_auc")
+            figures = shown = "val mAUC " + ("-" if auc is None else f"{auc:.3f}")
         summary = (
-            f"epoch {epoch + 1}/{self.epochs}  loss {record['train_loss']:.4f}  "
-            f"val acc {record['val_acc']:.3f} bacc {record['val_bacc']:.3f}  {record['seconds']:.1f}s"
+            f"epoch {epoch + 1}/{self.epochs}  loss {record['train_loss']:.4f}  {figures}  {record['seconds']:.1f}s"
         )
         if self._progress is None:
             line = f"{self.title}: {summary}" if self.title else summary
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             return
-        self._progress.update(self._epoch_task, completed=epoch + 1, info=f"val BAcc {self._bacc:.3f}")
+        self._progress.update(self._epoch_task, completed=epoch + 1, info=shown)
         if epoch + 1 < self.epochs:
             self._progress.reset(self._batch_task, total=self._batches, info="")
         else:

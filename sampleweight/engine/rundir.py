@@ -18,6 +18,7 @@ import numpy as np
 
 from sampleweight.engine.checkpoint import atomic_write_text
 from sampleweight.engine.folder_lock import LOCK_FILE, FolderLock
+from sampleweight.engine.multilabel import joined_labels
 from sampleweight.errors import ConfigError, OutputError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "read_epochs",
     "read_predictions",
     "stage_of",
+    "write_label_predictions",
     "write_predictions",
 ]
 
@@ -272,6 +274,40 @@ def write_predictions(
     for i, image in enumerate(image_ids):
         true = "" if targets is None else class_names[int(targets[i])]
         writer.writerow([image, true, class_names[predicted[i]], *(f"{s:.6g}" for s in scores[i])])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_label_predictions(
+    path: str | Path,
+    image_ids: Sequence[str],
+    targets: Any,
+    scores: Any,
+    labels: Sequence[str],
+    predicted: Any,
+) -> None:
+    """Write a multilabel run's predictions CSV: ``image,true,pred`` and one score column per label.
+
+    ``true`` and ``pred`` name the labels that are 1 (``pred``: the score reaches the label's threshold), joined by
+    ``;`` in label order ("" for none); the scores are each label's sigmoid probability (they do not sum to 1), with
+    9 significant digits, which hold a float32 exactly: read back as float32, each equals the score that was
+    compared with its label's threshold.
+
+    Args:
+        path: The CSV file.
+        image_ids: One id per row.
+        targets: 0/1 [N, L], or None (unlabelled data: the ``true`` column stays empty).
+        scores: Per-label probabilities [N, L].
+        labels: The L label names (the score columns' names).
+        predicted: The decisions, 0/1 [N, L].
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    true = [""] * len(image_ids) if targets is None else joined_labels(np.asarray(targets), labels)
+    pred = joined_labels(np.asarray(predicted), labels)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "true", "pred", *labels])
+    for i, image in enumerate(image_ids):
+        writer.writerow([image, true[i], pred[i], *(f"{s:.9g}" for s in scores[i])])  # a float32 exactly
     atomic_write_text(path, buffer.getvalue())
 
 

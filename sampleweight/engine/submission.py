@@ -1,5 +1,6 @@
 """The submission files: ISIC 2018 Task 3's ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` for a multiclass run, ISIC 2020's
-``image_name,target`` for a binary one (`write_binary_submission`); one row per image.
+``image_name,target`` for a binary one (`write_binary_submission`), ``image,<label1>,<label2>,...`` for a multilabel
+one (`write_label_submission`); one row per image.
 
 The challenge takes one CSV with a row per test image: the image id (``ISIC_0034524``, no extension), then
 one diagnosis confidence in [0, 1] per class, in the ground-truth files' column order whatever a model's
@@ -30,6 +31,7 @@ __all__ = [
     "check_submission_path",
     "submission_order",
     "write_binary_submission",
+    "write_label_submission",
     "write_submission",
 ]
 
@@ -136,5 +138,33 @@ def write_binary_submission(path: str | Path, image_ids: Sequence[str], positive
     writer.writerow(BINARY_SUBMISSION_COLUMNS)
     for image, value in zip(image_ids, values, strict=True):
         writer.writerow([image, f"{value:.8g}"])
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def write_label_submission(path: str | Path, image_ids: Sequence[str], scores: Any, labels: Sequence[str]) -> Path:
+    """Write a multilabel run's submission: ``image,<label1>,<label2>,...``, one row per image.
+
+    Each label's column holds its sigmoid probability (independent per label: a row does not sum to 1), in the
+    run's label order; the header names the labels, so the file has the shape of a ``labels.csv`` with scores for
+    its 0/1 values.
+
+    Args:
+        path: The CSV file (written atomically).
+        image_ids: One id per row (the image file's stem).
+        scores: Per-label probabilities [N, L].
+        labels: The L label names.
+
+    Returns:
+        The path.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 2 or values.shape != (len(image_ids), len(labels)):
+        raise ValueError(f"scores of shape {list(values.shape)} for {len(image_ids)} images and {len(labels)} labels")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", *labels])
+    for image, row in zip(image_ids, values, strict=True):
+        writer.writerow([image, *(f"{v:.8g}" for v in row)])
     atomic_write_text(path, buffer.getvalue())
     return Path(path)

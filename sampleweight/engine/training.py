@@ -59,9 +59,10 @@ from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.folder_lock import LOCK_FILE
 from sampleweight.engine.inference import decide, predict
 from sampleweight.engine.loader import TrainingData, load_split, smallest_part
+from sampleweight.engine.multilabel import epoch_figures, multilabel_final
 from sampleweight.engine.progress import TrainingProgress
 from sampleweight.engine.rebalancing import rebalancing_twice
-from sampleweight.engine.rundir import STAGE_KEY, RunDirectory
+from sampleweight.engine.rundir import STAGE_KEY, RunDirectory, write_label_predictions
 from sampleweight.errors import ConfigError, LossError, OutputError, SampleWeightError, WeightError
 from sampleweight.metrics import classification_metrics, final_metrics
 from sampleweight.mixing import Mixer
@@ -109,7 +110,8 @@ def train(config: TrainConfig | dict[str, Any], *, resume: bool = False) -> dict
     Returns:
         The final metrics (as written to ``metrics.json``): ``acc``, ``bacc``, ``mpr``, ``mf1``,
         ``per_class``, ``confusion``, ``classes``, ``ece``, ``nll`` and (unless ``bootstrap`` is 0) their
-        95 % intervals under ``ci`` (`sampleweight.metrics.final_metrics`).
+        95 % intervals under ``ci`` (`sampleweight.metrics.final_metrics`); a multilabel run's are its labels'
+        figures and their means (`sampleweight.engine.multilabel.multilabel_final`).
 
     Raises:
         ConfigError: Invalid options, unwritable ``out``, nothing to resume, ``resume`` with ``overwrite``.
@@ -199,16 +201,14 @@ def _fit(run: Run) -> dict[str, Any]:
             ddp.average_buffers(run.network)
             seconds = time.perf_counter() - started
             targets, scores = _validate(run, autocast)
-            metrics = classification_metrics(targets, decide(scores, run.taxonomy), run.data.classes)
             record = {
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "mean_weight": weight_mean,
                 "lr": run.optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
-                "images_per_second": sum(drawn.values()) / seconds,  # the epoch's images, all processes
-                **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
-                **_ranking_record(cfg, targets, scores),
+                "images_per_second": run.data.images_drawn() / seconds,  # the epoch's images, all processes
+                **_validation_record(run, targets, scores),
                 "drawn": drawn,
             }
             run.scheduler.step()
@@ -225,6 +225,22 @@ def _fit(run: Run) -> dict[str, Any]:
             progress.end_epoch(epoch, record)
     if run.start_epoch >= cfg.epochs:  # resuming a run whose last epoch was done: score its final model
         targets, scores = _validate(run, autocast)
+    if cfg.task == "multilabel":  # each label decided at its own threshold, chosen on this validation side
+        figures, predictions = multilabel_final(
+            targets, scores, run.data.classes, threshold_rule=_threshold_rule(cfg), resamples=cfg.bootstrap
+        )
+        final = {**figures, "epochs": cfg.epochs, "run": cfg.run_name}
+        if run.directory:
+            write_label_predictions(
+                run.directory.path / RunDirectory.PREDICTIONS,
+                run.data.val_ids,
+                targets,
+                scores,
+                run.data.classes,
+                predictions,
+            )
+            run.directory.write_final(final)
+        return final
     predictions = decide(scores, run.taxonomy)
     final = {
         **final_metrics(targets, scores, predictions, run.data.classes, resamples=cfg.bootstrap),
@@ -237,6 +253,25 @@ def _fit(run: Run) -> dict[str, Any]:
         run.directory.write_predictions(run.data.val_ids, targets, scores, run.data.classes, predictions)
         run.directory.write_final(final)
     return final
+
+
+def _validation_record(run: Run, targets: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """An epoch's validation figures in ``metrics.jsonl``: ``val_acc``, ``val_bacc``, ``val_mpr``, ``val_mf1`` (and a
+    binary run's ``val_auc``, ``val_pauc``); a multilabel run's ``val_auc``, ``val_pauc``, ``val_ap`` (means over
+    its labels, `sampleweight.engine.multilabel.epoch_figures`)."""
+    if run.config.task == "multilabel":
+        return epoch_figures(targets, scores)
+    metrics = classification_metrics(targets, decide(scores, run.taxonomy), run.data.classes)
+    return {
+        **{f"val_{k}": metrics[k] for k in ("acc", "bacc", "mpr", "mf1")},
+        **_ranking_record(run.config, targets, scores),
+    }
+
+
+def _threshold_rule(config: TrainConfig) -> str | float:
+    """How a sigmoid run's decision threshold(s) are chosen on the validation side: Youden's J, or
+    ``--threshold-specificity``."""
+    return "youden" if config.threshold_specificity is None else config.threshold_specificity
 
 
 def _ranking_record(config: TrainConfig, targets: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
@@ -256,10 +291,11 @@ def _task_metrics(config: TrainConfig, targets: np.ndarray, scores: np.ndarray) 
         return {}
     from sampleweight.binary_metrics import binary_metrics
 
-    rule = "youden" if config.threshold_specificity is None else config.threshold_specificity
     return {
         "task": config.task,
-        "binary": binary_metrics(targets, scores[:, 1], threshold_rule=rule, resamples=config.bootstrap),
+        "binary": binary_metrics(
+            targets, scores[:, 1], threshold_rule=_threshold_rule(config), resamples=config.bootstrap
+        ),
     }
 
 
@@ -398,7 +434,8 @@ def _prepare(config: TrainConfig, directory: RunDirectory | None, resume: bool) 
 def _train_epoch(
     run: Run, epoch: int, autocast: contextlib.AbstractContextManager, progress: TrainingProgress
 ) -> tuple[float, float]:
-    """One pass over the training side; returns the mean loss and the mean weight per sample.
+    """One pass over the training side; returns the mean loss and the mean weight per sample (per (sample, label)
+    term for a weighter that weighs each term of a multilabel task).
 
     No step waits for the device: the loss and the weights are checked on the device
     (`DeferredCheck`, ``WeightedLoss(validate="deferred")``) and read on the host every
@@ -410,7 +447,7 @@ def _train_epoch(
     generator = run.data.set_epoch(epoch, run.config.seed)
     progress.set_batches(len(run.data.train))  # after set_epoch: the length of this epoch
     wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    totals = torch.zeros(3, dtype=wide, device=device)  # sum of w * l, sum of w, samples: no host sync per step
+    totals = torch.zeros(4, dtype=wide, device=device)  # sum of w * l, sum of w, samples, weights: no host sync
     losses = DeferredCheck()
     every, first_step = read_every(device), criterion.step
     closure = takes_closure(run.config.optimizer)
@@ -436,9 +473,13 @@ def _train_epoch(
             value = criterion.last_value  # Eq. 3 of the (global) batch: the same on every process
             losses.update(~(value.abs() < float("inf")), epoch=epoch, step=step, detail=value)  # NaN, +-inf
             weights = criterion.last_weights.to(wide)
-            totals[0] += weights @ criterion.last_losses.to(wide)
+            if weights.ndim == 1:
+                totals[0] += weights @ criterion.last_losses.to(wide)
+            else:  # a weight per (sample, label) term: Eq. 3 of the batch is the mean of sum_l w_jl l_jl
+                totals[0] += value.to(wide) * weights.shape[0]
             totals[1] += weights.sum()
-            totals[2] += weights.numel()
+            totals[2] += weights.shape[0]
+            totals[3] += weights.numel()
             if (step + 1) % every:
                 progress.advance()
             else:  # every process reads at the same steps, so all of them stop at the same one
@@ -455,8 +496,8 @@ def _train_epoch(
             raise _in_run(run, error, epoch, first_step, criterion.step) from error.__cause__
         raise
     _raise_first_failure(run, losses, first_step)
-    loss_sum, weight_sum, seen = distributed.all_reduce_sum(totals).tolist()
-    return loss_sum / seen, weight_sum / seen
+    loss_sum, weight_sum, seen, weighed = distributed.all_reduce_sum(totals).tolist()
+    return loss_sum / seen, weight_sum / weighed
 
 
 def batch_closure(
@@ -571,14 +612,11 @@ def _saved(run: Run) -> str:
 
 def _validate(run: Run, autocast: contextlib.AbstractContextManager) -> tuple[np.ndarray, np.ndarray]:
     """Targets and scores of the whole validation side (gathered from every process's shard)."""
+    channels_last, task = bool(run.config.channels_last), run.config.task
     if not distributed.is_distributed():
-        return predict(
-            run.model, run.data.val, run.device, autocast, run.data.normalize, bool(run.config.channels_last)
-        )
+        return predict(run.model, run.data.val, run.device, autocast, run.data.normalize, channels_last, task)
     # each process scores its shard with the bare network: no DDP collectives in a loop whose length differs
-    targets, scores = predict(
-        run.network, run.data.val, run.device, autocast, run.data.normalize, bool(run.config.channels_last)
-    )
+    targets, scores = predict(run.network, run.data.val, run.device, autocast, run.data.normalize, channels_last, task)
     length = len(run.data.val.dataset)
     targets = distributed.gather_interleaved(torch.from_numpy(targets), length)
     scores = distributed.gather_interleaved(torch.from_numpy(scores), length)
