@@ -1,0 +1,249 @@
+"""The multilabel form of HAM10000 on real images: sigmoid heads over the ISIC 2018 label tree, compared, paired.
+
+`--task multilabel` on HAM10000 trains one sigmoid logit per node of the paper's label tree (11 labels: melanocytic,
+non_melanocytic, the 7 diagnoses, benign, malignant; `sampleweight.data.multilabel`). At the reproduction scale of
+``docs/reproduction-cpu-results.md`` (``cbam_vgg16`` over a randomly initialised timm ``test_resnet``, 48 px,
+5 epochs, batch 32, ADAM lr 1e-3, the lesion-grouped splits 0 and 1, seeds 0 and 1), each setup trains one run per
+(split, seed):
+
+- ``bce`` (the baseline), ``bce`` with ``es`` (per label: its positives and negatives weighted by their effective
+  numbers), ``asl`` (Ridnik et al. 2021), ``db`` (distribution-balanced, Wu et al. 2020), and ``bce`` with the
+  ``repeat_factor`` sampler (LVIS's rule: an image repeated by the rarest of its labels);
+- and the 7-class softmax model (``ce``, no weighting), whose probability of a node is the sum of its diagnoses'
+  probabilities (P(malignant) = P(BCC) + P(AKIEC)), scored on the same labels and validation images (the multilabel
+  split is the multiclass one relabelled).
+
+Then each setup minus ``bce`` on the mean over the 11 labels of ROC AUC, ISIC 2024's partial AUC above 80 % TPR and
+average precision, paired on the same validation images and pooled over the four (split, seed) pairs
+(``sampleweight report --baseline``'s statistics), Holm-corrected over the setups per metric; and each label's AUC.
+Written to ``docs/reproduction-multilabel-results.md``.
+
+One training process at a time (``sampleweight train`` in a subprocess with ``--threads`` threads); resumable: a
+finished run is kept, an interrupted one resumed. From the repository root:
+
+    nice -n 10 python benchmarks/multilabel_ham10000.py --data /path/to/HAM10000
+    python benchmarks/multilabel_ham10000.py --report-only     # rewrite the page from the finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchtools import DEFAULT_DATA
+
+if TYPE_CHECKING:
+    from sampleweight.studies.statistics import Predictions
+
+SETUPS: dict[str, list[str]] = {
+    "bce": [],
+    "bce+es": ["--weighter", "es"],
+    "asl": ["--loss", "asl"],
+    "db": ["--loss", "db"],
+    "bce, repeat_factor sampler": ["--sampler", "repeat_factor"],
+}
+MULTICLASS = "7-class ce, node probabilities"
+BASELINE = "bce"
+METRICS = ("mean_auc", "mean_pauc", "mean_ap")
+METRIC_NAMES = {"mean_auc": "ROC AUC", "mean_pauc": "pAUC above 80 % TPR", "mean_ap": "AP"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def folder(setup: str) -> str:
+    return setup.replace(" ", "_").replace(",", "").replace("=", "-").replace("+", "-")
+
+
+def command(args: argparse.Namespace, setup: str, split: int, seed: int, out: Path) -> list[str]:
+    shared = [
+        "--data", str(args.data), "--model", "cbam_vgg16", "--backbone", "test_resnet", "--no-pretrained",
+        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+        "--lr", str(args.lr), "--split", str(split), "--seed", str(seed), "--cache-dir", str(args.out / "cache"),
+        "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    task = [] if setup == MULTICLASS else ["--task", "multilabel", *SETUPS[setup]]
+    return [sys.executable, "-m", "sampleweight", "train", *shared, *task]
+
+
+def train_all(args: argparse.Namespace) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    for seed in args.seeds:  # both splits of the first seed first: a shorter study still spans the splits
+        for split in args.splits:
+            for setup in args.setups:
+                out = args.out / folder(setup) / f"s{split}-seed{seed}"
+                if (out / "metrics.json").is_file():
+                    continue
+                resume = ["--resume"] if (out / "checkpoint.pt").is_file() else ["--overwrite"]
+                started = time.time()
+                print(f"{setup} split {split} seed {seed}", flush=True)
+                subprocess.run([*command(args, setup, split, seed, out), *resume], check=True, env=env)
+                print(f"  {time.time() - started:.0f} s", flush=True)
+
+
+def node_probabilities(run: Predictions) -> Predictions:
+    """A 7-class run's predictions on the label tree's nodes: a node's probability is the sum of its diagnoses'."""
+    from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
+    from sampleweight.studies.statistics import Predictions
+    from sampleweight.taxonomy import ISIC2018_TAXONOMY
+
+    tree = ISIC2018_TAXONOMY.with_classes(run.classes)
+    table = taxonomy_multilabel(np.arange(len(run.classes)), tree)  # [C, L]: the nodes on each class's path
+    return Predictions(run.images, table[run.targets], table[run.predicted], run.scores @ table, taxonomy_labels(tree))
+
+
+def runs_of(args: argparse.Namespace, setup: str) -> dict:
+    from sampleweight.studies.statistics import Predictions
+
+    found = {}
+    for split in args.splits:
+        for seed in args.seeds:
+            path = args.out / folder(setup) / f"s{split}-seed{seed}"
+            if (path / "metrics.json").is_file():
+                if setup == MULTICLASS:
+                    found[(split, seed)] = node_probabilities(Predictions.read(path / "predictions.csv"))
+                else:
+                    found[(split, seed)] = Predictions.read(path / "predictions.csv", multilabel=True)
+    return found
+
+
+def figures(run: Predictions) -> np.ndarray:
+    """Mean AUC, pAUC, AP over the labels, then each label's AUC, of one run."""
+    from sampleweight.studies.statistics import metric_values
+
+    names = [*METRICS, *(f"auc:{label}" for label in run.classes)]
+    return metric_values(run.targets, run.predicted, run.classes, names, scores=run.scores)
+
+
+def report(args: argparse.Namespace) -> str:
+    from sampleweight.studies.statistics import PairedBootstrap, holm
+
+    setups = [*SETUPS, MULTICLASS]
+    runs = {setup: runs_of(args, setup) for setup in setups}
+    labels = next((run.classes for found in runs.values() for run in found.values()), ())
+    planned = len(args.splits) * len(args.seeds)
+    stats = PairedBootstrap(METRICS, resamples=args.resamples, method="percentile")
+    values = {s: np.array([figures(run) for run in found.values()]) for s, found in runs.items() if found}
+    comparisons = {
+        s: stats.compare(runs[s], runs[BASELINE]) for s in setups if s != BASELINE and runs[s] and runs[BASELINE]
+    }
+    adjusted = {}
+    for i, metric in enumerate(METRICS):
+        names = list(comparisons)
+        ps = holm([comparisons[n].pooled[i].p for n in names]) if names else []
+        adjusted.update({(n, metric): float(p) for n, p in zip(names, ps, strict=True)})
+    finished = sum(len(found) for found in runs.values())
+    seconds = [
+        sum(json.loads(line)["seconds"] for line in (p / "metrics.jsonl").read_text().splitlines() if line.strip())
+        for s in setups for p in (args.out / folder(s)).glob("s*-seed*") if (p / "metrics.json").is_file()
+    ]  # fmt: skip
+    lines = [
+        "# The multilabel form of HAM10000: sigmoid heads over the label tree compared",
+        "",
+        "Written by `benchmarks/multilabel_ham10000.py` (rerun it to refresh; `--report-only` rewrites this page from",
+        "the finished runs). Real HAM10000 images (all 10,015), the lesion-grouped splits 0 and 1, seeds 0 and 1, at",
+        "the reproduction scale of [reproduction-cpu-results.md](reproduction-cpu-results.md): `cbam_vgg16` over a",
+        f"randomly initialised timm `test_resnet`, {args.image_size} px, {args.epochs} epochs, batch "
+        f"{args.batch_size}, ADAM lr {args.lr:g}. Multilabel runs: `--task multilabel` on HAM10000, whose labels are",
+        f"the {len(labels)} nodes of the paper's label tree ([tasks.md](tasks.md): each image is positive for its",
+        "diagnosis and the nodes above it); the 7-class softmax run's probability of a node is the sum of its",
+        "diagnoses' probabilities, scored on the same labels and the same validation images.",
+        "",
+        f"Runs finished: {finished} of {planned * len(setups)} planned "
+        f"({', '.join(f'{s}: {len(runs[s])}/{planned}' for s in setups)}); training time per run (the sum of its",
+        f"epochs) {min(seconds, default=0) / 60:.1f}-{max(seconds, default=0) / 60:.1f} min, one run at a time.",
+        "",
+    ]
+    if finished < planned * len(setups):
+        lines += [
+            "**An unfinished study.** Only the runs counted above finished; every figure below is from them alone. "
+            "Rerun the script to finish it: it resumes, and rewrites this page.",
+            "",
+        ]
+    header = " | ".join(f"{METRIC_NAMES[m]} (mean ± sd)" for m in METRICS)
+    deltas = " | ".join(f"{METRIC_NAMES[m]} - bce [95 % CI], p (Holm)" for m in METRICS)
+    lines += [
+        "Means over the labels of each run's figures, then mean ± sd over its runs:",
+        "",
+        f"| setup | runs | {header} | {deltas} |",
+        "|---|---|" + "---|" * (2 * len(METRICS)),
+    ]
+    for setup in setups:
+        found = values.get(setup)
+        cells = [
+            f"{found[:, i].mean():.4f} ± {found[:, i].std(ddof=1) if len(found) > 1 else 0:.4f}" if found is not None
+            else "-" for i in range(len(METRICS))
+        ]  # fmt: skip
+        diffs = []
+        for i, metric in enumerate(METRICS):
+            if setup in comparisons:
+                d = comparisons[setup].pooled[i]
+                diffs.append(
+                    f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p {d.p:.3f} ({adjusted[setup, metric]:.3f})"
+                )
+            else:
+                diffs.append("baseline" if setup == BASELINE else "-")
+        lines.append(f"| {setup} | {len(runs[setup])} | {' | '.join(cells)} | {' | '.join(diffs)} |")
+    lines += [
+        "",
+        "Differences: setup minus `bce` on the same validation images, per (split, seed) and pooled over the pairs",
+        f"both have (`sampleweight.studies.statistics.PairedBootstrap`, {args.resamples} paired resamples of the",
+        "images per pair, stratified by each image's rarest label; in each resample each label's figure is computed",
+        "and averaged over the labels; percentile intervals; p two-sided, Holm-corrected over the setups per metric in",
+        "parentheses). pAUC is ISIC 2024's, range 0-0.2 ([tasks.md](tasks.md#metrics)).",
+        "",
+        "Each label's ROC AUC (mean over the runs):",
+        "",
+        "| setup | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for setup in setups:
+        found = values.get(setup)
+        if found is not None:
+            per_label = found[:, len(METRICS) :].mean(0)
+            lines.append(f"| {setup} | " + " | ".join(f"{v:.3f}" for v in per_label) + " |")
+    lines += [
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other work, one training process at a time "
+        f"with {args.threads} thread(s).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sampleweight-multilabel")
+    parser.add_argument("--splits", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument(
+        "--setups",
+        type=lambda s: s.split(";"),
+        default=[*SETUPS, MULTICLASS],
+        help="which setups to train, ';'-separated (default: all)",
+    )
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reproduction-multilabel-results.md")
+    args = parser.parse_args()
+    if not args.report_only:
+        train_all(args)
+    args.page.write_text(report(args))
+    print(f"wrote {args.page}")
+
+
+if __name__ == "__main__":
+    main()
