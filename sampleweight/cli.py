@@ -768,7 +768,8 @@ def report(
         False,
         "--score-multiclass",
         help="Also score each multiclass run as each binary table's task on the same images (P(positive) = the sum "
-        "of those classes' probabilities): rows from=C-class of that table.",
+        "of those classes' probabilities), and on a multilabel table of its label tree's nodes (a node's probability: "
+        "the sum of its classes'): rows from=C-class of that table.",
     ),
 ) -> None:
     """Paper-style tables (mean ± sd, min-max over splits and seeds), paired comparisons and figures from runs."""

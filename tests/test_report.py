@@ -837,3 +837,87 @@ def test_a_multiclass_run_scored_as_several_positive_classes_sums_their_probabil
         multiclass_scored_run(run, ["XYZ"])
     with pytest.raises(sw.ConfigError, match="only a multiclass run is scored as a binary task"):
         multiclass_scored_run(scored, positive)
+
+
+@pytest.fixture(scope="module")
+def tree_folder(tmp_path_factory) -> Path:
+    """Two finished tiny multilabel runs on the label tree's form of the grid's data: bce x none x splits 0, 1."""
+    out = tmp_path_factory.mktemp("tree") / "grid"
+    options = {**TINY, "task": "multilabel", "bootstrap": 0}
+    grid = plan_grid(out, models="cbam_vgg16", losses="bce", weighters="none", optimizers="adam", splits="0,1",
+                     seeds="0", options=options)  # fmt: skip
+    assert all(o.status == "trained" for o in run_grid(grid, progress=False))
+    return out
+
+
+def test_score_multiclass_scores_a_multiclass_run_on_its_label_trees_nodes_beside_the_multilabel_runs(
+    grid_folder, tree_folder, tmp_path
+) -> None:
+    import shutil
+
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
+    from sampleweight.engine.rundir import read_predictions
+    from sampleweight.studies.report import multiclass_label_tree_run
+    from sampleweight.taxonomy import ISIC2018_TAXONOMY
+
+    folder = tmp_path / "runs"
+    shutil.copytree(grid_folder, folder)
+    shutil.copytree(tree_folder, folder / "tree")
+    result = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "scored"), "--baseline", "bce-none",
+                                 "--no-figures", "--score-multiclass"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    classes = len(collect_runs(grid_folder)[0].classes)
+    rows = read_csv(tmp_path / "scored" / "table-cbam_vgg16-adam-multilabel.csv")
+    assert list(rows) == [("ce", f"none from={classes}-class"), ("ce", f"cb from={classes}-class"),
+                          ("focal", f"none from={classes}-class"), ("bce", "none")]  # fmt: skip
+    row = rows[("ce", f"cb from={classes}-class")]
+    assert row["n"] == "2" and row["seeds"] == "0"  # the seed-1 runs have no multilabel run on their images
+
+    records_classes = collect_runs(grid_folder)[0].classes
+    tree = ISIC2018_TAXONOMY.with_classes(records_classes)
+    labels = taxonomy_labels(tree)
+    paths = taxonomy_multilabel(np.arange(len(records_classes)), tree)
+
+    def node_scores(run: Path) -> tuple[np.ndarray, np.ndarray]:  # independent: each node's classes summed by name
+        images, true, _, scores, names = read_predictions(run / "predictions.csv")
+        order = np.argsort(images)
+        targets = np.array([[int(label in t.split(";")) for label in labels] for t in true])
+        if names == list(labels):  # a multilabel run's own scores
+            return targets[order], scores[order]
+        leaves = {label: [names.index(c) for c in names if label in {c, *ancestors(c)}] for label in labels}
+        summed = np.stack([scores[:, leaves[label]].sum(1) for label in labels], axis=1)
+        truth = np.array([[int(label in {t, *ancestors(t)}) for label in labels] for t in true])
+        return truth[order], summed[order]
+
+    def ancestors(name: str) -> set[str]:
+        found, node = set(), tree.parent(name)
+        while node is not None and node != tree.root:
+            found, node = found | {node}, tree.parent(node)
+        return found
+
+    scored = {s: node_scores(folder / f"cbam_vgg16-ce-cb-adam-s{s}") for s in (0, 1)}
+    plain = {s: node_scores(tree_folder / f"cbam_vgg16-bce-none-adam-s{s}-multilabel") for s in (0, 1)}
+    aucs = [mean_over_labels(*scored[s], roc_auc_score) for s in (0, 1)]
+    assert float(row["auc"]) == pytest.approx(100 * np.mean(aucs), abs=1e-3)
+    assert float(row["ap"]) == pytest.approx(
+        100 * np.mean([mean_over_labels(*scored[s], average_precision_score) for s in (0, 1)]), abs=1e-3
+    )
+    with open(tmp_path / "scored" / "comparisons-cbam_vgg16-adam-multilabel.csv", newline="") as handle:
+        compared = list(csv.DictReader(handle))
+    for split in (0, 1):  # paired with the multilabel head on the same images and labels
+        assert np.array_equal(scored[split][0], plain[split][0])
+        line = next(r for r in compared if r["setup"] == f"ce-cb-from={classes}-class"
+                    and r["scope"] == f"split {split} seed 0" and r["metric"] == "auc")  # fmt: skip
+        expected = mean_over_labels(*scored[split], roc_auc_score) - mean_over_labels(*plain[split], roc_auc_score)
+        assert float(line["difference"]) == pytest.approx(100 * expected, abs=1e-3)
+    markdown = (tmp_path / "scored" / "report.md").read_text()
+    note = f"Rows `from={classes}-class`: multiclass runs of this model and optimizer (`--score-multiclass`) scored on"
+    assert f"{note} these labels" in markdown
+    run = next(r for r in collect_runs(grid_folder) if r.path.name == "cbam_vgg16-ce-none-adam-s0")
+    tree_run = multiclass_label_tree_run(run)
+    assert tree_run.task == "multilabel" and tree_run.classes == list(labels)
+    np.testing.assert_allclose(tree_run.predictions.scores, run.predictions.scores @ paths, rtol=1e-6)
+    with pytest.raises(sw.ConfigError, match="only a multiclass run is scored on its label tree"):
+        multiclass_label_tree_run(tree_run)

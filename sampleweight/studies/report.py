@@ -670,20 +670,59 @@ def multiclass_scored_run(run: RunResult, positive: Sequence[str]) -> RunResult:
                      scored_from=len(run.classes))  # fmt: skip
 
 
+def multiclass_label_tree_run(run: RunResult) -> RunResult:
+    """A multiclass run scored as a multilabel run of its label tree's form, as a setup of its own.
+
+    The labels are the nodes of the run's label tree but the root (`sampleweight.data.multilabel.taxonomy_labels`:
+    its ``taxonomy`` option, else its model's, else ISIC 2018's), the form a single-label data set takes under
+    ``--task multilabel``. A node's probability is the sum of its classes' probabilities (P(malignant) = P(BCC) +
+    P(AKIEC)), an image's true labels are its class and the nodes above it, and each label is decided at its threshold
+    chosen on these images by Youden's J, as a multilabel run's are (`sampleweight.engine.multilabel.multilabel_final`,
+    no intervals). Its config's task becomes ``multilabel``, so it joins that label set's table, and its options gain
+    ``from=C-class`` (a row ``none from=7-class``), paired with the multilabel runs on the same images.
+
+    Raises:
+        ConfigError: It is not a multiclass run.
+    """
+    if run.task != MULTICLASS:
+        raise ConfigError(f"report: {run.path} is a {run.task} run; only a multiclass run is scored on its label tree")
+    from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
+    from sampleweight.engine.multilabel import multilabel_final
+
+    tree = label_tree(run.model, run.config.get("taxonomy"), tuple(run.classes))
+    labels = taxonomy_labels(tree)
+    paths = taxonomy_multilabel(np.arange(len(run.classes)), tree)  # [C, L]: the nodes on each class's path
+    predictions = run.predictions
+    targets, scores = paths[predictions.targets], predictions.scores @ paths
+    metrics, decided = multilabel_final(targets, scores, labels, resamples=0)
+    scored = Predictions(predictions.images, targets, decided, scores, labels)
+    config = {**run.config, "task": MULTILABEL}
+    return RunResult(run.path, config, metrics, adjusted=scored, evaluation=run.evaluation,
+                     scored_from=len(run.classes))  # fmt: skip
+
+
 def multiclass_scored_runs(runs: Sequence[RunResult]) -> list[RunResult]:
     """Each multiclass run scored as each binary task of its model and optimizer that it can serve
-    (`multiclass_scored_run`).
+    (`multiclass_scored_run`), and as each multilabel table of its label tree's form (`multiclass_label_tree_run`).
 
     A multiclass run (as trained) serves a binary task (its ``--positive`` classes) when it has those classes and a
     binary run of its model and optimizer on its split and seed was scored on the same images with the same labels
     (the binary split is the multiclass one relabelled: the same data, split, seed and validation fraction), so the
-    two pair image by image; other multiclass runs are left out of that binary table.
+    two pair image by image; other multiclass runs are left out of that binary table. Likewise it serves a
+    multilabel table whose labels are its label tree's nodes when a multilabel run of its model and optimizer on its
+    split and seed was scored on the same images with the same true labels (``--task multilabel`` on the same
+    single-label data).
     """
     binary: dict[tuple[str, str, tuple[str, ...]], dict[tuple[int, int], RunResult]] = {}
+    multilabel: dict[tuple[str, str, tuple[str, ...]], dict[tuple[int, int], RunResult]] = {}
     for run in runs:
         positive = run.config.get("positive")
-        if run.task.startswith("binary") and positive and run.logit_adjust is None and run.scored_from is None:
+        if run.logit_adjust is not None or run.scored_from is not None:
+            continue
+        if run.task.startswith("binary") and positive:
             binary.setdefault((run.model, run.optimizer, tuple(positive)), {}).setdefault(run.key, run)
+        elif run.multilabel:
+            multilabel.setdefault((run.model, run.optimizer, tuple(run.classes)), {}).setdefault(run.key, run)
     found = []
     for run in runs:
         if run.task != MULTICLASS or run.logit_adjust is not None:
@@ -697,11 +736,24 @@ def multiclass_scored_runs(runs: Sequence[RunResult]) -> list[RunResult]:
             scored = multiclass_scored_run(run, positive)
             if _same_images(scored.predictions, partner.predictions):
                 found.append(scored)
+        partners = [
+            by_key[run.key]
+            for (model, optimizer, _), by_key in multilabel.items()
+            if (model, optimizer) == (run.model, run.optimizer) and run.key in by_key
+        ]
+        if partners:
+            scored = multiclass_label_tree_run(run)
+            if any(
+                tuple(scored.classes) == tuple(partner.classes)
+                and _same_images(scored.predictions, partner.predictions)
+                for partner in partners
+            ):
+                found.append(scored)
     return found
 
 
 def _same_images(a: Predictions, b: Predictions) -> bool:
-    """Whether two runs were scored on the same images with the same true classes (matched by image id)."""
+    """Whether two runs were scored on the same images with the same true classes (labels) (matched by image id)."""
     if sorted(a.images) != sorted(b.images):
         return False
     order_a, order_b = np.argsort(np.asarray(a.images, dtype=object)), np.argsort(np.asarray(b.images, dtype=object))
@@ -1486,7 +1538,11 @@ def _markdown(
             if scored:
                 lines[-1] += " " + _SCORED_NOTE.format(classes=", ".join(f"{c}-class" for c in scored))
         if table.multilabel:
-            lines += ["", _MULTILABEL_NOTE.format(count=len(table.classes)), "", markdown_label_table(table)]
+            note = _MULTILABEL_NOTE.format(count=len(table.classes))
+            scored = sorted({cell.runs[0].scored_from for cell in table.cells if cell.runs[0].scored_from is not None})
+            if scored:
+                note += " " + _SCORED_TREE_NOTE.format(classes=", ".join(f"{c}-class" for c in scored))
+            lines += ["", f"{note} {_LABEL_AUC_NOTE}", "", markdown_label_table(table)]
         calibrated = [cell for cell in table.cells if cell.ece is not None]
         if calibrated:
             lines += ["", "Calibration (ECE: top-label, 15 bins, %; NLL: mean -log p(true class)): " + "; ".join(
@@ -1518,13 +1574,20 @@ _SCORED_NOTE = (
     "task on the same validation images (same split and seed): the positive classes' probabilities summed, decided "
     "positive where the decided class is one of them."
 )
+_SCORED_TREE_NOTE = (
+    "Rows `from={classes}`: multiclass runs of this model and optimizer (`--score-multiclass`) scored on these labels, "
+    "the nodes of their label tree, on the same validation images (same split and seed): a node's probability is the "
+    "sum of its classes' probabilities, each label decided at its threshold chosen on these images (Youden's J)."
+)
 _MULTILABEL_NOTE = (
     "Multilabel runs ({count} labels, one sigmoid each): AUC, pAUC (ISIC 2024's, from 0 to 20) and AP are the means "
     "over the labels of each label's ROC AUC, partial AUC above 80 % TPR and average precision (the labels with both "
     "classes on the validation side), BAcc and mF1 the means over the labels of each label's balanced accuracy and F1 "
     "at its threshold (chosen on the validation side); from each run's `metrics.json`; `–`: no label of a run's "
-    "images has both classes. Each label's ROC AUC (%, mean ± sd over the runs; `–` where a run's images hold one "
-    "class of the label):"
+    "images has both classes."
+)
+_LABEL_AUC_NOTE = (
+    "Each label's ROC AUC (%, mean ± sd over the runs; `–` where a run's images hold one class of the label):"
 )
 
 
