@@ -142,6 +142,7 @@ def test_a_single_label_data_set_trains_on_its_label_trees_nodes(taxonomy_run) -
     assert saved["task"] == "multilabel" and saved["loss"] == "bce"
     assert out.name == "run" and final["run"].endswith("-multilabel")
     data = json.loads((out / "data.json").read_text())
+    assert data["multilabel"] is True
     assert data["classes"] == ISIC_LABELS and data["images"]["validation"] == len(images)
     assert data["class_counts"]["validation"] == dict(zip(ISIC_LABELS, expected.sum(0).tolist(), strict=True))
 
@@ -414,3 +415,37 @@ def test_attention_figures_refuse_a_multilabel_run_in_one_line(taxonomy_run, tmp
     ) as raised:
         attention_figures([run], out=tmp_path / "a", device="cpu")
     assert "\n" not in str(raised.value)
+
+
+def test_a_labels_csv_folder_trains_and_is_evaluated_end_to_end(tmp_path) -> None:
+    """The multilabel layout read from files: 3 labels (one rare) over 80 images in lesion pairs, trained, then the run
+    evaluated on the same folder: its labels, its predictions' true labels and its evaluation's are the file's."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    labels = rng.random((80, 3)) < [0.5, 0.3, 0.1]
+    labels[:6, 2] = True  # the rare label on enough lesions for both sides
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    lines = ["image,lesion_id,pigmented,scaly,ulcerated"]
+    for i, row in enumerate(labels.astype(int)):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
+        lines.append(f"im{i},L{i // 2},{row[0]},{row[1]},{row[2]}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    flags = [*TINY[2:], "--data", str(root), "--task", "multilabel", "--epochs", "2", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, ["train", *flags])
+    assert result.exit_code == 0, result.output
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert final["labels"] == ["pigmented", "scaly", "ulcerated"]
+    images, true, _, _, _ = read_predictions(tmp_path / "run" / "predictions.csv")
+    names = np.array(final["labels"])
+    assert true == [";".join(names[labels[int(image[2:])]]) for image in images]
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert data["layout"] == "multilabel" and data["multilabel"] is True
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--data", str(root), "--out",
+                                 str(tmp_path / "evaluated"), "--bootstrap", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads((tmp_path / "evaluated" / "metrics.json").read_text())
+    assert evaluated["labels"] == final["labels"]
+    e_images, e_true, _, _, _ = read_predictions(tmp_path / "evaluated" / "predictions.csv")
+    assert len(e_images) == 80 and e_true == [";".join(names[labels[int(image[2:])]]) for image in e_images]

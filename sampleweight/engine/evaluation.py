@@ -51,7 +51,7 @@ from sampleweight.engine.components import build_model, check_model, model_outpu
 from sampleweight.engine.config import TrainConfig, validation_message
 from sampleweight.engine.device import autocast_for, resolve_device
 from sampleweight.engine.inference import decide, probabilities as output_probabilities
-from sampleweight.engine.loader import label_tree, make_loader, side_inventory
+from sampleweight.engine.loader import label_tree, make_loader
 from sampleweight.engine.multilabel import FALLBACK_THRESHOLD, decide_labels, multilabel_final
 from sampleweight.engine.rebalancing import rebalancing, sampler_rebalances
 from sampleweight.engine.rundir import RunDirectory, stage_of, write_label_predictions, write_predictions
@@ -740,7 +740,7 @@ def _evaluate_labels(directory: RunDirectory, plan: _Plan, notes: list[str]) -> 
     image_ids = [records.image_ids[i] for i in indices]
     undecodable = sorted(set(range(len(records))) - set(indices.tolist()))
     skipped = records.skipped + tuple(f"{records.image_ids[i]} (cannot be decoded)" for i in undecodable)
-    inventory = side_inventory(records, {"evaluated": indices}, skipped)
+    inventory = DataInventory.of_sides(records, {"evaluated": indices}, skipped)
     about = {
         "data": plan.data,
         "runs": [str(m.checkpoint.parent) for m in plan.members],

@@ -14,11 +14,10 @@ and its own round-robin shard of the validation side (`ShardSampler`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -27,7 +26,6 @@ from sampleweight import distributed
 from sampleweight.data import BatchAugment, DataInventory, build_datasets, read_dataset
 from sampleweight.data.binary import binary_records, binary_split
 from sampleweight.data.multilabel import taxonomy_records, taxonomy_split
-from sampleweight.data.records import DatasetRecords
 from sampleweight.engine import ddp
 from sampleweight.engine.config import TrainConfig, refuse_facts
 from sampleweight.errors import ConfigError, DataError
@@ -45,7 +43,6 @@ __all__ = [
     "label_tree",
     "load_split",
     "make_loader",
-    "side_inventory",
     "smallest_part",
 ]
 
@@ -194,7 +191,9 @@ def load_split(config: TrainConfig, device: torch.device) -> TrainingData:
     shard = ShardSampler(len(data.val), rank, world) if world > 1 else None
     val = make_loader(data.val, per_process, device, workers, shard)
     val_ids = [records.image_ids[i] for i in data.val_indices]
-    inventory = side_inventory(records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped)
+    inventory = DataInventory.of_sides(
+        records, {"train": data.train_indices, "validation": data.val_indices}, data.skipped
+    )
     return TrainingData(
         train,
         val,
@@ -216,26 +215,6 @@ def label_tree(model: str, taxonomy: Mapping[str, Any] | None, classes: tuple[st
     single-label data set trains on its nodes (`sampleweight.data.multilabel`)."""
     tree = taxonomy if taxonomy is not None else get_registry().info("models", model).get("taxonomy")
     return as_taxonomy(None if tree is None else dict(tree)).with_classes(classes)
-
-
-def side_inventory(records: DatasetRecords, sides: dict[str, np.ndarray], skipped: Sequence[str]) -> DataInventory:
-    """``data.json``'s inventory of ``records`` split into named ``sides`` (record indices): images per class on
-    each side; for multilabel records, the images holding each label (its positives) on each side."""
-    if not records.multilabel:
-        return DataInventory.of_sides(records, sides, skipped)
-    counts = {
-        side: tuple(records.labels[np.asarray(rows, dtype=np.int64)].sum(0).tolist()) for side, rows in sides.items()
-    }
-    return DataInventory(
-        source=records.source,
-        layout=records.layout,
-        classes=tuple(records.classes),
-        counts=counts,
-        skipped=tuple(skipped) or records.skipped,
-        unlabelled=records.unlabelled,
-        merged_labels=records.merged_labels,
-        sizes={side: len(rows) for side, rows in sides.items()},
-    )
 
 
 def check_label_positives(class_counts: Tensor, labels: tuple[str, ...], config: TrainConfig) -> None:
