@@ -89,27 +89,18 @@ def train_all(args: argparse.Namespace) -> None:
                 print(f"  {time.time() - started:.0f} s", flush=True)
 
 
-def node_probabilities(run: Predictions) -> Predictions:
-    """A 7-class run's predictions on the label tree's nodes: a node's probability is the sum of its diagnoses'."""
-    from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
-    from sampleweight.studies.statistics import Predictions
-    from sampleweight.taxonomy import ISIC2018_TAXONOMY
-
-    tree = ISIC2018_TAXONOMY.with_classes(run.classes)
-    table = taxonomy_multilabel(np.arange(len(run.classes)), tree)  # [C, L]: the nodes on each class's path
-    return Predictions(run.images, table[run.targets], table[run.predicted], run.scores @ table, taxonomy_labels(tree))
-
-
 def runs_of(args: argparse.Namespace, setup: str) -> dict:
     from sampleweight.studies.statistics import Predictions
+    from sampleweight.taxonomy import ISIC2018_TAXONOMY
 
     found = {}
     for split in args.splits:
         for seed in args.seeds:
             path = args.out / folder(setup) / f"s{split}-seed{seed}"
             if (path / "metrics.json").is_file():
-                if setup == MULTICLASS:
-                    found[(split, seed)] = node_probabilities(Predictions.read(path / "predictions.csv"))
+                if setup == MULTICLASS:  # a node's probability: the sum of its diagnoses'
+                    run = Predictions.read(path / "predictions.csv")
+                    found[(split, seed)] = run.on_label_tree(ISIC2018_TAXONOMY.with_classes(run.classes))
                 else:
                     found[(split, seed)] = Predictions.read(path / "predictions.csv", multilabel=True)
     return found

@@ -355,3 +355,25 @@ def test_multilabel_runs_are_compared_paired_on_the_mean_of_their_labels_figures
         assert (counts[:, strata == stratum].sum(1) == (strata == stratum).sum()).all()
     same = PairedBootstrap(MEAN_RANKED, resamples=60).compare({(0, 0): a}, {(0, 0): a})  # BCa, itself: nothing
     assert all((d.estimate, d.low, d.high, d.p) == (0.0, 0.0, 0.0, 1.0) for d in same.pooled)
+
+
+def test_a_multiclass_run_on_its_label_trees_nodes_sums_each_nodes_classes() -> None:
+    from sampleweight.taxonomy import Taxonomy
+
+    tree = Taxonomy({"x": ["a", "b"], "y": ["c", "d"]}, classes=["d", "a", "c", "b"])  # labels x, y, a, b, c, d
+    rng = np.random.default_rng(3)
+    scores = rng.dirichlet(np.ones(4), size=12)
+    targets, predicted = rng.integers(0, 4, 12), scores.argmax(1)
+    run = Predictions(tuple(f"i{k}" for k in range(12)), targets, predicted, scores, ("d", "a", "c", "b"))
+    nodes = run.on_label_tree(tree)
+    assert nodes.classes == ("x", "y", "a", "b", "c", "d") and nodes.multilabel
+    by_name = {name: scores[:, i] for i, name in enumerate(run.classes)}  # independent: sums by name
+    expected = np.stack([by_name["a"] + by_name["b"], by_name["c"] + by_name["d"], by_name["a"], by_name["b"],
+                         by_name["c"], by_name["d"]], axis=1)  # fmt: skip
+    np.testing.assert_allclose(nodes.scores, expected)
+    names = np.array(run.classes)
+    for row, label in zip(nodes.targets, names[targets], strict=True):
+        assert {nodes.classes[i] for i in np.flatnonzero(row)} == {label, "x" if label in "ab" else "y"}
+    assert (nodes.predicted.sum(1) == 2).all()  # the decided class and its parent
+    with pytest.raises(sw.ConfigError, match="on a label tree of its own classes"):
+        nodes.on_label_tree(tree)

@@ -686,16 +686,12 @@ def multiclass_label_tree_run(run: RunResult) -> RunResult:
     """
     if run.task != MULTICLASS:
         raise ConfigError(f"report: {run.path} is a {run.task} run; only a multiclass run is scored on its label tree")
-    from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
     from sampleweight.engine.multilabel import multilabel_final
 
     tree = label_tree(run.model, run.config.get("taxonomy"), tuple(run.classes))
-    labels = taxonomy_labels(tree)
-    paths = taxonomy_multilabel(np.arange(len(run.classes)), tree)  # [C, L]: the nodes on each class's path
-    predictions = run.predictions
-    targets, scores = paths[predictions.targets], predictions.scores @ paths
-    metrics, decided = multilabel_final(targets, scores, labels, resamples=0)
-    scored = Predictions(predictions.images, targets, decided, scores, labels)
+    nodes = run.predictions.on_label_tree(tree)
+    metrics, decided = multilabel_final(nodes.targets, nodes.scores, nodes.classes, resamples=0)
+    scored = replace(nodes, predicted=decided)
     config = {**run.config, "task": MULTILABEL}
     return RunResult(run.path, config, metrics, adjusted=scored, evaluation=run.evaluation,
                      scored_from=len(run.classes))  # fmt: skip

@@ -48,7 +48,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -66,6 +66,9 @@ from sampleweight.bootstrap import (
 from sampleweight.engine.rundir import read_predictions
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import confusion_matrix, confusion_metrics
+
+if TYPE_CHECKING:
+    from sampleweight.taxonomy import Taxonomy
 
 __all__ = [
     "ALPHA",
@@ -157,6 +160,32 @@ class Predictions:
     def multilabel(self) -> bool:
         """Whether these are a multilabel run's predictions (targets [N, L])."""
         return np.ndim(self.targets) == 2
+
+    def on_label_tree(self, taxonomy: Taxonomy) -> Predictions:
+        """A multiclass run's predictions on the nodes of its label tree, as a multilabel run of that form.
+
+        The labels are `sampleweight.data.multilabel.taxonomy_labels` (the nodes but the root), the form
+        ``--task multilabel`` gives a single-label data set; an image's true labels are its class and the nodes above
+        it, a node's probability is the sum of its classes' probabilities (P(malignant) = P(BCC) + P(AKIEC)), and the
+        decided labels are the decided class's path.
+
+        Args:
+            taxonomy: The run's label tree, in its class order.
+
+        Raises:
+            ConfigError: A multilabel run, or a tree whose classes are not the run's.
+        """
+        from sampleweight.data.multilabel import taxonomy_labels, taxonomy_multilabel
+
+        if self.multilabel or tuple(taxonomy.classes) != tuple(self.classes):
+            raise ConfigError(
+                "on_label_tree scores a multiclass run on a label tree of its own classes "
+                f"({', '.join(self.classes)}), got {'a multilabel run' if self.multilabel else 'other classes'}"
+            )
+        paths = taxonomy_multilabel(np.arange(len(self.classes)), taxonomy)  # [C, L]: the nodes on each class's path
+        return Predictions(
+            self.images, paths[self.targets], paths[self.predicted], self.scores @ paths, taxonomy_labels(taxonomy)
+        )
 
     def one_vs_rest(self, name: str | Sequence[str]) -> Predictions:
         """The run as a binary one: class ``name`` (1) against the rest (0), scored by its probability.
