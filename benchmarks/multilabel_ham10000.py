@@ -184,6 +184,18 @@ def report(args: argparse.Namespace) -> str:
             else:
                 diffs.append("baseline" if setup == BASELINE else "-")
         lines.append(f"| {setup} | {len(runs[setup])} | {' | '.join(cells)} | {' | '.join(diffs)} |")
+    significant = {
+        metric: [s for s in comparisons if adjusted[s, metric] < 0.05 and comparisons[s].pooled[i].estimate > 0]
+        for i, metric in enumerate(METRICS)
+    }
+    lines += [
+        "",
+        "**Reading.** Better than plain `bce` after Holm's correction (p < 0.05), on the mean over the labels of "
+        + "; ".join(f"{METRIC_NAMES[m]}: {', '.join(f'`{s}`' for s in significant[m]) or 'none'}" for m in METRICS)
+        + ". The rest of the differences are within the noise of 4 runs per setup. The `repeat_factor` sampler runs",
+        "at t = 0.1: at LVIS's default t = 0.001 it repeats no HAM10000 image (the rarest label, DF, is on 1.1 % of",
+        "the images), and a study run with it gave figures identical to `bce`'s.",
+    ]
     lines += [
         "",
         "Differences: setup minus `bce` on the same validation images, per (split, seed) and pooled over the pairs",
