@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +70,44 @@ def subset_as_csv(data: Path, limit: int, folder: Path) -> Path:
                 link.symlink_to(source.resolve())
             writer.writerow([records.image_ids[i], records.classes[records.labels[i]], records.groups[i]])
     return folder
+
+
+def study_folder(setup: str) -> str:
+    """The folder name of a study's setup (``bce, class_balanced sampler`` -> ``bce_class_balanced_sampler``)."""
+    return setup.replace(" ", "_").replace(",", "").replace("=", "-").replace("+", "-")
+
+
+def study_command(args: argparse.Namespace, split: int, seed: int, out: Path, task: Sequence[str]) -> list[str]:
+    """``sampleweight train`` of one run of a study at the reproduction scale of ``args`` (data, image size, epochs,
+    batch, lr, its cache under ``args.out``), with ``task``'s options (task, loss, weighter, sampler ...)."""
+    shared = [
+        "--data", str(args.data), "--model", "cbam_vgg16", "--backbone", "test_resnet", "--no-pretrained",
+        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+        "--lr", str(args.lr), "--split", str(split), "--seed", str(seed), "--cache-dir", str(args.out / "cache"),
+        "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    return [sys.executable, "-m", "sampleweight", "train", *shared, *task]
+
+
+def train_study(args: argparse.Namespace, setups: Sequence[str], options: Callable[[str], Sequence[str]]) -> None:
+    """Train every setup on every (split, seed) of ``args``, one run at a time with ``args.threads`` threads:
+    a finished run is kept, an interrupted one resumed (so a stopped study picks up where it stopped).
+
+    Args:
+        args: The study's arguments (``out``, ``splits``, ``seeds``, ``threads`` and `study_command`'s).
+        setups: The setups, in training order within each (split, seed).
+        options: A setup's ``sampleweight train`` options (task, loss, weighter, sampler ...).
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    for seed in args.seeds:  # both splits of the first seed first: a shorter study still spans the splits
+        for split in args.splits:
+            for setup in setups:
+                out = args.out / study_folder(setup) / f"s{split}-seed{seed}"
+                if (out / "metrics.json").is_file():
+                    continue
+                resume = ["--resume"] if (out / "checkpoint.pt").is_file() else ["--overwrite"]
+                started = time.time()
+                print(f"{setup} split {split} seed {seed}", flush=True)
+                command = study_command(args, split, seed, out, options(setup))
+                subprocess.run([*command, *resume], check=True, env=env)
+                print(f"  {time.time() - started:.0f} s", flush=True)

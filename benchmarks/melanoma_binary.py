@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from sampleweight.studies.statistics import PairedBootstrap, Predictions, holm
 
-from benchtools import DEFAULT_DATA
+from benchtools import DEFAULT_DATA, study_folder, train_study
 
 SETUPS: dict[str, list[str]] = {
     "bce": [],
@@ -52,41 +49,15 @@ METRICS = ("auc:MEL", "pauc:MEL")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def folder(setup: str) -> str:
-    return setup.replace(" ", "_").replace(",", "").replace("=", "-").replace("+", "-")
-
-
-def command(args: argparse.Namespace, setup: str, split: int, seed: int, out: Path) -> list[str]:
-    shared = [
-        "--data", str(args.data), "--model", "cbam_vgg16", "--backbone", "test_resnet", "--no-pretrained",
-        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--split", str(split), "--seed", str(seed), "--cache-dir", str(args.out / "cache"),
-        "--quiet", "--out", str(out),
-    ]  # fmt: skip
-    task = [] if setup == MULTICLASS else ["--task", "binary", "--positive", "MEL", *SETUPS[setup]]
-    return [sys.executable, "-m", "sampleweight", "train", *shared, *task]
-
-
-def train_all(args: argparse.Namespace) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    for seed in args.seeds:  # both splits of the first seed first: a shorter study still spans the splits
-        for split in args.splits:
-            for setup in [*SETUPS, MULTICLASS]:
-                out = args.out / folder(setup) / f"s{split}-seed{seed}"
-                if (out / "metrics.json").is_file():
-                    continue
-                resume = ["--resume"] if (out / "checkpoint.pt").is_file() else ["--overwrite"]
-                started = time.time()
-                print(f"{setup} split {split} seed {seed}", flush=True)
-                subprocess.run([*command(args, setup, split, seed, out), *resume], check=True, env=env)
-                print(f"  {time.time() - started:.0f} s", flush=True)
+def options(setup: str) -> list[str]:
+    return [] if setup == MULTICLASS else ["--task", "binary", "--positive", "MEL", *SETUPS[setup]]
 
 
 def runs_of(args: argparse.Namespace, setup: str) -> dict[tuple[int, int], Predictions]:
     found = {}
     for split in args.splits:
         for seed in args.seeds:
-            path = args.out / folder(setup) / f"s{split}-seed{seed}"
+            path = args.out / study_folder(setup) / f"s{split}-seed{seed}"
             if (path / "metrics.json").is_file():
                 run = Predictions.read(path / "predictions.csv")
                 found[(split, seed)] = run.one_vs_rest("MEL") if setup == MULTICLASS else run
@@ -189,7 +160,7 @@ def main() -> None:
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reproduction-melanoma-results.md")
     args = parser.parse_args()
     if not args.report_only:
-        train_all(args)
+        train_study(args, [*SETUPS, MULTICLASS], options)
     args.page.write_text(report(args))
     print(f"wrote {args.page}")
 

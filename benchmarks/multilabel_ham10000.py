@@ -32,16 +32,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchtools import DEFAULT_DATA
+from benchtools import DEFAULT_DATA, study_folder, train_study
 
 if TYPE_CHECKING:
     from sampleweight.studies.statistics import Predictions
@@ -60,34 +57,8 @@ METRIC_NAMES = {"mean_auc": "ROC AUC", "mean_pauc": "pAUC above 80 % TPR", "mean
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def folder(setup: str) -> str:
-    return setup.replace(" ", "_").replace(",", "").replace("=", "-").replace("+", "-")
-
-
-def command(args: argparse.Namespace, setup: str, split: int, seed: int, out: Path) -> list[str]:
-    shared = [
-        "--data", str(args.data), "--model", "cbam_vgg16", "--backbone", "test_resnet", "--no-pretrained",
-        "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--split", str(split), "--seed", str(seed), "--cache-dir", str(args.out / "cache"),
-        "--quiet", "--out", str(out),
-    ]  # fmt: skip
-    task = [] if setup == MULTICLASS else ["--task", "multilabel", *SETUPS[setup]]
-    return [sys.executable, "-m", "sampleweight", "train", *shared, *task]
-
-
-def train_all(args: argparse.Namespace) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    for seed in args.seeds:  # both splits of the first seed first: a shorter study still spans the splits
-        for split in args.splits:
-            for setup in args.setups:
-                out = args.out / folder(setup) / f"s{split}-seed{seed}"
-                if (out / "metrics.json").is_file():
-                    continue
-                resume = ["--resume"] if (out / "checkpoint.pt").is_file() else ["--overwrite"]
-                started = time.time()
-                print(f"{setup} split {split} seed {seed}", flush=True)
-                subprocess.run([*command(args, setup, split, seed, out), *resume], check=True, env=env)
-                print(f"  {time.time() - started:.0f} s", flush=True)
+def options(setup: str) -> list[str]:
+    return [] if setup == MULTICLASS else ["--task", "multilabel", *SETUPS[setup]]
 
 
 def runs_of(args: argparse.Namespace, setup: str) -> dict:
@@ -97,7 +68,7 @@ def runs_of(args: argparse.Namespace, setup: str) -> dict:
     found = {}
     for split in args.splits:
         for seed in args.seeds:
-            path = args.out / folder(setup) / f"s{split}-seed{seed}"
+            path = args.out / study_folder(setup) / f"s{split}-seed{seed}"
             if (path / "metrics.json").is_file():
                 if setup == MULTICLASS:  # a node's probability: the sum of its diagnoses'
                     run = Predictions.read(path / "predictions.csv")
@@ -135,7 +106,7 @@ def report(args: argparse.Namespace) -> str:
     finished = sum(len(found) for found in runs.values())
     seconds = [
         sum(json.loads(line)["seconds"] for line in (p / "metrics.jsonl").read_text().splitlines() if line.strip())
-        for s in setups for p in (args.out / folder(s)).glob("s*-seed*") if (p / "metrics.json").is_file()
+        for s in setups for p in (args.out / study_folder(s)).glob("s*-seed*") if (p / "metrics.json").is_file()
     ]  # fmt: skip
     lines = [
         "# The multilabel form of HAM10000: sigmoid heads over the label tree compared",
@@ -244,7 +215,7 @@ def main() -> None:
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reproduction-multilabel-results.md")
     args = parser.parse_args()
     if not args.report_only:
-        train_all(args)
+        train_study(args, args.setups, options)
     args.page.write_text(report(args))
     print(f"wrote {args.page}")
 

@@ -42,7 +42,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -475,6 +475,18 @@ def _index_images(folders: Iterable[Path]) -> dict[str, Path]:
     return index
 
 
+def _named_image(root: Path, image: str, index: Mapping[str, Path], named: set[Path]) -> Path | None:
+    """The file a CSV row names: ``root / image`` if it is one, else the indexed file of that id or name; recorded in
+    ``named`` (the files some row names). None for an empty cell or a file not found."""
+    if not image:
+        return None
+    direct = root / image
+    path = direct if direct.is_file() else index.get(image)
+    if path is not None:
+        named.add(path)
+    return path
+
+
 def _finish(
     where: str,
     problems: _Problems,
@@ -651,11 +663,7 @@ def _read_generic(labels_csv: Path, classes: Sequence[str] | None, skip_bad: boo
         if label not in lookup:
             problems.add(f"unknown label(s) (valid: {', '.join(names)})", line, f"line {line} {label!r}")
             bad = True
-        path = None
-        if image:
-            direct = root / image
-            path = direct if direct.is_file() else index.get(image)
-            named.add(path)
+        path = _named_image(root, image, index, named)
         if path is None:
             problems.add(f"missing image(s) (looked in {root} and its subfolders)", line, image or f"line {line}")
             bad = True
@@ -722,11 +730,7 @@ def _read_multilabel(labels_csv: Path, classes: Sequence[str] | None, skip_bad: 
                 problems.add("value(s) other than 0/1 in a label column", line, f"line {line} {name}={cells[column]!r}")
                 bad = True
             values.append(value)
-        path = None
-        if image:
-            direct = root / image
-            path = direct if direct.is_file() else index.get(image)
-            named.add(path)
+        path = _named_image(root, image, index, named)
         if path is None:
             problems.add(f"missing image(s) (looked in {root} and {images_dir.name}/)", line, image or f"line {line}")
             bad = True
