@@ -241,11 +241,14 @@ def test_sam_wb_ham10000_smoke(tmp_path) -> None:
     assert "| ce-none | 1 |" in text and "| ce-none-sam | 1 |" in text and "| ce-none+wb | 1 |" in text
 
 
-def test_binary_bootstrap_speed_smoke(tmp_path) -> None:
+@pytest.mark.parametrize("labels", [1, 3])
+def test_binary_bootstrap_speed_smoke(tmp_path, labels) -> None:
     out = tmp_path / "b.json"
-    load("binary_bootstrap_speed").main(["--images", "300", "--resamples", "50", "--rounds", "1", "--out", str(out)])
+    load("binary_bootstrap_speed").main(["--images", "300", "--resamples", "50", "--rounds", "1", "--out", str(out),
+                                         "--labels", str(labels)])  # fmt: skip
     report = json.loads(out.read_text())
     assert report["benchmark"] == "binary_bootstrap_speed" and report["resamples"] == 50
+    assert report["labels"] == labels
     assert report["vectorised_seconds"] > 0 and report["loop_over_vectorised"] > 0
 
 
