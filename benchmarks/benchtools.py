@@ -111,3 +111,22 @@ def train_study(args: argparse.Namespace, setups: Sequence[str], options: Callab
                 command = study_command(args, split, seed, out, options(setup))
                 subprocess.run([*command, *resume], check=True, env=env)
                 print(f"  {time.time() - started:.0f} s", flush=True)
+
+
+def study_arguments(description: str, out: str, page: Path) -> argparse.ArgumentParser:
+    """The arguments every real-data study takes: the data, where its runs go, the (split, seed) pairs, the
+    reproduction scale (48 px, 5 epochs, batch 32, lr 1e-3), threads per run, paired resamples, the page it writes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / out)
+    parser.add_argument("--splits", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--page", type=Path, default=page)
+    return parser

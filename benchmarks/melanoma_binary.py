@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from sampleweight.studies.statistics import PairedBootstrap, Predictions, holm
 
-from benchtools import DEFAULT_DATA, study_folder, train_study
+from benchtools import study_arguments, study_folder, train_study
 
 SETUPS: dict[str, list[str]] = {
     "bce": [],
@@ -145,19 +144,8 @@ def stats_values(run: Predictions) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sampleweight-melanoma")
-    parser.add_argument("--splits", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reproduction-melanoma-results.md")
+    page = ROOT / "docs" / "reproduction-melanoma-results.md"
+    parser = study_arguments(__doc__.split("\n")[0], "sampleweight-melanoma", page)
     args = parser.parse_args()
     if not args.report_only:
         train_study(args, [*SETUPS, MULTICLASS], options)

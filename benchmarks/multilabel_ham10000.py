@@ -32,13 +32,12 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchtools import DEFAULT_DATA, study_folder, train_study
+from benchtools import study_arguments, study_folder, train_study
 
 if TYPE_CHECKING:
     from sampleweight.studies.statistics import Predictions
@@ -194,25 +193,14 @@ def report(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sampleweight-multilabel")
-    parser.add_argument("--splits", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--resamples", type=int, default=2000)
+    page = ROOT / "docs" / "reproduction-multilabel-results.md"
+    parser = study_arguments(__doc__.split("\n")[0], "sampleweight-multilabel", page)
     parser.add_argument(
         "--setups",
         type=lambda s: s.split(";"),
         default=[*SETUPS, MULTICLASS],
         help="which setups to train, ';'-separated (default: all)",
     )
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reproduction-multilabel-results.md")
     args = parser.parse_args()
     if not args.report_only:
         train_study(args, args.setups, options)

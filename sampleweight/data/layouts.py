@@ -221,26 +221,25 @@ def _read_path(
 
 
 def _require_every_class(records: DatasetRecords, where: str) -> None:
-    if records.multilabel:
-        positives = records.class_counts()[1].tolist()
-        empty = [name for name, n in zip(records.classes, positives, strict=True) if n == 0]
-        if empty:
-            raise DataError(
-                f"label(s) with no positive image in {where}: {', '.join(empty)} (images with each label: "
-                + ", ".join(f"{name} {int(n)}" for name, n in zip(records.classes, positives, strict=True))
-                + "). Every label needs images that have it to train on; drop its column or check the file."
-            )
-        return
-    counts = records.class_counts().tolist()
+    """Every class has images (a multilabel set: every label has images holding it), or one `DataError` naming them."""
+    multilabel = records.multilabel
+    counts = records.class_counts()[1 if multilabel else slice(None)].tolist()
     empty = [name for name, n in zip(records.classes, counts, strict=True) if n == 0]
-    if empty:
-        raise DataError(
-            f"class(es) with no images in {where}: {', '.join(empty)} (counts: "
-            + ", ".join(f"{name} {int(n)}" for name, n in zip(records.classes, counts, strict=True))
-            + "). Every class needs images to train on; check the download"
-            + (" or the classes= list" if records.layout == "csv" else "")
-            + "."
+    if not empty:
+        return
+    if multilabel:
+        problem, listed = "label(s) with no positive image", "images with each label"
+        fix = "Every label needs images that have it to train on; drop its column or check the file."
+    else:
+        problem, listed = "class(es) with no images", "counts"
+        fix = "Every class needs images to train on; check the download" + (
+            " or the classes= list." if records.layout == "csv" else "."
         )
+    raise DataError(
+        f"{problem} in {where}: {', '.join(empty)} ({listed}: "
+        + ", ".join(f"{name} {int(n)}" for name, n in zip(records.classes, counts, strict=True))
+        + f"). {fix}"
+    )
 
 
 _ACCEPTED = (
