@@ -130,3 +130,42 @@ def study_arguments(description: str, out: str, page: Path) -> argparse.Argument
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--page", type=Path, default=page)
     return parser
+
+
+def holm_per_metric(comparisons: dict, metrics: Sequence[str]) -> dict[tuple[str, str], float]:
+    """Holm-adjusted p of each setup's pooled difference, one family per metric (over the setups compared).
+
+    Args:
+        comparisons: Setup -> `sampleweight.studies.statistics.Comparison` against the study's baseline.
+        metrics: The compared metrics, in the order of each comparison's ``pooled``.
+    """
+    from sampleweight.studies.statistics import holm
+
+    adjusted = {}
+    names = list(comparisons)
+    for i, metric in enumerate(metrics):
+        ps = holm([comparisons[n].pooled[i].p for n in names]) if names else []
+        adjusted.update({(n, metric): float(p) for n, p in zip(names, ps, strict=True)})
+    return adjusted
+
+
+def spread_cells(values: np.ndarray | None, columns: int) -> list[str]:
+    """``mean ± sd`` over a setup's runs (rows of ``values``) of each of the first ``columns`` figures; ``-`` none."""
+    if values is None or len(values) == 0:
+        return ["-"] * columns
+    return [f"{values[:, i].mean():.4f} ± {values[:, i].std(ddof=1) if len(values) > 1 else 0:.4f}"
+            for i in range(columns)]  # fmt: skip
+
+
+def difference_cells(
+    setup: str, comparisons: dict, adjusted: dict[tuple[str, str], float], metrics: Sequence[str], baseline: str
+) -> list[str]:
+    """A setup's pooled difference from the baseline per metric: ``+d [low, high], p P (P after Holm)``; the
+    baseline's row says ``baseline``, a setup without a comparison ``-``."""
+    if setup not in comparisons:
+        return ["baseline" if setup == baseline else "-"] * len(metrics)
+    cells = []
+    for i, metric in enumerate(metrics):
+        d = comparisons[setup].pooled[i]
+        cells.append(f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p {d.p:.3f} ({adjusted[setup, metric]:.3f})")
+    return cells

@@ -30,9 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sampleweight.studies.statistics import PairedBootstrap, Predictions, holm
+from sampleweight.studies.statistics import PairedBootstrap, Predictions
 
-from benchtools import study_arguments, study_folder, train_study
+from benchtools import (
+    difference_cells,
+    holm_per_metric,
+    spread_cells,
+    study_arguments,
+    study_folder,
+    train_study,
+)
 
 SETUPS: dict[str, list[str]] = {
     "bce": [],
@@ -73,11 +80,7 @@ def report(args: argparse.Namespace) -> str:
         rows.append((setup, len(found), values))
         if setup != BASELINE and found and runs[BASELINE]:
             comparisons[setup] = stats.compare(found, runs[BASELINE])
-    adjusted = {}
-    for i, metric in enumerate(METRICS):
-        names = list(comparisons)
-        ps = holm([comparisons[n].pooled[i].p for n in names]) if names else []
-        adjusted.update({(n, metric): float(p) for n, p in zip(names, ps, strict=True)})
+    adjusted = holm_per_metric(comparisons, METRICS)
     lines = [
         "# Melanoma vs the rest on HAM10000: binary heads compared",
         "",
@@ -110,17 +113,8 @@ def report(args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|",
     ]
     for setup, count, values in rows:
-        cells = [f"{values[:, i].mean():.4f} ± {values[:, i].std(ddof=1) if count > 1 else 0:.4f}" if count else "-"
-                 for i in range(2)]  # fmt: skip
-        diffs = []
-        for i, metric in enumerate(METRICS):
-            if setup in comparisons:
-                d = comparisons[setup].pooled[i]
-                diffs.append(
-                    f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p {d.p:.3f} ({adjusted[setup, metric]:.3f})"
-                )
-            else:
-                diffs.append("baseline" if setup == BASELINE else "-")
+        cells = spread_cells(values, 2)
+        diffs = difference_cells(setup, comparisons, adjusted, METRICS, BASELINE)
         lines.append(f"| {setup} | {count} | {cells[0]} | {cells[1]} | {diffs[0]} | {diffs[1]} |")
     lines += [
         "",

@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchtools import study_arguments, study_folder, train_study
+from benchtools import (
+    difference_cells,
+    holm_per_metric,
+    spread_cells,
+    study_arguments,
+    study_folder,
+    train_study,
+)
 
 if TYPE_CHECKING:
     from sampleweight.studies.statistics import Predictions
@@ -86,7 +93,7 @@ def figures(run: Predictions) -> np.ndarray:
 
 
 def report(args: argparse.Namespace) -> str:
-    from sampleweight.studies.statistics import PairedBootstrap, holm
+    from sampleweight.studies.statistics import PairedBootstrap
 
     setups = [*SETUPS, MULTICLASS]
     runs = {setup: runs_of(args, setup) for setup in setups}
@@ -97,11 +104,7 @@ def report(args: argparse.Namespace) -> str:
     comparisons = {
         s: stats.compare(runs[s], runs[BASELINE]) for s in setups if s != BASELINE and runs[s] and runs[BASELINE]
     }
-    adjusted = {}
-    for i, metric in enumerate(METRICS):
-        names = list(comparisons)
-        ps = holm([comparisons[n].pooled[i].p for n in names]) if names else []
-        adjusted.update({(n, metric): float(p) for n, p in zip(names, ps, strict=True)})
+    adjusted = holm_per_metric(comparisons, METRICS)
     finished = sum(len(found) for found in runs.values())
     seconds = [
         sum(json.loads(line)["seconds"] for line in (p / "metrics.jsonl").read_text().splitlines() if line.strip())
@@ -139,20 +142,8 @@ def report(args: argparse.Namespace) -> str:
         "|---|---|" + "---|" * (2 * len(METRICS)),
     ]
     for setup in setups:
-        found = values.get(setup)
-        cells = [
-            f"{found[:, i].mean():.4f} ± {found[:, i].std(ddof=1) if len(found) > 1 else 0:.4f}" if found is not None
-            else "-" for i in range(len(METRICS))
-        ]  # fmt: skip
-        diffs = []
-        for i, metric in enumerate(METRICS):
-            if setup in comparisons:
-                d = comparisons[setup].pooled[i]
-                diffs.append(
-                    f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p {d.p:.3f} ({adjusted[setup, metric]:.3f})"
-                )
-            else:
-                diffs.append("baseline" if setup == BASELINE else "-")
+        cells = spread_cells(values.get(setup), len(METRICS))
+        diffs = difference_cells(setup, comparisons, adjusted, METRICS, BASELINE)
         lines.append(f"| {setup} | {len(runs[setup])} | {' | '.join(cells)} | {' | '.join(diffs)} |")
     significant = {
         metric: [s for s in comparisons if adjusted[s, metric] < 0.05 and comparisons[s].pooled[i].estimate > 0]
