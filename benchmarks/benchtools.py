@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,15 @@ DEFAULT_DATA = Path(
 def default_out(name: str) -> Path:
     """Where benchmark ``name`` writes its JSON by default (a temporary folder, never the repository)."""
     return Path(tempfile.gettempdir()) / "sampleweight-benchmarks" / f"{name}.json"
+
+
+def machine_facts() -> dict[str, object]:
+    """What a timing depends on besides its code: ``cpu``, torch's ``threads`` and the ``torch`` version."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def sync(device: torch.device) -> None:

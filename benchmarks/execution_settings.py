@@ -15,7 +15,6 @@ Prints a table and writes JSON (``--out``). Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 from pathlib import Path
@@ -28,7 +27,7 @@ from rich.table import Table
 
 import sampleweight  # noqa: F401  (registers cbam_vgg16 and hierarchical_vgg16 with timm)
 
-from benchtools import default_out, finish, time_call
+from benchtools import default_out, finish, machine_facts, time_call
 
 DEFAULT_OUT = default_out("execution_settings")
 DEFAULT_MODELS = [
@@ -99,9 +98,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "execution_settings",
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine_facts(),
         "rounds": args.rounds,
         "results": results,
     }

@@ -20,7 +20,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from rich.table import Table
 
 import sampleweight as sw
 
-from benchtools import default_out, finish, time_call
+from benchtools import default_out, finish, machine_facts, time_call
 
 DEFAULT_OUT = default_out("mixing_overhead")
 BASELINE = "none"
@@ -104,9 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "mixing_overhead",
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine_facts(),
         "timm": timm.__version__,
         "model": f"cbam_vgg16(backbone={args.backbone})",
         "criterion": f"{args.loss} + {args.weighter}",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import platform
 import random
 import shutil
 import statistics
@@ -58,7 +57,7 @@ from sampleweight.data import (
 from sampleweight.engine.config import TrainConfig
 from sampleweight.engine.training import train
 
-from benchtools import DEFAULT_DATA, default_out, finish, subset_as_csv
+from benchtools import DEFAULT_DATA, default_out, finish, machine_facts, subset_as_csv
 
 DEFAULT_OUT = default_out("trainer_vs_loop")
 
@@ -171,9 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     rates = {name: args.epochs * n_train / seconds for name, seconds in timings.items()}
     return {
         "benchmark": "trainer_vs_loop",
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine_facts(),
         "model": f"cbam_vgg16(backbone={args.backbone})",
         "data": f"{len(records)} images of {args.data} ({n_train} train / {len(val_idx)} val)",
         "image_size": args.image_size,

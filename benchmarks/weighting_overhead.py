@@ -28,7 +28,6 @@ Prints a table and writes JSON (``--out``). Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sampleweight as sw
 
-from benchtools import default_out, finish, time_call
+from benchtools import default_out, finish, machine_facts, time_call
 
 DEFAULT_OUT = default_out("weighting_overhead")
 BASELINE = "plain CE"
@@ -143,9 +142,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "weighting_overhead",
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine_facts(),
         "model": f"cbam_vgg16(backbone={args.backbone})",
         "image_size": args.image_size,
         "batch_size": args.batch_size,
