@@ -368,10 +368,7 @@ def check_sampler_options(name: str, options: Mapping[str, Any], *, registry: Re
     Raises:
         ConfigError: Unknown name (the valid ones are listed) or option (the sampler's options are listed).
     """
-    entry = lookup(registry, "samplers", name)
-    _check_unused(options, [entry], "sampler", SAMPLER_FACTS)
-    typed_options(entry, options, "sampler", SAMPLER_FACTS)
-    return entry
+    return _checked_entry("samplers", name, options, registry, SAMPLER_FACTS)
 
 
 def create_mixer(name: str, *, registry: Registry | None = None, **options: Any) -> Mixer:
@@ -409,10 +406,7 @@ def check_mixer_options(name: str, options: Mapping[str, Any], *, registry: Regi
     Raises:
         ConfigError: Unknown name (the valid ones are listed) or option (the mixer's options are listed).
     """
-    entry = lookup(registry, "mixers", name)
-    _check_unused(options, [entry], "mixer", MIXER_FACTS)
-    typed_options(entry, options, "mixer", MIXER_FACTS)
-    return entry
+    return _checked_entry("mixers", name, options, registry, MIXER_FACTS)
 
 
 def create_optimizer(
@@ -472,10 +466,7 @@ def check_optimizer_options(name: str, options: Mapping[str, Any], *, registry: 
     Raises:
         ConfigError: Unknown name (the valid ones are listed) or option (the optimizer's options are listed).
     """
-    entry = lookup(registry, "optimizers", name)
-    _check_unused(options, [entry], "optimizer", (*OPTIMIZER_FACTS, "params"))
-    typed_options(entry, options, "optimizer", OPTIMIZER_FACTS)
-    return entry
+    return _checked_entry("optimizers", name, options, registry, OPTIMIZER_FACTS, passed=("params",))
 
 
 def default_lr(name: str, options: Mapping[str, Any], *, registry: Registry | None = None) -> float:
@@ -737,6 +728,26 @@ def lookup(registry: Registry | None, kind: str, name: str) -> Registered:
         f"unknown {singular} {name!r}; choose one of: {', '.join(sorted(table)) or '(none registered)'}.{hint}"
         f" (`sampleweight plugins` lists what each plugin registers)"
     )
+
+
+def _checked_entry(
+    kind: str,
+    name: str,
+    options: Mapping[str, Any],
+    registry: Registry | None,
+    facts: Sequence[str],
+    passed: Sequence[str] = (),
+) -> Registered:
+    """The registered ``kind`` plugin ``name``, its ``options`` checked: each one it takes (or a fact, or an argument
+    ``passed`` to it directly, such as an optimizer's ``params``), each of the type its factory declares.
+
+    Raises:
+        ConfigError: Unknown name (the valid ones are listed), an option it does not take, a value of the wrong type.
+    """
+    entry = lookup(registry, kind, name)
+    _check_unused(options, [entry], SINGULAR[kind], (*facts, *passed))
+    typed_options(entry, options, SINGULAR[kind], facts)
+    return entry
 
 
 def _check_unused(
