@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sampleweight.data.records import DatasetRecords
 from sampleweight.errors import ConfigError, DataError
 
-__all__ = ["split_class_counts", "split_indices", "split_strata"]
+__all__ = ["label_strata", "split_class_counts", "split_indices", "split_strata"]
 
 
 def split_strata(records: DatasetRecords) -> np.ndarray:
@@ -49,14 +50,33 @@ def split_strata(records: DatasetRecords) -> np.ndarray:
         >>> split_strata(records).tolist()
         [1, 0, 2, 0]
     """
-    if not records.multilabel:
-        return records.labels
-    labels = records.labels.astype(bool)
-    frequency = labels.sum(0)
-    order = np.argsort(frequency, kind="stable")  # rarest label first
-    ranked = labels[:, order]
-    rarest = order[ranked.argmax(1)]
-    return np.where(labels.any(1), rarest, labels.shape[1]).astype(np.int64)
+    return label_strata(records.labels) if records.multilabel else records.labels
+
+
+def label_strata(targets: Any) -> np.ndarray:
+    """The stratum of each image: its class, or (0/1 per label [N, L]) its rarest label among these images.
+
+    The rule `split_strata` stratifies a multilabel split by, and the paired bootstrap its resamples
+    (`sampleweight.studies.statistics.PairedBootstrap`): the index of the image's label that the fewest of these
+    images hold (ties: the first label), and ``L`` for an image without labels.
+
+    Args:
+        targets: Class indices [N], or 0/1 per label [N, L].
+
+    Returns:
+        ``np.int64`` [N].
+
+    Example:
+        >>> label_strata(np.array([[1, 1], [1, 0], [0, 0], [1, 0]])).tolist()
+        [1, 0, 2, 0]
+    """
+    labels = np.asarray(targets)
+    if labels.ndim == 1:
+        return labels.astype(np.int64)
+    present = labels.astype(bool)
+    order = np.argsort(present.sum(0), kind="stable")  # rarest label first
+    rarest = order[present[:, order].argmax(1)]
+    return np.where(present.any(1), rarest, labels.shape[1]).astype(np.int64)
 
 
 def split_indices(

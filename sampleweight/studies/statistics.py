@@ -63,6 +63,7 @@ from sampleweight.bootstrap import (
     jackknife_groups,
     resample_counts,
 )
+from sampleweight.data.splits import label_strata as label_strata
 from sampleweight.engine.rundir import read_predictions
 from sampleweight.errors import ConfigError
 from sampleweight.metrics import confusion_matrix, confusion_metrics
@@ -261,32 +262,6 @@ def _label_matrix(path: Path, cells: Sequence[str], labels: Sequence[str]) -> np
                 )
             matrix[row, index[name]] = 1
     return matrix
-
-
-def label_strata(targets: Any) -> np.ndarray:
-    """The stratum of each image a paired bootstrap keeps at its count: its class, or (multilabel) its rarest label.
-
-    The rule `sampleweight.data.splits.split_strata` stratifies a multilabel split by, applied to the images scored:
-    the index of the image's label that the fewest of these images hold (ties: the first label), and ``L`` for an image
-    without labels.
-
-    Args:
-        targets: Class indices [N], or 0/1 per label [N, L].
-
-    Returns:
-        ``np.int64`` [N].
-
-    Example:
-        >>> label_strata(np.array([[1, 1], [1, 0], [0, 0], [1, 0]])).tolist()
-        [1, 0, 2, 0]
-    """
-    labels = np.asarray(targets)
-    if labels.ndim == 1:
-        return labels.astype(np.int64)
-    present = labels.astype(bool)
-    order = np.argsort(present.sum(0), kind="stable")  # rarest label first
-    rarest = order[present[:, order].argmax(1)]
-    return np.where(present.any(1), rarest, labels.shape[1]).astype(np.int64)
 
 
 def _mean_ranked(targets: np.ndarray, scores: np.ndarray, weights: Any) -> np.ndarray:
