@@ -30,6 +30,7 @@ from torch import nn
 
 from sampleweight import distributed
 from sampleweight.errors import ConfigError, PluginError, SampleWeightError, describe
+from sampleweight.functional import multi_hot_counts
 from sampleweight.mixing import Mixer
 from sampleweight.plugins import DISABLE_ENV, SINGULAR, TASKS, Registered, Registry, get_registry
 from sampleweight.sampling import Sampler, ShardedSampler
@@ -678,8 +679,7 @@ def _multi_hot_facts(facts: dict[str, Any], targets: torch.Tensor) -> dict[str, 
             "targets must be class indices [N] or, for a multilabel task, a non-empty multi-hot matrix [N, L] of "
             "0/1 values"
         )
-    positives = (targets != 0).sum(0)
-    counts = torch.stack([len(targets) - positives, positives])
+    counts = multi_hot_counts(targets)
     if "class_counts" in facts and not torch.equal(facts["class_counts"], counts):
         raise ConfigError(
             f"class_counts {facts['class_counts'].tolist()} disagree with the multi-hot targets' [negatives, "

@@ -231,6 +231,18 @@ def label_targets(logits: Tensor, targets: Tensor) -> Tensor:
     )
 
 
+def multi_hot_counts(targets: Tensor) -> Tensor:
+    """A multilabel task's ``class_counts`` from its multi-hot targets [N, L]: the [2, L] table, row 0 the samples
+    without each label, row 1 those with it (the inverse of `label_counts`).
+
+    Example:
+        >>> multi_hot_counts(torch.tensor([[1, 0], [1, 1], [0, 0]])).tolist()
+        [[1, 2], [2, 1]]
+    """
+    positives = (targets != 0).sum(0)
+    return torch.stack([len(targets) - positives, positives])
+
+
 def label_counts(class_counts: Tensor | Sequence[int] | Sequence[Sequence[int]]) -> tuple[Tensor, int]:
     """Positive counts per label [L] and the number of samples N, from a sigmoid task's ``class_counts``.
 

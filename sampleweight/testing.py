@@ -60,6 +60,7 @@ from torch.utils.data import DataLoader
 
 from sampleweight.errors import describe
 from sampleweight.factory import FACTS, MIXER_FACTS, OPTIMIZER_FACTS, SAMPLER_FACTS, factory_arguments, resolve_facts
+from sampleweight.functional import multi_hot_counts
 from sampleweight.mixing import Mixer
 from sampleweight.sampling import Sampler
 from sampleweight.taxonomy import Taxonomy, as_taxonomy
@@ -981,9 +982,7 @@ def _multilabel_facts(facts: dict[str, Any]) -> dict[str, Any]:
                 f"a multilabel task's targets are multi-hot [N, L] of 0/1, got shape {tuple(targets.shape)}"
                 + ("" if targets.ndim != 2 else " with values other than 0 and 1")
             )
-        targets = targets.long()
-        positives = targets.sum(0)
-        counts = torch.stack([len(targets) - positives, positives])
+        counts = multi_hot_counts(targets.long())
         if "class_counts" in facts and not torch.equal(torch.as_tensor(facts["class_counts"]).long(), counts):
             raise ValueError(
                 f"class_counts {torch.as_tensor(facts['class_counts']).tolist()} disagree with the multi-hot targets' "

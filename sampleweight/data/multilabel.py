@@ -26,6 +26,7 @@ import torch
 from sampleweight.data.dataset import SplitDatasets
 from sampleweight.data.records import UNLABELLED, DatasetRecords
 from sampleweight.errors import ConfigError
+from sampleweight.functional import multi_hot_counts
 from sampleweight.taxonomy import Taxonomy
 
 __all__ = ["taxonomy_labels", "taxonomy_multilabel", "taxonomy_records", "taxonomy_split"]
@@ -86,6 +87,5 @@ def taxonomy_split(data: SplitDatasets, taxonomy: Taxonomy) -> SplitDatasets:
     """
     for side in (data.train, data.val):
         side.labels = taxonomy_multilabel(side.labels, taxonomy)
-    positives = data.train.labels.sum(0).astype(np.int64)
-    counts = torch.from_numpy(np.stack([len(data.train.labels) - positives, positives]))
+    counts = multi_hot_counts(torch.from_numpy(data.train.labels))
     return replace(data, classes=taxonomy_labels(taxonomy), class_counts=counts)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sampleweight.functional import multi_hot_counts
+
 __all__ = ["ISIC_CLASSES", "UNLABELLED", "DatasetRecords"]
 
 ISIC_CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -117,8 +119,7 @@ class DatasetRecords:
         """
         labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
         if self.multilabel:
-            positives = labels.sum(0).astype(np.int64)
-            return torch.from_numpy(np.stack([len(labels) - positives, positives]))
+            return multi_hot_counts(torch.from_numpy(labels))
         labels = labels[labels != UNLABELLED]
         return torch.from_numpy(np.bincount(labels, minlength=self.num_classes).astype(np.int64))
 
