@@ -173,6 +173,8 @@ def main(
     trainer.fit(
         Classifier(num_epochs=epochs, show_batches=show_batches, mixer=mixer, class_counts=counts), datamodule=data
     )
+    if torch.distributed.is_initialized():  # close gloo's threads before the interpreter exits, not during its exit
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
